@@ -1,0 +1,177 @@
+"""Model loading over timm: presets for the study's networks, frozen and in eval mode.
+
+Weights come from, in order of preference: timm's pretrained weights (the
+Hugging Face hub cache, downloaded once when online), a local checkpoint file,
+or random initialisation. Random weights are used only when asked for
+(``weights="random"``); a missing pretrained download is an error that says how
+to fix it, never a silent fallback.
+"""
+from __future__ import annotations
+
+import difflib
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from unittest import mock
+from urllib.parse import urlparse
+
+import timm
+import torch
+from torch import nn
+
+# The study's networks. The tags pin the weights: torchvision's original
+# ImageNet-1k weights for the CNNs (as in the MACO paper's human study), and
+# the AugReg ViT-B/16 fine-tuned on ImageNet-1k.
+PRESETS = {
+    "vgg16": "vgg16.tv_in1k",
+    "resnet50": "resnet50.tv_in1k",
+    "vit_b16": "vit_base_patch16_224.augreg2_in21k_ft_in1k",
+}
+
+RANDOM_WEIGHTS = "random"
+PRETRAINED_WEIGHTS = "pretrained"
+
+
+class ModelError(ValueError):
+    """A model that cannot be loaded as asked; the message says how to fix it."""
+
+
+@dataclass
+class Model:
+    """A frozen classifier that takes images in [0, 1] and returns logits.
+
+    ``weights`` describes where the parameters came from (``"random"`` when
+    they are random, so that every output can say so).
+    """
+
+    net: nn.Module
+    name: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    weights: str
+    num_classes: int
+    _mean: torch.Tensor = field(init=False, repr=False)
+    _std: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.net.eval()
+        for parameter in self.net.parameters():
+            parameter.requires_grad_(False)
+        device = self.device
+        self._mean = torch.tensor(self.mean, device=device).view(1, 3, 1, 1)
+        self._std = torch.tensor(self.std, device=device).view(1, 3, 1, 1)
+
+    @property
+    def device(self) -> torch.device:
+        parameter = next(self.net.parameters(), None)
+        return parameter.device if parameter is not None else torch.device("cpu")
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights == RANDOM_WEIGHTS
+
+    def to(self, device: torch.device | str) -> "Model":
+        self.net.to(device)
+        self._mean = self._mean.to(device)
+        self._std = self._std.to(device)
+        return self
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self._mean) / self._std
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(images))
+
+
+def resolve_name(name: str) -> str:
+    """Map a preset (``resnet50``) or any timm name to a timm model name."""
+    timm_name = PRESETS.get(name, name)
+    if not timm.is_model(timm_name.split(".")[0]):
+        candidates = list(PRESETS) + timm.list_models()
+        close = difflib.get_close_matches(name, dict.fromkeys(candidates), n=5, cutoff=0.6)
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise ModelError(f"unknown model {name!r} (not a preset nor a timm model){hint}")
+    return timm_name
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def _create_pretrained(timm_name: str) -> nn.Module:
+    """Pretrained weights from the local cache first, then the hub if it answers.
+
+    The cache is tried in offline mode because an unreachable hub otherwise
+    costs a minute of retries before the cache is used or the load fails.
+    """
+    from huggingface_hub import constants
+
+    with mock.patch.object(constants, "HF_HUB_OFFLINE", True):
+        try:
+            return timm.create_model(timm_name, pretrained=True)
+        except Exception:  # not cached: go on to the download
+            pass
+    error: Exception | None = None
+    if _hub_reachable():
+        try:
+            return timm.create_model(timm_name, pretrained=True)
+        except Exception as download_error:  # hub, network and file errors all end here
+            error = download_error
+    reason = f"download failed: {type(error).__name__}" if error else "the hub cannot be reached"
+    raise ModelError(
+        f"pretrained weights for {timm_name} are not in the local cache and {reason}; fix: run "
+        "once with internet access, point HF_HOME at a cache that has them, or pass a local "
+        "checkpoint file as the weights (--random-weights only for tests)"
+    ) from error
+
+
+def load_model(
+    name: str,
+    weights: str | Path = PRETRAINED_WEIGHTS,
+    device: torch.device | str = "cpu",
+) -> Model:
+    """Load ``name`` (a preset or any timm name) with frozen parameters in eval mode.
+
+    ``weights``: ``"pretrained"`` (timm's hub cache, downloaded when online),
+    ``"random"`` (only for tests and demos; recorded as such), or the path of
+    a local checkpoint file (a state dict, or timm's checkpoint formats).
+    """
+    timm_name = resolve_name(name)
+    weights = str(weights)
+    if weights == RANDOM_WEIGHTS:
+        net = timm.create_model(timm_name, pretrained=False)
+        description = RANDOM_WEIGHTS
+    elif weights == PRETRAINED_WEIGHTS:
+        net = _create_pretrained(timm_name)
+        description = f"pretrained:{timm_name}"
+    else:
+        checkpoint = Path(weights)
+        if not checkpoint.is_file():
+            raise ModelError(
+                f"weights {weights!r} is neither 'pretrained', 'random' nor an existing checkpoint file"
+            )
+        net = timm.create_model(timm_name, pretrained=False)
+        try:
+            timm.models.load_checkpoint(net, str(checkpoint), strict=True)
+        except Exception as error:
+            raise ModelError(f"checkpoint {checkpoint} does not fit {timm_name}: {error}") from error
+        description = f"checkpoint:{checkpoint.resolve()}"
+
+    config = timm.data.resolve_data_config({}, model=net)
+    return Model(
+        net=net,
+        name=name,
+        input_size=int(config["input_size"][-1]),
+        mean=tuple(float(v) for v in config["mean"]),
+        std=tuple(float(v) for v in config["std"]),
+        weights=description,
+        num_classes=int(net.num_classes),
+    ).to(device)
