@@ -1,0 +1,340 @@
+"""study.toml: the one file a stimulus build is made from.
+
+`load_config(path)` parses and validates it before any work starts; every
+error is a `ConfigError` whose one-line message names the offending key
+(e.g. ``query.top_k: must be >= query.per_unit (10), got 4``). The commented
+reference is ``examples/study.toml``.
+
+Settings split in two kinds. *Content* settings decide what the bundle holds
+(units, seeds, steps, occluder...): they enter `StudyConfig.fingerprint()`,
+so a resumed build refuses a changed config. *Execution* settings (batch
+sizes, loader workers) only change speed: they may change between runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+KNOWN_CONDITIONS = ("olah", "maco_mask", "maco", "none")
+IMAGENET_CLASSES = 1000
+SKIMAGE_POOL = "skimage"  # the offline pool: scikit-image's bundled photos
+
+
+class StimuliError(Exception):
+    """Bad input to the generator; the message is one line naming the problem."""
+
+
+class ConfigError(StimuliError):
+    """A study.toml that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    key: str  # the study's name for it (bundle, export): "resnet50"
+    model: str  # timm name: "resnet50.a1_in1k"
+    weights: str  # "pretrained", "random" or a local checkpoint path
+    units: tuple[int, ...]  # ImageNet class indices (explicit or the seeded sample)
+    input_size: int | None = None  # None: the model's own; set only for tests/demos (CNNs)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    steps: int
+    size: int
+    crops: int
+
+
+@dataclass(frozen=True)
+class ReferencesConfig:
+    per_trial: int = 9
+    first_seed: int = 0  # reference j of every unit uses seed first_seed + j
+    units_per_run: int = 8  # units optimised together in one run (execution)
+    maco: MethodConfig = MethodConfig(steps=256, size=512, crops=8)
+    olah: MethodConfig = MethodConfig(steps=256, size=224, crops=8)
+    spectrum: str | None = None  # a .npy magnitude spectrum for MACO; None: maco's default
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    source: str  # a folder (flat or one sub-folder per class) or "skimage"
+    chunk_size: int = 1024  # images per resumable/shardable piece of the pool pass
+    batch_size: int = 64  # execution
+    workers: int = 0  # DataLoader workers decoding images (execution)
+
+
+@dataclass(frozen=True)
+class QueryConfig:
+    per_unit: int = 10  # main query pairs per unit: its top per_unit images
+    top_k: int = 12  # images kept per unit; the ones past per_unit feed practice and catch
+    occluder_fraction: float = 0.4  # occluder side / image side (90 px at 224)
+    stride: int = 2  # px between occluder positions
+    batch_size: int = 256  # occluded images per forward pass (execution)
+
+
+@dataclass(frozen=True)
+class PracticeConfig:
+    trials: int = 3
+    max_rounds: int = 3
+
+
+@dataclass(frozen=True)
+class CatchConfig:
+    trials: int = 6
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    seed: int
+    conditions: tuple[str, ...]
+    networks: tuple[NetworkConfig, ...]
+    pool: PoolConfig
+    references: ReferencesConfig = ReferencesConfig()
+    query: QueryConfig = QueryConfig()
+    practice: PracticeConfig = PracticeConfig()
+    catch: CatchConfig = CatchConfig()
+    main_trials_per_participant: int | None = None
+    source_text: str = field(default="", compare=False, repr=False)
+
+    @property
+    def visualized_methods(self) -> tuple[str, ...]:
+        """Optimisations to run: `maco` serves both maco and maco_mask."""
+        methods = []
+        if {"maco", "maco_mask"} & set(self.conditions):
+            methods.append("maco")
+        if "olah" in self.conditions:
+            methods.append("olah")
+        return tuple(methods)
+
+    @property
+    def spare_per_unit(self) -> int:
+        return self.query.top_k - self.query.per_unit
+
+    def content(self) -> dict[str, Any]:
+        """The settings that decide the bundle's content (see module doc)."""
+        data = dataclasses.asdict(self)
+        del data["source_text"]
+        data["pool"] = {"source": self.pool.source, "chunk_size": self.pool.chunk_size}
+        data["references"] = {k: v for k, v in data["references"].items() if k != "units_per_run"}
+        data["query"] = {k: v for k, v in data["query"].items() if k != "batch_size"}
+        return data
+
+    def fingerprint(self) -> str:
+        canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------
+class _Table:
+    """A TOML table that knows its dotted path, so every error names the key."""
+
+    def __init__(self, data: Any, path: str):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: must be a table")
+        self.data = data
+        self.path = path
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def raw(self, name: str, default: Any = ...) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if default is ...:
+                raise ConfigError(f"{self.key(name)}: missing")
+            return default
+        return self.data[name]
+
+    def int(self, name: str, default: Any = ..., minimum: int | None = None) -> int:
+        value = self.raw(name, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{self.key(name)}: must be an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{self.key(name)}: must be >= {minimum}, got {value}")
+        return value
+
+    def float(self, name: str, default: Any = ...) -> float:
+        value = self.raw(name, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{self.key(name)}: must be a number, got {value!r}")
+        return float(value)
+
+    def str(self, name: str, default: Any = ...) -> str:
+        value = self.raw(name, default)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{self.key(name)}: must be a non-empty string, got {value!r}")
+        return value
+
+    def table(self, name: str) -> "_Table":
+        return _Table(self.raw(name, {}), self.key(name))
+
+    def reject_unknown(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(f"{self.key(unknown[0])}: unknown key")
+
+
+def _method(parent: _Table, name: str, default: MethodConfig) -> MethodConfig:
+    t = parent.table(name)
+    method = MethodConfig(steps=t.int("steps", default.steps, minimum=1),
+                          size=t.int("size", default.size, minimum=8),
+                          crops=t.int("crops", default.crops, minimum=1))
+    t.reject_unknown()
+    return method
+
+
+def sample_units(seed: int, network_key: str, count: int) -> tuple[int, ...]:
+    """A seeded sample of class indices, reproducible per (seed, network), sorted."""
+    rng = np.random.default_rng([seed, zlib.crc32(network_key.encode())])
+    return tuple(sorted(int(i) for i in rng.choice(IMAGENET_CLASSES, size=count, replace=False)))
+
+
+def _network(t: _Table, seed: int) -> NetworkConfig:
+    if t.has("units") == t.has("sample_units"):
+        raise ConfigError(f"{t.path}: give exactly one of units (class indices) or sample_units (a count)")
+    if t.has("units"):
+        raw = t.raw("units")
+        if not isinstance(raw, list) or not raw:
+            raise ConfigError(f"{t.key('units')}: must be a non-empty list of class indices")
+        for index in raw:
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < IMAGENET_CLASSES:
+                raise ConfigError(f"{t.key('units')}: class index {index!r} out of range "
+                                  f"0..{IMAGENET_CLASSES - 1}")
+        if len(set(raw)) != len(raw):
+            raise ConfigError(f"{t.key('units')}: duplicate class index")
+        units = tuple(raw)
+    else:
+        count = t.int("sample_units", minimum=1)
+        if count > IMAGENET_CLASSES:
+            raise ConfigError(f"{t.key('sample_units')}: at most {IMAGENET_CLASSES}, got {count}")
+        units = sample_units(seed, t.path.split(".", 1)[1], count)
+    input_size = t.raw("input_size", None)
+    if input_size is not None:
+        input_size = t.int("input_size", minimum=16)
+    network = NetworkConfig(key=t.path.split(".", 1)[1], model=t.str("model"),
+                            weights=t.str("weights", "pretrained"), units=units,
+                            input_size=input_size)
+    t.reject_unknown()
+    return network
+
+
+def parse_config(data: dict[str, Any], base_dir: Path, source_text: str = "") -> StudyConfig:
+    root = _Table(data, "")
+    study = root.table("study")
+    name = study.str("name")
+    seed = study.int("seed", 0)
+    conditions = study.raw("conditions", list(KNOWN_CONDITIONS))
+    if not isinstance(conditions, list) or not conditions:
+        raise ConfigError("study.conditions: must be a non-empty list")
+    for c in conditions:
+        if c not in KNOWN_CONDITIONS:
+            raise ConfigError(f"study.conditions: unknown condition {c!r} "
+                              f"(known: {', '.join(KNOWN_CONDITIONS)})")
+    if len(set(conditions)) != len(conditions):
+        raise ConfigError("study.conditions: duplicate condition")
+    main_trials = study.raw("main_trials_per_participant", None)
+    if main_trials is not None:
+        main_trials = study.int("main_trials_per_participant", minimum=1)
+    study.reject_unknown()
+
+    nets_table = root.table("networks")
+    if not nets_table.data:
+        raise ConfigError("networks: at least one [networks.<key>] table is required")
+    networks = tuple(_network(nets_table.table(key), seed) for key in nets_table.data)
+    nets_table.used.update(nets_table.data)
+
+    refs = root.table("references")
+    spectrum = refs.raw("spectrum", None)
+    if spectrum is not None:
+        spectrum_path = base_dir / refs.str("spectrum")
+        if not spectrum_path.is_file():
+            raise ConfigError(f"references.spectrum: no file {spectrum_path}")
+        spectrum = str(spectrum_path)
+    defaults = ReferencesConfig()
+    references = ReferencesConfig(
+        per_trial=refs.int("per_trial", defaults.per_trial, minimum=1),
+        first_seed=refs.int("first_seed", defaults.first_seed, minimum=0),
+        units_per_run=refs.int("units_per_run", defaults.units_per_run, minimum=1),
+        maco=_method(refs, "maco", defaults.maco), olah=_method(refs, "olah", defaults.olah),
+        spectrum=spectrum)
+    refs.reject_unknown()
+
+    pool_t = root.table("pool")
+    source = pool_t.str("source")
+    if source != SKIMAGE_POOL:
+        source_path = base_dir / source
+        if not source_path.is_dir():
+            raise ConfigError(f"pool.source: {source_path} is not a folder "
+                              f"(or use \"{SKIMAGE_POOL}\" for the bundled photos)")
+        source = str(source_path.resolve())
+    pool = PoolConfig(source=source, chunk_size=pool_t.int("chunk_size", 1024, minimum=1),
+                      batch_size=pool_t.int("batch_size", 64, minimum=1),
+                      workers=pool_t.int("workers", 0, minimum=0))
+    pool_t.reject_unknown()
+
+    q = root.table("query")
+    qd = QueryConfig()
+    query = QueryConfig(per_unit=q.int("per_unit", qd.per_unit, minimum=1),
+                        top_k=q.int("top_k", qd.top_k, minimum=1),
+                        occluder_fraction=q.float("occluder_fraction", qd.occluder_fraction),
+                        stride=q.int("stride", qd.stride, minimum=1),
+                        batch_size=q.int("batch_size", qd.batch_size, minimum=1))
+    if not 0 < query.occluder_fraction < 1:
+        raise ConfigError(f"query.occluder_fraction: must be in (0, 1), got {query.occluder_fraction}")
+    if query.top_k < query.per_unit:
+        raise ConfigError(f"query.top_k: must be >= query.per_unit ({query.per_unit}), got {query.top_k}")
+    q.reject_unknown()
+
+    p = root.table("practice")
+    practice = PracticeConfig(trials=p.int("trials", 3, minimum=0),
+                              max_rounds=p.int("max_rounds", 3, minimum=1))
+    p.reject_unknown()
+    c = root.table("catch")
+    catch = CatchConfig(trials=c.int("trials", 6, minimum=0))
+    c.reject_unknown()
+    root.reject_unknown()
+
+    config = StudyConfig(name=name, seed=seed, conditions=tuple(conditions), networks=networks,
+                         pool=pool, references=references, query=query, practice=practice,
+                         catch=catch, main_trials_per_participant=main_trials,
+                         source_text=source_text)
+    _check_trial_supply(config)
+    return config
+
+
+def _check_trial_supply(config: StudyConfig) -> None:
+    """Practice and catch trials come from the spare images (ranks per_unit..top_k-1)."""
+    units = sum(len(n.units) for n in config.networks)
+    spare = units * config.spare_per_unit
+    needed = config.practice.trials + config.catch.trials
+    if needed > spare:
+        raise ConfigError(
+            f"query.top_k: practice.trials + catch.trials = {needed} need as many spare images, "
+            f"but top_k - per_unit = {config.spare_per_unit} per unit x {units} units gives {spare}")
+    if config.catch.trials and max(len(n.units) for n in config.networks) < 2:
+        raise ConfigError("catch.trials: catch trials need a network with at least two units "
+                          "(the distractor is an image of another unit)")
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse_config(data, path.parent, text)

@@ -1,0 +1,73 @@
+"""The network as the generator sees it: a frozen classifier on [0, 1] images.
+
+`StudyModel` wraps `maco.models.load_model`'s result with what the stages
+need beyond it (device placement, the centre-crop fraction of the model's own
+preprocessing, an optional input-size override for tiny test/demo builds).
+Tests build a `StudyModel` directly around a small `nn.Module`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import NetworkConfig, StimuliError
+
+DEFAULT_CROP_PCT = 0.875
+
+
+@dataclass
+class StudyModel:
+    net: nn.Module
+    input_size: int
+    mean: torch.Tensor  # (3,) in [0, 1] units
+    std: torch.Tensor
+    name: str = "test"
+    weights: str = "random"
+    num_classes: int = 1000
+    crop_pct: float = DEFAULT_CROP_PCT
+    maco_model: Any = None  # the maco.models.Model, for the optimisations
+
+    def to(self, device: torch.device | str) -> "StudyModel":
+        self.net.to(device)
+        self.mean = self.mean.to(device)
+        self.std = self.std.to(device)
+        if self.maco_model is not None and hasattr(self.maco_model, "to"):
+            self.maco_model.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    @torch.no_grad()
+    def logits(self, x01: torch.Tensor) -> torch.Tensor:
+        """Logits for a (B, 3, S, S) batch in [0, 1], on the model's device."""
+        x01 = x01.to(self.device, self.mean.dtype)
+        return self.net((x01 - self.mean[:, None, None]) / self.std[:, None, None])
+
+
+def load_study_model(network: NetworkConfig, device: torch.device | str = "cpu") -> StudyModel:
+    """Load one configured network through maco.models; errors become StimuliError."""
+    from maco.models import ModelError, load_model
+
+    try:
+        model = load_model(network.model, weights=network.weights, device=device)
+    except ModelError as exc:
+        raise StimuliError(f"networks.{network.key}: {exc}") from None
+    if network.input_size is not None:
+        model.input_size = network.input_size
+    out_of_range = [u for u in network.units if u >= model.num_classes]
+    if out_of_range:
+        raise StimuliError(f"networks.{network.key}.units: class index {out_of_range[0]} out of "
+                           f"range for {network.model} ({model.num_classes} classes)")
+    crop_pct = getattr(model.net, "pretrained_cfg", {}).get("crop_pct") or DEFAULT_CROP_PCT
+    study_model = StudyModel(
+        net=model.net, input_size=model.input_size,
+        mean=torch.as_tensor(model.mean, dtype=torch.float32).flatten(),
+        std=torch.as_tensor(model.std, dtype=torch.float32).flatten(),
+        name=model.name, weights=model.weights, num_classes=model.num_classes,
+        crop_pct=float(crop_pct), maco_model=model)
+    return study_model.to(model.device)

@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny deterministic classifier and a small image pool."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from stimuli.models import StudyModel
+
+TINY_CLASSES = 10
+
+
+def tiny_net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 5, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(64, TINY_CLASSES)).eval()
+
+
+def tiny_model(input_size: int = 32, dtype: torch.dtype = torch.float32) -> StudyModel:
+    return StudyModel(net=tiny_net().to(dtype), input_size=input_size,
+                      mean=torch.tensor([0.485, 0.456, 0.406], dtype=dtype),
+                      std=torch.tensor([0.229, 0.224, 0.225], dtype=dtype),
+                      num_classes=TINY_CLASSES)
+
+
+@pytest.fixture
+def model() -> StudyModel:
+    return tiny_model()
+
+
+@pytest.fixture
+def make_model():
+    return tiny_model
+
+
+@pytest.fixture
+def make_pool():
+    return write_pool
+
+
+def write_pool(folder: Path, count: int, size: int = 40, seed: int = 0) -> list[Path]:
+    """`count` random smooth RGB images, in two class sub-folders."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+        image = Image.fromarray(coarse).resize((size + i % 7, size), Image.Resampling.BILINEAR)
+        path = folder / f"class{i % 2}" / f"img{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        paths.append(path)
+    return paths
