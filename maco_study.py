@@ -13,6 +13,7 @@ import click
 SUBCOMMANDS = {
     "visualize": "maco.cli:visualize",
     "spectrum": "maco.cli:spectrum",
+    "stimuli": "stimuli.cli:stimuli",
 }
 
 
