@@ -1,0 +1,110 @@
+"""``maco-study analyze`` and ``maco-study power``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from analysis.exclusions import ExclusionRules
+from analysis.models import ENGINES, ModelSpec
+
+DEFAULT_RULES = ExclusionRules()
+
+
+def _levels(text: str | None) -> list[str] | None:
+    return [level.strip() for level in text.split(",") if level.strip()] if text else None
+
+
+@click.command()
+@click.argument("responses")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Report folder (created).")
+@click.option("--engine", type=click.Choice(ENGINES), default="mixedlm", show_default=True,
+              help="mixedlm (Python, Rust core) or lme4 (R, needs Rscript).")
+@click.option("--query", default=None, help="SQL selecting the export rows when RESPONSES is a database URL.")
+@click.option("--ref-condition", default="olah", show_default=True)
+@click.option("--ref-network", default="resnet50", show_default=True)
+@click.option("--interaction/--no-interaction", default=False, show_default=True,
+              help="Add condition:network to the model.")
+@click.option("--conditions", default=None, help="Comma-separated conditions that must all have data "
+              "(default: those in the export).")
+@click.option("--networks", default=None, help="Comma-separated networks that must all have data "
+              "(default: those in the export).")
+@click.option("--vit", default="vit_b16", show_default=True, help="The network compared with each CNN.")
+@click.option("--min-catch-accuracy", type=float, default=DEFAULT_RULES.min_catch_accuracy, show_default=True)
+@click.option("--min-instruction-s", type=float, default=DEFAULT_RULES.min_instruction_s, show_default=True)
+@click.option("--min-total-s", type=float, default=DEFAULT_RULES.min_total_s, show_default=True)
+@click.option("--max-total-s", type=float, default=DEFAULT_RULES.max_total_s, show_default=True)
+@click.option("--max-practice-rounds", type=int, default=DEFAULT_RULES.max_practice_rounds, show_default=True)
+@click.option("--side-check/--no-side-check", default=True, show_default=True,
+              help="Exclude participants who answered on one side only.")
+def analyze(responses, out, engine, query, ref_condition, ref_network, interaction, conditions, networks, vit,
+            min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, max_practice_rounds, side_check):
+    """Analyse an export (CSV file or database URL) into a report folder.
+
+    Writes fixed_effects.csv, contrasts.csv, descriptives.csv, exclusions.csv,
+    the figures (PNG and SVG) and report.md / report.html into OUT.
+    """
+    from analysis.load import ExportError, load_export
+    from analysis.models import EngineError
+    from analysis.pipeline import run_analysis
+    from analysis.report import file_sha256, write_report
+
+    rules = ExclusionRules(min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, side_check,
+                           max_practice_rounds)
+    spec = ModelSpec(ref_condition, ref_network, interaction)
+    try:
+        df = load_export(responses, query=query)
+        analysis = run_analysis(df, spec=spec, engine=engine, rules=rules, conditions=_levels(conditions),
+                                networks=_levels(networks), vit=vit)
+    except (ExportError, EngineError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    digest = file_sha256(Path(responses)) if Path(responses).is_file() else None
+    write_report(analysis, out, source=responses, source_sha256=digest, n_rows=len(df))
+    fit = analysis.fit
+    click.echo(f"{fit.engine}: {fit.n_obs} trials, {fit.n_groups['participant']} participants, "
+               f"converged: {'yes' if fit.converged else 'NO'}")
+    click.echo(analysis.contrasts[["contrast", "estimate", "se", "p_holm"]].to_string(index=False))
+    click.echo(f"report: {out / 'report.html'}")
+
+
+@click.command()
+@click.option("--participants", default="40:240:40", show_default=True,
+              help="Participant counts (all conditions, before exclusions): START:STOP:STEP or a,b,c.")
+@click.option("--reps", type=int, default=100, show_default=True, help="Simulated studies per count.")
+@click.option("--effect", type=float, default=None,
+              help="True MACO vs Olah difference in log-odds (default: the simulator's).")
+@click.option("--participant-sd", type=float, default=None, help="Random-intercept SD of participants.")
+@click.option("--unit-sd", type=float, default=None, help="Random-intercept SD of units.")
+@click.option("--trials-per-network", type=int, default=None, help="Main trials per network and participant.")
+@click.option("--alpha", type=float, default=0.05, show_default=True)
+@click.option("--engine", type=click.Choice(ENGINES), default="mixedlm", show_default=True)
+@click.option("--jobs", type=int, default=1, show_default=True, help="Processes fitting in parallel.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("power"),
+              show_default=True, help="Folder for power.csv and the power curve.")
+def power(participants, reps, effect, participant_sd, unit_sd, trials_per_network, alpha, engine, jobs, seed, out):
+    """Estimate the power to detect MACO vs Olah by simulating whole studies."""
+    from dataclasses import replace
+
+    from analysis.figures import plot_power
+    from analysis.power import parse_range, power_curve
+    from analysis.simulate import GenerativeModel
+
+    try:
+        counts = parse_range(participants)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--participants") from error
+    model = GenerativeModel()
+    if effect is not None:
+        model = model.with_effect("maco", model.condition_effects["olah"] + effect)
+    changes = {"participant_sd": participant_sd, "unit_sd": unit_sd, "main_trials_per_network": trials_per_network}
+    model = replace(model, **{k: v for k, v in changes.items() if v is not None})
+    with click.progressbar(length=len(counts) * reps, label="simulated studies") as bar:
+        table = power_curve(model, counts, reps=reps, alpha=alpha, seed=seed, engine=engine, jobs=jobs,
+                            progress=bar.update)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "power.csv", index=False)
+    plot_power(table, out / "power")
+    click.echo(table[["participants", "studies", "power", "ci_lower", "ci_upper"]].to_string(index=False))
+    click.echo(f"written: {out / 'power.csv'}, {out / 'power.png'}, {out / 'power.svg'}")

@@ -1,0 +1,106 @@
+"""Participant exclusions: analysis decisions, never payment decisions.
+
+Defaults follow DESIGN.md: catch trials at least 2/3 correct, at least 15 s on
+the instructions, total time within bounds (DESIGN.md gives no numbers; the
+defaults are 2 to 90 minutes), at least one answer on each side, practice
+rounds at most 3. A session that did not finish (``participant_status`` other
+than ``completed``, or ``total_ms`` empty) is excluded as incomplete. Practice and catch trials never enter the model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+
+REASONS = {
+    "incomplete": "session not finished",
+    "catch": "catch accuracy below {min_catch_accuracy}",
+    "instructions": "instructions under {min_instruction_s:g} s",
+    "total_time": "total time outside {min_total_s:g}-{max_total_s:g} s",
+    "sides": "answers on one side only",
+    "practice": "more than {max_practice_rounds} practice rounds",
+}
+
+
+@dataclass(frozen=True)
+class ExclusionRules:
+    min_catch_accuracy: float = 2 / 3
+    min_instruction_s: float = 15.0
+    min_total_s: float = 120.0
+    max_total_s: float = 5400.0
+    require_both_sides: bool = True
+    max_practice_rounds: int = 3
+
+    def reason(self, key: str) -> str:
+        values = {**self.__dict__}
+        values["min_catch_accuracy"] = str(Fraction(self.min_catch_accuracy).limit_denominator(20))
+        return REASONS[key].format(**values)
+
+
+def participant_table(df: pd.DataFrame, rules: ExclusionRules = ExclusionRules()) -> pd.DataFrame:
+    """One row per participant: the measures each rule reads, pass/fail, and why.
+
+    Columns ``fail_<rule>`` are booleans; ``excluded`` is their union and
+    ``reasons`` lists the failed rules in words.
+    """
+    kind = df["trial_kind"]
+    people = df.groupby("participant_id", sort=True).agg(
+        condition=("condition", "first"),
+        participant_status=("participant_status", "first"),
+        instruction_ms=("instruction_ms", "first"),
+        total_ms=("total_ms", "first"),
+        practice_rounds=("practice_rounds", "first"),
+    )
+    main = df[kind.eq("main")].groupby("participant_id")
+    catch = df[kind.eq("catch")].groupby("participant_id")["correct"]
+    people["n_main"] = main.size().reindex(people.index, fill_value=0)
+    people["main_accuracy"] = main["correct"].mean().astype(float).reindex(people.index)
+    people["n_catch"] = catch.size().reindex(people.index, fill_value=0)
+    people["n_catch_correct"] = catch.sum().astype(float).reindex(people.index, fill_value=0.0)
+    people["catch_accuracy"] = people["n_catch_correct"] / people["n_catch"].replace(0, np.nan)
+    sides = df[kind.eq("main")].groupby("participant_id")["chosen_side"].nunique()
+    people["sides_used"] = sides.reindex(people.index, fill_value=0)
+
+    total_s = people["total_ms"] / 1000.0
+    people["fail_incomplete"] = people["participant_status"].ne("completed") | people["total_ms"].isna()
+    # 1e-9: 4 of 6 correct passes "at least 2/3" despite floating point
+    people["fail_catch"] = (people["n_catch"] > 0) & (
+        people["n_catch_correct"] < rules.min_catch_accuracy * people["n_catch"] - 1e-9
+    )
+    people["fail_instructions"] = ~(people["instruction_ms"] / 1000.0 >= rules.min_instruction_s)
+    people["fail_total_time"] = total_s.notna() & ~total_s.between(rules.min_total_s, rules.max_total_s)
+    people["fail_sides"] = rules.require_both_sides & (people["sides_used"] < 2)
+    people["fail_practice"] = people["practice_rounds"].astype(float) > rules.max_practice_rounds
+    fails = [f"fail_{key}" for key in REASONS]
+    people[fails] = people[fails].astype(bool)
+    people["excluded"] = people[fails].any(axis=1)
+    people["reasons"] = [
+        "; ".join(rules.reason(key) for key in REASONS if row[f"fail_{key}"]) for _, row in people.iterrows()
+    ]
+    return people.reset_index()
+
+
+def exclusion_summary(table: pd.DataFrame, conditions: list[str] | None = None) -> pd.DataFrame:
+    """Per condition: participants, how many failed each rule, excluded, included."""
+    conditions = conditions or sorted(table["condition"].unique())
+    grouped = table.groupby("condition")
+    summary = pd.DataFrame(
+        {
+            "participants": grouped.size(),
+            **{key: grouped[f"fail_{key}"].sum() for key in REASONS},
+            "excluded": grouped["excluded"].sum(),
+        }
+    ).reindex(conditions, fill_value=0)
+    summary["included"] = summary["participants"] - summary["excluded"]
+    summary.loc["all"] = summary.sum()
+    summary.index.name = "condition"
+    return summary.reset_index().astype({c: int for c in summary.columns})
+
+
+def model_rows(df: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """The main trials of the included participants: what the model sees."""
+    included = set(table.loc[~table["excluded"], "participant_id"])
+    keep = df["trial_kind"].eq("main") & df["participant_id"].isin(included)
+    return df[keep].reset_index(drop=True)

@@ -1,0 +1,83 @@
+"""Figures (matplotlib, PNG and SVG), drawn on Figure objects: no pyplot, no global state."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+CONDITION_COLOURS = {"maco": "#c0392b", "maco_mask": "#e67e22", "olah": "#2c7fb8", "none": "#7f7f7f"}
+FALLBACK = ["#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
+
+
+def _colour(condition: str, index: int) -> str:
+    return CONDITION_COLOURS.get(condition, FALLBACK[index % len(FALLBACK)])
+
+
+def _save(fig: Figure, stem: Path) -> list[Path]:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
+    return paths
+
+
+def _grouped(ax, table: pd.DataFrame, value: str, lower: str, upper: str, bars: bool) -> None:
+    """One group per network, one mark (or bar) per condition within it, with its interval."""
+    conditions = list(dict.fromkeys(table["condition"]))
+    networks = list(dict.fromkeys(table["network"]))
+    width = 0.8 / len(conditions)
+    for i, condition in enumerate(conditions):
+        part = table[table["condition"] == condition].set_index("network").reindex(networks)
+        x = np.arange(len(networks)) - 0.4 + width * (i + 0.5)
+        y = part[value].to_numpy(dtype=float)
+        error = np.vstack([y - part[lower].to_numpy(dtype=float), part[upper].to_numpy(dtype=float) - y])
+        colour = _colour(condition, i)
+        if bars:
+            ax.bar(x, y, width * 0.9, color=colour, label=condition, yerr=error, capsize=3, ecolor="black")
+        else:
+            ax.errorbar(x, y, yerr=error, fmt="o", color=colour, label=condition, capsize=3, markersize=6)
+    ax.set_xticks(np.arange(len(networks)), networks)
+    ax.set_xlabel("network")
+    ax.legend(title="condition", frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+def plot_log_odds(cells: pd.DataFrame, stem: Path) -> list[Path]:
+    """Figure 5 layout: model log-odds of a correct choice per condition per network, 95% CI."""
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
+    ax.axhline(0.0, color="grey", lw=0.8, ls="--")
+    _grouped(ax, cells, "estimate", "ci_lower", "ci_upper", bars=False)
+    ax.set_ylabel("log-odds of a correct choice (95% CI)")
+    ax.set_title("Fitted log-odds by condition and network", fontsize=10)
+    return _save(fig, stem)
+
+
+def plot_accuracy(descriptives: pd.DataFrame, stem: Path) -> list[Path]:
+    """Accuracy per condition x network cell, mean across participants ± 2 SEM."""
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
+    _grouped(ax, descriptives, "accuracy", "lower_2sem", "upper_2sem", bars=True)
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy (mean ± 2 SEM across participants)")
+    ax.set_title("Accuracy on main trials", fontsize=10)
+    return _save(fig, stem)
+
+
+def plot_power(power: pd.DataFrame, stem: Path, target: float = 0.8) -> list[Path]:
+    """Estimated power against the number of participants, with 95% binomial intervals."""
+    fig = Figure(figsize=(5.5, 3.8))
+    ax = fig.subplots()
+    x = power["participants"].to_numpy(dtype=float)
+    y = power["power"].to_numpy(dtype=float)
+    error = np.vstack([y - power["ci_lower"], power["ci_upper"] - y])
+    ax.errorbar(x, y, yerr=error, fmt="o-", color="#c0392b", capsize=3)
+    ax.axhline(target, color="grey", lw=0.8, ls="--")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("participants (all conditions)")
+    ax.set_ylabel("power")
+    ax.spines[["top", "right"]].set_visible(False)
+    return _save(fig, stem)

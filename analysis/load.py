@@ -1,0 +1,201 @@
+"""Read and validate the response export (CSV file or database URL).
+
+The export is the contract between ``study_server`` and ``analysis``
+(docs/export.md): a long table, one row per answered trial (practice, main and
+catch), with the per-participant session facts repeated on each of that
+participant's rows. ``EXPORT_COLUMNS`` below is that contract as this package
+reads it; every check failure raises :class:`ExportError` naming the column.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TRIAL_KINDS = ("practice", "main", "catch")
+SIDES = ("left", "right")
+STATUSES = ("completed", "in_progress", "returned", "timed_out")
+
+# docs/export.md, in its order: column -> kind. Kinds: "id" (non-empty text),
+# "text" (may be empty), "int", "number", "binary" (0/1), and the value sets
+# "kind", "side", "status"; a trailing "?" lets the value be empty.
+EXPORT_COLUMNS: dict[str, str] = {
+    "participant_id": "id",
+    "participant_status": "status",
+    "condition": "id",
+    "network": "text",
+    "unit": "text",  # unique across networks: <network>:<class_index>
+    "class_index": "int?",
+    "class_label": "text",
+    "trial_kind": "kind",
+    "practice_round": "int?",
+    "trial_index": "int",
+    "query_id": "text",
+    "correct_side": "side",
+    "chosen_side": "side",
+    "correct": "binary",
+    "confidence": "int",
+    "rt_ms": "number",
+    "shown_at": "text",
+    "answered_at": "text",
+    "window_width": "int?",
+    "window_height": "int?",
+    "device_pixel_ratio": "number?",
+    "blur_count": "int?",
+    "fullscreen_exit_count": "int?",
+    "instruction_ms": "number?",
+    "practice_rounds": "int?",
+    "total_ms": "number?",
+}
+# what the analysis reads; the other columns are checked only when present
+REQUIRED_COLUMNS = (
+    "participant_id", "participant_status", "condition", "network", "unit", "trial_kind", "trial_index",
+    "correct_side", "chosen_side", "correct", "confidence", "rt_ms", "instruction_ms", "practice_rounds",
+    "total_ms",
+)
+PER_PARTICIPANT_COLUMNS = ("participant_status", "condition", "instruction_ms", "practice_rounds", "total_ms")
+
+
+class ExportError(ValueError):
+    """The export is missing a column or holds a malformed value."""
+
+
+def load_export(source: str | Path, query: str | None = None) -> pd.DataFrame:
+    """Load an export from a CSV path or a SQLAlchemy database URL, validated.
+
+    For a URL (anything containing ``://``) the rows come from ``query`` when
+    given, otherwise from the server's own export (``study_server.export``,
+    which imports SQLAlchemy only), so both paths read the same rows.
+    """
+    text = str(source)
+    if "://" not in text:
+        path = Path(text)
+        if not path.is_file():
+            raise ExportError(f"export file not found: {path}")
+        return validate_export(pd.read_csv(path, dtype=str, keep_default_na=False))
+    if query is not None:
+        from sqlalchemy import create_engine, text as sql
+
+        engine = create_engine(text)
+        try:
+            with engine.connect() as connection:
+                raw = pd.read_sql_query(sql(query), connection)
+        finally:
+            engine.dispose()
+    else:
+        from sqlalchemy.orm import Session
+
+        from study_server.db import make_engine
+        from study_server.export import response_rows
+
+        engine = make_engine(text)
+        try:
+            with Session(engine) as session:
+                raw = pd.DataFrame(list(response_rows(session)))
+        finally:
+            engine.dispose()
+    return validate_export(raw.astype(object).where(raw.notna(), "").astype(str))
+
+
+def _bad(column: str, mask: pd.Series, values: pd.Series, what: str) -> ExportError:
+    rows = list(np.flatnonzero(mask.to_numpy())[:5])
+    shown = ", ".join(f"row {r + 1}: {values.iloc[r]!r}" for r in rows)
+    return ExportError(f"column {column!r}: {int(mask.sum())} value(s) {what} ({shown})")
+
+
+def validate_export(raw: pd.DataFrame) -> pd.DataFrame:
+    """Check the contract and return a typed copy (extra columns are kept)."""
+    if len(raw) == 0:
+        raise ExportError("the export has no rows (no answered trials)")
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if missing:
+        raise ExportError(
+            f"missing column(s): {', '.join(missing)} (docs/export.md; the analysis needs "
+            f"{', '.join(REQUIRED_COLUMNS)})"
+        )
+    df = raw.copy().reset_index(drop=True)
+    for column, kind in EXPORT_COLUMNS.items():
+        if column not in df.columns:
+            continue
+        optional = kind.endswith("?")
+        kind = kind.rstrip("?")
+        values = df[column]
+        text = values.astype(str).str.strip()
+        empty = text.eq("") | values.isna()
+        if kind not in ("id", "text"):  # a condition may well be called "none"
+            empty |= text.str.lower().isin(["nan", "null", "na"])
+        if kind == "id":
+            if empty.any():
+                raise _bad(column, empty, values, "are empty")
+            df[column] = text
+        elif kind == "text":
+            df[column] = text.where(~empty, "")
+        elif kind in ("kind", "side", "status"):
+            allowed = {"kind": TRIAL_KINDS, "side": SIDES, "status": STATUSES}[kind]
+            lowered = text.str.lower()
+            wrong = ~lowered.isin(allowed)
+            if wrong.any():
+                raise _bad(column, wrong, values, f"are not one of {', '.join(allowed)}")
+            df[column] = lowered
+        else:
+            number = pd.to_numeric(text.where(~empty, None), errors="coerce")
+            malformed = number.isna() & ~empty
+            if malformed.any():
+                raise _bad(column, malformed, values, "are not numbers")
+            if empty.any() and not optional:
+                raise _bad(column, empty, values, "are empty")
+            if kind in ("int", "binary"):
+                fractional = number.notna() & (number != np.round(number))
+                if fractional.any():
+                    raise _bad(column, fractional, values, "are not whole numbers")
+            if kind == "binary":
+                wrong = number.notna() & ~number.isin([0, 1])
+                if wrong.any():
+                    raise _bad(column, wrong, values, "are not 0 or 1")
+            negative = number < 0
+            if negative.any():
+                raise _bad(column, negative, values, "are negative")
+            df[column] = number.astype("Int64") if kind in ("int", "binary") else number.astype(float)
+
+    confidence = df["confidence"]
+    wrong = ~confidence.isin([1, 2, 3])
+    if wrong.any():
+        raise _bad("confidence", wrong, raw["confidence"], "are not 1, 2 or 3")
+    inconsistent = df["correct"].astype(int) != (df["chosen_side"] == df["correct_side"]).astype(int)
+    if inconsistent.any():
+        raise _bad("correct", inconsistent, raw["correct"], "disagree with chosen_side == correct_side")
+    main = df["trial_kind"].eq("main")
+    for column in ("network", "unit"):
+        empty = main & df[column].eq("")
+        if empty.any():
+            raise _bad(column, empty, raw[column], "are empty on main trials")
+    duplicated = df.duplicated(["participant_id", "trial_index"], keep=False)
+    if duplicated.any():
+        raise _bad("trial_index", duplicated, raw["trial_index"], "repeat within a participant")
+    for column in PER_PARTICIPANT_COLUMNS:
+        distinct = df.groupby("participant_id")[column].nunique(dropna=False)
+        varying = distinct[distinct > 1]
+        if len(varying):
+            raise ExportError(
+                f"column {column!r} must be constant per participant; it varies for "
+                f"{len(varying)} participant(s), e.g. {list(varying.index[:3])}"
+            )
+    return df
+
+
+def check_levels(rows: pd.DataFrame, column: str, expected: list[str], where: str) -> None:
+    """Every expected level of ``column`` has rows, and no other level appears.
+
+    A condition or network with no rows is an error, not a silent drop.
+    """
+    present = set(rows[column])
+    empty = [level for level in expected if level not in present]
+    if empty:
+        raise ExportError(f"column {column!r}: no {where} for level(s) {', '.join(empty)}")
+    unknown = sorted(present - set(expected))
+    if unknown:
+        raise ExportError(
+            f"column {column!r}: level(s) {', '.join(unknown)} are not among the expected "
+            f"{', '.join(expected)}"
+        )

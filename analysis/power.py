@@ -1,0 +1,115 @@
+"""Power to detect MACO vs Olah, estimated by simulating and analysing whole studies."""
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.exclusions import ExclusionRules
+from analysis.load import validate_export
+from analysis.models import ModelSpec
+from analysis.pipeline import run_analysis
+from analysis.simulate import GenerativeModel, simulate_export
+
+CONTRAST = "MACO vs Olah"
+
+
+def parse_range(text: str) -> list[int]:
+    """``40:240:40`` (inclusive), ``40,80,120`` or ``100``."""
+    try:
+        if ":" in text:
+            start, stop, *step = (int(part) for part in text.split(":"))
+            values = list(range(start, stop + 1, step[0] if step else 1))
+        else:
+            values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"not a range of participant counts: {text!r} (e.g. 40:240:40)") from None
+    if not values or min(values) < 2:
+        raise ValueError(f"participant counts must be at least 2: {text!r}")
+    return values
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    alpha = 1 - level
+    lower = stats.beta.ppf(alpha / 2, k, n - k + 1) if k > 0 else 0.0
+    upper = stats.beta.ppf(1 - alpha / 2, k + 1, n - k) if k < n else 1.0
+    return float(lower), float(upper)
+
+
+def _one_study(task: tuple) -> dict:
+    model, n, seed, engine, rules, spec = task
+    df = validate_export(simulate_export(model, n, seed=seed))
+    try:
+        analysis = run_analysis(df, spec=spec, engine=engine, rules=rules, lrt=False)
+    except Exception as error:  # a study too small to fit counts as not detected
+        return {"participants": n, "ok": False, "error": f"{type(error).__name__}: {error}"}
+    row = analysis.contrasts.set_index("contrast").loc[CONTRAST]
+    return {
+        "participants": n,
+        "ok": True,
+        "estimate": float(row["estimate"]),
+        "se": float(row["se"]),
+        "p": float(row["p"]),
+        "included": int((~analysis.participants["excluded"]).sum()),
+    }
+
+
+def power_curve(
+    model: GenerativeModel,
+    participants: list[int],
+    reps: int = 100,
+    alpha: float = 0.05,
+    seed: int = 0,
+    engine: str = "mixedlm",
+    rules: ExclusionRules = ExclusionRules(),
+    jobs: int = 1,
+    progress=None,
+) -> pd.DataFrame:
+    """Share of simulated studies whose MACO vs Olah Wald test has p < alpha in the true direction.
+
+    ``participants`` counts everyone recruited (all conditions, before exclusions).
+    """
+    spec = ModelSpec()
+    truth = model.condition_effects["maco"] - model.condition_effects["olah"]
+    tasks = [
+        (model, n, int(np.random.SeedSequence([seed, n, r]).generate_state(1)[0]), engine, rules, spec)
+        for n in participants
+        for r in range(reps)
+    ]
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            results = []
+            for result in pool.map(_one_study, tasks, chunksize=max(1, len(tasks) // (8 * jobs))):
+                results.append(result)
+                if progress:
+                    progress(1)
+    else:
+        results = []
+        for task in tasks:
+            results.append(_one_study(task))
+            if progress:
+                progress(1)
+    rows = []
+    for n in participants:
+        mine = [r for r in results if r["participants"] == n]
+        fitted = [r for r in mine if r["ok"]]
+        detected = sum(r["p"] < alpha and np.sign(r["estimate"]) == np.sign(truth) for r in fitted)
+        lower, upper = clopper_pearson(detected, len(mine))
+        rows.append(
+            {
+                "participants": n,
+                "studies": len(mine),
+                "failed_fits": len(mine) - len(fitted),
+                "detected": detected,
+                "power": detected / len(mine),
+                "ci_lower": lower,
+                "ci_upper": upper,
+                "mean_included": float(np.mean([r["included"] for r in fitted])) if fitted else np.nan,
+                "mean_estimate": float(np.mean([r["estimate"] for r in fitted])) if fitted else np.nan,
+                "mean_se": float(np.mean([r["se"] for r in fitted])) if fitted else np.nan,
+                "true_effect": truth,
+            }
+        )
+    return pd.DataFrame(rows)
