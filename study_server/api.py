@@ -1,0 +1,138 @@
+"""The participant JSON API. Every write is committed before the reply is sent."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from flask import Blueprint, abort, current_app, jsonify, request, session, url_for
+from sqlalchemy.exc import IntegrityError
+
+from . import flow
+from .app import db, state
+from .models import Participant
+from .participant import session_participant
+
+api_bp = Blueprint("api", __name__, url_prefix="/api")
+MAX_COMMENT = 5000
+
+
+def _body(*fields: str) -> dict[str, Any]:
+    if not request.is_json:
+        abort(415, "send application/json")
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        abort(400, "the body must be a JSON object")
+    for name in fields:
+        if name not in data:
+            abort(400, f"{name}: missing")
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        abort(400, f"{unknown[0]}: unknown field")
+    return data
+
+
+def _participant(lock: bool = False) -> Participant:
+    participant = session_participant(lock)
+    if participant is None:
+        abort(403, "no study session: open the study from Prolific")
+    return participant
+
+
+def _step(action: Callable[[Participant], None]):  # noqa: ANN202
+    """Run a stage transition in one transaction; reply with the page to go to."""
+    participant = _participant(lock=True)
+    try:
+        action(participant)
+    except flow.FlowError as exc:
+        db().rollback()
+        return jsonify(error=str(exc)), exc.status
+    flow.touch(participant)
+    db().commit()
+    return jsonify(next=url_for("participant.study"))
+
+
+def _bool(data: dict[str, Any], name: str) -> bool:
+    if not isinstance(data[name], bool):
+        abort(400, f"{name}: must be true or false")
+    return data[name]
+
+
+def _int(data: dict[str, Any], name: str, lo: int, hi: int) -> int:
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        abort(400, f"{name}: must be an integer between {lo} and {hi}")
+    return value
+
+
+@api_bp.post("/consent")
+def consent():  # noqa: ANN201
+    agree = _bool(_body("agree"), "agree")
+    return _step(lambda p: flow.give_consent(db(), state().study, p, agree))
+
+
+@api_bp.post("/device")
+def device():  # noqa: ANN201
+    data = _body("window_width", "window_height", "is_phone")
+    width = _int(data, "window_width", 1, 100_000)
+    height = _int(data, "window_height", 1, 100_000)
+    # trust either signal: the page's (touch + small screen) or the user agent's
+    is_phone = _bool(data, "is_phone") or request.user_agent.string.find("Mobi") >= 0
+    cfg = current_app.config
+    return _step(lambda p: flow.check_device(db(), state().study, p, width, height, is_phone,
+                                             cfg["MIN_WINDOW_WIDTH"], cfg["MIN_WINDOW_HEIGHT"]))
+
+
+@api_bp.post("/device/give-up")
+def device_give_up():  # noqa: ANN201
+    _body()
+    return _step(flow.give_up_device)
+
+
+@api_bp.post("/instructions")
+def instructions():  # noqa: ANN201
+    _body()
+    return _step(lambda p: flow.finish_instructions(db(), state().study, p))
+
+
+@api_bp.post("/complete")
+def complete():  # noqa: ANN201
+    comment = _body("comment")["comment"]
+    if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
+        abort(400, f"comment: must be text of at most {MAX_COMMENT} characters")
+    return _step(lambda p: flow.complete(db(), state().study, p, comment.strip()))
+
+
+@api_bp.get("/trial")
+def trial():  # noqa: ANN201
+    participant = _participant()
+    if participant.stage != "trials":
+        return jsonify(done=True, next=url_for("participant.study"))
+    payload = flow.trial_payload(db(), participant, flow.current_trial(db(), participant))
+    flow.touch(participant)
+    db().commit()
+    return jsonify(done=False, trial=payload)
+
+
+@api_bp.post("/answer")
+def answer():  # noqa: ANN201
+    participant_id = session.get("participant")
+    if participant_id is None:
+        abort(403, "no study session: open the study from Prolific")
+    if not request.is_json:
+        abort(415, "send application/json")
+    try:
+        clean = flow.validate_answer(request.get_json(silent=True))
+        try:
+            return _store_answer(participant_id, clean)
+        except IntegrityError:
+            # the same answer id committed meanwhile by a concurrent retry: this pass replays it
+            db().rollback()
+            return _store_answer(participant_id, clean)
+    except flow.FlowError as exc:
+        db().rollback()
+        return jsonify(error=str(exc)), exc.status
+
+
+def _store_answer(participant_id: int, clean: dict[str, Any]):  # noqa: ANN202
+    reply = flow.store_answer(db(), state().study, participant_id, clean)
+    db().commit()
+    return jsonify(reply)  # only now: the answer is committed

@@ -1,0 +1,115 @@
+"""The Flask application factory.
+
+`create_app()` reads the configuration (see study_server.config), connects to
+the database, which must already be upgraded and hold the bundle's study
+(`maco-study serve` does both), and registers the participant, api and admin
+blueprints. For gunicorn: `gunicorn 'study_server.app:create_app()'` with the
+MACO_* variables set.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app, g, jsonify, request
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import HTTPException
+
+from stimuli.manifest import load_manifest
+
+from .config import load_config
+from .db import make_engine, make_sessionmaker
+from .flow import StudyContext
+from .models import Setting, Study
+
+
+@dataclass
+class ServerState:
+    engine: Engine
+    sessions: sessionmaker[Session]
+    study: StudyContext
+    bundle_dir: Path
+
+
+def state() -> ServerState:
+    return current_app.extensions["maco"]
+
+
+def db() -> Session:
+    """The request's database session (closed at teardown)."""
+    if "db" not in g:
+        g.db = state().sessions()
+    return g.db
+
+
+def get_or_create_setting(sessions: sessionmaker[Session], key: str, make_value) -> str:  # noqa: ANN001
+    """A server-wide value; the first worker to need it creates it, the others read it."""
+    with sessions() as session:
+        setting = session.get(Setting, key)
+        if setting is None:
+            session.add(Setting(key=key, value=make_value()))
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()  # another worker won the race: use its value
+            setting = session.get(Setting, key)
+        return setting.value
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    config = load_config(overrides)
+    if not config["BUNDLE_DIR"]:
+        raise RuntimeError("no bundle configured: set MACO_BUNDLE_DIR (or use maco-study serve --bundle)")
+    app = Flask(__name__)
+    app.config.update(config)
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(days=2),
+        WTF_CSRF_TIME_LIMIT=None,  # the admin session time-out bounds it
+    )
+    engine = make_engine(config["DATABASE_URL"])
+    sessions = make_sessionmaker(engine)
+    manifest = load_manifest(config["BUNDLE_DIR"])
+    with sessions() as session:
+        study = session.scalar(select(Study).where(Study.name == manifest.study))
+    if study is None or study.fingerprint != manifest.fingerprint():
+        raise RuntimeError(f"the bundle {config['BUNDLE_DIR']} is not imported in this database "
+                           "(or another bundle of that study is): run maco-study serve --bundle ... --db ...")
+    app.secret_key = config["SECRET_KEY"] or get_or_create_setting(
+        sessions, "secret_key", lambda: secrets.token_hex(32))
+    app.extensions["maco"] = ServerState(
+        engine, sessions,
+        StudyContext(study.id, manifest, timedelta(minutes=config["PARTICIPANT_TIMEOUT_MIN"])),
+        Path(config["BUNDLE_DIR"]))
+
+    from .admin import admin_bp
+    from .api import api_bp
+    from .participant import participant_bp
+
+    csrf = CSRFProtect(app)
+    # The JSON API is not a form target: it only accepts application/json,
+    # which a cross-site page cannot send without CORS, and cookies are SameSite=Lax.
+    csrf.exempt(api_bp)
+    app.register_blueprint(participant_bp)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(admin_bp)
+
+    @app.teardown_appcontext
+    def _close_db(_exc: BaseException | None) -> None:
+        session = g.pop("db", None)
+        if session is not None:
+            session.close()
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):  # noqa: ANN202
+        if request.path.startswith("/api/"):
+            return jsonify(error=exc.description), exc.code
+        return exc
+
+    return app

@@ -1,0 +1,112 @@
+"""`maco-study serve`, `maco-study export`, `maco-study admin ...`."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from .config import DEFAULTS
+
+DB_OPTION = click.option("--db", "db_url", default=DEFAULTS["DATABASE_URL"], show_default=True,
+                         envvar="MACO_DATABASE_URL",
+                         help="SQLAlchemy URL: sqlite:///study.db or postgresql+psycopg://user:pw@host/db")
+
+
+@click.command()
+@click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False),
+              help="stimulus bundle directory (manifest.json + images/)")
+@DB_OPTION
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="gunicorn worker processes")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64), help="threads per worker")
+@click.option("--replace", is_flag=True, help="replace a different bundle already imported under this study name")
+@click.option("--import-only", is_flag=True, help="upgrade the database and import the bundle, then exit")
+def serve(bundle: str, db_url: str, host: str, port: int, workers: int, threads: int, replace: bool,
+          import_only: bool) -> None:
+    """Upgrade the database, import the bundle (idempotent) and serve the study with gunicorn."""
+    from stimuli.manifest import ManifestError
+
+    from .bundle import BundleConflict, import_bundle
+    from .db import make_engine, make_sessionmaker, upgrade
+
+    try:
+        upgrade(db_url)
+        engine = make_engine(db_url)
+        with make_sessionmaker(engine)() as session:
+            study = import_bundle(session, bundle, replace=replace)
+            session.commit()
+            click.echo(f"study {study.name!r} imported (bundle fingerprint {study.fingerprint[:12]})")
+        engine.dispose()
+    except (ManifestError, BundleConflict) as exc:
+        raise click.ClickException(str(exc)) from None
+    if import_only:
+        return
+    os.environ["MACO_DATABASE_URL"] = db_url
+    os.environ["MACO_BUNDLE_DIR"] = str(Path(bundle).resolve())
+    _run_gunicorn({"bind": f"{host}:{port}", "workers": workers, "threads": threads,
+                   "worker_class": "gthread", "accesslog": "-"})
+
+
+def _run_gunicorn(options: dict) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class StudyServer(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):  # noqa: ANN202 - each worker builds its own app (own DB connections)
+            from .app import create_app
+            return create_app()
+
+    StudyServer().run()
+
+
+@click.command()
+@DB_OPTION
+@click.option("--out", default="responses.csv", show_default=True, type=click.Path(dir_okay=False),
+              help="CSV path; codebook.md and prolific_ids.csv are written beside it")
+@click.option("--study", default=None, help="only this study (default: every study in the database)")
+@click.option("--timeout-min", default=DEFAULTS["PARTICIPANT_TIMEOUT_MIN"], show_default=True, type=int,
+              help="unfinished participants silent this long are exported as timed_out")
+def export(db_url: str, out: str, study: str | None, timeout_min: int) -> None:
+    """Write responses.csv (one row per answered trial), codebook.md and prolific_ids.csv."""
+    from .db import make_engine, make_sessionmaker
+    from .export import export as run_export
+
+    engine = make_engine(db_url)
+    with make_sessionmaker(engine)() as session:
+        summary = run_export(session, Path(out), study, timedelta(minutes=timeout_min))
+    click.echo(json.dumps(summary))
+
+
+@click.group()
+def admin() -> None:
+    """Administration of the study server."""
+
+
+@admin.command("set-password")
+@DB_OPTION
+@click.option("--password-stdin", is_flag=True, help="read the password from standard input")
+def set_password(db_url: str, password_stdin: bool) -> None:
+    """Set the /admin password (stored as an argon2 hash in the database)."""
+    from .admin import set_password as store
+    from .db import make_engine, make_sessionmaker, upgrade
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Admin password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 10:
+        raise click.ClickException("the password must have at least 10 characters")
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    with make_sessionmaker(engine)() as session:
+        store(session, password)
+        session.commit()
+    click.echo("admin password set")

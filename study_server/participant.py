@@ -1,0 +1,111 @@
+"""Participant pages: entry from Prolific, one page per stage, and the images.
+
+Pages are rendered by the server; study.js (served by the app) posts each
+step to the JSON API and follows its `next`.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
+from sqlalchemy import select
+
+from . import flow
+from .app import db, state
+from .models import COMPLETED, ImageToken, Participant
+
+participant_bp = Blueprint("participant", __name__)
+
+PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+
+
+def session_participant(lock: bool = False) -> Participant | None:
+    """The participant of this browser session (row-locked for writes with `lock`)."""
+    participant_id = session.get("participant")
+    if participant_id is None:
+        return None
+    query = select(Participant).where(Participant.id == participant_id)
+    return db().scalar(query.with_for_update() if lock else query)
+
+
+def _message(title: str, text: str, status: int = 200) -> tuple[str, int]:
+    return render_template("message.html", title=title, text=text), status
+
+
+@participant_bp.get("/")
+def index():  # noqa: ANN201
+    return _message("MACO study", "Please open this study from Prolific.")
+
+
+@participant_bp.get("/start")
+def start():  # noqa: ANN201
+    values = {name: request.args.get(name, "") for name in PROLIFIC_PARAMS}
+    bad = [name for name, value in values.items() if not flow.PROLIFIC_ID.match(value)]
+    if bad:
+        return _message("This link is incomplete",
+                        "The study link must carry your Prolific details "
+                        f"({', '.join(bad)} {'is' if len(bad) == 1 else 'are'} missing or malformed). "
+                        "Please open the study again from Prolific.", 400)
+    ctx = state().study
+    participant = flow.start(db(), ctx, values["PROLIFIC_PID"], values["STUDY_ID"],
+                             values["SESSION_ID"], request.user_agent.string)
+    if participant.status != COMPLETED:
+        flow.touch(participant)
+    db().commit()
+    session.clear()
+    session.permanent = True
+    session["participant"] = participant.id
+    return redirect(url_for("participant.study"))
+
+
+@participant_bp.get("/preview")
+def preview():  # noqa: ANN201
+    """A researcher's walk-through: a participant marked preview, never counted or exported."""
+    ctx = state().study
+    participant = flow.start(db(), ctx, None, None, None, request.user_agent.string,
+                             preview_condition=request.args.get("condition"))
+    db().commit()
+    session.clear()
+    session["participant"] = participant.id
+    return redirect(url_for("participant.study"))
+
+
+@participant_bp.get("/study")
+def study():  # noqa: ANN201
+    participant = session_participant()
+    if participant is None:
+        return _message("No study session", "Please open the study from Prolific.", 403)
+    stage = participant.stage
+    if stage == "instructions":
+        flow.show_instructions(participant)
+        db().commit()
+    cfg = current_app.config
+    context = {"participant": participant, "condition": participant.condition,
+               "min_width": cfg["MIN_WINDOW_WIDTH"], "min_height": cfg["MIN_WINDOW_HEIGHT"],
+               "n_references": len(state().study.manifest.reference_images(
+                   state().study.manifest.units[0].key, participant.condition)),
+               "max_rounds": state().study.manifest.protocol.max_practice_rounds}
+    if stage == "done":
+        code = cfg["COMPLETION_CODE"]
+        context["completion_url"] = None if participant.is_preview else cfg["COMPLETION_URL"].format(code=code)
+        context["code"] = code
+    return render_template(f"{stage}.html", **context)
+
+
+@lru_cache(maxsize=65536)
+def _token_owner(token: str) -> tuple[int, str] | None:
+    """token -> (participant id, image id); tokens never change once made."""
+    row = db().execute(select(ImageToken.participant_id, ImageToken.image_id)
+                       .where(ImageToken.token == token)).first()
+    return None if row is None else (row[0], row[1])
+
+
+@participant_bp.get("/img/<token>")
+def image(token: str):  # noqa: ANN201
+    owner = _token_owner(token) if len(token) <= 32 else None
+    if owner is None or owner[0] != session.get("participant"):
+        abort(404)
+    data = (state().bundle_dir / "images" / f"{owner[1]}.png").read_bytes()
+    # no ETag / Last-Modified / file name: nothing that identifies the image
+    return Response(data, mimetype="image/png",
+                    headers={"Cache-Control": "private, max-age=86400, immutable"})

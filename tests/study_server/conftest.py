@@ -1,0 +1,144 @@
+"""Fixtures: a tiny bundle, a database per test (SQLite file, and PostgreSQL when
+MACO_TEST_POSTGRES_URL is set, as CI does), the app, and a scripted participant."""
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.orm import Session
+
+from stimuli.manifest import build_test_bundle
+from study_server.app import create_app
+from study_server.bundle import import_bundle
+from study_server.db import make_engine, upgrade
+from study_server.models import Participant, Trial
+
+POSTGRES_URL = os.environ.get("MACO_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not POSTGRES_URL, reason="MACO_TEST_POSTGRES_URL is not set (CI sets it and runs these)"))]
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bundle")
+    build_test_bundle(path, pairs_per_unit=2, n_practice=2, n_catch=2)
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema in the test database, dropped afterwards."""
+    if not POSTGRES_URL:
+        pytest.skip("MACO_TEST_POSTGRES_URL is not set (CI sets it and runs these)")
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+
+
+def make_app(db_url: str, bundle: Path, **overrides: Any):  # noqa: ANN201
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    with Session(engine) as session:
+        import_bundle(session, bundle)
+        session.commit()
+    engine.dispose()
+    config = {"DATABASE_URL": db_url, "BUNDLE_DIR": str(bundle), "SECRET_KEY": "test-secret",
+              "TESTING": True, "COMPLETION_CODE": "C0DE123"}
+    config.update(overrides)
+    return create_app(config)
+
+
+@pytest.fixture
+def app(db_url: str, bundle: Path):  # noqa: ANN201
+    app = make_app(db_url, bundle)
+    yield app
+    app.extensions["maco"].engine.dispose()
+
+
+class Walker:
+    """A participant driven through the JSON API like study.js does."""
+
+    def __init__(self, app, pid: str | None = None):  # noqa: ANN001
+        self.app = app
+        self.client = app.test_client()
+        self.pid = pid or secrets.token_hex(12)
+
+    def start(self):  # noqa: ANN201
+        return self.client.get(f"/start?PROLIFIC_PID={self.pid}&STUDY_ID=s1&SESSION_ID=x1")
+
+    def post(self, url: str, body: Any):  # noqa: ANN201
+        return self.client.post(url, json=body)
+
+    def to_trials(self) -> None:
+        assert self.start().status_code == 302
+        assert self.post("/api/consent", {"agree": True}).status_code == 200
+        assert self.post("/api/device", {"window_width": 1280, "window_height": 800,
+                                         "is_phone": False}).status_code == 200
+        assert self.client.get("/study").status_code == 200  # the instructions page starts their clock
+        assert self.post("/api/instructions", {}).status_code == 200
+
+    def participant(self) -> Participant:
+        with Session(self.app.extensions["maco"].engine) as session:
+            return session.scalar(select(Participant).where(Participant.prolific_pid == self.pid))
+
+    def correct_side(self, position: int) -> str:
+        """Test oracle: read the answer key from the database."""
+        with Session(self.app.extensions["maco"].engine) as session:
+            return session.scalar(select(Trial.correct_side).join(Participant).where(
+                Participant.prolific_pid == self.pid, Trial.position == position))
+
+    def answer_body(self, position: int, side: str, confidence: int = 2, **extra: Any) -> dict[str, Any]:
+        body = {"answer_id": str(uuid.uuid4()), "position": position, "chosen_side": side,
+                "confidence": confidence, "rt_ms": 1234.5, "window_width": 1280, "window_height": 800,
+                "device_pixel_ratio": 1.0, "blur_count": 0, "fullscreen_exit_count": 0}
+        body.update(extra)
+        return body
+
+    def current(self) -> dict[str, Any] | None:
+        data = self.client.get("/api/trial").get_json()
+        return None if data["done"] else data["trial"]
+
+    def answer_current(self, correct: bool = True) -> dict[str, Any]:
+        trial = self.current()
+        side = self.correct_side(trial["position"])
+        if not correct:
+            side = "left" if side == "right" else "right"
+        response = self.post("/api/answer", self.answer_body(trial["position"], side))
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    def answer_all(self, correct: bool = True) -> int:
+        n = 0
+        while self.current() is not None:
+            self.answer_current(correct)
+            n += 1
+        return n
+
+    def complete(self, comment: str = ""):  # noqa: ANN201
+        return self.post("/api/complete", {"comment": comment})
+
+
+@pytest.fixture
+def walker(app):  # noqa: ANN001, ANN201
+    return lambda pid=None: Walker(app, pid)

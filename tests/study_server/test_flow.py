@@ -1,0 +1,133 @@
+"""The participant's whole session through the API, on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from study_server.models import Participant, Trial
+
+
+def _trials(app, participant_id: int) -> list[Trial]:  # noqa: ANN001
+    with Session(app.extensions["maco"].engine) as session:
+        return list(session.scalars(select(Trial).where(Trial.participant_id == participant_id)
+                                    .order_by(Trial.position)))
+
+
+def test_full_session_with_a_repeated_practice(app, walker) -> None:  # noqa: ANN001
+    w = walker()
+    w.to_trials()
+    # practice round 1 with a wrong answer: feedback, then the round repeats
+    first = w.answer_current(correct=False)
+    assert first["feedback"]["correct"] is False and first["feedback"]["round_result"] is None
+    last = w.answer_current(correct=True)
+    assert last["feedback"] == {"correct": True, "correct_side": w.correct_side(1), "round_result": "repeat"}
+    assert w.current()["practice_round"] == 2
+    # round 2 all right: on to the main trials, which give no feedback
+    w.answer_current()
+    assert w.answer_current()["feedback"]["round_result"] == "passed"
+    main = w.answer_current()
+    assert "feedback" not in main and main["next"] == "trial"
+    n = w.answer_all()
+    assert n == 8 + 2 - 1  # 8 main pairs + 2 catch trials, one already answered
+    assert w.client.get("/api/trial").get_json()["done"] is True
+    assert w.client.get("/study").status_code == 200  # the comment page
+    assert w.complete("fine <b>study</b>").status_code == 200
+    done = w.client.get("/study")
+    assert b"https://app.prolific.com/submissions/complete?cc=C0DE123" in done.data
+
+    p = w.participant()
+    assert (p.status, p.stage, p.practice_round, p.practice_flagged) == ("completed", "done", 2, False)
+    assert p.instruction_ms is not None and p.comment == "fine <b>study</b>"
+    trials = _trials(app, p.id)
+    assert [t.position for t in trials] == list(range(14))
+    assert [t.kind for t in trials[:4]] == ["practice"] * 4
+    assert [t.practice_round for t in trials[:4]] == [1, 1, 2, 2]
+    assert sorted(t.kind for t in trials[4:]) == ["catch"] * 2 + ["main"] * 8
+    assert all(t.answer_id is not None for t in trials)
+    # sides are balanced by the server: 5 left, 5 right among the 10 main+catch trials
+    assert sorted(t.correct_side for t in trials[4:]) == ["left"] * 5 + ["right"] * 5
+    # every network appears among the main trials, interleaved in a random order
+    networks = [t.query_pair.unit.network for t in trials[4:] if t.kind == "main"]
+    assert sorted(set(networks)) == ["resnet50", "vgg16"]
+
+
+def test_practice_stops_after_three_rounds_and_flags(app, walker) -> None:  # noqa: ANN001
+    w = walker()
+    w.to_trials()
+    results = [w.answer_current(correct=False)["feedback"]["round_result"] for _ in range(6)]
+    assert results == [None, "repeat", None, "repeat", None, "continue"]
+    p = w.participant()
+    assert (p.practice_round, p.practice_flagged) == (3, True)
+    assert w.current()["practice"] is False
+
+
+def test_resume_by_pid_returns_to_the_same_place(app, walker) -> None:  # noqa: ANN001
+    w = walker()
+    w.to_trials()
+    for _ in range(5):
+        w.answer_current()
+    before = w.participant()
+    position = w.current()["position"]
+    again = walker(w.pid)  # a new browser (cookies lost), same PID
+    assert again.start().status_code == 302
+    assert again.current()["position"] == position == 5
+    after = again.participant()
+    assert (after.id, after.condition, after.public_id) == (before.id, before.condition, before.public_id)
+    assert len(_trials(app, after.id)) == len(_trials(app, before.id))
+
+
+def test_completed_pid_sees_a_friendly_page(app, walker) -> None:  # noqa: ANN001
+    w = walker()
+    w.to_trials()
+    w.answer_all()
+    assert w.complete().status_code == 200
+    again = walker(w.pid)
+    again.start()
+    page = again.client.get("/study")
+    assert page.status_code == 200 and b"Thank you" in page.data
+    assert again.post("/api/answer", again.answer_body(0, "left")).status_code == 409
+
+
+def test_bad_entry_links_are_explained(app) -> None:  # noqa: ANN001
+    client = app.test_client()
+    missing = client.get("/start?PROLIFIC_PID=abc&STUDY_ID=s1")
+    assert missing.status_code == 400 and b"SESSION_ID is missing or malformed" in missing.data
+    malformed = client.get("/start?PROLIFIC_PID=a%20b&STUDY_ID=<x>&SESSION_ID=1")
+    assert malformed.status_code == 400 and b"PROLIFIC_PID, STUDY_ID are missing" in malformed.data
+    assert client.get("/study").status_code == 403
+
+
+def test_declining_consent_or_a_phone_asks_to_return(app, walker) -> None:  # noqa: ANN001
+    w = walker()
+    w.start()
+    assert w.post("/api/consent", {"agree": False}).status_code == 200
+    assert b"Please return the study" in w.client.get("/study").data
+    assert w.participant().status == "returned"
+
+    phone = walker()
+    phone.start()
+    phone.post("/api/consent", {"agree": True})
+    small = phone.post("/api/device", {"window_width": 800, "window_height": 500, "is_phone": False})
+    assert small.status_code == 422 and "800x500" in small.get_json()["error"]
+    assert phone.participant().stage == "device"  # may enlarge and retry
+    assert phone.post("/api/device", {"window_width": 1400, "window_height": 900,
+                                      "is_phone": True}).status_code == 200
+    assert phone.participant().status == "returned"
+
+
+def test_preview_is_kept_apart(app) -> None:  # noqa: ANN001
+    client = app.test_client()
+    assert client.get("/preview?condition=none").status_code == 302
+    client.post("/api/consent", json={"agree": True})
+    with Session(app.extensions["maco"].engine) as session:
+        p = session.scalar(select(Participant))
+        assert (p.is_preview, p.prolific_pid, p.condition) == (True, None, "none")
+
+
+def test_steps_out_of_order_are_refused(app, walker) -> None:  # noqa: ANN001
+    w = walker()
+    w.start()
+    refused = w.post("/api/instructions", {})
+    assert refused.status_code == 409 and "current step: consent" in refused.get_json()["error"]
+    assert w.complete().status_code == 409
+    assert w.client.get("/api/trial").get_json()["done"] is True
