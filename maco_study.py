@@ -11,9 +11,14 @@ import click
 
 # name -> "module:attribute" of a click command or group
 SUBCOMMANDS = {
+    "analyze": "analysis.cli:analyze",
+    "power": "analysis.cli:power",
     "visualize": "maco.cli:visualize",
     "spectrum": "maco.cli:spectrum",
     "stimuli": "stimuli.cli:stimuli",
+    "serve": "study_server.cli:serve",
+    "export": "study_server.cli:export",
+    "admin": "study_server.cli:admin",
 }
 
 
