@@ -1,0 +1,78 @@
+"""Shared data for the analysis tests: hand-made exports and one small simulated study."""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from analysis.load import EXPORT_COLUMNS
+from analysis.simulate import GenerativeModel, simulate_export
+
+# a small, clean study: no participant to exclude, so the fitted sample is known
+SMALL = replace(
+    GenerativeModel(),
+    p_inattentive=0.0,
+    p_one_sided=0.0,
+    p_rushed_instructions=0.0,
+    p_dropout=0.0,
+    units_per_network=8,
+    main_trials_per_network=12,
+)
+
+
+def participant_rows(
+    pid: str,
+    condition: str = "olah",
+    main: list[tuple[str, str, str]] | None = None,
+    catch: list[tuple[str, str]] | None = None,
+    practice: int = 2,
+    instruction_ms: float | None = 40_000,
+    total_ms: float | None = 600_000,
+    practice_rounds: int = 1,
+    status: str = "completed",
+) -> list[dict]:
+    """Export rows of one participant; ``main`` holds (network, correct_side, chosen_side)."""
+    main = main if main is not None else [
+        ("resnet50", "left", "left"), ("vgg16", "right", "right"), ("vit_b16", "left", "right"),
+        ("resnet50", "right", "left"),
+    ]
+    catch = catch if catch is not None else [("left", "left"), ("right", "right"), ("left", "left")]
+    trials = [("practice", "", "left", "left")] * practice
+    trials += [("main", network, c, s) for network, c, s in main]
+    trials += [("catch", "", c, s) for c, s in catch]
+    rows = []
+    for index, (kind, network, correct_side, chosen_side) in enumerate(trials):
+        row = {column: "" for column in EXPORT_COLUMNS}
+        row.update(
+            participant_id=pid, participant_status=status, condition=condition, network=network,
+            unit=f"{network}:{index % 3}" if network else "", trial_kind=kind,
+            practice_round=1 if kind == "practice" else "", trial_index=index, query_id=f"q{index}",
+            correct_side=correct_side, chosen_side=chosen_side, correct=int(correct_side == chosen_side),
+            confidence=2, rt_ms=2500.0, instruction_ms="" if instruction_ms is None else instruction_ms,
+            practice_rounds=practice_rounds, total_ms="" if total_ms is None else total_ms,
+        )
+        rows.append(row)
+    return rows
+
+
+def frame(*participants: list[dict]) -> pd.DataFrame:
+    """A raw export (all text, as read from CSV) from participant_rows() lists."""
+    return pd.DataFrame([row for rows in participants for row in rows]).astype(str)
+
+
+@pytest.fixture(scope="session")
+def small_export() -> pd.DataFrame:
+    return simulate_export(SMALL, n_participants=48, seed=11)
+
+
+def require_rscript() -> str:
+    """Rscript's path; CI installs R (.ci/run), so there a missing R fails instead of skipping."""
+    path = shutil.which("Rscript")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("Rscript not found, but CI installs r-base-core and r-cran-lme4 (.ci/run)")
+        pytest.skip("R is not installed (apt-get install r-base-core r-cran-lme4)")
+    return path

@@ -1,0 +1,76 @@
+"""maco-study analyze and power, as a user runs them."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+from click.testing import CliRunner
+
+from analysis.cli import analyze, power
+from analysis.simulate import simulate_export
+from maco_study import main
+from tests.analysis.conftest import SMALL
+
+REPORT_FILES = [
+    "fixed_effects.csv", "contrasts.csv", "descriptives.csv", "exclusions.csv", "exclusion_summary.csv",
+    "participants.csv", "cell_log_odds.csv", "random_effects.csv", "lrt.csv", "vcov.csv",
+    "accuracy.png", "accuracy.svg", "log_odds.png", "log_odds.svg", "report.md", "report.html",
+]
+
+
+def test_analyze_writes_every_report_file(tmp_path):
+    responses = tmp_path / "responses.csv"
+    simulate_export(n_participants=40, seed=2).to_csv(responses, index=False)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["analyze", str(responses), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in REPORT_FILES:
+        assert (out / name).stat().st_size > 0, name
+    fixed = pd.read_csv(out / "fixed_effects.csv")
+    assert "condition[maco]" in set(fixed["term"]) and "network[vit_b16]" in set(fixed["term"])
+    contrasts = pd.read_csv(out / "contrasts.csv")
+    assert contrasts["contrast"].tolist()[:3] == ["MACO vs Olah", "Olah vs none", "MACO with mask vs without"]
+    exclusions = pd.read_csv(out / "exclusions.csv")
+    assert len(exclusions) == 40 and {"condition", "excluded", "reasons"} <= set(exclusions.columns)
+    report = (out / "report.md").read_text()
+    for needle in ["correct ~ condition + network + (1|participant) + (1|unit)", "Engine: `mixedlm`",
+                   "| mixedlm | ", "| pandas | ", "Holm", "![accuracy", "excluded"]:
+        assert needle in report, needle
+    html = (out / "report.html").read_text()
+    md_tables = sum(line.startswith("|---") for line in report.splitlines())
+    assert html.startswith("<!doctype html>") and html.count("<table>") == md_tables == 7
+    assert '<img src="log_odds.png"' in html and "<code>correct ~ condition" in html
+
+
+def test_analyze_reports_a_broken_export_by_column(tmp_path):
+    responses = tmp_path / "responses.csv"
+    simulate_export(SMALL, n_participants=4, seed=2).drop(columns=["chosen_side"]).to_csv(responses, index=False)
+    result = CliRunner().invoke(analyze, [str(responses), "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "chosen_side" in result.output
+
+
+def test_power_writes_table_and_curve(tmp_path):
+    out = tmp_path / "power"
+    result = CliRunner().invoke(
+        power, ["--participants", "16:32:16", "--reps", "2", "--trials-per-network", "6", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "power.csv")
+    assert table["participants"].tolist() == [16, 32] and (table["studies"] == 2).all()
+    assert table["power"].between(0, 1).all() and (table["ci_lower"] <= table["power"]).all()
+    assert (out / "power.png").exists() and (out / "power.svg").exists()
+
+
+def test_power_rejects_a_bad_range():
+    result = CliRunner().invoke(power, ["--participants", "forty"])
+    assert result.exit_code != 0 and "--participants" in result.output
+
+
+def test_analysis_never_imports_torch_or_flask():
+    code = (
+        "import sys, analysis.cli, analysis.pipeline, analysis.report, analysis.power, analysis.figures;"
+        "bad = [m for m in ('torch', 'flask') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -1,0 +1,80 @@
+"""Exclusion rules on hand-made participants whose outcomes are known."""
+from __future__ import annotations
+
+import pytest
+
+from analysis.exclusions import ExclusionRules, exclusion_summary, model_rows, participant_table
+from analysis.load import validate_export
+from tests.analysis.conftest import frame, participant_rows
+
+SIX_CATCH = [("left", "left"), ("right", "right")] * 3
+
+
+def wrong(n: int) -> list[tuple[str, str]]:
+    """n of the six catch trials answered wrongly."""
+    return [(c, ("right" if c == "left" else "left") if i < n else s) for i, (c, s) in enumerate(SIX_CATCH)]
+
+
+@pytest.fixture()
+def people():
+    raw = frame(
+        participant_rows("keep", "olah"),
+        participant_rows("catch_4_of_6", "olah", catch=wrong(2)),  # exactly 2/3: kept
+        participant_rows("catch_3_of_6", "maco", catch=wrong(3)),
+        participant_rows("instr_15000", "maco", instruction_ms=15_000),  # exactly 15 s: kept
+        participant_rows("instr_14999", "maco", instruction_ms=14_999),
+        participant_rows("too_fast", "none", total_ms=119_000),
+        participant_rows("too_slow", "none", total_ms=5_400_001),
+        participant_rows("left_only", "none", main=[("resnet50", "left", "left"), ("vgg16", "right", "left")]),
+        participant_rows("practice_4", "maco_mask", practice_rounds=4),
+        participant_rows("returned", "maco_mask", status="returned", total_ms=None),
+        participant_rows("two_faults", "maco_mask", catch=wrong(6), instruction_ms=3_000),
+    )
+    return validate_export(raw)
+
+
+def test_each_rule_excludes_exactly_its_participants(people):
+    table = participant_table(people).set_index("participant_id")
+    expected = {
+        "keep": "",
+        "catch_4_of_6": "",
+        "catch_3_of_6": "catch accuracy below 2/3",
+        "instr_15000": "",
+        "instr_14999": "instructions under 15 s",
+        "too_fast": "total time outside 120-5400 s",
+        "too_slow": "total time outside 120-5400 s",
+        "left_only": "answers on one side only",
+        "practice_4": "more than 3 practice rounds",
+        "returned": "session not finished",
+        "two_faults": "catch accuracy below 2/3; instructions under 15 s",
+    }
+    assert table["reasons"].to_dict() == expected
+    assert table["excluded"].to_dict() == {pid: bool(reason) for pid, reason in expected.items()}
+    assert table.loc["catch_4_of_6", "catch_accuracy"] == pytest.approx(4 / 6)
+
+
+def test_rules_are_configurable(people):
+    lenient = ExclusionRules(min_catch_accuracy=0.5, min_instruction_s=10, require_both_sides=False,
+                             max_practice_rounds=4, min_total_s=60, max_total_s=10_000)
+    table = participant_table(people, lenient).set_index("participant_id")
+    assert sorted(table.index[table["excluded"]]) == ["returned", "two_faults"]
+
+
+def test_summary_counts_per_condition(people):
+    table = participant_table(people)
+    summary = exclusion_summary(table, ["olah", "maco", "maco_mask", "none"]).set_index("condition")
+    assert summary.loc["olah", ["participants", "excluded", "included"]].tolist() == [2, 0, 2]
+    assert summary.loc["maco", ["catch", "instructions", "excluded", "included"]].tolist() == [1, 1, 2, 1]
+    assert summary.loc["none", ["total_time", "sides", "excluded"]].tolist() == [2, 1, 3]
+    assert summary.loc["maco_mask", ["practice", "incomplete", "catch", "instructions", "excluded"]].tolist() == [
+        1, 1, 1, 1, 3
+    ]
+    assert summary.loc["all", "participants"] == 11 and summary.loc["all", "excluded"] == 8
+
+
+def test_model_sees_only_main_trials_of_included_participants(people):
+    table = participant_table(people)
+    rows = model_rows(people, table)
+    assert set(rows["trial_kind"]) == {"main"}
+    assert set(rows["participant_id"]) == {"keep", "catch_4_of_6", "instr_15000"}
+    assert len(rows) == 3 * 4

@@ -1,0 +1,106 @@
+"""The model: readable terms, reference levels, lme4's Hessian vcov, agreement with R's lme4."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis import models
+from analysis.exclusions import model_rows, participant_table
+from analysis.load import validate_export
+from analysis.models import EngineError, ModelSpec, build_design, fit_model
+from tests.analysis.conftest import require_rscript
+
+CONDITIONS = ["olah", "maco_mask", "maco", "none"]
+NETWORKS = ["vgg16", "resnet50", "vit_b16"]
+
+
+@pytest.fixture(scope="module")
+def rows(small_export):
+    df = validate_export(small_export)
+    return model_rows(df, participant_table(df))
+
+
+@pytest.fixture(scope="module")
+def fitted(rows):
+    return fit_model(build_design(rows, ModelSpec(), CONDITIONS, NETWORKS))
+
+
+def test_terms_are_readable_with_reference_levels_first(rows):
+    design = build_design(rows, ModelSpec(interaction=True), CONDITIONS, NETWORKS)
+    assert design.conditions == ["olah", "maco_mask", "maco", "none"]
+    assert design.networks == ["resnet50", "vgg16", "vit_b16"]
+    assert design.terms[:6] == [
+        "(Intercept)", "condition[maco_mask]", "condition[maco]", "condition[none]", "network[vgg16]",
+        "network[vit_b16]",
+    ]
+    assert "condition[maco]:network[vit_b16]" in design.terms and len(design.terms) == 12
+    # the design row of a cell switches on exactly its own terms
+    row = dict(zip(design.terms, design.row("maco", "vit_b16")))
+    on = {term for term, value in row.items() if value}
+    assert on == {"(Intercept)", "condition[maco]", "network[vit_b16]", "condition[maco]:network[vit_b16]"}
+    assert design.row("olah", "resnet50").tolist() == [1.0] + [0.0] * 11  # the reference cell
+    # each frame column is the indicator of its term
+    maco_vit = (rows["condition"].eq("maco") & rows["network"].eq("vit_b16")).to_numpy()
+    column = design.columns[design.terms.index("condition[maco]:network[vit_b16]")]
+    assert np.array_equal(design.frame[column].to_numpy(), maco_vit.astype(float))
+
+
+def test_unknown_reference_level_is_an_error(rows):
+    with pytest.raises(ValueError, match="reference network 'resnet18'"):
+        build_design(rows, ModelSpec(ref_network="resnet18"), CONDITIONS, NETWORKS)
+
+
+def test_fit_reports_effects_sds_convergence_and_lrts(rows, fitted):
+    table = fitted.fixed_effects().set_index("term")
+    assert fitted.converged and not fitted.singular
+    assert np.allclose(table["z"], table["estimate"] / table["se"])
+    assert np.allclose(table["ci_upper"] - table["estimate"], 1.959964 * table["se"], atol=1e-6)
+    assert np.allclose(table["odds_ratio"], np.exp(table["estimate"]))
+    assert set(fitted.re_sd) == {"participant", "unit"} and all(v > 0 for v in fitted.re_sd.values())
+    assert fitted.lrt["term"].tolist() == ["condition", "network"]
+    assert fitted.lrt["df"].tolist() == [3, 2]
+    assert (fitted.lrt["chisq"] >= 0).all() and fitted.lrt["p"].between(0, 1).all()
+    assert fitted.n_obs == len(rows)
+    assert fitted.n_groups == {"participant": rows["participant_id"].nunique(), "unit": 24}
+
+
+def test_changing_the_reference_reparameterises_the_same_fit(rows, fitted):
+    other = fit_model(build_design(rows, ModelSpec(ref_condition="maco"), CONDITIONS, NETWORKS), lrt=False)
+    a = fitted.fixed_effects().set_index("term")
+    b = other.fixed_effects().set_index("term")
+    assert b.loc["condition[olah]", "estimate"] == pytest.approx(-a.loc["condition[maco]", "estimate"], abs=2e-3)
+    assert b.loc["condition[olah]", "se"] == pytest.approx(a.loc["condition[maco]", "se"], rel=1e-2)
+    assert other.loglik == pytest.approx(fitted.loglik, abs=1e-3)
+
+
+def test_deriv12_hessian_is_exact_on_a_quadratic():
+    A = np.array([[4.0, 1.0, 0.5], [1.0, 3.0, -0.2], [0.5, -0.2, 2.0]])
+    x0 = np.array([0.3, -1.0, 2.0])
+    hessian = models._deriv12_hessian(lambda x: 0.5 * (x - x0) @ A @ (x - x0) + 7.0, x0.copy())
+    assert np.allclose(hessian, A, atol=1e-5)
+
+
+def test_interaction_adds_its_lrt(rows):
+    fit = fit_model(build_design(rows, ModelSpec(interaction=True), CONDITIONS, NETWORKS))
+    assert fit.lrt["term"].tolist() == ["condition", "network", "condition:network"]
+    assert fit.lrt["df"].tolist() == [3, 2, 6]
+    assert fit.vcov.shape == (12, 12)
+
+
+def test_lme4_engine_without_r_says_how_to_install(rows, monkeypatch):
+    monkeypatch.setattr(models.shutil, "which", lambda name: None)
+    with pytest.raises(EngineError, match="apt-get install r-base-core r-cran-lme4"):
+        fit_model(build_design(rows, ModelSpec(), CONDITIONS, NETWORKS), engine="lme4")
+
+
+def test_mixedlm_agrees_with_lme4(rows, fitted):
+    require_rscript()
+    lme4 = fit_model(build_design(rows, ModelSpec(), CONDITIONS, NETWORKS), engine="lme4")
+    assert lme4.terms == fitted.terms
+    assert np.abs(fitted.beta - lme4.beta).max() < 0.02
+    assert np.abs(fitted.se / lme4.se - 1).max() < 0.05
+    for group in ("participant", "unit"):
+        assert fitted.re_sd[group] == pytest.approx(lme4.re_sd[group], abs=0.02)
+    assert fitted.loglik == pytest.approx(lme4.loglik, abs=0.01)
+    assert np.allclose(fitted.lrt["chisq"], lme4.lrt["chisq"], atol=0.05)
+    assert lme4.converged and "lme4" in lme4.engine_versions
