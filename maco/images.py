@@ -1,0 +1,43 @@
+"""Tensor <-> image helpers. Image tensors are float (3, H, W) in [0, 1]."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def load_rgb(path: str | Path, size: int | tuple[int, int] | None = None) -> torch.Tensor:
+    """Read an image as RGB in [0, 1]; with ``size``, resize the shorter side and centre-crop."""
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        if size is not None:
+            image = fit_center(image, size)
+        array = np.asarray(image, dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def fit_center(image: Image.Image, size: int | tuple[int, int]) -> Image.Image:
+    """Resize (antialiased) so the image covers ``size``, then crop its centre."""
+    height, width = (size, size) if isinstance(size, int) else size
+    scale = max(height / image.height, width / image.width)
+    resized = image.resize(
+        (max(width, round(image.width * scale)), max(height, round(image.height * scale))),
+        Image.Resampling.BICUBIC,
+    )
+    left = (resized.width - width) // 2
+    top = (resized.height - height) // 2
+    return resized.crop((left, top, left + width, top + height))
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """(3, H, W) in [0, 1] -> RGB PIL image; (H, W) -> greyscale."""
+    array = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    if array.ndim == 3:
+        array = array.permute(1, 2, 0)
+    return Image.fromarray(array.numpy())
+
+
+def save_png(image: torch.Tensor, path: str | Path) -> None:
+    to_pil(image).save(path, format="PNG")

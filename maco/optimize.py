@@ -1,0 +1,236 @@
+"""The optimisation loops: ``maco``, ``olah`` and ``pixel``, many units per run.
+
+Each unit keeps its own image parameters and its own random augmentations;
+one forward and one backward pass per step cover every unit's batch. Units
+are ImageNet output units (logits) by default, or any ``Objective`` list.
+
+All three share the loop ``_optimize``; they differ only in the image
+parameterization, the augmentation and the optimiser (as in the papers:
+MACO uses NAdam with lr 1.0 on the phase, Lucid uses Adam with lr 0.05).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from maco.models import Model
+from maco.objectives import LOGITS, Objective, ObjectiveError, capture, logit
+from maco.parameterizations import (
+    fourier_image,
+    fourier_init,
+    fourier_scale,
+    maco_image,
+    maco_init,
+    maco_magnitude,
+    pixel_image,
+    pixel_init,
+)
+from maco.spectra import Spectrum, resize_spectrum, resolve_spectrum
+from maco.transforms import NOISE, crop_and_resize, lucid_transforms, maco_crop_boxes, uniform_noise
+
+# called after every step with (step, parameters, per-unit objective values)
+StepCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+
+@dataclass
+class Visualization:
+    unit: int | str  # the output unit, or the objective's name
+    method: str  # "maco", "olah" or "pixel"
+    seed: int
+    image: torch.Tensor  # (3, H, W) in [0, 1], on the CPU
+    objective: float  # objective value at the last step (averaged over that step's augmentations)
+    history: list[float] = field(repr=False)  # objective value at every step
+    transparency: torch.Tensor | None = None  # (H, W): sum over steps of |dL/dx| (MACO only)
+    spectrum_source: str | None = None  # MACO only
+    seconds: float = 0.0  # wall time of the whole run (shared by its units)
+
+
+def check_units(model: Model, units: Sequence[int]) -> None:
+    """Every unit must be an output of the model: raise before any heavy work."""
+    if not units:
+        raise ObjectiveError("no unit to visualize")
+    bad = [u for u in units if not (isinstance(u, int) and 0 <= u < model.num_classes)]
+    if bad:
+        raise ObjectiveError(f"unit(s) {bad} out of range: {model.name} has outputs 0..{model.num_classes - 1}")
+
+
+def _objectives(model: Model, units: Sequence[int] | None, objectives: Sequence[Objective] | None):
+    """One objective per unit, checked against the model before any heavy work."""
+    if (units is None) == (objectives is None):
+        raise ObjectiveError("give either units or objectives")
+    if objectives is not None:
+        return list(objectives), [o.name for o in objectives]
+    units = list(units)
+    check_units(model, units)
+    return [logit(u) for u in units], units
+
+
+def _optimize(
+    model: Model,
+    objectives: list[Objective],
+    parameters: torch.Tensor,
+    render: Callable[[torch.Tensor], torch.Tensor],
+    augment: Callable[[torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    steps: int,
+    track_transparency: bool,
+    progress: bool,
+    description: str,
+    callback: StepCallback | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Run the shared loop; returns final images, transparency maps and the (steps, units) history."""
+    units = len(objectives)
+    layers = sorted({layer for objective in objectives for layer in objective.layers})
+    history = torch.zeros(steps, units, device=parameters.device)
+    transparency = None
+    with capture(model.net, layers) as store:
+        bar = tqdm(range(steps), desc=description, unit="step", disable=not progress)
+        for step in bar:
+            image = render(parameters)
+            if track_transparency:
+                image.retain_grad()
+            batch = augment(image)
+            activations = {**store, LOGITS: model(batch)}
+            per_unit = batch.shape[0] // units  # the batch is grouped by unit
+            values = torch.stack([
+                objective({k: v[u * per_unit:(u + 1) * per_unit] for k, v in activations.items()}).mean()
+                for u, objective in enumerate(objectives)
+            ])
+            optimizer.zero_grad(set_to_none=True)
+            (-values.sum()).backward()
+            if track_transparency:
+                magnitude = image.grad.abs().sum(dim=1)
+                transparency = magnitude if transparency is None else transparency + magnitude
+            optimizer.step()
+            history[step] = values.detach()
+            if callback is not None:
+                callback(step, parameters, values.detach())
+            if progress and (step % 16 == 0 or step == steps - 1):
+                bar.set_postfix(objective=f"{history[step].mean().item():.3f}")
+    with torch.no_grad():
+        final = render(parameters)
+    return final, transparency, history
+
+
+def _visualizations(method, labels, seed, images, transparency, history, started, spectrum_source=None):
+    seconds = time.perf_counter() - started
+    history = history.cpu()
+    return [
+        Visualization(
+            unit=label,
+            method=method,
+            seed=seed,
+            image=images[i].detach().cpu(),
+            objective=float(history[-1, i]) if len(history) else float("nan"),
+            history=history[:, i].tolist(),
+            transparency=None if transparency is None else transparency[i].detach().cpu(),
+            spectrum_source=spectrum_source,
+            seconds=seconds,
+        )
+        for i, label in enumerate(labels)
+    ]
+
+
+def maco(
+    model: Model,
+    units: Sequence[int] | None = None,
+    objectives: Sequence[Objective] | None = None,
+    *,
+    steps: int = 256,
+    size: int = 512,
+    crops: int = 6,
+    lr: float = 1.0,
+    noise: float = NOISE,
+    seed: int = 0,
+    spectrum: Spectrum | None = None,
+    progress: bool = True,
+    callback: StepCallback | None = None,
+) -> list[Visualization]:
+    """MACO (Fel et al. 2023): optimise only the phase of a fixed natural-image magnitude spectrum.
+
+    Per step and unit: ``crops`` random crops (side ~N(0.25, 0.1) of the
+    image), resized to the model's input, plus uniform noise; the objective
+    is averaged over the crops; NAdam on the phase. The transparency map is
+    the sum over steps of |dL/dx| at the working resolution, over channels.
+    """
+    objectives, labels = _objectives(model, units, objectives)
+    started = time.perf_counter()
+    device = model.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    spectrum = resize_spectrum(spectrum, size) if spectrum is not None else resolve_spectrum(size)
+    magnitude = maco_magnitude(spectrum.magnitude).to(device)
+    phase = maco_init(len(objectives), size, size, generator).requires_grad_()
+
+    def augment(images: torch.Tensor) -> torch.Tensor:
+        boxes = maco_crop_boxes(len(objectives), crops, size, size, generator)
+        return uniform_noise(crop_and_resize(images, boxes, model.input_size), noise, generator)
+
+    images, transparency, history = _optimize(
+        model, objectives, phase, lambda p: maco_image(p, magnitude, size), augment,
+        torch.optim.NAdam([phase], lr=lr), steps, True, progress, "maco", callback,
+    )
+    return _visualizations("maco", labels, seed, images, transparency, history, started, spectrum.source)
+
+
+def olah(
+    model: Model,
+    units: Sequence[int] | None = None,
+    objectives: Sequence[Objective] | None = None,
+    *,
+    steps: int = 512,
+    size: int | None = None,
+    lr: float = 0.05,
+    seed: int = 0,
+    progress: bool = True,
+    callback: StepCallback | None = None,
+) -> list[Visualization]:
+    """Olah et al. 2017 as in Lucid: 1/f Fourier basis (decay 1, sd 0.01), decorrelated colour,
+    the standard transforms, Adam 0.05. ``size`` defaults to the model's input size."""
+    return _lucid_baseline("olah", model, units, objectives, steps, size, lr, seed, progress, callback)
+
+
+def pixel(
+    model: Model,
+    units: Sequence[int] | None = None,
+    objectives: Sequence[Objective] | None = None,
+    *,
+    steps: int = 512,
+    size: int | None = None,
+    lr: float = 0.05,
+    seed: int = 0,
+    progress: bool = True,
+    callback: StepCallback | None = None,
+) -> list[Visualization]:
+    """Pixel-space optimisation (plain RGB pixels, sigmoid), with Lucid's standard transforms, Adam 0.05."""
+    return _lucid_baseline("pixel", model, units, objectives, steps, size, lr, seed, progress, callback)
+
+
+def _lucid_baseline(method, model, units, objectives, steps, size, lr, seed, progress, callback):
+    objectives, labels = _objectives(model, units, objectives)
+    started = time.perf_counter()
+    size = size or model.input_size
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    count = len(objectives)
+    if method == "olah":
+        parameters = fourier_init(count, size, size, generator).requires_grad_()
+        scale = fourier_scale(size, size).to(model.device)
+
+        def render(p: torch.Tensor) -> torch.Tensor:
+            return fourier_image(p, scale, size)
+    else:
+        parameters = pixel_init(count, size, size, generator).requires_grad_()
+        render = pixel_image
+
+    images, _, history = _optimize(
+        model, objectives, parameters, render,
+        lambda images: lucid_transforms(images, model.input_size, generator),
+        torch.optim.Adam([parameters], lr=lr), steps, False, progress, method, callback,
+    )
+    return _visualizations(method, labels, seed, images, None, history, started)
+
+
+METHODS = {"maco": maco, "olah": olah, "pixel": pixel}

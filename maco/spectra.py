@@ -1,0 +1,248 @@
+"""The fixed magnitude spectrum that MACO keeps while it optimises the phase.
+
+A spectrum is the mean per-channel magnitude of the 2-D FFT of natural images
+in decorrelated colour space, in ``torch.fft.rfft2`` layout ``(3, H, W//2+1)``.
+Sources, in the order ``resolve_spectrum`` tries them:
+
+1. a ``.npy`` file the user names (``load_spectrum``), e.g. one computed from a
+   folder of images by ``maco-study spectrum`` (``spectrum_from_folder``);
+2. the published ImageNet spectrum of the MACO authors, downloaded once into a
+   cache and checked against its sha256 (``imagenet_spectrum``);
+3. an analytic approximation of it for offline use (``analytic_spectrum``).
+
+Every ``Spectrum`` carries a ``source`` string that outputs record.
+
+Sizes: frequencies are matched in cycles per image, so a spectrum measured at
+512 px gives a 224 px one by keeping its low frequencies, as a downscaled photo
+keeps the same scene; frequencies beyond the measured range follow the
+analytic model's shape.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from maco.color import decorrelate
+from maco.images import load_rgb
+
+IMAGENET_SPECTRUM_URL = "https://storage.googleapis.com/serrelab/loupe/spectrums/imagenet_decorrelated.npy"
+IMAGENET_SPECTRUM_SHA256 = "a4810ea049ef9a0fe4e3f26660188e53222281879b333e8fd61377f7491aafc8"
+IMAGENET_SPECTRUM_FILENAME = "imagenet_decorrelated.npy"
+REFERENCE_SIZE = 512  # the published spectrum's (and the analytic fit's) image side
+
+# Fitted by scripts/fit_analytic_spectrum.py to the published ImageNet spectrum:
+# per decorrelated channel (a, alpha, f0, c, b, g, p) of ``analytic_log_magnitude``.
+ANALYTIC_PARAMS = [
+    [11.36492, 1.14871, 0.01, 2.53433, 0.16462, 5.07865, 12.38365],
+    [11.44352, 1.1673, 0.01, 2.9753, 0.14666, 4.93317, 10.74654],
+    [11.169, 1.1339, 0.01, 2.62924, 0.13721, 4.96653, 10.41395],
+]
+# Fit error in natural-log magnitude, worst channel, DC excluded: 0.158 rms with
+# every octave of frequency weighted equally (a factor of about 1.17 either
+# way), 0.381 rms over all bins unweighted (the misfit sits in the corners near
+# Nyquist, where the measured magnitudes fall to ~1e-6).
+ANALYTIC_FIT_RMS_LOG_ERROR = 0.158
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+class SpectrumError(ValueError):
+    """A spectrum that cannot be loaded, computed or fetched; the message says why."""
+
+
+@dataclass
+class Spectrum:
+    magnitude: torch.Tensor  # (3, H, W//2+1), float32, non-negative
+    source: str
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        height, half_width = self.magnitude.shape[-2:]
+        return height, 2 * (half_width - 1)
+
+
+def frequency_grid(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Signed frequencies in cycles per image, each of shape (H, W//2+1)."""
+    fy = torch.fft.fftfreq(height, d=1.0 / height, dtype=torch.float64)
+    fx = torch.fft.rfftfreq(width, d=1.0 / width, dtype=torch.float64)
+    return torch.meshgrid(fy, fx, indexing="ij")
+
+
+def analytic_log_magnitude(fy: torch.Tensor, fx: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """log r = a - alpha log(f + f0) - c f/N + b cos(4 theta) - g ((|fx|/N)^p + (|fy|/N)^p).
+
+    A power law with a low-frequency knee and an exponential fall-off, extra
+    power on the cardinal axes, and a separable roll-off near the Nyquist
+    frequency N of a 512 px image (the anti-aliasing of the resized photos).
+    f is in cycles per image.
+    """
+    a, alpha, f0, c, b, g, p = params
+    radius = torch.hypot(fy, fx)
+    theta = torch.atan2(fy, fx)
+    nyquist = REFERENCE_SIZE / 2
+    rolloff = (fx.abs() / nyquist) ** p + (fy.abs() / nyquist) ** p
+    return a - alpha * torch.log(radius + f0) - c * radius / nyquist + b * torch.cos(4 * theta) - g * rolloff
+
+
+def _analytic_magnitude(height: int, width: int) -> torch.Tensor:
+    fy, fx = frequency_grid(height, width)
+    params = torch.tensor(ANALYTIC_PARAMS, dtype=torch.float64)
+    logs = [analytic_log_magnitude(fy, fx, p) for p in params]
+    return torch.stack(logs).exp().float()
+
+
+def analytic_spectrum(size: int | tuple[int, int] = REFERENCE_SIZE) -> Spectrum:
+    """The offline default: a smooth fit to the published ImageNet spectrum."""
+    height, width = _pair(size)
+    return Spectrum(
+        _analytic_magnitude(height, width),
+        f"analytic (offline fit to the ImageNet spectrum, octave-weighted rms log error {ANALYTIC_FIT_RMS_LOG_ERROR})",
+    )
+
+
+def resize_spectrum(spectrum: Spectrum, size: int | tuple[int, int]) -> Spectrum:
+    """The spectrum for another image size, matching frequencies in cycles per image."""
+    height, width = _pair(size)
+    if (height, width) == spectrum.image_size:
+        return spectrum
+    src_height, src_width = spectrum.image_size
+    fy, fx = frequency_grid(height, width)
+    max_y, max_x = src_height // 2, src_width // 2
+    clamped_y = fy.clamp(-max_y, max_y)
+    clamped_x = fx.clamp(0, max_x)
+    rows = clamped_y.long() % src_height
+    cols = clamped_x.long()
+    magnitude = spectrum.magnitude[:, rows, cols].double()
+    outside = (fy != clamped_y) | (fx != clamped_x)
+    if outside.any():
+        # continue the measured spectrum beyond its range with the analytic shape
+        params = torch.tensor(ANALYTIC_PARAMS, dtype=torch.float64)
+        for channel, p in enumerate(params):
+            ratio = (analytic_log_magnitude(fy, fx, p) - analytic_log_magnitude(clamped_y, clamped_x, p)).exp()
+            magnitude[channel] = torch.where(outside, magnitude[channel] * ratio, magnitude[channel])
+    return Spectrum(magnitude.float(), f"{spectrum.source}, resized to {height}x{width}")
+
+
+def load_spectrum(path: str | Path) -> Spectrum:
+    """A spectrum saved as ``.npy`` of shape (3, H, W//2+1)."""
+    path = Path(path)
+    try:
+        array = np.load(path)
+    except (OSError, ValueError) as error:
+        raise SpectrumError(f"cannot read spectrum {path}: {error}") from error
+    if array.ndim != 3 or array.shape[0] != 3 or array.shape[2] < 2:
+        raise SpectrumError(
+            f"spectrum {path} has shape {array.shape}; expected (3, H, W//2+1), e.g. (3, 512, 257)"
+        )
+    if not np.all(np.isfinite(array)) or (array < 0).any():
+        raise SpectrumError(f"spectrum {path} has negative or non-finite magnitudes")
+    return Spectrum(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), f"file:{path.resolve()}")
+
+
+def save_spectrum(spectrum: Spectrum, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda f: np.save(f, spectrum.magnitude.numpy()))
+
+
+def spectrum_from_folder(folder: str | Path, size: int | tuple[int, int], progress: bool = True) -> Spectrum:
+    """Mean magnitude spectrum of every readable image under ``folder`` (recursive).
+
+    Images are resized (shorter side) and centre-cropped to ``size``, taken to
+    [0, 1] and decorrelated, one at a time so the folder never sits in memory.
+    Unreadable files are skipped and counted in the source string.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SpectrumError(f"image folder {folder} does not exist or is not a folder")
+    height, width = _pair(size)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    total = torch.zeros(3, height, width // 2 + 1, dtype=torch.float64)
+    used = skipped = 0
+    for file in tqdm(files, desc="spectrum", unit="img", disable=not progress):
+        try:
+            image = load_rgb(file, (height, width))
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError):
+            skipped += 1
+            continue
+        total += torch.fft.rfft2(decorrelate(image).double()).abs()
+        used += 1
+    if used == 0:
+        raise SpectrumError(f"no readable image in {folder} ({len(files)} image files, {skipped} unreadable)")
+    return Spectrum(
+        (total / used).float(),
+        f"folder:{folder.resolve()} ({used} images, {skipped} unreadable skipped, {height}x{width})",
+    )
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MACO_CACHE", Path.home() / ".cache" / "maco-study"))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def imagenet_spectrum(download: bool = True, timeout_s: float = 30.0) -> Spectrum:
+    """The MACO authors' ImageNet spectrum (3x512x257), from the cache or downloaded once.
+
+    The file is verified against its sha256 both after download and when read
+    from the cache; a corrupted cached copy is replaced.
+    """
+    path = cache_dir() / IMAGENET_SPECTRUM_FILENAME
+    if not (path.is_file() and _sha256(path) == IMAGENET_SPECTRUM_SHA256):
+        if not download:
+            raise SpectrumError(f"the ImageNet spectrum is not cached at {path} and downloading is off")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with urllib.request.urlopen(IMAGENET_SPECTRUM_URL, timeout=timeout_s) as response:
+                payload = response.read()
+        except OSError as error:
+            raise SpectrumError(f"cannot download the ImageNet spectrum: {error}") from error
+        if hashlib.sha256(payload).hexdigest() != IMAGENET_SPECTRUM_SHA256:
+            raise SpectrumError("the downloaded ImageNet spectrum does not match its sha256; not cached")
+        _atomic_write(path, lambda f: f.write(payload))
+    spectrum = load_spectrum(path)
+    return Spectrum(spectrum.magnitude, f"imagenet (published, sha256 {IMAGENET_SPECTRUM_SHA256[:8]})")
+
+
+def resolve_spectrum(size: int | tuple[int, int], path: str | Path | None = None) -> Spectrum:
+    """The spectrum for a run at ``size``: the named file, else ImageNet's, else the analytic one.
+
+    Set ``MACO_OFFLINE=1`` to skip the download attempt.
+    """
+    if path is not None:
+        return resize_spectrum(load_spectrum(path), size)
+    try:
+        spectrum = imagenet_spectrum(download=os.environ.get("MACO_OFFLINE", "") in ("", "0"))
+    except SpectrumError as error:
+        fallback = analytic_spectrum(size)
+        return Spectrum(fallback.magnitude, f"{fallback.source}; ImageNet spectrum unavailable: {error}")
+    return resize_spectrum(spectrum, size)
+
+
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    height, width = (size, size) if isinstance(size, int) else size
+    if height < 8 or width < 8:
+        raise SpectrumError(f"image size {height}x{width} is too small (at least 8x8)")
+    return int(height), int(width)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: never a half file."""
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
+        write(f)
+    os.replace(f.name, path)

@@ -1,0 +1,103 @@
+"""Augmentations: MACO's random crops and noise, and Lucid's standard transforms.
+
+Both produce a batch at the model's input size in one batched resampling op:
+``roi_align`` for MACO crops (it averages several samples per output pixel
+when a crop is shrunk, i.e. it is antialiased), one ``grid_sample`` with a
+per-image affine map for Lucid's pad/jitter/scale/rotate/jitter chain.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import roi_align
+
+# MACO crops: side ~ N(0.25, 0.1) of the image side, clipped to [0.1, 1].
+CROP_MEAN = 0.25
+CROP_STD = 0.1
+CROP_RANGE = (0.1, 1.0)
+NOISE = 0.1  # additive uniform noise U(-0.1, 0.1) on [0, 1] images
+
+# Lucid's standard_transforms: pad 12 (grey), jitter 8, scale 0.9..1.1 in 11
+# steps, rotate -10..10 deg (0 five times more likely), jitter 4.
+LUCID_PAD = 12
+LUCID_JITTER = (8, 4)
+LUCID_SCALES = tuple(1 + (i - 5) / 50 for i in range(11))
+LUCID_ANGLES = tuple(range(-10, 11)) + (0,) * 5
+
+
+def maco_crop_boxes(
+    units: int,
+    crops: int,
+    height: int,
+    width: int,
+    generator: torch.Generator,
+    mean: float = CROP_MEAN,
+    std: float = CROP_STD,
+    side_range: tuple[float, float] = CROP_RANGE,
+) -> torch.Tensor:
+    """Random square crop boxes, ``crops`` per unit, as roi_align rows (unit, x1, y1, x2, y2)."""
+    count = units * crops
+    fraction = (torch.randn(count, generator=generator, device=generator.device) * std + mean).clamp(*side_range)
+    side = fraction * min(height, width)
+    x1 = torch.rand(count, generator=generator, device=generator.device) * (width - side)
+    y1 = torch.rand(count, generator=generator, device=generator.device) * (height - side)
+    owner = torch.arange(units, device=generator.device).repeat_interleave(crops).float()
+    return torch.stack([owner, x1, y1, x1 + side, y1 + side], dim=1)
+
+
+def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop every box out of its image and resize it to ``size`` x ``size``, antialiased."""
+    return roi_align(images, boxes.to(images), output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+
+
+def uniform_noise(images: torch.Tensor, amplitude: float, generator: torch.Generator) -> torch.Tensor:
+    noise = (torch.rand(images.shape, generator=generator, device=generator.device) * 2 - 1) * amplitude
+    return images + noise.to(images)
+
+
+def lucid_transform_grids(
+    count: int, image_size: int, output_size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Sampling grids (count, S, S, 2) for Lucid's standard transforms, then a resize to ``output_size``.
+
+    The chain pad -> jitter -> scale -> rotate -> jitter -> resize is one affine
+    map per image; it is inverted here so that each output pixel knows where
+    to sample the original image (coordinates in pixels, origin top-left).
+    """
+    device = generator.device
+
+    def choice(values: tuple[float, ...]) -> torch.Tensor:
+        return torch.tensor(values, device=device)[torch.randint(len(values), (count,), generator=generator, device=device)]
+
+    def offsets(jitter: int) -> torch.Tensor:
+        return torch.randint(jitter + 1, (count, 2), generator=generator, device=device).float()
+
+    scale = choice(LUCID_SCALES)
+    angle = choice(LUCID_ANGLES) * math.pi / 180
+    first, second = offsets(LUCID_JITTER[0]), offsets(LUCID_JITTER[1])
+    side_after_jitter = image_size + 2 * LUCID_PAD - LUCID_JITTER[0]
+    side_scaled = side_after_jitter * scale  # (count,)
+    side_final = side_scaled - LUCID_JITTER[1]
+
+    centers = torch.arange(output_size, dtype=torch.float32, device=device) + 0.5
+    ys, xs = torch.meshgrid(centers, centers, indexing="ij")
+    out = torch.stack([xs, ys], dim=-1).expand(count, -1, -1, -1)  # (count, S, S, 2) as (x, y)
+    # undo the resize and the second jitter: coordinates in the rotated canvas
+    rotated = out * (side_final / output_size).view(-1, 1, 1, 1) + second.view(-1, 1, 1, 2)
+    # undo the rotation about the canvas centre
+    half = (side_scaled / 2).view(-1, 1, 1, 1)
+    cos, sin = torch.cos(angle).view(-1, 1, 1), torch.sin(angle).view(-1, 1, 1)
+    dx, dy = (rotated - half).unbind(-1)
+    unrotated = torch.stack([cos * dx + sin * dy, -sin * dx + cos * dy], dim=-1) + half
+    # undo the scale, the first jitter and the padding
+    source = unrotated / scale.view(-1, 1, 1, 1) + first.view(-1, 1, 1, 2) - LUCID_PAD
+    return source / image_size * 2 - 1  # grid_sample's [-1, 1], align_corners=False
+
+
+def lucid_transforms(images: torch.Tensor, output_size: int, generator: torch.Generator) -> torch.Tensor:
+    """Lucid's standard transforms, one random draw per image, padding with grey 0.5."""
+    grids = lucid_transform_grids(images.shape[0], images.shape[-1], output_size, generator).to(images)
+    shifted = F.grid_sample(images - 0.5, grids, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return shifted + 0.5
