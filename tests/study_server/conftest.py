@@ -70,6 +70,11 @@ def make_app(db_url: str, bundle: Path, **overrides: Any):  # noqa: ANN201
 
 
 @pytest.fixture
+def app_factory():  # noqa: ANN201
+    return make_app
+
+
+@pytest.fixture
 def app(db_url: str, bundle: Path):  # noqa: ANN201
     app = make_app(db_url, bundle)
     yield app

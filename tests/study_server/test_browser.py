@@ -1,0 +1,111 @@
+"""One participant in a real browser (Playwright + Debian's Chromium), /start to the Prolific redirect.
+
+Needs /usr/bin/chromium and the playwright package (never `playwright install`):
+CI installs both; locally the test skips with the reason when either is missing.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from werkzeug.serving import make_server
+
+from study_server.models import Participant, Trial
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")
+
+
+@pytest.fixture
+def live_server(sqlite_url: str, bundle: Path, app_factory):  # noqa: ANN001, ANN201
+    app = app_factory(sqlite_url, bundle)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield app, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    app.extensions["maco"].engine.dispose()
+
+
+def test_one_participant_in_chromium(live_server, tmp_path: Path) -> None:  # noqa: ANN001
+    app, base_url = live_server
+    engine = app.extensions["maco"].engine
+    pid = "5f0c1e2d3b4a59687766554a"
+
+    def db_state() -> tuple[Participant | None, list[Trial]]:
+        with Session(engine) as session:
+            p = session.scalar(select(Participant).where(Participant.prolific_pid == pid))
+            trials = [] if p is None else list(session.scalars(
+                select(Trial).where(Trial.participant_id == p.id).order_by(Trial.position)))
+            return p, trials
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        redirected: list[str] = []
+
+        def route(request_route) -> None:  # noqa: ANN001 - nothing leaves 127.0.0.1
+            url = request_route.request.url
+            if url.startswith(base_url):
+                request_route.continue_()
+            else:
+                redirected.append(url)
+                # the completion only counts if every answer was stored before the redirect
+                p, trials = db_state()
+                ok = p.status == "completed" and all(t.answer_id for t in trials)
+                request_route.fulfill(status=200, content_type="text/html",
+                                      body=f"<title>{'prolific-ok' if ok else 'too-early'}</title>")
+
+        page.route("**/*", route)
+        page.goto(f"{base_url}/start?PROLIFIC_PID={pid}&STUDY_ID=study1&SESSION_ID=sess1")
+        page.click("#agree")
+        page.wait_for_selector("#check")
+        page.click("#check")
+        page.wait_for_selector("#start")
+        page.click("#start")
+
+        answers = 0
+        reloaded = False
+        trial_ready = ".answers button:enabled, #finish"  # buttons are enabled once the images are on screen
+        while page.wait_for_selector(trial_ready, timeout=20_000).get_attribute("id") != "finish":
+            if answers == 6 and not reloaded:  # reload in the middle: the same trial comes back
+                before = next(t.position for t in db_state()[1] if t.answer_id is None)
+                page.reload()
+                reloaded = True
+                page.wait_for_selector(trial_ready)
+                assert next(t.position for t in db_state()[1] if t.answer_id is None) == before
+                page.screenshot(path=str(tmp_path / "trial.png"))
+            current = next(t for t in db_state()[1] if t.answer_id is None)
+            if answers % 2 == 0:  # keyboard: 1 = left very sure ... 6 = right very sure
+                page.keyboard.press("1" if current.correct_side == "left" else "6")
+            else:  # mouse
+                page.click(f'.answers button[data-side="{current.correct_side}"][data-confidence="2"]')
+            answers += 1
+            page.wait_for_function("!document.querySelector('.answers button:enabled')")  # taken
+
+        page.wait_for_selector("#finish")
+        page.fill("#comment", "all good")
+        page.click("#finish")
+        page.wait_for_function("document.title === 'prolific-ok' || document.title === 'too-early'",
+                               timeout=20_000)
+        assert page.title() == "prolific-ok"
+        browser.close()
+
+    assert redirected == ["https://app.prolific.com/submissions/complete?cc=C0DE123"]
+    p, trials = db_state()
+    assert (p.status, p.comment, p.window_width, p.window_height) == ("completed", "all good", 1280, 800)
+    assert answers == len(trials) == 2 + 10
+    assert all(t.chosen_side == t.correct_side for t in trials)
+    assert {t.confidence for t in trials} == {2, 3}
+    assert all(0 < t.rt_ms < 60_000 for t in trials)
+    assert all((t.window_width, t.window_height) == (1280, 800) for t in trials)
+    assert (tmp_path / "trial.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Participant)) == 1
