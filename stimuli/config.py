@@ -49,7 +49,7 @@ class NetworkConfig:
 class MethodConfig:
     steps: int
     size: int
-    crops: int
+    crops: int | None = None  # MACO only: random crops per step (Olah uses Lucid's transforms)
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class ReferencesConfig:
     first_seed: int = 0  # reference j of every unit uses seed first_seed + j
     units_per_run: int = 8  # units optimised together in one run (execution)
     maco: MethodConfig = MethodConfig(steps=256, size=512, crops=8)
-    olah: MethodConfig = MethodConfig(steps=256, size=224, crops=8)
+    olah: MethodConfig = MethodConfig(steps=512, size=224)
     spectrum: str | None = None  # a .npy magnitude spectrum for MACO; None: maco's default
 
 
@@ -190,7 +190,7 @@ def _method(parent: _Table, name: str, default: MethodConfig) -> MethodConfig:
     t = parent.table(name)
     method = MethodConfig(steps=t.int("steps", default.steps, minimum=1),
                           size=t.int("size", default.size, minimum=8),
-                          crops=t.int("crops", default.crops, minimum=1))
+                          crops=None if default.crops is None else t.int("crops", default.crops, minimum=1))
     t.reject_unknown()
     return method
 

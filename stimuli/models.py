@@ -7,6 +7,7 @@ Tests build a `StudyModel` directly around a small `nn.Module`.
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,12 +50,18 @@ class StudyModel:
         return self.net((x01 - self.mean[:, None, None]) / self.std[:, None, None])
 
 
-def load_study_model(network: NetworkConfig, device: torch.device | str = "cpu") -> StudyModel:
-    """Load one configured network through maco.models; errors become StimuliError."""
+def load_study_model(network: NetworkConfig, seed: int, device: torch.device | str = "cpu") -> StudyModel:
+    """Load one configured network through maco.models; errors become StimuliError.
+
+    Random weights are drawn from a generator seeded by (seed, network key):
+    every process of a build, resumed or sharded, must see the same network.
+    """
     from maco.models import ModelError, load_model
 
     try:
-        model = load_model(network.model, weights=network.weights, device=device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 1_000_003 + zlib.crc32(network.key.encode()))
+            model = load_model(network.model, weights=network.weights, device=device)
     except ModelError as exc:
         raise StimuliError(f"networks.{network.key}: {exc}") from None
     if network.input_size is not None:

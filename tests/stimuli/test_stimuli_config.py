@@ -34,7 +34,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_tiny_example_loads_with_its_values():
     config = load_config(EXAMPLES / "study_tiny.toml")
-    assert [n.key for n in config.networks] == ["convnext", "effnet"]
+    assert [n.key for n in config.networks] == ["resnet", "effnet"]
     assert config.networks[0].units == (1, 2, 3) and config.networks[0].input_size == 48
     assert config.visualized_methods == ("maco", "olah")
     assert config.query.occluder_fraction == 0.4 and config.query.stride == 4

@@ -1,0 +1,94 @@
+"""Benchmark the stimulus generator's two hot loops.
+
+- occlusion_vs_forward: occlusion positions evaluated per second (masked
+  batches built on the device, stage 2) divided by the bare forward
+  throughput of the same model at the same batch size. Target >= 0.9.
+- refs_per_min: reference images per minute from maco.optimize.maco, with
+  all units in one run (batched) and with one run per unit.
+
+The last printed line is one JSON object. Random weights (speed does not
+depend on them). Example: python benchmarks/bench_stimuli.py --model resnet50 --size 224
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import click
+import torch
+
+from stimuli.config import NetworkConfig
+from stimuli.models import load_study_model
+from stimuli.occlusion import occluder_side, occlusion_map
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(function, device: torch.device, repeats: int) -> float:
+    function()  # warm-up (cudnn autotune, allocator)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    _sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+@click.command()
+@click.option("--model", "model_name", default=None, help="timm name (default: resnet50 on GPU, resnet18 on CPU)")
+@click.option("--size", type=int, default=None, help="input size (default 224 on GPU, 96 on CPU)")
+@click.option("--batch", type=int, default=None, help="batch size (default 256 on GPU, 32 on CPU)")
+@click.option("--stride", type=int, default=None, help="occluder stride (default 2 on GPU, 8 on CPU)")
+@click.option("--units", type=int, default=8, help="units optimised together for refs_per_min")
+@click.option("--steps", type=int, default=None, help="MACO steps (default 32 on GPU, 4 on CPU)")
+@click.option("--device", default=None)
+def main(model_name, size, batch, stride, units, steps, device) -> None:
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    gpu = device.type == "cuda"
+    model_name = model_name or ("resnet50" if gpu else "resnet18")
+    size, batch = size or (224 if gpu else 96), batch or (256 if gpu else 32)
+    stride, steps = stride or (2 if gpu else 8), steps or (32 if gpu else 4)
+    if gpu:
+        torch.backends.cudnn.benchmark = True
+    network = NetworkConfig(key="bench", model=model_name, weights="random", units=tuple(range(units)),
+                            input_size=size)
+    model = load_study_model(network, seed=0, device=device)
+
+    image = torch.rand(3, size, size, device=device)
+    side = occluder_side(size, 0.4)
+    positions = ((size - side) // stride + 1) ** 2
+    batch_images = torch.rand(batch, 3, size, size, device=device)
+    forward_s = _timed(lambda: model.logits(batch_images), device, repeats=3 if gpu else 2)
+    forward_per_s = batch / forward_s
+    occlusion_s = _timed(lambda: occlusion_map(model, image, 1, side, stride, batch), device, repeats=1)
+    occlusion_per_s = positions / occlusion_s
+    print(f"{model_name} @ {size}px on {device}: forward {forward_per_s:,.0f} img/s, occlusion "
+          f"{occlusion_per_s:,.0f} positions/s ({positions} positions, batch {batch})")
+
+    from maco.optimize import maco
+
+    unit_list = list(range(units))
+    settings = dict(steps=steps, size=size * 2, crops=8 if gpu else 2, seed=0, progress=False)
+    batched_s = _timed(lambda: maco(model.maco_model, units=unit_list, **settings), device, repeats=1)
+    single_s = _timed(lambda: [maco(model.maco_model, units=[u], **settings) for u in unit_list],
+                      device, repeats=1)
+    refs_batched, refs_single = units / batched_s * 60, units / single_s * 60
+    print(f"maco ({steps} steps, {settings['size']}px, {settings['crops']} crops): "
+          f"{refs_batched:,.1f} refs/min with {units} units per run, {refs_single:,.1f} one unit per run")
+    print(json.dumps({
+        "device": str(device) if not gpu else torch.cuda.get_device_name(device),
+        "model": model_name, "input_size": size, "batch": batch,
+        "forward_images_per_s": round(forward_per_s, 1),
+        "occlusion_positions_per_s": round(occlusion_per_s, 1),
+        "occlusion_vs_forward": round(occlusion_per_s / forward_per_s, 3),
+        "maco_steps": steps, "units_per_run": units,
+        "refs_per_min": round(refs_batched, 2), "refs_per_min_unbatched": round(refs_single, 2),
+        "refs_batching_speedup": round(refs_batched / refs_single, 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Stage 3: reference visualizations, through maco.optimize.
+
+One run optimises many units at once (``references.units_per_run``) with one
+seed; reference j of every unit uses seed ``first_seed + j``. MACO runs once
+per seed and serves two conditions: `maco` shows the images, `maco_mask`
+the same images rendered with their transparency maps
+(`maco.transparency.masked_image`). `none` has no references.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .config import StudyConfig
+from .models import StudyModel
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """(3, H, W) in [0, 1] -> an RGB PIL image (rounded to 8 bits)."""
+    array = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy())
+
+
+def from_pil(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
+
+
+def resolve_spectrum(config: StudyConfig) -> Any:
+    """MACO's magnitude spectrum: the configured file, else maco's default chain."""
+    from maco.spectra import resolve_spectrum as maco_resolve
+
+    return maco_resolve(config.references.maco.size, config.references.spectrum)
+
+
+def visualize(model: StudyModel, config: StudyConfig, method: str, units: list[int], seed: int,
+              spectrum: Any = None) -> list[Any]:
+    """One optimisation run: a list of maco Visualizations, one per unit, in order."""
+    from maco import optimize
+
+    settings = getattr(config.references, method)
+    kwargs: dict[str, Any] = dict(units=units, steps=settings.steps, size=settings.size,
+                                  seed=seed, progress=False)
+    if method == "maco":
+        kwargs.update(crops=settings.crops, spectrum=spectrum)
+    return getattr(optimize, method)(model.maco_model, **kwargs)
+
+
+def masked(visualization: Any) -> torch.Tensor:
+    from maco.transparency import masked_image
+
+    return masked_image(visualization.image, visualization.transparency)

@@ -1,0 +1,240 @@
+"""The whole build on the tiny example: bundle content, resumption after kill -9, shards, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from maco_study import main as cli
+from stimuli import manifest as mf
+from stimuli.build import WORK_DIR, Builder, Shard, build, check_bundle
+from stimuli.config import load_config
+from stimuli.models import load_study_model
+from stimuli.references import from_pil
+
+TINY = Path(__file__).resolve().parents[2] / "examples" / "study_tiny.toml"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline_spectrum():
+    """MACO's analytic spectrum: the same in every process, with or without internet."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MACO_OFFLINE", "1")
+        yield
+
+
+def build_command(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "maco_study", "stimuli", "build", str(TINY), "--out", str(out),
+            "--device", "cpu", "--no-progress", *extra]
+
+
+def comparable(bundle: Path) -> tuple[dict, list[str]]:
+    """The manifest without its creation time, and the image files."""
+    data = json.loads((bundle / mf.MANIFEST_FILE).read_text())
+    del data["provenance"]["created_at"]
+    return data, sorted(os.listdir(bundle / mf.IMAGES_DIR))
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(TINY)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, config) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "bundle"
+    assert build(config, out, Shard(), "cpu", progress=False) == out / mf.MANIFEST_FILE
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(config):
+    return {n.key: load_study_model(n, config.seed) for n in config.networks}
+
+
+def records(bundle: Path, stage: str) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (bundle / WORK_DIR / stage).glob("*.json")}
+
+
+def test_bundle_holds_every_piece_of_the_study(bundle, config):
+    manifest = check_bundle(bundle)
+    assert [u.key for u in manifest.units] == ["resnet:1", "resnet:2", "resnet:3", "effnet:4", "effnet:5"]
+    assert manifest.units[0].label == "goldfish, Carassius auratus"
+    assert all(n.weights == "random" for n in manifest.networks)
+    assert [n.input_size for n in manifest.networks] == [48, 48]
+    assert len(manifest.query_pairs) == 5 * config.query.per_unit
+    assert len(manifest.practice_trials) == 2 and len(manifest.catch_trials) == 2
+    for unit in manifest.units:
+        maco = manifest.reference_images(unit.key, "maco")
+        masked = manifest.reference_images(unit.key, "maco_mask")
+        olah = manifest.reference_images(unit.key, "olah")
+        assert len(maco) == len(masked) == len(olah) == config.references.per_trial
+        assert len(set(maco + masked + olah)) == 3 * config.references.per_trial
+        assert manifest.reference_images(unit.key, "none") == []
+    assert {p.correct for p in manifest.query_pairs + manifest.practice_trials} == {"a", "b"}
+    assert manifest.provenance["config_fingerprint"] == config.fingerprint()
+    assert "maco-study" in manifest.provenance["software"]
+
+
+def test_stored_activations_are_those_of_the_stored_images(bundle, models):
+    manifest = mf.load_manifest(bundle)
+    for kind, pair in manifest.all_query_pairs():
+        network, unit = pair.unit.split(":")
+        model = models[network]
+
+        def activation(image_id: str) -> float:
+            image = from_pil(Image.open(mf.image_path(bundle, image_id)))
+            return float(model.logits(image[None])[0, int(unit)])
+
+        assert activation(pair.base_image) == pytest.approx(pair.activation_base, abs=1e-4)
+        assert activation(pair.correct_image) == pytest.approx(pair.activation_max, abs=1e-4)
+        assert activation(pair.wrong_image) == pytest.approx(pair.activation_min, abs=1e-4)
+        assert pair.activation_max > pair.activation_min
+
+
+def test_main_pairs_use_the_top_images_and_practice_the_easiest_spares(bundle, config):
+    queries = records(bundle, "queries")
+    manifest = mf.load_manifest(bundle)
+    main_files = {queries[f"{p.unit.split(':')[0]}-{int(p.unit.split(':')[1]):04d}-000"]["base_image"]
+                  for p in manifest.query_pairs}
+    assert main_files == {p.base_image for p in manifest.query_pairs}
+    spare = {k: q for k, q in queries.items() if int(k.rsplit("-", 1)[1]) >= config.query.per_unit}
+    practice = [q for k, q in spare.items() if f"practice-{k.rsplit('-', 2)[0]}" in
+                {p.id.rsplit("-", 2)[0] for p in manifest.practice_trials}]
+    easiest = sorted(q["relative_difference"] for q in spare.values())[-1]
+    assert max(q["relative_difference"] for q in practice) == easiest
+    # practice and catch never show a main trial's base image
+    trial_bases = {p.base_image for p in manifest.practice_trials + manifest.catch_trials}
+    assert not trial_bases & main_files
+
+
+def test_catch_trials_are_answerable_without_references(bundle):
+    manifest = mf.load_manifest(bundle)
+    pairs = {p.id: p for _, p in manifest.all_query_pairs()}
+    occluded_copies = {}  # base image -> its occluded images, from the real pairs
+    for pair in manifest.query_pairs + manifest.practice_trials:
+        occluded_copies.setdefault(pair.base_image, set()).update((pair.image_a, pair.image_b))
+    for catch in manifest.catch_trials:
+        assert catch.note.startswith("catch:")
+        # the wrong image is an occluded copy of a *different* photo
+        owner = [p for p in pairs.values() if catch.wrong_image in (p.image_a, p.image_b)
+                 and p.id != catch.id]
+        assert all(p.base_image != catch.base_image for p in owner)
+        base = from_pil(Image.open(mf.image_path(bundle, catch.base_image)))
+        correct = from_pil(Image.open(mf.image_path(bundle, catch.correct_image)))
+        wrong = from_pil(Image.open(mf.image_path(bundle, catch.wrong_image)))
+        # the correct image differs from the base only under its occluder; the wrong one elsewhere too
+        occ = catch.occluder_a if catch.correct == "a" else catch.occluder_b
+        outside = torch.ones_like(base, dtype=torch.bool)
+        outside[:, occ.y:occ.y + occ.size, occ.x:occ.x + occ.size] = False
+        assert torch.equal(correct[outside], base[outside])
+        assert not torch.equal(wrong[outside], base[outside])
+
+
+def test_killed_build_resumes_to_the_same_bundle_without_redoing_work(tmp_path, bundle):
+    out = tmp_path / "bundle"
+    process = subprocess.Popen(build_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((out / WORK_DIR / "queries").glob("*.json")) and process.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (out / mf.MANIFEST_FILE).exists()
+    finished = {p: p.stat().st_mtime_ns for p in (out / WORK_DIR).rglob("*.json")}
+    assert any("queries" in str(p) for p in finished)
+
+    subprocess.run(build_command(out), check=True, capture_output=True)
+    assert comparable(out) == comparable(bundle)
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in finished.items())  # nothing redone
+    assert not list((out / mf.IMAGES_DIR).glob(".*"))  # no half-written file left
+
+
+def test_shards_merge_into_the_same_bundle(tmp_path, bundle):
+    out = tmp_path / "bundle"
+    shards = [subprocess.Popen(build_command(out, "--shard", f"{i}/2"), stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True) for i in (1, 0)]
+    outputs = [s.communicate(timeout=300)[0] for s in shards]
+    assert [s.returncode for s in shards] == [0, 0]
+    assert "shard 1/2 done" in outputs[0] and "bundle written" in outputs[1]
+    assert comparable(out) == comparable(bundle)
+
+
+def test_shard_slices_are_disjoint_and_cover_everything(config):
+    from stimuli.build import plan_pieces
+
+    pieces = plan_pieces(config, 19)
+    for stage, stage_pieces in pieces.items():
+        slices = [Shard(i, 3).mine(stage_pieces) for i in range(3)]
+        assert sorted(p.name for s in slices for p in s) == sorted(p.name for p in stage_pieces)
+        assert len({p.name for p in stage_pieces}) == len(stage_pieces)
+
+
+def test_torchrun_environment_selects_the_shard(monkeypatch):
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert Shard.parse(None) == Shard(2, 4)
+    assert Shard.parse("1/3") == Shard(1, 3)
+
+
+def test_dry_run_prints_the_plan():
+    result = CliRunner().invoke(cli, ["stimuli", "build", str(TINY), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == ("study tiny: 2 networks, 5 units, conditions olah, maco_mask, maco, none, "
+                        "pool 19 images")
+    # 5 units x top_k 3 base images x (8 x 8 occluder positions + the unoccluded image)
+    assert lines[4].split() == ["queries", "15", "975", "0"]
+    # 2 seeds x 5 units x 3 steps x (2 MACO crops + 1 Olah view)
+    assert lines[3].split() == ["references", "8", "90", "90"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('model = "test_resnet"', 'model = "no_such_net"'),
+     "Error: networks.resnet.model: unknown model 'no_such_net'"),
+    (lambda t: t.replace('source = "skimage"', 'source = "pool"'), "Error: pool.source: no images in"),
+    (lambda t: t.replace("top_k = 3", "top_k = 30"), "Error: pool.source: 19 images, fewer than query.top_k = 30"),
+    (lambda t: t.replace("units = [4, 5]", "units = [4, 5000]"),
+     "Error: networks.effnet.units: class index 5000 out of range 0..999"),
+])
+def test_bad_input_fails_fast_with_one_line(tmp_path, edit, message):
+    (tmp_path / "pool").mkdir()
+    study = tmp_path / "study.toml"
+    study.write_text(edit(TINY.read_text()))
+    result = CliRunner().invoke(cli, ["stimuli", "build", str(study), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 1
+    assert result.output.startswith(message) and result.output.count("\n") == 1
+    assert not (tmp_path / "b").exists()
+
+
+def test_resuming_with_another_config_or_into_a_foreign_folder_is_refused(tmp_path, bundle, config):
+    changed = load_config(TINY)
+    object.__setattr__(changed, "seed", 1)
+    with pytest.raises(Exception, match="started from a different config"):
+        Builder(changed, bundle, progress=False).run()
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(Exception, match="not empty and holds no stimulus build"):
+        Builder(config, tmp_path, progress=False).run()
+
+
+def test_check_names_a_missing_image(tmp_path, bundle):
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(bundle), str(copy)], check=True)
+    victim = mf.load_manifest(copy).query_pairs[0].base_image
+    mf.image_path(copy, victim).unlink()
+    result = CliRunner().invoke(cli, ["stimuli", "check", str(copy)])
+    assert result.exit_code == 1 and victim in result.output
+    ok = CliRunner().invoke(cli, ["stimuli", "check", str(bundle)])
+    assert ok.exit_code == 0 and ok.output.startswith("ok: 2 networks, 5 units, 5 query pairs")
