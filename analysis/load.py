@@ -105,7 +105,7 @@ def _bad(column: str, mask: pd.Series, values: pd.Series, what: str) -> ExportEr
 
 
 def validate_export(raw: pd.DataFrame) -> pd.DataFrame:
-    """Check the contract and return a typed copy (extra columns are kept)."""
+    """Check the contract and return a typed copy, columns in the contract's order (extras kept, last)."""
     if len(raw) == 0:
         raise ExportError("the export has no rows (no answered trials)")
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
@@ -114,7 +114,8 @@ def validate_export(raw: pd.DataFrame) -> pd.DataFrame:
             f"missing column(s): {', '.join(missing)} (docs/export.md; the analysis needs "
             f"{', '.join(REQUIRED_COLUMNS)})"
         )
-    df = raw.copy().reset_index(drop=True)
+    ordered = [c for c in EXPORT_COLUMNS if c in raw.columns] + [c for c in raw.columns if c not in EXPORT_COLUMNS]
+    df = raw[ordered].copy().reset_index(drop=True)
     for column, kind in EXPORT_COLUMNS.items():
         if column not in df.columns:
             continue

@@ -1,4 +1,4 @@
-"""Shared data for the analysis tests: hand-made exports and one small simulated study."""
+"""Fixtures for the analysis tests: hand-made exports, a small clean simulated study, R."""
 from __future__ import annotations
 
 import os
@@ -58,17 +58,8 @@ def participant_rows(
     return rows
 
 
-def frame(*participants: list[dict]) -> pd.DataFrame:
-    """A raw export (all text, as read from CSV) from participant_rows() lists."""
-    return pd.DataFrame([row for rows in participants for row in rows]).astype(str)
-
-
-@pytest.fixture(scope="session")
-def small_export() -> pd.DataFrame:
-    return simulate_export(SMALL, n_participants=48, seed=11)
-
-
-def require_rscript() -> str:
+@pytest.fixture()
+def rscript() -> str:
     """Rscript's path; CI installs R (.ci/run), so there a missing R fails instead of skipping."""
     path = shutil.which("Rscript")
     if path is None:
@@ -76,3 +67,25 @@ def require_rscript() -> str:
             pytest.fail("Rscript not found, but CI installs r-base-core and r-cran-lme4 (.ci/run)")
         pytest.skip("R is not installed (apt-get install r-base-core r-cran-lme4)")
     return path
+
+
+@pytest.fixture()
+def make_export():
+    """make_export(dict(pid=..., **participant_rows options), ...): a raw export, all text as from CSV."""
+
+    def build(*participants: dict) -> pd.DataFrame:
+        rows = [row for spec in participants for row in participant_rows(**spec)]
+        return pd.DataFrame(rows).astype(str)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def small_model() -> GenerativeModel:
+    return SMALL
+
+
+@pytest.fixture(scope="session")
+def small_export() -> pd.DataFrame:
+    """48 participants x 36 main trials, no simulated misbehaviour."""
+    return simulate_export(SMALL, n_participants=48, seed=11)

@@ -8,22 +8,21 @@ import numpy as np
 from analysis.exclusions import participant_table
 from analysis.load import EXPORT_COLUMNS, validate_export
 from analysis.simulate import GenerativeModel, draw_participants, simulate_export, unit_effect
-from tests.analysis.conftest import SMALL
 
 
-def test_export_has_the_contract_columns_and_validates(small_export):
+def test_export_has_the_contract_columns_and_validates(small_export, small_model):
     assert list(small_export.columns) == list(EXPORT_COLUMNS)
     df = validate_export(small_export)
     kinds = df.groupby("participant_id")["trial_kind"].value_counts().unstack()
-    assert (kinds["main"] == 36).all() and (kinds["catch"] == SMALL.catch_trials).all()
+    assert (kinds["main"] == 36).all() and (kinds["catch"] == small_model.catch_trials).all()
     assert df.loc[df["trial_kind"].eq("main"), "unit"].str.match(r"^(vgg16|resnet50|vit_b16):\d+$").all()
     assert df.groupby("participant_id")["condition"].first().value_counts().tolist() == [12] * 4
 
 
-def test_same_seed_same_study_other_seed_other_study():
-    a = simulate_export(SMALL, n_participants=6, seed=1)
-    assert a.equals(simulate_export(SMALL, n_participants=6, seed=1))
-    assert not a["correct"].equals(simulate_export(SMALL, n_participants=6, seed=2)["correct"])
+def test_same_seed_same_study_other_seed_other_study(small_model):
+    a = simulate_export(small_model, n_participants=6, seed=1)
+    assert a.equals(simulate_export(small_model, n_participants=6, seed=1))
+    assert not a["correct"].equals(simulate_export(small_model, n_participants=6, seed=2)["correct"])
 
 
 def test_unit_effects_do_not_depend_on_call_order():
@@ -42,9 +41,9 @@ def test_true_coefficients_follow_the_reference():
     assert truth["(Intercept)"] == model.intercept + model.condition_effects["maco"] + model.network_effects["vit_b16"]
 
 
-def test_behaviours_are_caught_by_the_exclusions():
+def test_behaviours_are_caught_by_the_exclusions(small_model):
     def excluded(**knobs) -> tuple[float, list[str]]:
-        df = validate_export(simulate_export(replace(SMALL, **knobs), n_participants=24, seed=3))
+        df = validate_export(simulate_export(replace(small_model, **knobs), n_participants=24, seed=3))
         table = participant_table(df)
         return table["excluded"].mean(), sorted(set("; ".join(table["reasons"]).split("; ")) - {""})
 
@@ -55,7 +54,7 @@ def test_behaviours_are_caught_by_the_exclusions():
     share, reasons = excluded(p_rushed_instructions=1.0)
     assert share == 1.0 and reasons == ["instructions under 15 s"]
     # chance answering: P(at least 4 of 6 catch right) = 22/64, so most but not all fail
-    df = validate_export(simulate_export(replace(SMALL, p_inattentive=1.0), n_participants=200, seed=4))
+    df = validate_export(simulate_export(replace(small_model, p_inattentive=1.0), n_participants=200, seed=4))
     table = participant_table(df)
     assert abs(table["fail_catch"].mean() - 42 / 64) < 4 * np.sqrt(42 / 64 * 22 / 64 / 200)
     assert abs(table["main_accuracy"].mean() - 0.5) < 0.02

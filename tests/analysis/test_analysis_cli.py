@@ -10,7 +10,6 @@ from click.testing import CliRunner
 from analysis.cli import analyze, power
 from analysis.simulate import simulate_export
 from maco_study import main
-from tests.analysis.conftest import SMALL
 
 REPORT_FILES = [
     "fixed_effects.csv", "contrasts.csv", "descriptives.csv", "exclusions.csv", "exclusion_summary.csv",
@@ -43,9 +42,9 @@ def test_analyze_writes_every_report_file(tmp_path):
     assert '<img src="log_odds.png"' in html and "<code>correct ~ condition" in html
 
 
-def test_analyze_reports_a_broken_export_by_column(tmp_path):
+def test_analyze_reports_a_broken_export_by_column(tmp_path, small_model):
     responses = tmp_path / "responses.csv"
-    simulate_export(SMALL, n_participants=4, seed=2).drop(columns=["chosen_side"]).to_csv(responses, index=False)
+    simulate_export(small_model, n_participants=4, seed=2).drop(columns=["chosen_side"]).to_csv(responses, index=False)
     result = CliRunner().invoke(analyze, [str(responses), "--out", str(tmp_path / "r")])
     assert result.exit_code != 0 and "chosen_side" in result.output
 

@@ -8,7 +8,6 @@ from analysis import models
 from analysis.exclusions import model_rows, participant_table
 from analysis.load import validate_export
 from analysis.models import EngineError, ModelSpec, build_design, fit_model
-from tests.analysis.conftest import require_rscript
 
 CONDITIONS = ["olah", "maco_mask", "maco", "none"]
 NETWORKS = ["vgg16", "resnet50", "vit_b16"]
@@ -93,8 +92,7 @@ def test_lme4_engine_without_r_says_how_to_install(rows, monkeypatch):
         fit_model(build_design(rows, ModelSpec(), CONDITIONS, NETWORKS), engine="lme4")
 
 
-def test_mixedlm_agrees_with_lme4(rows, fitted):
-    require_rscript()
+def test_mixedlm_agrees_with_lme4(rows, fitted, rscript):
     lme4 = fit_model(build_design(rows, ModelSpec(), CONDITIONS, NETWORKS), engine="lme4")
     assert lme4.terms == fitted.terms
     assert np.abs(fitted.beta - lme4.beta).max() < 0.02

@@ -8,16 +8,16 @@ import pytest
 
 from analysis.load import EXPORT_COLUMNS, ExportError, load_export, validate_export
 from analysis.pipeline import run_analysis
-from tests.analysis.conftest import frame, participant_rows
 
 
-def one_participant() -> pd.DataFrame:
-    return frame(participant_rows("p1"))
+@pytest.fixture()
+def one_participant(make_export) -> pd.DataFrame:
+    return make_export(dict(pid="p1"))
 
 
-def test_missing_column_is_named():
+def test_missing_column_is_named(one_participant):
     with pytest.raises(ExportError, match="missing column.*participant_status"):
-        validate_export(one_participant().drop(columns=["participant_status"]))
+        validate_export(one_participant.drop(columns=["participant_status"]))
 
 
 @pytest.mark.parametrize(
@@ -34,45 +34,45 @@ def test_missing_column_is_named():
         ("participant_status", "paid", "'participant_status'.*completed"),
     ],
 )
-def test_malformed_value_names_column_and_row(column, value, message):
-    raw = one_participant()
+def test_malformed_value_names_column_and_row(column, value, message, one_participant):
+    raw = one_participant.copy()
     raw.loc[3, column] = value
     with pytest.raises(ExportError, match=message) as caught:
         validate_export(raw)
     assert "row 4" in str(caught.value)
 
 
-def test_correct_must_agree_with_sides():
-    raw = one_participant()
+def test_correct_must_agree_with_sides(one_participant):
+    raw = one_participant.copy()
     raw.loc[2, "correct"] = str(1 - int(raw.loc[2, "correct"]))
     with pytest.raises(ExportError, match="'correct'.*disagree"):
         validate_export(raw)
 
 
-def test_main_trial_needs_network_and_unit():
-    raw = one_participant()
+def test_main_trial_needs_network_and_unit(one_participant):
+    raw = one_participant.copy()
     raw.loc[raw["trial_kind"].eq("main").idxmax(), "unit"] = ""
     with pytest.raises(ExportError, match="'unit'.*empty on main trials"):
         validate_export(raw)
 
 
-def test_per_participant_column_must_be_constant():
-    raw = one_participant()
+def test_per_participant_column_must_be_constant(one_participant):
+    raw = one_participant.copy()
     raw.loc[0, "instruction_ms"] = "1234"
     with pytest.raises(ExportError, match="'instruction_ms' must be constant"):
         validate_export(raw)
 
 
-def test_repeated_trial_index_is_an_error():
-    raw = one_participant()
+def test_repeated_trial_index_is_an_error(one_participant):
+    raw = one_participant.copy()
     raw.loc[1, "trial_index"] = raw.loc[0, "trial_index"]
     with pytest.raises(ExportError, match="'trial_index'.*repeat"):
         validate_export(raw)
 
 
-def test_empty_export_is_an_error():
+def test_empty_export_is_an_error(one_participant):
     with pytest.raises(ExportError, match="no rows"):
-        validate_export(one_participant().iloc[:0])
+        validate_export(one_participant.iloc[:0])
 
 
 def test_csv_round_trip_keeps_values(tmp_path, small_export):

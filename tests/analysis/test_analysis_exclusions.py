@@ -5,7 +5,6 @@ import pytest
 
 from analysis.exclusions import ExclusionRules, exclusion_summary, model_rows, participant_table
 from analysis.load import validate_export
-from tests.analysis.conftest import frame, participant_rows
 
 SIX_CATCH = [("left", "left"), ("right", "right")] * 3
 
@@ -16,19 +15,19 @@ def wrong(n: int) -> list[tuple[str, str]]:
 
 
 @pytest.fixture()
-def people():
-    raw = frame(
-        participant_rows("keep", "olah"),
-        participant_rows("catch_4_of_6", "olah", catch=wrong(2)),  # exactly 2/3: kept
-        participant_rows("catch_3_of_6", "maco", catch=wrong(3)),
-        participant_rows("instr_15000", "maco", instruction_ms=15_000),  # exactly 15 s: kept
-        participant_rows("instr_14999", "maco", instruction_ms=14_999),
-        participant_rows("too_fast", "none", total_ms=119_000),
-        participant_rows("too_slow", "none", total_ms=5_400_001),
-        participant_rows("left_only", "none", main=[("resnet50", "left", "left"), ("vgg16", "right", "left")]),
-        participant_rows("practice_4", "maco_mask", practice_rounds=4),
-        participant_rows("returned", "maco_mask", status="returned", total_ms=None),
-        participant_rows("two_faults", "maco_mask", catch=wrong(6), instruction_ms=3_000),
+def people(make_export):
+    raw = make_export(
+        dict(pid="keep", condition="olah"),
+        dict(pid="catch_4_of_6", condition="olah", catch=wrong(2)),  # exactly 2/3: kept
+        dict(pid="catch_3_of_6", condition="maco", catch=wrong(3)),
+        dict(pid="instr_15000", condition="maco", instruction_ms=15_000),  # exactly 15 s: kept
+        dict(pid="instr_14999", condition="maco", instruction_ms=14_999),
+        dict(pid="too_fast", condition="none", total_ms=119_000),
+        dict(pid="too_slow", condition="none", total_ms=5_400_001),
+        dict(pid="left_only", condition="none", main=[("resnet50", "left", "left"), ("vgg16", "right", "left")]),
+        dict(pid="practice_4", condition="maco_mask", practice_rounds=4),
+        dict(pid="returned", condition="maco_mask", status="returned", total_ms=None),
+        dict(pid="two_faults", condition="maco_mask", catch=wrong(6), instruction_ms=3_000),
     )
     return validate_export(raw)
 

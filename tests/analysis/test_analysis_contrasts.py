@@ -11,15 +11,14 @@ from analysis.models import FitResult, ModelSpec, build_design
 from analysis.simulate import simulate_export
 from analysis.load import validate_export
 from analysis.exclusions import model_rows, participant_table
-from tests.analysis.conftest import SMALL
 
 CONDITIONS = ["olah", "maco_mask", "maco", "none"]
 NETWORKS = ["vgg16", "resnet50", "vit_b16"]
 
 
-def fake_fit(interaction: bool, seed: int = 0) -> FitResult:
+def fake_fit(model, interaction: bool, seed: int = 0) -> FitResult:
     """A FitResult with known beta and a random positive-definite covariance (no fitting)."""
-    df = validate_export(simulate_export(SMALL, n_participants=8, seed=seed))
+    df = validate_export(simulate_export(model, n_participants=8, seed=seed))
     design = build_design(model_rows(df, participant_table(df)), ModelSpec(interaction=interaction),
                           CONDITIONS, NETWORKS)
     rng = np.random.default_rng(seed)
@@ -45,8 +44,8 @@ def test_default_contrasts_follow_the_levels():
     assert [c.label for c in default_contrasts(["olah", "maco"], ["resnet50"])] == ["MACO vs Olah"]
 
 
-def test_additive_contrasts_equal_coefficient_differences():
-    fit = fake_fit(interaction=False)
+def test_additive_contrasts_equal_coefficient_differences(small_model):
+    fit = fake_fit(small_model, interaction=False)
     b, V = fit.beta, fit.vcov
     i = {term: k for k, term in enumerate(fit.terms)}
     table = estimate_contrasts(fit, default_contrasts(CONDITIONS, NETWORKS)).set_index("contrast")
@@ -77,8 +76,8 @@ def test_additive_contrasts_equal_coefficient_differences():
     assert np.allclose(table["p_holm"], holm(table["p"].to_numpy()))
 
 
-def test_interaction_contrast_averages_over_networks():
-    fit = fake_fit(interaction=True, seed=3)
+def test_interaction_contrast_averages_over_networks(small_model):
+    fit = fake_fit(small_model, interaction=True, seed=3)
     i = {term: k for k, term in enumerate(fit.terms)}
     L = np.zeros(len(fit.beta))
     L[i["condition[maco]"]] = 1.0
@@ -90,8 +89,8 @@ def test_interaction_contrast_averages_over_networks():
     assert row["p_holm"] == pytest.approx(row["p"])  # a family of one
 
 
-def test_cell_log_odds_by_hand():
-    fit = fake_fit(interaction=True, seed=5)
+def test_cell_log_odds_by_hand(small_model):
+    fit = fake_fit(small_model, interaction=True, seed=5)
     i = {term: k for k, term in enumerate(fit.terms)}
     cells = cell_log_odds(fit).set_index(["condition", "network"])
     b = fit.beta
