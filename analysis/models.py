@@ -274,7 +274,7 @@ def fit_lme4(
             v = values("vcov")
             matrix = v.pivot(index="name", columns="name2", values="value").astype(float)
             fit.vcov = matrix.reindex(index=names, columns=names).to_numpy()
-            fit.vcov_method = "lme4 vcov() default"
+            fit.vcov_method = "lme4's vcov() (Hessian-based for a GLMM)"
         fits[name] = fit
     return fits, long[long["kind"] == "version"].set_index("name")["value"].to_dict()
 

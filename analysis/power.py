@@ -43,7 +43,7 @@ def _one_study(task: tuple) -> dict:
     df = validate_export(simulate_export(model, n, seed=seed))
     try:
         analysis = run_analysis(df, spec=spec, engine=engine, rules=rules, lrt=False)
-    except Exception as error:  # a study too small to fit counts as not detected
+    except Exception as error:  # noqa: BLE001 - a study that cannot be fitted counts as not detected
         return {"participants": n, "ok": False, "error": f"{type(error).__name__}: {error}"}
     row = analysis.contrasts.set_index("contrast").loc[CONTRAST]
     return {
@@ -97,11 +97,13 @@ def power_curve(
         fitted = [r for r in mine if r["ok"]]
         detected = sum(r["p"] < alpha and np.sign(r["estimate"]) == np.sign(truth) for r in fitted)
         lower, upper = clopper_pearson(detected, len(mine))
+        errors = [r["error"] for r in mine if not r["ok"]]
         rows.append(
             {
                 "participants": n,
                 "studies": len(mine),
-                "failed_fits": len(mine) - len(fitted),
+                "failed_fits": len(errors),
+                "first_error": errors[0] if errors else "",
                 "detected": detected,
                 "power": detected / len(mine),
                 "ci_lower": lower,

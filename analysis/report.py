@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.exclusions import REASONS
 from analysis.figures import plot_accuracy, plot_log_odds
 from analysis.pipeline import Analysis
 
@@ -122,8 +123,7 @@ def report_blocks(analysis: Analysis, source: str, source_sha256: str | None, n_
         ("p", f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {origin}: "
               f"{n_rows} answered trials from {len(analysis.participants)} participants."),
         ("h2", "Exclusions"),
-        ("list", [rules.reason(key) for key in ("incomplete", "catch", "instructions", "total_time")]
-         + ([rules.reason("sides")] if rules.require_both_sides else []) + [rules.reason("practice")]),
+        ("list", [rules.reason(key) for key in REASONS if key != "sides" or rules.require_both_sides]),
         ("p", f"{len(analysis.participants) - included} participants excluded, {included} included; "
               "a participant may fail several rules. Practice and catch trials never enter the model. "
               "Who was excluded and why: `exclusions.csv`."),
