@@ -49,7 +49,7 @@ for (i in seq_len(nrow(models))) {
     any(grepl("failed to converge|unable to evaluate|degenerate", notes))
   add(model, "converged", "converged", if (failed) "FALSE" else "TRUE")
   add(model, "singular", "singular", if (isSingular(fit)) "TRUE" else "FALSE")
-  notes <- unique(c(notes, conv$lme4$messages))
+  notes <- unique(trimws(c(notes, conv$lme4$messages)))
   if (length(notes)) add(model, "message", "message", gsub("[\r\n]+", " ", notes))
 }
 add(".", "version", "R", paste(R.version$major, R.version$minor, sep = "."))

@@ -99,7 +99,8 @@ def render_html(blocks: list[Block], title: str) -> str:
         "body{font-family:sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}"
         "table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}"
         "td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}"
-        "th{background:#f3f3f3}img{max-width:100%}code{background:#f3f3f3}"
+        "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%}"
+        "code{background:#f3f3f3}"
     )
     return (
         f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
@@ -129,7 +130,7 @@ def report_blocks(analysis: Analysis, source: str, source_sha256: str | None, n_
               "Who was excluded and why: `exclusions.csv`."),
         ("table", analysis.exclusions),
         ("h2", "Accuracy"),
-        ("p", "Main trials of included participants: mean of participants' accuracies per cell, +-2 SEM "
+        ("p", "Main trials of included participants: mean of participants' accuracies per cell, ± 2 SEM "
               "across participants (`descriptives.csv`; per participant: `participants.csv`)."),
         ("table", analysis.descriptives[["condition", "network", "n_participants", "n_trials", "accuracy",
                                         "sem", "lower_2sem", "upper_2sem"]]),
