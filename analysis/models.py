@@ -63,21 +63,14 @@ class Design:
     terms: list[str]  # readable names, intercept first, aligned with ``columns``
     columns: list[str]  # frame columns, "(Intercept)" first
     blocks: dict[str, list[str]]  # "condition" / "network" / "condition:network" -> columns
+    # per column after the intercept: the (condition, network) it indicates; None = any
+    levels: list[tuple[str | None, str | None]]
 
     def row(self, condition: str, network: str) -> np.ndarray:
         """The design row of one cell (population level, random effects at zero)."""
-        values = {INTERCEPT: 1.0}
-        for column, term in zip(self.columns[1:], self.terms[1:]):
-            parts = dict(_split_term(part) for part in term.split(":"))
-            values[column] = float(
-                parts.get("condition", condition) == condition and parts.get("network", network) == network
-            )
-        return np.array([values[c] for c in self.columns])
-
-
-def _split_term(part: str) -> tuple[str, str]:
-    factor, level = part.rstrip("]").split("[", 1)
-    return factor, level
+        return np.array(
+            [1.0] + [float(c in (None, condition) and n in (None, network)) for c, n in self.levels]
+        )
 
 
 def _ordered(levels: list[str], reference: str, factor: str) -> list[str]:
@@ -100,28 +93,31 @@ def build_design(rows: pd.DataFrame, spec: ModelSpec, conditions: list[str], net
             "unit": rows["unit"].astype(str).to_numpy(),
         }
     )
-    terms, columns = [INTERCEPT], [INTERCEPT]
+    terms, columns, levels = [INTERCEPT], [INTERCEPT], []
     blocks: dict[str, list[str]] = {"condition": [], "network": []}
-    indicators = {}
 
-    def add(term: str, values: np.ndarray, block: str) -> None:
+    def add(term: str, block: str, condition: str | None, network: str | None) -> None:
         column = f"x{len(columns)}"
+        values = np.ones(len(rows), dtype=bool)
+        if condition is not None:
+            values &= rows["condition"].eq(condition).to_numpy()
+        if network is not None:
+            values &= rows["network"].eq(network).to_numpy()
         frame[column] = values.astype(float)
         terms.append(term)
         columns.append(column)
+        levels.append((condition, network))
         blocks.setdefault(block, []).append(column)
-        indicators[term] = values
 
-    for level in conditions[1:]:
-        add(f"condition[{level}]", rows["condition"].eq(level).to_numpy(), "condition")
-    for level in networks[1:]:
-        add(f"network[{level}]", rows["network"].eq(level).to_numpy(), "network")
+    for c in conditions[1:]:
+        add(f"condition[{c}]", "condition", c, None)
+    for n in networks[1:]:
+        add(f"network[{n}]", "network", None, n)
     if spec.interaction:
         for c in conditions[1:]:
             for n in networks[1:]:
-                values = indicators[f"condition[{c}]"] & indicators[f"network[{n}]"]
-                add(f"condition[{c}]:network[{n}]", values, "condition:network")
-    return Design(frame, spec, conditions, networks, terms, columns, blocks)
+                add(f"condition[{c}]:network[{n}]", "condition:network", c, n)
+    return Design(frame, spec, conditions, networks, terms, columns, blocks, levels)
 
 
 # ---------------------------------------------------------------- engines
