@@ -7,7 +7,7 @@ from flask import Blueprint, abort, current_app, jsonify, request, session, url_
 from sqlalchemy.exc import IntegrityError
 
 from . import flow
-from .app import db, state
+from .app import db, read_db, state
 from .models import Participant
 from .participant import session_participant
 
@@ -30,8 +30,8 @@ def _body(*fields: str) -> dict[str, Any]:
     return data
 
 
-def _participant(lock: bool = False) -> Participant:
-    participant = session_participant(lock)
+def _participant(lock: bool = False, read_only: bool = False) -> Participant:
+    participant = session_participant(lock, read_only)
     if participant is None:
         abort(403, "no study session: open the study from Prolific")
     return participant
@@ -103,12 +103,13 @@ def complete():  # noqa: ANN201
 
 @api_bp.get("/trial")
 def trial():  # noqa: ANN201
-    participant = _participant()
-    if participant.stage != "trials":
+    participant = _participant(read_only=True)
+    payload = flow.trial_payload(flow.participant_trials(read_db(), participant))
+    if participant.stage != "trials" or payload is None:
         return jsonify(done=True, next=url_for("participant.study"))
-    payload = flow.trial_payload(db(), participant, flow.current_trial(db(), participant))
-    flow.touch(participant)
-    db().commit()
+    if flow.needs_touch(participant):  # a sign of life, written at most once a minute
+        flow.touch(_participant(lock=True))
+        db().commit()
     return jsonify(done=False, trial=payload)
 
 

@@ -33,6 +33,8 @@ from .models import Setting, Study
 class ServerState:
     engine: Engine
     sessions: sessionmaker[Session]
+    read_engine: Engine
+    read_sessions: sessionmaker[Session]  # for requests that never write
     study: StudyContext
     bundle_dir: Path
 
@@ -46,6 +48,13 @@ def db() -> Session:
     if "db" not in g:
         g.db = state().sessions()
     return g.db
+
+
+def read_db() -> Session:
+    """The request's read-only session: never takes SQLite's write lock."""
+    if "read_db" not in g:
+        g.read_db = state().read_sessions()
+    return g.read_db
 
 
 def get_or_create_setting(sessions: sessionmaker[Session], key: str, make_value) -> str:  # noqa: ANN001
@@ -75,6 +84,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     )
     engine = make_engine(config["DATABASE_URL"])
     sessions = make_sessionmaker(engine)
+    read_engine = engine
+    if engine.dialect.name == "sqlite":
+        read_engine = make_engine(config["DATABASE_URL"], read_only=True)
     manifest = load_manifest(config["BUNDLE_DIR"])
     with sessions() as session:
         study = session.scalar(select(Study).where(Study.name == manifest.study))
@@ -84,7 +96,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.secret_key = config["SECRET_KEY"] or get_or_create_setting(
         sessions, "secret_key", lambda: secrets.token_hex(32))
     app.extensions["maco"] = ServerState(
-        engine, sessions,
+        engine, sessions, read_engine, make_sessionmaker(read_engine),
         StudyContext(study.id, manifest, timedelta(minutes=config["PARTICIPANT_TIMEOUT_MIN"])),
         Path(config["BUNDLE_DIR"]))
 
@@ -102,9 +114,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     @app.teardown_appcontext
     def _close_db(_exc: BaseException | None) -> None:
-        session = g.pop("db", None)
-        if session is not None:
-            session.close()
+        for name in ("db", "read_db"):
+            session = g.pop(name, None)
+            if session is not None:
+                session.close()
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # noqa: ANN202

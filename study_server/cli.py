@@ -49,7 +49,8 @@ def serve(bundle: str, db_url: str, host: str, port: int, workers: int, threads:
     os.environ["MACO_DATABASE_URL"] = db_url
     os.environ["MACO_BUNDLE_DIR"] = str(Path(bundle).resolve())
     _run_gunicorn({"bind": f"{host}:{port}", "workers": workers, "threads": threads,
-                   "worker_class": "gthread", "accesslog": "-"})
+                   "worker_class": "gthread", "accesslog": "-",
+                   "keepalive": 30})  # browsers keep connections open between answers
 
 
 def _run_gunicorn(options: dict) -> None:

@@ -4,7 +4,8 @@ SQLite (the embedded default) runs in WAL mode, and every transaction starts
 with BEGIN IMMEDIATE: the write lock is taken up front, so a read-then-write
 transaction (condition assignment, answer storage) is serialized across
 threads and gunicorn workers instead of failing half-way with "database is
-locked". PostgreSQL gets the same guarantee from row locks (SELECT ... FOR
+locked". Pure reads (images, the current trial) use a second, read-only
+engine whose transactions begin DEFERRED, so they never queue for that lock. PostgreSQL gets the same guarantee from row locks (SELECT ... FOR
 UPDATE on the study or participant row).
 """
 from __future__ import annotations
@@ -18,7 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, read_only: bool = False) -> Engine:
+    """An engine for `url`; on SQLite `read_only=True` gives one whose transactions
+    begin DEFERRED (plain reads that never wait for the write lock)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -35,7 +38,7 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection) -> None:  # noqa: ANN001
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":

@@ -116,6 +116,13 @@ def _new_public_id(session: Session) -> str:
             return public_id
 
 
+TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+def needs_touch(participant: Participant) -> bool:
+    return participant.status == TIMED_OUT or as_utc(participant.last_seen_at) < utcnow() - TOUCH_INTERVAL
+
+
 def touch(participant: Participant) -> None:
     """A sign of life: keeps the slot, and brings a timed-out participant back."""
     participant.last_seen_at = utcnow()
@@ -270,27 +277,30 @@ def current_trial(session: Session, participant: Participant) -> Trial | None:
                           .order_by(Trial.position).limit(1))
 
 
-def trial_payload(session: Session, participant: Participant, trial: Trial) -> dict[str, Any]:
-    """What the browser gets for a trial: opaque image URLs only, nothing about the pair."""
-    practice = trial.kind == "practice"
-    phase = select(func.count()).select_from(Trial).where(Trial.participant_id == participant.id)
-    if practice:
-        phase = phase.where(Trial.practice_round == trial.practice_round)
-    else:
-        phase = phase.where(Trial.kind != "practice")
-    total = session.scalar(phase)
-    done = session.scalar(phase.where(Trial.answer_id.is_not(None)))
-    upcoming = session.scalar(select(Trial).where(Trial.participant_id == participant.id,
-                                                  Trial.position == trial.position + 1))
+def participant_trials(session: Session, participant: Participant) -> list[Trial]:
+    return list(session.scalars(select(Trial).where(Trial.participant_id == participant.id)
+                                .order_by(Trial.position)))
+
+
+def trial_payload(trials: list[Trial]) -> dict[str, Any] | None:
+    """What the browser gets for the current trial (None when all are answered):
+    opaque image URLs only, nothing about the pair."""
+    current = next((t for t in trials if t.answer_id is None), None)
+    if current is None:
+        return None
+    practice = current.kind == "practice"
+    phase = [t for t in trials if (t.practice_round == current.practice_round if practice
+                                   else t.kind != "practice")]
+    upcoming = next((t for t in trials if t.position == current.position + 1), None)
     return {
-        "position": trial.position,
+        "position": current.position,
         "practice": practice,
-        "practice_round": trial.practice_round,
-        "progress": {"done": done, "total": total},
-        "base": f"/img/{trial.base_token}",
-        "left": f"/img/{trial.left_token}",
-        "right": f"/img/{trial.right_token}",
-        "references": [f"/img/{t}" for t in trial.reference_tokens.split()],
+        "practice_round": current.practice_round,
+        "progress": {"done": sum(t.answer_id is not None for t in phase), "total": len(phase)},
+        "base": f"/img/{current.base_token}",
+        "left": f"/img/{current.left_token}",
+        "right": f"/img/{current.right_token}",
+        "references": [f"/img/{t}" for t in current.reference_tokens.split()],
         "preload": [] if upcoming is None else [
             f"/img/{t}" for t in [upcoming.base_token, upcoming.left_token, upcoming.right_token,
                                   *upcoming.reference_tokens.split()]],

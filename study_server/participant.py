@@ -11,7 +11,7 @@ from flask import Blueprint, Response, abort, current_app, redirect, render_temp
 from sqlalchemy import select
 
 from . import flow
-from .app import db, state
+from .app import db, read_db, state
 from .models import COMPLETED, ImageToken, Participant
 
 participant_bp = Blueprint("participant", __name__)
@@ -19,12 +19,14 @@ participant_bp = Blueprint("participant", __name__)
 PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 
 
-def session_participant(lock: bool = False) -> Participant | None:
+def session_participant(lock: bool = False, read_only: bool = False) -> Participant | None:
     """The participant of this browser session (row-locked for writes with `lock`)."""
     participant_id = session.get("participant")
     if participant_id is None:
         return None
     query = select(Participant).where(Participant.id == participant_id)
+    if read_only:
+        return read_db().scalar(query)
     return db().scalar(query.with_for_update() if lock else query)
 
 
@@ -95,7 +97,7 @@ def study():  # noqa: ANN201
 @lru_cache(maxsize=65536)
 def _token_owner(token: str) -> tuple[int, str] | None:
     """token -> (participant id, image id); tokens never change once made."""
-    row = db().execute(select(ImageToken.participant_id, ImageToken.image_id)
+    row = read_db().execute(select(ImageToken.participant_id, ImageToken.image_id)
                        .where(ImageToken.token == token)).first()
     return None if row is None else (row[0], row[1])
 
