@@ -1,0 +1,65 @@
+"""Shared fixtures for maco/ tests: a tiny network trained here so that its units really respond."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from maco.models import Model
+
+os.environ.setdefault("MACO_OFFLINE", "1")  # never try to download the ImageNet spectrum in tests
+
+SHARED_SPECTRUM = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet_spectrum_decorrelated.npy"
+
+TINY_SIZE = 32
+# Four classes of coloured gratings: (RGB colour, orientation in degrees).
+TINY_CLASSES = [((1.0, 0.1, 0.1), 0), ((0.1, 0.9, 0.1), 90), ((0.1, 0.2, 1.0), 45), ((0.9, 0.9, 0.1), 135)]
+
+
+def grating_batch(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Coloured sinusoidal gratings in [0, 1], random period and phase, with noise."""
+    n = labels.shape[0]
+    coords = torch.arange(TINY_SIZE, dtype=torch.float32)
+    y, x = torch.meshgrid(coords, coords, indexing="ij")
+    angles = torch.tensor([math.radians(TINY_CLASSES[i][1]) for i in labels.tolist()])
+    period = 8 + 8 * torch.rand(n, generator=generator)
+    phase = 2 * math.pi * torch.rand(n, generator=generator)
+    along = x * torch.cos(angles).view(-1, 1, 1) + y * torch.sin(angles).view(-1, 1, 1)
+    wave = 0.5 + 0.5 * torch.sin(2 * math.pi * along / period.view(-1, 1, 1) + phase.view(-1, 1, 1))
+    colours = torch.tensor([TINY_CLASSES[i][0] for i in labels.tolist()]).view(n, 3, 1, 1)
+    images = 0.5 + (colours - 0.5) * wave.unsqueeze(1)
+    return (images + 0.1 * torch.randn(images.shape, generator=generator)).clamp(0, 1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Model:
+    """A small CNN trained in a few seconds to tell the four gratings apart."""
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, len(TINY_CLASSES)),
+    )
+    model = Model(net=net, name="tiny", input_size=TINY_SIZE, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+                  weights="trained in the test", num_classes=len(TINY_CLASSES))
+    for parameter in net.parameters():
+        parameter.requires_grad_(True)
+    net.train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(150):
+        labels = torch.randint(len(TINY_CLASSES), (64,), generator=generator)
+        loss = nn.functional.cross_entropy(model(grating_batch(labels, generator)), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    labels = torch.arange(len(TINY_CLASSES)).repeat(25)
+    with torch.no_grad():
+        accuracy = (model(grating_batch(labels, generator)).argmax(1) == labels).float().mean().item()
+    assert accuracy > 0.95, f"the tiny network did not learn the gratings (accuracy {accuracy:.2f})"
+    return Model(net=net, name="tiny", input_size=TINY_SIZE, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+                 weights="trained in the test", num_classes=len(TINY_CLASSES))

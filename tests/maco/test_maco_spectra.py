@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from maco import spectra
+from maco.spectra import (
+    SpectrumError, Spectrum, analytic_spectrum, frequency_grid, imagenet_spectrum, load_spectrum,
+    resize_spectrum, resolve_spectrum, save_spectrum, spectrum_from_folder,
+)
+
+from .conftest import SHARED_SPECTRUM
+
+needs_shared = pytest.mark.skipif(not SHARED_SPECTRUM.exists(), reason="../shared/data spectrum not present")
+
+
+@needs_shared
+def test_analytic_default_fits_the_published_spectrum_within_its_stated_error():
+    published = torch.from_numpy(np.load(SHARED_SPECTRUM)).double()
+    analytic = analytic_spectrum(512).magnitude.double()
+    fy, fx = frequency_grid(512, 512)
+    keep = (fy != 0) | (fx != 0)
+    weight = 1 / torch.hypot(fy, fx)[keep] ** 2  # every octave counts the same, as in the fit
+    for channel in range(3):
+        error = (analytic[channel][keep].log() - published[channel][keep].log()) ** 2
+        rms = torch.sqrt((error * weight).sum() / weight.sum()).item()
+        assert rms <= spectra.ANALYTIC_FIT_RMS_LOG_ERROR + 1e-3
+
+
+@needs_shared
+def test_imagenet_spectrum_is_read_from_the_cache_and_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("MACO_CACHE", str(tmp_path))
+    cached = tmp_path / spectra.IMAGENET_SPECTRUM_FILENAME
+    cached.write_bytes(SHARED_SPECTRUM.read_bytes())
+    spectrum = imagenet_spectrum(download=False)
+    assert spectrum.magnitude.shape == (3, 512, 257)
+    assert spectrum.source.startswith("imagenet")
+    assert resolve_spectrum(224).source.startswith("imagenet")
+    cached.write_bytes(cached.read_bytes()[:-8] + b"tampered")  # same size, wrong hash
+    with pytest.raises(SpectrumError, match="not cached"):
+        imagenet_spectrum(download=False)
+    fallback = resolve_spectrum(224)
+    assert fallback.source.startswith("analytic") and "unavailable" in fallback.source
+
+
+def test_resize_keeps_frequencies_in_cycles_per_image():
+    magnitude = torch.rand(3, 64, 33) + 0.1
+    small = resize_spectrum(Spectrum(magnitude, "test"), 16).magnitude
+    assert small.shape == (3, 16, 9)
+    assert torch.equal(small[:, 3, 5], magnitude[:, 3, 5])
+    assert torch.equal(small[:, 16 - 3, 5], magnitude[:, 64 - 3, 5])  # negative frequency -3
+    large = resize_spectrum(Spectrum(magnitude, "test"), 96)
+    assert large.magnitude.shape == (3, 96, 49) and torch.isfinite(large.magnitude).all()
+    assert "resized to 96x96" in large.source
+    # the analytic spectrum is defined in cycles per image too: resizing it is evaluating it
+    assert torch.allclose(resize_spectrum(analytic_spectrum(512), 224).magnitude, analytic_spectrum(224).magnitude)
+
+
+def test_spectrum_from_folder_known_values_and_unreadable_files(tmp_path):
+    size = 16
+    Image.new("RGB", (40, 30), (128, 128, 128)).save(tmp_path / "grey.png")  # constant: DC only
+    (tmp_path / "sub").mkdir()
+    Image.new("RGB", (20, 20), (128, 128, 128)).save(tmp_path / "sub" / "grey2.jpg", quality=100)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    spectrum = spectrum_from_folder(tmp_path, size, progress=False)
+    assert "2 images, 1 unreadable" in spectrum.source
+    magnitude = spectrum.magnitude
+    assert magnitude.shape == (3, size, size // 2 + 1)
+    from maco.color import decorrelate
+    expected_dc = decorrelate(torch.full((3, 1, 1), 128 / 255)).flatten().abs() * size * size
+    assert torch.allclose(magnitude[:, 0, 0], expected_dc, rtol=1e-3)
+    rest = magnitude.clone()
+    rest[:, 0, 0] = 0
+    assert rest.max() < 1e-2 * expected_dc.min()
+
+
+def test_folder_errors_name_the_problem(tmp_path):
+    with pytest.raises(SpectrumError, match="does not exist"):
+        spectrum_from_folder(tmp_path / "missing", 16, progress=False)
+    (tmp_path / "a.png").write_bytes(b"junk")
+    with pytest.raises(SpectrumError, match="no readable image.*1 unreadable"):
+        spectrum_from_folder(tmp_path, 16, progress=False)
+
+
+def test_load_rejects_wrong_shapes_and_round_trips(tmp_path):
+    np.save(tmp_path / "bad.npy", np.ones((512, 257), dtype=np.float32))
+    with pytest.raises(SpectrumError, match=r"shape \(512, 257\).*expected \(3, H, W//2\+1\)"):
+        load_spectrum(tmp_path / "bad.npy")
+    np.save(tmp_path / "neg.npy", -np.ones((3, 8, 5), dtype=np.float32))
+    with pytest.raises(SpectrumError, match="negative"):
+        load_spectrum(tmp_path / "neg.npy")
+    original = analytic_spectrum(32)
+    save_spectrum(original, tmp_path / "ok.npy")
+    loaded = load_spectrum(tmp_path / "ok.npy")
+    assert torch.equal(loaded.magnitude, original.magnitude)
+    assert loaded.source.startswith("file:") and loaded.image_size == (32, 32)
