@@ -79,5 +79,9 @@ def plot_power(power: pd.DataFrame, stem: Path, target: float = 0.8) -> list[Pat
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("participants (all conditions)")
     ax.set_ylabel("power")
+    ax.set_title(
+        f"MACO vs Olah: true effect {power['true_effect'].iloc[0]:.2f} log-odds, alpha {power['alpha'].iloc[0]:g}",
+        fontsize=10,
+    )
     ax.spines[["top", "right"]].set_visible(False)
     return _save(fig, stem)

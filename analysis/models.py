@@ -215,7 +215,9 @@ def fit_mixedlm(
             if fit.vcov is None:
                 fit.vcov = np.asarray(result.vcov(), dtype=float)
                 fit.vcov_method = "fixed-effect information at the estimated theta (lme4's use.hessian=FALSE)"
-                fit.messages.append("Hessian not positive definite: standard errors from the RX approximation")
+                fit.messages.append(
+                    "Hessian unavailable or not positive definite: standard errors from the RX approximation"
+                )
         fits[name] = fit
     return fits, {"mixedlm": version("mixedlm")}
 

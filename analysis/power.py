@@ -112,6 +112,7 @@ def power_curve(
                 "mean_estimate": float(np.mean([r["estimate"] for r in fitted])) if fitted else np.nan,
                 "mean_se": float(np.mean([r["se"] for r in fitted])) if fitted else np.nan,
                 "true_effect": truth,
+                "alpha": alpha,
             }
         )
     return pd.DataFrame(rows)
