@@ -1,0 +1,65 @@
+import json
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from maco_study import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_visualize_writes_every_file_and_labels_random_weights(tmp_path):
+    out = tmp_path / "out"
+    result = run("visualize", "--model", "resnet18", "--random-weights", "--units", "1,5", "--method", "maco",
+                 "--steps", "2", "--size", "64", "--crops", "2", "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "run.json").read_text())
+    assert record["weights"] == "random" and record["random_weights"] is True
+    assert record["method"] == "maco" and record["steps"] == 2 and record["seed"] == 0
+    assert record["spectrum"].startswith("analytic")
+    assert [u["unit"] for u in record["units"]] == [1, 5]
+    for unit in record["units"]:
+        assert set(unit["files"]) == {"image", "transparency", "masked"}
+        for name in unit["files"].values():
+            assert "random-weights" in name
+            with Image.open(out / name) as image:
+                assert image.size == (64, 64) and image.text["weights"] == "random"
+        assert np.isfinite(unit["objective"])
+
+
+def test_visualize_olah_writes_one_png_per_unit(tmp_path):
+    result = run("visualize", "--model", "resnet18", "--random-weights", "--units", "3", "--method", "olah",
+                 "--steps", "2", "--size", "48", "--out", str(tmp_path), "--quiet")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert set(record["units"][0]["files"]) == {"image"} and record["spectrum"] is None
+
+
+def test_bad_input_is_one_line_and_nonzero(tmp_path):
+    cases = [
+        (["--model", "resnet18", "--random-weights", "--units", "1000"], "out of range"),
+        (["--model", "nosuchnet", "--random-weights", "--units", "1"], "unknown model"),
+        (["--model", "resnet18", "--random-weights", "--units", "a,b"], "not a comma-separated list"),
+        (["--model", "resnet18", "--random-weights", "--units", "1", "--spectrum", str(tmp_path / "x.npy")],
+         "cannot read spectrum"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(main, ["visualize", *args, "--out", str(tmp_path / "o")])
+        assert result.exit_code != 0 and message in result.output, result.output
+    assert not (tmp_path / "o").exists()  # nothing written before the inputs were checked
+
+
+def test_spectrum_command(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    result = run("spectrum", "--images", str(images), "--size", "16", "--out", str(tmp_path / "s.npy"))
+    assert result.exit_code == 0, result.output
+    assert np.load(tmp_path / "s.npy").shape == (3, 16, 9)
+    result = CliRunner().invoke(main, ["spectrum", "--images", str(tmp_path / "none"), "--out", str(tmp_path / "t.npy")])
+    assert result.exit_code != 0 and "does not exist" in result.output

@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from maco import models
+from maco.models import ModelError, load_model
+
+
+@pytest.fixture(scope="module")
+def random_resnet18():
+    return load_model("resnet18", weights="random")
+
+
+def test_random_weights_are_labelled_frozen_and_normalised(random_resnet18):
+    model = random_resnet18
+    assert model.weights == "random" and model.random_weights
+    assert model.input_size == 224 and model.num_classes == 1000
+    assert model.mean == pytest.approx((0.485, 0.456, 0.406))
+    assert not model.net.training and not any(p.requires_grad for p in model.net.parameters())
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.allclose(model(x), model.net(model.normalize(x)))
+
+
+def test_presets_map_to_pinned_timm_weights():
+    assert models.resolve_name("resnet50") == "resnet50.tv_in1k"
+    assert models.resolve_name("vgg16") == "vgg16.tv_in1k"
+    assert models.resolve_name("vit_b16").startswith("vit_base_patch16_224")
+    assert models.resolve_name("resnet18") == "resnet18"
+
+
+def test_unknown_model_names_the_closest():
+    with pytest.raises(ModelError, match=r"unknown model 'resnet5O'.*closest: resnet50"):
+        load_model("resnet5O", weights="random")
+
+
+def test_missing_pretrained_weights_offline_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(models, "_hub_reachable", lambda timeout_s=3.0: False)
+    with pytest.raises(ModelError, match="not in the local cache and the hub cannot be reached; fix:"):
+        load_model("resnet18", weights="pretrained")
+
+
+def test_local_checkpoint_round_trip(tmp_path, random_resnet18):
+    path = tmp_path / "resnet18.pth"
+    torch.save(random_resnet18.net.state_dict(), path)
+    loaded = load_model("resnet18", weights=path)
+    assert loaded.weights.startswith("checkpoint:") and not loaded.random_weights
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(loaded(x), random_resnet18(x))
+    torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "wrong.pth")
+    with pytest.raises(ModelError, match="does not fit resnet18"):
+        load_model("resnet18", weights=tmp_path / "wrong.pth")
+    with pytest.raises(ModelError, match="neither 'pretrained', 'random' nor an existing checkpoint"):
+        load_model("resnet18", weights=tmp_path / "missing.pth")
