@@ -28,13 +28,16 @@ def _sync(device: torch.device) -> None:
 
 
 def _timed(function, device: torch.device, repeats: int) -> float:
+    """Best of `repeats` timings after a warm-up: robust to other load on a shared machine."""
     function()  # warm-up (cudnn autotune, allocator)
-    _sync(device)
-    start = time.perf_counter()
+    best = float("inf")
     for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
         function()
-    _sync(device)
-    return (time.perf_counter() - start) / repeats
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 @click.command()
@@ -61,9 +64,10 @@ def main(model_name, size, batch, stride, units, steps, device) -> None:
     side = occluder_side(size, 0.4)
     positions = ((size - side) // stride + 1) ** 2
     batch_images = torch.rand(batch, 3, size, size, device=device)
-    forward_s = _timed(lambda: model.logits(batch_images), device, repeats=3 if gpu else 2)
+    forward_s = _timed(lambda: model.logits(batch_images), device, repeats=10 if gpu else 3)
     forward_per_s = batch / forward_s
-    occlusion_s = _timed(lambda: occlusion_map(model, image, 1, side, stride, batch), device, repeats=1)
+    occlusion_s = _timed(lambda: occlusion_map(model, image, 1, side, stride, batch), device,
+                         repeats=3 if gpu else 2)
     occlusion_per_s = positions / occlusion_s
     print(f"{model_name} @ {size}px on {device}: forward {forward_per_s:,.0f} img/s, occlusion "
           f"{occlusion_per_s:,.0f} positions/s ({positions} positions, batch {batch})")

@@ -40,8 +40,19 @@ def build(config_file: Path, out: Path | None, dry_run: bool, shard: str | None,
         raise click.ClickException(str(exc)) from None
     if manifest is None:
         click.echo(f"shard {shard_spec.index}/{shard_spec.count} done; shard 0 writes the manifest")
-    else:
-        click.echo(f"bundle written: {manifest}")
+        return
+    from .manifest import load_manifest
+
+    written = load_manifest(manifest.parent)
+    unreadable = written.provenance["pool"]["unreadable"]
+    click.echo(f"bundle written: {manifest} ({_summary(written)}; unreadable pool files skipped: "
+               + ", ".join(f"{k} {v}" for k, v in unreadable.items()) + ")")
+
+
+def _summary(manifest) -> str:
+    return (f"{len(manifest.networks)} networks, {len(manifest.units)} units, "
+            f"{len(manifest.query_pairs)} query pairs, {len(manifest.practice_trials)} practice, "
+            f"{len(manifest.catch_trials)} catch trials, {len(manifest.images)} images")
 
 
 @stimuli.command()
@@ -55,6 +66,4 @@ def check(bundle: Path) -> None:
         manifest = check_bundle(bundle)
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"ok: {len(manifest.networks)} networks, {len(manifest.units)} units, "
-               f"{len(manifest.query_pairs)} query pairs, {len(manifest.practice_trials)} practice, "
-               f"{len(manifest.catch_trials)} catch trials, {len(manifest.images)} images")
+    click.echo(f"ok: {_summary(manifest)}")

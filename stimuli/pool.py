@@ -134,7 +134,8 @@ def pool_topk(model: StudyModel, units: list[int], pool: Pool, indices: range, k
               batch_size: int, workers: int = 0, progress=None) -> TopK:
     """Stream `pool` images `indices` through `model`, keeping each unit's top-k."""
     loader = DataLoader(_PoolImages(pool, indices, model.input_size, model.crop_pct),
-                        batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+                        batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+                        pin_memory=model.device.type == "cuda")
     unit_index = torch.tensor(units)
     best = TopK(np.empty((len(units), 0)), np.empty((len(units), 0), dtype=np.int64), [])
     for batch_indices, images, unreadable in loader:

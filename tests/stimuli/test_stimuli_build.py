@@ -32,6 +32,12 @@ def offline_spectrum():
         yield
 
 
+def one_thread() -> dict[str, str]:
+    """Every build of these tests runs single-threaded: CPU results depend on the thread count
+    (reduction order), and several processes share a small CPU."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def build_command(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "maco_study", "stimuli", "build", str(TINY), "--out", str(out),
             "--device", "cpu", "--no-progress", *extra]
@@ -52,7 +58,12 @@ def config():
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, config) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "bundle"
-    assert build(config, out, Shard(), "cpu", progress=False) == out / mf.MANIFEST_FILE
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the subprocess builds (see one_thread)
+    try:
+        assert build(config, out, Shard(), "cpu", progress=False) == out / mf.MANIFEST_FILE
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
@@ -102,19 +113,27 @@ def test_stored_activations_are_those_of_the_stored_images(bundle, models):
 
 
 def test_main_pairs_use_the_top_images_and_practice_the_easiest_spares(bundle, config):
-    queries = records(bundle, "queries")
+    def key(name: str) -> tuple[str, int, int]:  # record "resnet-0001-002" or pair id "q-resnet-1-2"
+        network, unit, rank = name.rsplit("-", 3)[-3:]
+        return network, int(unit), int(rank)
+
+    queries = {key(name): q for name, q in records(bundle, "queries").items()}
     manifest = mf.load_manifest(bundle)
-    main_files = {queries[f"{p.unit.split(':')[0]}-{int(p.unit.split(':')[1]):04d}-000"]["base_image"]
-                  for p in manifest.query_pairs}
-    assert main_files == {p.base_image for p in manifest.query_pairs}
-    spare = {k: q for k, q in queries.items() if int(k.rsplit("-", 1)[1]) >= config.query.per_unit}
-    practice = [q for k, q in spare.items() if f"practice-{k.rsplit('-', 2)[0]}" in
-                {p.id.rsplit("-", 2)[0] for p in manifest.practice_trials}]
-    easiest = sorted(q["relative_difference"] for q in spare.values())[-1]
-    assert max(q["relative_difference"] for q in practice) == easiest
-    # practice and catch never show a main trial's base image
-    trial_bases = {p.base_image for p in manifest.practice_trials + manifest.catch_trials}
-    assert not trial_bases & main_files
+    main = {k: q for k, q in queries.items() if k[2] < config.query.per_unit}
+    assert {key(p.id) for p in manifest.query_pairs} == set(main)
+    assert {p.base_image for p in manifest.query_pairs} == {q["base_image"] for q in main.values()}
+    # practice: the largest relative differences among spares showing no main photo, distinct units
+    main_files = {q["file"] for q in main.values()}
+    eligible = sorted((k for k, q in queries.items() if k not in main and q["file"] not in main_files),
+                      key=lambda k: -queries[k]["relative_difference"])
+    expected, units = [], set()
+    for k in eligible:
+        if k[:2] not in units and len(expected) < config.practice.trials:
+            expected.append(k)
+            units.add(k[:2])
+    assert [key(p.id) for p in manifest.practice_trials] == expected
+    shown_in_practice_or_catch = {p.base_image for p in manifest.practice_trials + manifest.catch_trials}
+    assert not shown_in_practice_or_catch & {p.base_image for p in manifest.query_pairs}
 
 
 def test_catch_trials_are_answerable_without_references(bundle):
@@ -142,7 +161,8 @@ def test_catch_trials_are_answerable_without_references(bundle):
 
 def test_killed_build_resumes_to_the_same_bundle_without_redoing_work(tmp_path, bundle):
     out = tmp_path / "bundle"
-    process = subprocess.Popen(build_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(build_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=one_thread())
     try:
         deadline = time.monotonic() + 120
         while not list((out / WORK_DIR / "queries").glob("*.json")) and process.poll() is None:
@@ -156,7 +176,7 @@ def test_killed_build_resumes_to_the_same_bundle_without_redoing_work(tmp_path, 
     finished = {p: p.stat().st_mtime_ns for p in (out / WORK_DIR).rglob("*.json")}
     assert any("queries" in str(p) for p in finished)
 
-    subprocess.run(build_command(out), check=True, capture_output=True)
+    subprocess.run(build_command(out), check=True, capture_output=True, env=one_thread())
     assert comparable(out) == comparable(bundle)
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in finished.items())  # nothing redone
     assert not list((out / mf.IMAGES_DIR).glob(".*"))  # no half-written file left
@@ -165,7 +185,7 @@ def test_killed_build_resumes_to_the_same_bundle_without_redoing_work(tmp_path, 
 def test_shards_merge_into_the_same_bundle(tmp_path, bundle):
     out = tmp_path / "bundle"
     shards = [subprocess.Popen(build_command(out, "--shard", f"{i}/2"), stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True) for i in (1, 0)]
+                               stderr=subprocess.DEVNULL, text=True, env=one_thread()) for i in (1, 0)]
     outputs = [s.communicate(timeout=300)[0] for s in shards]
     assert [s.returncode for s in shards] == [0, 0]
     assert "shard 1/2 done" in outputs[0] and "bundle written" in outputs[1]
@@ -195,10 +215,10 @@ def test_dry_run_prints_the_plan():
     lines = result.output.splitlines()
     assert lines[0] == ("study tiny: 2 networks, 5 units, conditions olah, maco_mask, maco, none, "
                         "pool 19 images")
-    # 5 units x top_k 3 base images x (8 x 8 occluder positions + the unoccluded image)
-    assert lines[4].split() == ["queries", "15", "975", "0"]
-    # 2 seeds x 5 units x 3 steps x (2 MACO crops + 1 Olah view)
-    assert lines[3].split() == ["references", "8", "90", "90"]
+    # 5 units x top_k 3 base images x (5 x 5 occluder positions + the unoccluded image)
+    assert lines[4].split() == ["queries", "15", "390", "0"]
+    # 2 seeds x 5 units x 2 steps x (2 MACO crops + 1 Olah view)
+    assert lines[3].split() == ["references", "8", "60", "60"]
 
 
 @pytest.mark.parametrize("edit, message", [

@@ -37,7 +37,7 @@ def test_tiny_example_loads_with_its_values():
     assert [n.key for n in config.networks] == ["resnet", "effnet"]
     assert config.networks[0].units == (1, 2, 3) and config.networks[0].input_size == 48
     assert config.visualized_methods == ("maco", "olah")
-    assert config.query.occluder_fraction == 0.4 and config.query.stride == 4
+    assert config.query.occluder_fraction == 0.4 and config.query.stride == 6
 
 
 def test_full_example_parses_up_to_its_pool_folder(tmp_path):
