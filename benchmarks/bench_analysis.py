@@ -1,8 +1,9 @@
 """Benchmark the analysis: fit the study model with each engine on a simulated study.
 
-Default: 200 participants x 60 main trials (20 per network), every one kept
-(no simulated exclusions), the additive model with its two LRT refits, as
-`maco-study analyze` fits it. The last line printed is one JSON object:
+Default: 200 participants x 60 main trials (20 per network), with no simulated
+misbehaviour (a few may still fail a rule by chance: `included` says how many
+are fitted), the additive model with its two LRT refits, as `maco-study
+analyze` fits it. The last line printed is one JSON object:
 fit_s per engine, max_engine_diff (largest fixed-effect difference from lme4)
 and max_se_rel_diff (largest relative standard-error difference), when R is
 present.
@@ -51,6 +52,7 @@ def main() -> None:
               + "  ".join(f"{t}={b:+.4f}({s:.4f})" for t, b, s in zip(fit.terms, fit.beta, fit.se)))
     result = {
         "participants": args.participants,
+        "included": int(rows["participant_id"].nunique()),
         "trials": len(rows),
         "prepare_s": round(prepare_s, 3),
         "fit_s": {engine: round(fit.fit_s, 3) for engine, fit in fits.items()},
