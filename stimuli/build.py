@@ -232,8 +232,8 @@ class Builder:
         check_pool_size(self.config, len(pool.files))
         for network in self.config.networks:
             network_input_size(network)  # unknown names fail here, before loading anything
-        self._claim_bundle(pool)
         self.models = {n.key: load_study_model(n, self.config.seed, self.device) for n in self.config.networks}
+        self._claim_bundle(pool)
         pieces = plan_pieces(self.config, len(pool.files))
         self._pool_stage(pool, self.shard.mine(pieces["pool"]))
         self._references_stage(self.shard.mine(pieces["references"]), pieces["references"])
@@ -275,13 +275,15 @@ class Builder:
     def _pool_stage(self, pool: Pool, pieces: list[Piece]) -> None:
         todo = [p for p in pieces if not self.done(p)]
         size = self.config.pool.chunk_size
+
+        def chunk(piece: Piece) -> range:
+            return range(piece.chunk * size, min((piece.chunk + 1) * size, len(pool.files)))
+
         for network in self.config.networks:
             mine = [p for p in todo if p.network == network.key]
-            total = sum(len(range(p.chunk * size, min((p.chunk + 1) * size, len(pool.files)))) for p in mine)
-            with self._bar(total, f"pool {network.key}") as bar:
+            with self._bar(sum(len(chunk(p)) for p in mine), f"pool {network.key}") as bar:
                 for piece in mine:
-                    indices = range(piece.chunk * size, min((piece.chunk + 1) * size, len(pool.files)))
-                    best = pool_topk(self.models[network.key], list(network.units), pool, indices,
+                    best = pool_topk(self.models[network.key], list(network.units), pool, chunk(piece),
                                      self.config.query.top_k, self.config.pool.batch_size,
                                      self.config.pool.workers, bar)
                     self.write(piece, {"values": best.values.tolist(), "indices": best.indices.tolist(),
@@ -415,7 +417,8 @@ class Builder:
             model = self.models[network]
             for k in (others[i] for i in rng.permutation(len(others))):
                 distractor = queries[k]
-                image = from_pil(Image.open(mf.image_path(self.out, distractor["min_image"])))
+                with Image.open(mf.image_path(self.out, distractor["min_image"])) as png:
+                    image = from_pil(png)
                 activation = float(model.logits(image[None])[0, unit])
                 if activation < q["activation_max"]:
                     trials.append(self._pair(

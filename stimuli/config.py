@@ -56,7 +56,9 @@ class MethodConfig:
 class ReferencesConfig:
     per_trial: int = 9
     first_seed: int = 0  # reference j of every unit uses seed first_seed + j
-    units_per_run: int = 8  # units optimised together in one run (execution)
+    # units optimised together in one run; content, not only speed: a run draws every
+    # unit's augmentations from one seeded generator
+    units_per_run: int = 8
     maco: MethodConfig = MethodConfig(steps=256, size=512, crops=8)
     olah: MethodConfig = MethodConfig(steps=512, size=224)
     spectrum: str | None = None  # a .npy magnitude spectrum for MACO; None: maco's default
@@ -123,7 +125,6 @@ class StudyConfig:
         data = dataclasses.asdict(self)
         del data["source_text"]
         data["pool"] = {"source": self.pool.source, "chunk_size": self.pool.chunk_size}
-        data["references"] = {k: v for k, v in data["references"].items() if k != "units_per_run"}
         data["query"] = {k: v for k, v in data["query"].items() if k != "batch_size"}
         return data
 
