@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from .manifest import _NAME as NAME_PATTERN
+
 KNOWN_CONDITIONS = ("olah", "maco_mask", "maco", "none")
 IMAGENET_CLASSES = 1000
 SKIMAGE_POOL = "skimage"  # the offline pool: scikit-image's bundled photos
@@ -187,6 +189,14 @@ class _Table:
             raise ConfigError(f"{self.key(unknown[0])}: unknown key")
 
 
+def _name(table: _Table, key: str) -> str:
+    """A name the bundle uses in ids: letters, digits, . _ - (the manifest's rule)."""
+    value = table.str(key)
+    if not NAME_PATTERN.match(value):
+        raise ConfigError(f"{table.key(key)}: {value!r} must be letters, digits, '.', '_' or '-'")
+    return value
+
+
 def _method(parent: _Table, name: str, default: MethodConfig) -> MethodConfig:
     t = parent.table(name)
     method = MethodConfig(steps=t.int("steps", default.steps, minimum=1),
@@ -224,6 +234,8 @@ def _network(t: _Table, seed: int) -> NetworkConfig:
     input_size = t.raw("input_size", None)
     if input_size is not None:
         input_size = t.int("input_size", minimum=16)
+    if not NAME_PATTERN.match(t.path.split(".", 1)[1]):
+        raise ConfigError(f"{t.path}: the network key must be letters, digits, '.', '_' or '-'")
     network = NetworkConfig(key=t.path.split(".", 1)[1], model=t.str("model"),
                             weights=t.str("weights", "pretrained"), units=units,
                             input_size=input_size)
@@ -234,7 +246,7 @@ def _network(t: _Table, seed: int) -> NetworkConfig:
 def parse_config(data: dict[str, Any], base_dir: Path, source_text: str = "") -> StudyConfig:
     root = _Table(data, "")
     study = root.table("study")
-    name = study.str("name")
+    name = _name(study, "name")
     seed = study.int("seed", 0)
     conditions = study.raw("conditions", list(KNOWN_CONDITIONS))
     if not isinstance(conditions, list) or not conditions:
@@ -318,6 +330,10 @@ def parse_config(data: dict[str, Any], base_dir: Path, source_text: str = "") ->
 def _check_trial_supply(config: StudyConfig) -> None:
     """Practice and catch trials come from the spare images (ranks per_unit..top_k-1)."""
     units = sum(len(n.units) for n in config.networks)
+    main = units * config.query.per_unit
+    if config.main_trials_per_participant is not None and config.main_trials_per_participant > main:
+        raise ConfigError(f"study.main_trials_per_participant: {config.main_trials_per_participant} is "
+                          f"more than the {main} main query pairs ({units} units x query.per_unit)")
     spare = units * config.spare_per_unit
     needed = config.practice.trials + config.catch.trials
     if needed > spare:

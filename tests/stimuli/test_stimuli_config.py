@@ -75,6 +75,10 @@ def test_sampled_units_are_seeded_per_network():
     (lambda t: t + "occluder_fraction = 1.5\n",
      r"^query.occluder_fraction: must be in \(0, 1\)"),
     (lambda t: t.replace("[study]", "[study\n"), r"not valid TOML"),
+    (lambda t: t.replace('name = "s"', 'name = "my study"'), r"^study.name: 'my study' must be letters"),
+    (lambda t: t.replace("[networks.net]", '[networks."a/b"]'), r"^networks.a/b: the network key must be"),
+    (lambda t: t.replace('name = "s"', 'name = "s"\nmain_trials_per_participant = 3'),
+     r"^study.main_trials_per_participant: 3 is more than the 2 main query pairs"),
 ])
 def test_bad_configs_fail_with_one_line_naming_the_key(tmp_path, edit, message):
     with pytest.raises(ConfigError, match=message) as info:

@@ -21,8 +21,8 @@ def test_streaming_topk_equals_brute_force_for_any_batching_and_chunking(tmp_pat
     pool = list_pool(str(tmp_path))
     units, k = [0, 3, 7], 5
     expected_values, expected_indices = brute_force_topk(model, pool, units, k)
-    for batch_size in (1, 4, 64):
-        got = pool_topk(model, units, pool, range(len(pool.files)), k, batch_size)
+    for batch_size, workers in ((1, 0), (4, 1), (64, 0)):
+        got = pool_topk(model, units, pool, range(len(pool.files)), k, batch_size, workers)
         np.testing.assert_array_equal(got.indices, expected_indices)
         np.testing.assert_allclose(got.values, expected_values, rtol=1e-6)
     chunks = [pool_topk(model, units, pool, range(a, min(a + 6, 23)), k, 4) for a in range(0, 23, 6)]
