@@ -247,7 +247,8 @@ class Builder:
 
     def _claim_bundle(self, pool: Pool) -> None:
         """Start a bundle in an empty folder, or resume one made from the same config."""
-        plan = {"fingerprint": self.config.fingerprint(), "pool_files": len(pool.files)}
+        plan = {"fingerprint": self.config.fingerprint(), "pool_files": len(pool.files),
+                "pool_listing": hashlib.sha256("\n".join(pool.files).encode()).hexdigest()}
         plan_file = self.work / PLAN_FILE
         if not plan_file.is_file():
             foreign = self.out.exists() and any(p.name != WORK_DIR for p in self.out.iterdir())

@@ -70,6 +70,12 @@ def load_study_model(network: NetworkConfig, seed: int, device: torch.device | s
     if out_of_range:
         raise StimuliError(f"networks.{network.key}.units: class index {out_of_range[0]} out of "
                            f"range for {network.model} ({model.num_classes} classes)")
+    try:  # one tiny forward: a network that cannot take this input size fails now, clearly
+        with torch.no_grad():
+            model(torch.zeros(1, 3, model.input_size, model.input_size, device=model.device))
+    except Exception as exc:
+        raise StimuliError(f"networks.{network.key}.input_size: {network.model} does not accept "
+                           f"{model.input_size} px inputs ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     crop_pct = getattr(model.net, "pretrained_cfg", {}).get("crop_pct") or DEFAULT_CROP_PCT
     study_model = StudyModel(
         net=model.net, input_size=model.input_size,

@@ -228,6 +228,8 @@ def test_dry_run_prints_the_plan():
     (lambda t: t.replace("top_k = 3", "top_k = 30"), "Error: pool.source: 19 images, fewer than query.top_k = 30"),
     (lambda t: t.replace("units = [4, 5]", "units = [4, 5000]"),
      "Error: networks.effnet.units: class index 5000 out of range 0..999"),
+    (lambda t: t.replace('model = "test_efficientnet"', 'model = "vit_tiny_patch16_224"'),
+     "Error: networks.effnet.input_size: vit_tiny_patch16_224 does not accept 48 px inputs"),
 ])
 def test_bad_input_fails_fast_with_one_line(tmp_path, edit, message):
     (tmp_path / "pool").mkdir()
