@@ -176,39 +176,6 @@ def maco(
     return _visualizations("maco", labels, seed, images, transparency, history, started, spectrum.source)
 
 
-def olah(
-    model: Model,
-    units: Sequence[int] | None = None,
-    objectives: Sequence[Objective] | None = None,
-    *,
-    steps: int = 512,
-    size: int | None = None,
-    lr: float = 0.05,
-    seed: int = 0,
-    progress: bool = True,
-    callback: StepCallback | None = None,
-) -> list[Visualization]:
-    """Olah et al. 2017 as in Lucid: 1/f Fourier basis (decay 1, sd 0.01), decorrelated colour,
-    the standard transforms, Adam 0.05. ``size`` defaults to the model's input size."""
-    return _lucid_baseline("olah", model, units, objectives, steps, size, lr, seed, progress, callback)
-
-
-def pixel(
-    model: Model,
-    units: Sequence[int] | None = None,
-    objectives: Sequence[Objective] | None = None,
-    *,
-    steps: int = 512,
-    size: int | None = None,
-    lr: float = 0.05,
-    seed: int = 0,
-    progress: bool = True,
-    callback: StepCallback | None = None,
-) -> list[Visualization]:
-    """Pixel-space optimisation (plain RGB pixels, sigmoid), with Lucid's standard transforms, Adam 0.05."""
-    return _lucid_baseline("pixel", model, units, objectives, steps, size, lr, seed, progress, callback)
-
-
 def _lucid_baseline(method, model, units, objectives, steps, size, lr, seed, progress, callback):
     objectives, labels = _objectives(model, units, objectives)
     started = time.perf_counter()
@@ -232,5 +199,31 @@ def _lucid_baseline(method, model, units, objectives, steps, size, lr, seed, pro
     )
     return _visualizations(method, labels, seed, images, None, history, started)
 
+
+def _lucid_method(method: str, doc: str):
+    """The public function of one Lucid-style baseline (they share every keyword default)."""
+    def run(
+        model: Model,
+        units: Sequence[int] | None = None,
+        objectives: Sequence[Objective] | None = None,
+        *,
+        steps: int = 512,
+        size: int | None = None,
+        lr: float = 0.05,
+        seed: int = 0,
+        progress: bool = True,
+        callback: StepCallback | None = None,
+    ) -> list[Visualization]:
+        return _lucid_baseline(method, model, units, objectives, steps, size, lr, seed, progress, callback)
+
+    run.__name__ = run.__qualname__ = method
+    run.__doc__ = doc
+    return run
+
+
+olah = _lucid_method("olah", """Olah et al. 2017 as in Lucid: 1/f Fourier basis (decay 1, sd 0.01), decorrelated colour,
+    the standard transforms, Adam 0.05, 512 steps. ``size`` defaults to the model's input size.""")
+pixel = _lucid_method("pixel", """Pixel-space optimisation (plain RGB pixels, sigmoid) with Lucid's standard transforms,
+    Adam 0.05, 512 steps. ``size`` defaults to the model's input size.""")
 
 METHODS = {"maco": maco, "olah": olah, "pixel": pixel}
