@@ -43,12 +43,10 @@ def _hermitian_phase(phase: torch.Tensor, width: int) -> torch.Tensor:
     (otherwise irfft2 silently projects those columns and the constraint
     breaks), and the purely real bins get phase 0.
     """
-    self_conjugate = torch.zeros(phase.shape[-1], dtype=torch.bool, device=phase.device)
-    self_conjugate[0] = True
-    if width % 2 == 0:
-        self_conjugate[-1] = True
-    mirrored = torch.roll(torch.flip(phase, dims=[-2]), shifts=1, dims=-2)  # the phase at -k
-    return torch.where(self_conjugate, (phase - mirrored) / 2, phase)
+    columns = torch.tensor([0, width // 2] if width % 2 == 0 else [0], device=phase.device)
+    own = phase.index_select(-1, columns)
+    mirrored = torch.roll(torch.flip(own, dims=[-2]), shifts=1, dims=-2)  # the phase at -k
+    return phase.index_copy(-1, columns, (own - mirrored) / 2)
 
 
 def maco_spectral_image(phase: torch.Tensor, magnitude: torch.Tensor, width: int) -> torch.Tensor:
