@@ -104,7 +104,8 @@ def complete():  # noqa: ANN201
 @api_bp.get("/trial")
 def trial():  # noqa: ANN201
     participant = _participant(read_only=True)
-    payload = flow.trial_payload(flow.participant_trials(read_db(), participant))
+    payload = flow.trial_payload(state().study, state().token_secret, participant,
+                                 flow.participant_trials(read_db(), participant))
     if participant.stage != "trials" or payload is None:
         return jsonify(done=True, next=url_for("participant.study"))
     if flow.needs_touch(participant):  # a sign of life, written at most once a minute

@@ -9,10 +9,11 @@ MACO_* variables set.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from flask import Flask, current_app, g, jsonify, request
 from flask_wtf.csrf import CSRFProtect
@@ -25,7 +26,7 @@ from stimuli.manifest import load_manifest
 
 from .config import load_config
 from .db import make_engine, make_sessionmaker
-from .flow import StudyContext
+from .flow import StudyContext, image_token
 from .models import Setting, Study
 
 
@@ -37,6 +38,18 @@ class ServerState:
     read_sessions: sessionmaker[Session]  # for requests that never write
     study: StudyContext
     bundle_dir: Path
+    token_secret: bytes  # keys the opaque image ids
+    # participant id -> {opaque token: image id}, built once per participant and process
+    participant_images: Callable[[int], dict[str, str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        images = tuple(self.study.manifest.images)
+
+        @lru_cache(maxsize=4096)
+        def image_map(participant_id: int) -> dict[str, str]:
+            return {image_token(self.token_secret, participant_id, i): i for i in images}
+
+        self.participant_images = image_map
 
 
 def state() -> ServerState:
@@ -98,7 +111,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.extensions["maco"] = ServerState(
         engine, sessions, read_engine, make_sessionmaker(read_engine),
         StudyContext(study.id, manifest, timedelta(minutes=config["PARTICIPANT_TIMEOUT_MIN"])),
-        Path(config["BUNDLE_DIR"]))
+        Path(config["BUNDLE_DIR"]), token_secret=app.secret_key.encode())
 
     from .admin import admin_bp
     from .api import api_bp

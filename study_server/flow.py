@@ -5,6 +5,9 @@ it, except where noted; the API commits before it acknowledges.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import math
 import random
 import re
@@ -23,7 +26,6 @@ from .models import (
     IN_PROGRESS,
     RETURNED,
     TIMED_OUT,
-    ImageToken,
     Participant,
     QueryPair,
     Study,
@@ -209,34 +211,28 @@ def _balanced_sides(rng: random.Random, n: int) -> list[str]:
     return sides
 
 
-def _add_trials(session: Session, ctx: StudyContext, participant: Participant,
-                plan: list[tuple[str, QueryPair]], start_position: int, rng: random.Random,
-                practice_round: int | None = None) -> None:
-    images: set[str] = set()
-    for _, pair in plan:
-        images.update((pair.base_image, pair.image_a, pair.image_b))
-        images.update(ctx.manifest.reference_images(pair.unit.key, participant.condition))
-    tokens = _tokens(session, participant, images)
+def _add_trials(session: Session, participant: Participant, plan: list[tuple[str, QueryPair]],
+                start_position: int, rng: random.Random, practice_round: int | None = None) -> None:
     for offset, ((kind, pair), correct_side) in enumerate(zip(plan, _balanced_sides(rng, len(plan)))):
-        correct_image = pair.image_a if pair.correct == "a" else pair.image_b
-        wrong_image = pair.image_b if pair.correct == "a" else pair.image_a
-        left, right = (correct_image, wrong_image) if correct_side == "left" else (wrong_image, correct_image)
-        references = ctx.manifest.reference_images(pair.unit.key, participant.condition)
-        session.add(Trial(
-            participant_id=participant.id, position=start_position + offset, kind=kind,
-            practice_round=practice_round, query_pair_id=pair.id, correct_side=correct_side,
-            base_token=tokens[pair.base_image], left_token=tokens[left], right_token=tokens[right],
-            reference_tokens=" ".join(tokens[i] for i in references)))
+        session.add(Trial(participant_id=participant.id, position=start_position + offset, kind=kind,
+                          practice_round=practice_round, query_pair_id=pair.id, correct_side=correct_side))
     session.flush()
 
 
-def _tokens(session: Session, participant: Participant, images: set[str]) -> dict[str, str]:
-    known = dict(session.execute(select(ImageToken.image_id, ImageToken.token)
-                                 .where(ImageToken.participant_id == participant.id)).all())
-    for image_id in sorted(images - set(known)):
-        known[image_id] = secrets.token_urlsafe(16)  # always 22 characters
-        session.add(ImageToken(token=known[image_id], participant_id=participant.id, image_id=image_id))
-    return known
+def image_token(secret: bytes, participant_id: int, image_id: str) -> str:
+    """The opaque id under which one participant gets one image: 22 URL-safe characters
+    of an HMAC, so it reveals nothing of the content hash and differs between participants."""
+    digest = hmac.new(secret, f"{participant_id}:{image_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+
+
+def trial_images(ctx: StudyContext, condition: str, trial: Trial) -> list[str]:
+    """[base, left, right, *references] image ids of a trial, as the participant sees them."""
+    pair = trial.query_pair
+    correct = pair.image_a if pair.correct == "a" else pair.image_b
+    wrong = pair.image_b if pair.correct == "a" else pair.image_a
+    left, right = (correct, wrong) if trial.correct_side == "left" else (wrong, correct)
+    return [pair.base_image, left, right, *ctx.manifest.reference_images(pair.unit.key, condition)]
 
 
 def _start_practice_round(session: Session, ctx: StudyContext, participant: Participant,
@@ -248,7 +244,7 @@ def _start_practice_round(session: Session, ctx: StudyContext, participant: Part
         return
     rng = random.Random(f"{participant.plan_seed}:practice:{participant.practice_round}")
     rng.shuffle(pairs)
-    _add_trials(session, ctx, participant, [("practice", p) for p in pairs], start_position, rng,
+    _add_trials(session, participant, [("practice", p) for p in pairs], start_position, rng,
                 practice_round=participant.practice_round)
 
 
@@ -266,7 +262,7 @@ def _start_main(session: Session, ctx: StudyContext, participant: Participant, s
         lo = math.floor(k * len(main) / len(catch))
         hi = math.floor((k + 1) * len(main) / len(catch))
         plan.insert(rng.randint(lo, hi), ("catch", pair))
-    _add_trials(session, ctx, participant, plan, start_position, rng)
+    _add_trials(session, participant, plan, start_position, rng)
 
 
 # ---------------------------------------------------------------------------
@@ -282,28 +278,33 @@ def participant_trials(session: Session, participant: Participant) -> list[Trial
                                 .order_by(Trial.position)))
 
 
-def trial_payload(trials: list[Trial]) -> dict[str, Any] | None:
+def trial_payload(ctx: StudyContext, secret: bytes, participant: Participant, trials: list[Trial]
+                  ) -> dict[str, Any] | None:
     """What the browser gets for the current trial (None when all are answered):
     opaque image URLs only, nothing about the pair."""
     current = next((t for t in trials if t.answer_id is None), None)
     if current is None:
         return None
+
+    def urls(trial: Trial) -> list[str]:
+        return [f"/img/{image_token(secret, participant.id, i)}"
+                for i in trial_images(ctx, participant.condition, trial)]
+
     practice = current.kind == "practice"
     phase = [t for t in trials if (t.practice_round == current.practice_round if practice
                                    else t.kind != "practice")]
     upcoming = next((t for t in trials if t.position == current.position + 1), None)
+    base, left, right, *references = urls(current)
     return {
         "position": current.position,
         "practice": practice,
         "practice_round": current.practice_round,
         "progress": {"done": sum(t.answer_id is not None for t in phase), "total": len(phase)},
-        "base": f"/img/{current.base_token}",
-        "left": f"/img/{current.left_token}",
-        "right": f"/img/{current.right_token}",
-        "references": [f"/img/{t}" for t in current.reference_tokens.split()],
-        "preload": [] if upcoming is None else [
-            f"/img/{t}" for t in [upcoming.base_token, upcoming.left_token, upcoming.right_token,
-                                  *upcoming.reference_tokens.split()]],
+        "base": base,
+        "left": left,
+        "right": right,
+        "references": references,
+        "preload": [] if upcoming is None else urls(upcoming),
     }
 
 

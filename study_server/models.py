@@ -125,10 +125,6 @@ class Trial(Base):
     practice_round: Mapped[int | None] = mapped_column(Integer)
     query_pair_id: Mapped[int] = mapped_column(ForeignKey("query_pairs.id", ondelete="CASCADE"))
     correct_side: Mapped[str] = mapped_column(String(5))  # left / right
-    base_token: Mapped[str] = mapped_column(String(32))
-    left_token: Mapped[str] = mapped_column(String(32))
-    right_token: Mapped[str] = mapped_column(String(32))
-    reference_tokens: Mapped[str] = mapped_column(Text, default="")  # space-separated
     answer_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     chosen_side: Mapped[str | None] = mapped_column(String(5))
     confidence: Mapped[int | None] = mapped_column(Integer)
@@ -141,16 +137,6 @@ class Trial(Base):
     blur_count: Mapped[int | None] = mapped_column(Integer)
     fullscreen_exit_count: Mapped[int | None] = mapped_column(Integer)
     query_pair: Mapped[QueryPair] = relationship(lazy="joined")
-
-
-class ImageToken(Base):
-    """Opaque per-participant image id: the browser never sees a content hash."""
-
-    __tablename__ = "image_tokens"
-    __table_args__ = (UniqueConstraint("participant_id", "image_id"),)
-    token: Mapped[str] = mapped_column(String(32), primary_key=True)
-    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"))
-    image_id: Mapped[str] = mapped_column(String(64))
 
 
 class Setting(Base):

@@ -5,14 +5,12 @@ step to the JSON API and follows its `next`.
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
 from . import flow
 from .app import db, read_db, state
-from .models import COMPLETED, ImageToken, Participant
+from .models import COMPLETED, Participant
 
 participant_bp = Blueprint("participant", __name__)
 
@@ -74,12 +72,12 @@ def preview():  # noqa: ANN201
 
 @participant_bp.get("/study")
 def study():  # noqa: ANN201
-    participant = session_participant()
+    participant = session_participant(read_only=True)
     if participant is None:
         return _message("No study session", "Please open the study from Prolific.", 403)
     stage = participant.stage
-    if stage == "instructions":
-        flow.show_instructions(participant)
+    if stage == "instructions" and participant.instructions_shown_at is None:
+        flow.show_instructions(session_participant(lock=True))  # their time starts now
         db().commit()
     cfg = current_app.config
     context = {"participant": participant, "condition": participant.condition,
@@ -94,20 +92,13 @@ def study():  # noqa: ANN201
     return render_template(f"{stage}.html", **context)
 
 
-@lru_cache(maxsize=65536)
-def _token_owner(token: str) -> tuple[int, str] | None:
-    """token -> (participant id, image id); tokens never change once made."""
-    row = read_db().execute(select(ImageToken.participant_id, ImageToken.image_id)
-                       .where(ImageToken.token == token)).first()
-    return None if row is None else (row[0], row[1])
-
-
 @participant_bp.get("/img/<token>")
 def image(token: str):  # noqa: ANN201
-    owner = _token_owner(token) if len(token) <= 32 else None
-    if owner is None or owner[0] != session.get("participant"):
+    participant_id = session.get("participant")
+    image_id = None if participant_id is None else state().participant_images(participant_id).get(token)
+    if image_id is None:
         abort(404)
-    data = (state().bundle_dir / "images" / f"{owner[1]}.png").read_bytes()
+    data = (state().bundle_dir / "images" / f"{image_id}.png").read_bytes()
     # no ETag / Last-Modified / file name: nothing that identifies the image
     return Response(data, mimetype="image/png",
                     headers={"Cache-Control": "private, max-age=86400, immutable"})

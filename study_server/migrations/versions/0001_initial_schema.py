@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 17:26:08.767223
+Create Date: 2026-11-27 18:00:45.560243
 """
 from alembic import op
 import sqlalchemy as sa
@@ -83,14 +83,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('study_id', 'key')
     )
-    op.create_table('image_tokens',
-    sa.Column('token', sa.String(length=32), nullable=False),
-    sa.Column('participant_id', sa.Integer(), nullable=False),
-    sa.Column('image_id', sa.String(length=64), nullable=False),
-    sa.ForeignKeyConstraint(['participant_id'], ['participants.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('token'),
-    sa.UniqueConstraint('participant_id', 'image_id')
-    )
     op.create_table('query_pairs',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('study_id', sa.Integer(), nullable=False),
@@ -117,10 +109,6 @@ def upgrade() -> None:
     sa.Column('practice_round', sa.Integer(), nullable=True),
     sa.Column('query_pair_id', sa.Integer(), nullable=False),
     sa.Column('correct_side', sa.String(length=5), nullable=False),
-    sa.Column('base_token', sa.String(length=32), nullable=False),
-    sa.Column('left_token', sa.String(length=32), nullable=False),
-    sa.Column('right_token', sa.String(length=32), nullable=False),
-    sa.Column('reference_tokens', sa.Text(), nullable=False),
     sa.Column('answer_id', sa.String(length=64), nullable=True),
     sa.Column('chosen_side', sa.String(length=5), nullable=True),
     sa.Column('confidence', sa.Integer(), nullable=True),
@@ -143,7 +131,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('trials')
     op.drop_table('query_pairs')
-    op.drop_table('image_tokens')
     op.drop_table('units')
     with op.batch_alter_table('participants', schema=None) as batch_op:
         batch_op.drop_index('ix_participants_assignment')
