@@ -58,8 +58,9 @@ class QueryResult:
 
 
 def occlusion_map(model: StudyModel, image: torch.Tensor, unit: int, side: int, stride: int,
-                  batch_size: int) -> torch.Tensor:
-    """(ny, nx) activations of `unit` with the occluder at each grid position."""
+                  batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ny, nx) activations of `unit` with the occluder at each grid position, and the
+    (3, ny, nx) fill colours they were computed with."""
     image = image.to(model.device, model.mean.dtype)
     colours = fill_colours(image, side, stride)
     ny, nx = colours.shape[1:]
@@ -75,22 +76,22 @@ def occlusion_map(model: StudyModel, image: torch.Tensor, unit: int, side: int, 
         mask = rows[:, None, :, None] & cols[:, None, None, :]
         batch = torch.where(mask, flat_colours[p][:, :, None, None], image[None])
         activations.append(model.logits(batch)[:, unit])
-    return torch.cat(activations).reshape(ny, nx)
+    return torch.cat(activations).reshape(ny, nx), colours
 
 
 def query_pair(model: StudyModel, image: torch.Tensor, unit: int, fraction: float, stride: int,
                batch_size: int) -> QueryResult:
     side = occluder_side(image.shape[-1], fraction)
-    activations = occlusion_map(model, image, unit, side, stride, batch_size).cpu()
+    activations, colours = occlusion_map(model, image, unit, side, stride, batch_size)
+    activations, colours = activations.cpu(), colours.cpu().to(image.dtype)
     nx = activations.shape[1]
     flat = activations.flatten()
     best, worst = int(flat.argmax()), int(flat.argmin())  # first occurrence on ties
     max_position = (best // nx * stride, best % nx * stride)
     min_position = (worst // nx * stride, worst % nx * stride)
-    colours = fill_colours(image.to(model.mean.dtype), side, stride)
     base = float(model.logits(image[None])[0, unit])
     return QueryResult(
         activation_base=base, activation_max=float(flat[best]), activation_min=float(flat[worst]),
         max_position=max_position, min_position=min_position, side=side,
-        max_image=occlude(image, *max_position, side, colours[:, best // nx, best % nx].to(image.dtype)),
-        min_image=occlude(image, *min_position, side, colours[:, worst // nx, worst % nx].to(image.dtype)))
+        max_image=occlude(image, *max_position, side, colours[:, best // nx, best % nx]),
+        min_image=occlude(image, *min_position, side, colours[:, worst // nx, worst % nx]))
