@@ -94,7 +94,8 @@ def _optimize(
             if track_transparency:
                 image.retain_grad()
             batch = augment(image)
-            activations = {**store, LOGITS: model(batch)}
+            logits = model(batch)  # fills ``store`` through the hooks: read it only after the call
+            activations = {**store, LOGITS: logits}
             per_unit = batch.shape[0] // units  # the batch is grouped by unit
             values = torch.stack([
                 objective({k: v[u * per_unit:(u + 1) * per_unit] for k, v in activations.items()}).mean()
