@@ -26,7 +26,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -166,8 +165,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--participants", type=int, default=200)
     parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=16, help="threads per gunicorn worker")
     parser.add_argument("--think-ms", type=float, default=5000,
                         help="mean time a participant looks at a trial before answering (uniform 0.5x-1.5x)")
     parser.add_argument("--ramp-s", type=float, default=10,
