@@ -131,3 +131,32 @@ def test_steps_out_of_order_are_refused(app, walker) -> None:  # noqa: ANN001
     assert refused.status_code == 409 and "current step: consent" in refused.get_json()["error"]
     assert w.complete().status_code == 409
     assert w.client.get("/api/trial").get_json()["done"] is True
+
+
+def test_configuration_from_file_and_environment(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import pytest
+
+    from study_server.config import load_config
+
+    config_file = tmp_path / "server.toml"
+    config_file.write_text('completion_code = "FROMFILE"\nparticipant_timeout_min = 45\n')
+    monkeypatch.setenv("MACO_CONFIG", str(config_file))
+    monkeypatch.setenv("MACO_MIN_WINDOW_WIDTH", "1000")
+    config = load_config({"SECRET_KEY": "x"})
+    assert (config["COMPLETION_CODE"], config["PARTICIPANT_TIMEOUT_MIN"], config["MIN_WINDOW_WIDTH"]) == \
+        ("FROMFILE", 45, 1000)
+    with pytest.raises(ValueError, match="unknown configuration key COMPLETION_COD"):
+        load_config({"COMPLETION_COD": "typo"})
+
+
+def test_the_app_refuses_a_bundle_that_is_not_imported(sqlite_url, tmp_path) -> None:  # noqa: ANN001
+    import pytest
+
+    from stimuli.manifest import build_test_bundle
+    from study_server.app import create_app
+    from study_server.db import upgrade
+
+    upgrade(sqlite_url)
+    build_test_bundle(tmp_path / "b", n_references=1)
+    with pytest.raises(RuntimeError, match="is not imported in this database"):
+        create_app({"DATABASE_URL": sqlite_url, "BUNDLE_DIR": str(tmp_path / "b")})
