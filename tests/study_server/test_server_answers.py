@@ -29,6 +29,33 @@ def test_retry_after_a_lost_reply_is_harmless(app, walker) -> None:  # noqa: ANN
     assert w.current()["position"] == 1
 
 
+def test_concurrent_retries_of_one_answer_store_it_once(app, walker) -> None:  # noqa: ANN001
+    import threading
+
+    w = walker()
+    w.to_trials()
+    body = w.answer_body(0, w.correct_side(0))
+    barrier = threading.Barrier(6)
+    replies: list[tuple[int, dict]] = []
+
+    def post() -> None:
+        client = w.client.application.test_client()
+        with client.session_transaction() as session, w.client.session_transaction() as original:
+            session.update(original)
+        barrier.wait()
+        response = client.post("/api/answer", json=body)
+        replies.append((response.status_code, response.get_json()))
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [code for code, _ in replies] == [200] * 6
+    assert all(reply == replies[0][1] for _, reply in replies)
+    assert _stored_answers(app) == 1
+
+
 def test_a_second_different_answer_is_refused(app, walker) -> None:  # noqa: ANN001
     w = walker()
     w.to_trials()

@@ -51,9 +51,15 @@ def test_one_participant_in_chromium(live_server, tmp_path: Path) -> None:  # no
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         redirected: list[str] = []
 
+        lost_replies: list[str] = []
+
         def route(request_route) -> None:  # noqa: ANN001 - nothing leaves 127.0.0.1
             url = request_route.request.url
-            if url.startswith(base_url):
+            if url == f"{base_url}/api/answer" and len(lost_replies) < 2:
+                # the answer reaches the server but its reply is lost: the page must retry
+                lost_replies.append(request_route.fetch().text())
+                request_route.abort("connectionreset")
+            elif url.startswith(base_url):
                 request_route.continue_()
             else:
                 redirected.append(url)
@@ -99,6 +105,7 @@ def test_one_participant_in_chromium(live_server, tmp_path: Path) -> None:  # no
         browser.close()
 
     assert redirected == ["https://app.prolific.com/submissions/complete?cc=C0DE123"]
+    assert len(lost_replies) == 2 and all('"stored":true' in r for r in lost_replies)
     p, trials = db_state()
     assert (p.status, p.comment, p.window_width, p.window_height) == ("completed", "all good", 1280, 800)
     assert answers == len(trials) == 2 + 10
