@@ -21,6 +21,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from stimuli.manifest import load_manifest
 
@@ -92,6 +93,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update(config)
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=bool(config["COOKIE_SECURE"]),
         PERMANENT_SESSION_LIFETIME=timedelta(days=2),
         WTF_CSRF_TIME_LIMIT=None,  # the admin session time-out bounds it
     )
@@ -117,6 +119,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from .api import api_bp
     from .participant import participant_bp
 
+    if config["PROXIES"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config["PROXIES"], x_proto=config["PROXIES"])
     csrf = CSRFProtect(app)
     # The JSON API is not a form target: it only accepts application/json,
     # which a cross-site page cannot send without CORS, and cookies are SameSite=Lax.

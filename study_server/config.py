@@ -11,6 +11,8 @@
 | PARTICIPANT_TIMEOUT_MIN | MACO_PARTICIPANT_TIMEOUT_MIN | an unfinished participant silent this long is timed out and frees the slot (match Prolific's maximum time) |
 | ADMIN_SESSION_MIN | MACO_ADMIN_SESSION_MIN | admin idle time-out |
 | MIN_WINDOW_WIDTH / MIN_WINDOW_HEIGHT | MACO_MIN_WINDOW_WIDTH / _HEIGHT | device check |
+| COOKIE_SECURE | MACO_COOKIE_SECURE | 1: cookies only over HTTPS (set it in production) |
+| PROXIES | MACO_PROXIES | number of reverse proxies in front (trust their X-Forwarded-* headers, e.g. for login throttling) |
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_THROTTLE_MIN": 15,
     "MIN_WINDOW_WIDTH": 940,
     "MIN_WINDOW_HEIGHT": 600,
+    "COOKIE_SECURE": 0,
+    "PROXIES": 0,
     "MAX_CONTENT_LENGTH": 16 * 1024,  # participant bodies are tiny; refuse anything bigger
 }
 _INT_KEYS = {k for k, v in DEFAULTS.items() if isinstance(v, int)}
