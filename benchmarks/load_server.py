@@ -21,6 +21,7 @@ import json
 import os
 import random
 import re
+import resource
 import secrets
 import socket
 import subprocess
@@ -209,8 +210,12 @@ def main() -> None:
                                     [args.think_ms / 1000] * len(chunks), [args.ramp_s] * len(chunks)))
         wall = time.perf_counter() - t0
     finally:
+        # the client processes are reaped by now: what the children add from here on is the server's CPU
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         server.terminate()
         server.wait(timeout=30)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: list[str] = []
     for merged, errs in results:
@@ -231,6 +236,8 @@ def main() -> None:
         "participants": args.participants, "errors": len(errors),
         "p99_ms": max(s["p99_ms"] for s in per_endpoint.values()),
         "rps": round(requests_total / wall, 1), "requests": requests_total, "wall_s": round(wall, 1),
+        "server_cpu_ms_per_request": round(server_cpu_s * 1000 / max(1, requests_total), 2),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "backend": backend, "workers": args.workers, "threads": args.threads, "think_ms": args.think_ms, "ramp_s": args.ramp_s,
         "per_endpoint": per_endpoint,
     }))
