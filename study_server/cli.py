@@ -80,9 +80,10 @@ def export(db_url: str, out: str, study: str | None, timeout_min: int) -> None:
     from .db import make_engine, make_sessionmaker
     from .export import export as run_export
 
-    engine = make_engine(db_url)
+    engine = make_engine(db_url, read_only=True)  # never waits for (or takes) the write lock
     with make_sessionmaker(engine)() as session:
         summary = run_export(session, Path(out), study, timedelta(minutes=timeout_min))
+    engine.dispose()
     click.echo(json.dumps(summary))
 
 
