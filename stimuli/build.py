@@ -343,7 +343,7 @@ class Builder:
                 model = self.models[piece.network]
                 network = next(n for n in self.config.networks if n.key == piece.network)
                 index = int(topk[piece.network].indices[network.units.index(piece.unit), piece.rank])
-                image = load_image(pool.path(index), model.input_size, model.crop_pct)
+                image = load_image(pool.path(index), model.preprocessing)
                 result = query_pair(model, image, piece.unit, self.config.query.occluder_fraction,
                                     self.config.query.stride, self.config.query.batch_size)
                 self.write(piece, {

@@ -17,6 +17,16 @@ from torch import nn
 from .config import NetworkConfig, StimuliError
 
 DEFAULT_CROP_PCT = 0.875
+RESAMPLING = {"bilinear": "BILINEAR", "bicubic": "BICUBIC", "nearest": "NEAREST", "lanczos": "LANCZOS"}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The model's own resize and centre crop (timm's eval transform), before normalisation."""
+
+    input_size: int
+    crop_pct: float = DEFAULT_CROP_PCT
+    interpolation: str = "bicubic"
 
 
 @dataclass
@@ -29,7 +39,12 @@ class StudyModel:
     weights: str = "random"
     num_classes: int = 1000
     crop_pct: float = DEFAULT_CROP_PCT
+    interpolation: str = "bicubic"
     maco_model: Any = None  # the maco.models.Model, for the optimisations
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.input_size, self.crop_pct, self.interpolation)
 
     def to(self, device: torch.device | str) -> "StudyModel":
         self.net.to(device)
@@ -76,11 +91,14 @@ def load_study_model(network: NetworkConfig, seed: int, device: torch.device | s
     except Exception as exc:
         raise StimuliError(f"networks.{network.key}.input_size: {network.model} does not accept "
                            f"{model.input_size} px inputs ({type(exc).__name__}: {exc})".splitlines()[0]) from None
-    crop_pct = getattr(model.net, "pretrained_cfg", {}).get("crop_pct") or DEFAULT_CROP_PCT
+    pretrained_cfg = getattr(model.net, "pretrained_cfg", {}) or {}
+    crop_pct = pretrained_cfg.get("crop_pct") or DEFAULT_CROP_PCT
+    interpolation = pretrained_cfg.get("interpolation") if pretrained_cfg.get("interpolation") in RESAMPLING \
+        else "bicubic"
     study_model = StudyModel(
         net=model.net, input_size=model.input_size,
         mean=torch.as_tensor(model.mean, dtype=torch.float32).flatten(),
         std=torch.as_tensor(model.std, dtype=torch.float32).flatten(),
         name=model.name, weights=model.weights, num_classes=model.num_classes,
-        crop_pct=float(crop_pct), maco_model=model)
+        crop_pct=float(crop_pct), interpolation=interpolation, maco_model=model)
     return study_model.to(model.device)

@@ -2,7 +2,8 @@
 
 One streaming pass per network: images are decoded (optionally by DataLoader
 workers), preprocessed the model's own way (shorter side resized to
-``input_size / crop_pct``, centre crop to ``input_size``), evaluated in
+``input_size / crop_pct`` with the model's interpolation, centre crop to
+``input_size``), evaluated in
 batches without gradients, and merged into a running top-k per unit, so only
 k images per unit are ever remembered. Ties are broken by file order, which
 makes the result independent of batching and of how the pool is split into
@@ -23,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from .config import SKIMAGE_POOL, StimuliError
-from .models import StudyModel
+from .models import RESAMPLING, Preprocessing, StudyModel
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 # scikit-image's bundled natural photographs (no synthetic patterns, no masks)
@@ -67,18 +68,19 @@ def list_pool(source: str) -> Pool:
     return Pool(root, files)
 
 
-def load_image(path: Path, input_size: int, crop_pct: float) -> torch.Tensor:
+def load_image(path: Path, preprocessing: Preprocessing) -> torch.Tensor:
     """The model's own preprocessing, stopping before normalisation: (3, S, S) in [0, 1].
 
     Values stay multiples of 1/255, so the PNG of the result is exactly this tensor.
     """
+    input_size = preprocessing.input_size
     with Image.open(path) as image:
         image = image.convert("RGB")
         width, height = image.size
-        short = round(input_size / crop_pct)
+        short = round(input_size / preprocessing.crop_pct)
         scale = short / min(width, height)
         resized = image.resize((max(short, round(width * scale)), max(short, round(height * scale))),
-                               Image.Resampling.BICUBIC)
+                               getattr(Image.Resampling, RESAMPLING[preprocessing.interpolation]))
     left = (resized.width - input_size) // 2
     top = (resized.height - input_size) // 2
     cropped = resized.crop((left, top, left + input_size, top + input_size))
@@ -87,9 +89,8 @@ def load_image(path: Path, input_size: int, crop_pct: float) -> torch.Tensor:
 
 
 class _PoolImages(Dataset):
-    def __init__(self, pool: Pool, indices: range, input_size: int, crop_pct: float):
-        self.pool, self.indices = pool, indices
-        self.input_size, self.crop_pct = input_size, crop_pct
+    def __init__(self, pool: Pool, indices: range, preprocessing: Preprocessing):
+        self.pool, self.indices, self.preprocessing = pool, indices, preprocessing
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -97,7 +98,7 @@ class _PoolImages(Dataset):
     def __getitem__(self, position: int) -> tuple[int, torch.Tensor | None]:
         index = self.indices[position]
         try:
-            return index, load_image(self.pool.path(index), self.input_size, self.crop_pct)
+            return index, load_image(self.pool.path(index), self.preprocessing)
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
             return index, None  # counted as unreadable by the caller
 
@@ -133,7 +134,7 @@ class TopK:
 def pool_topk(model: StudyModel, units: list[int], pool: Pool, indices: range, k: int,
               batch_size: int, workers: int = 0, progress=None) -> TopK:
     """Stream `pool` images `indices` through `model`, keeping each unit's top-k."""
-    loader = DataLoader(_PoolImages(pool, indices, model.input_size, model.crop_pct),
+    loader = DataLoader(_PoolImages(pool, indices, model.preprocessing),
                         batch_size=batch_size, num_workers=workers, collate_fn=_collate,
                         pin_memory=model.device.type == "cuda")
     unit_index = torch.tensor(units)

@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from stimuli.config import StimuliError
+from stimuli.models import Preprocessing
 from stimuli.pool import TopK, list_pool, load_image, merge_topk, pool_topk
 
 
 def brute_force_topk(model, pool, units, k):
-    images = torch.stack([load_image(pool.path(i), model.input_size, model.crop_pct)
+    images = torch.stack([load_image(pool.path(i), model.preprocessing)
                           for i in range(len(pool.files))])
     acts = model.logits(images)[:, units].double().numpy().T  # (U, N)
     order = [sorted(range(acts.shape[1]), key=lambda i: (-acts[u, i], i))[:k] for u in range(len(units))]
@@ -60,7 +61,7 @@ def test_empty_pool_fails_with_one_line(tmp_path):
 def test_skimage_pool_is_available_offline():
     pool = list_pool("skimage")
     assert len(pool.files) >= 15
-    image = load_image(pool.path(0), 48, 0.875)
+    image = load_image(pool.path(0), Preprocessing(48, 0.875, "bilinear"))
     assert image.shape == (3, 48, 48)
     # multiples of 1/255: the PNG of a base image is exactly what the network saw
     assert torch.equal(torch.round(image * 255) / 255, image)
