@@ -393,6 +393,10 @@ class Builder:
             q["min_image"], q["min_position"], q["activation_min"])
         right = (q["max_image"], mf.Occluder(q["max_position"][1], q["max_position"][0], q["side"]))
         other = (wrong_image, mf.Occluder(wrong_position[1], wrong_position[0], q["side"]))
+        if len({q["base_image"], right[0], other[0]}) < 3:
+            raise StimuliError(f"query pair {pair_id}: unit {network}:{unit} gives {q['file']} the same "
+                               "occluded image at its argmax and argmin (a flat activation map); "
+                               "check the network's weights")
         correct = pair_side(self.config.seed, pair_id)
         (image_a, occluder_a), (image_b, occluder_b) = (right, other) if correct == "a" else (other, right)
         return mf.QueryPair(pair_id, f"{network}:{unit}", q["base_image"], image_a, image_b, correct,
