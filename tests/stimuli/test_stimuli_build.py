@@ -241,6 +241,25 @@ def test_bad_input_fails_fast_with_one_line(tmp_path, edit, message):
     assert not (tmp_path / "b").exists()
 
 
+def test_too_few_readable_images_fail_after_the_pool_pass_naming_the_count(tmp_path, make_pool):
+    make_pool(tmp_path / "pool", 3)
+    for name in ("a.jpg", "b.png"):
+        (tmp_path / "pool" / name).write_bytes(b"broken")
+    study = tmp_path / "study.toml"
+    study.write_text(TINY.read_text().replace('source = "skimage"', 'source = "pool"')
+                     .replace("top_k = 3", "top_k = 4").replace("trials = 2", "trials = 0"))
+    result = CliRunner().invoke(cli, ["stimuli", "build", str(study), "--out", str(tmp_path / "b"),
+                                      "--no-progress"])
+    assert result.exit_code == 1
+    assert result.output == ("Error: pool.source: only 3 readable images (2 unreadable), "
+                             "fewer than query.top_k = 4\n")
+
+
+def test_dry_run_shows_a_shards_share():
+    result = CliRunner().invoke(cli, ["stimuli", "build", str(TINY), "--dry-run", "--shard", "1/4"])
+    assert result.output.splitlines()[-1] == "shard 1/4: 8 of 29 pieces"
+
+
 def test_resuming_with_another_config_or_into_a_foreign_folder_is_refused(tmp_path, bundle, config):
     changed = load_config(TINY)
     object.__setattr__(changed, "seed", 1)
