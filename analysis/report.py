@@ -108,7 +108,9 @@ def render_html(blocks: list[Block], title: str) -> str:
     )
 
 
-def report_blocks(analysis: Analysis, source: str, source_sha256: str | None, n_rows: int) -> list[Block]:
+def report_blocks(
+    analysis: Analysis, source: str, source_sha256: str | None, n_rows: int, notice: str | None = None
+) -> list[Block]:
     fit = analysis.fit
     rules = analysis.rules
     spec = fit.spec
@@ -121,6 +123,7 @@ def report_blocks(analysis: Analysis, source: str, source_sha256: str | None, n_
         convergence += "; singular fit (a random-effect SD is near zero)"
     blocks: list[Block] = [
         ("h1", "MACO study: analysis report"),
+        *([("p", notice)] if notice else []),  # e.g. the demo's "random weights, simulated data"
         ("p", f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {origin}: "
               f"{n_rows} answered trials from {len(analysis.participants)} participants."),
         ("h2", "Exclusions"),
@@ -166,7 +169,8 @@ def report_blocks(analysis: Analysis, source: str, source_sha256: str | None, n_
 
 
 def write_report(
-    analysis: Analysis, out: Path, source: str, source_sha256: str | None = None, n_rows: int = 0
+    analysis: Analysis, out: Path, source: str, source_sha256: str | None = None, n_rows: int = 0,
+    notice: str | None = None,
 ) -> list[Path]:
     """Write every table, both figures and report.md/.html into ``out``; return the paths."""
     out = Path(out)
@@ -191,7 +195,7 @@ def write_report(
     written.append(out / "vcov.csv")
     written += plot_accuracy(analysis.descriptives, out / "accuracy")
     written += plot_log_odds(analysis.cells, out / "log_odds")
-    blocks = report_blocks(analysis, source, source_sha256, n_rows)
+    blocks = report_blocks(analysis, source, source_sha256, n_rows, notice)
     (out / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
     (out / "report.html").write_text(render_html(blocks, "MACO study: analysis report"), encoding="utf-8")
     return written + [out / "report.md", out / "report.html"]
