@@ -483,6 +483,7 @@ class Builder:
         return {
             "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "config": self.config.content(), "config_fingerprint": self.config.fingerprint(),
+            "config_toml": self.config.source_text,
             "software": software, "spectrum_sources": spectra,
             "pool": {"source": self.config.pool.source, "images": len(pool.files),
                      "unreadable": {k: len(t.unreadable) for k, t in topk.items()}},

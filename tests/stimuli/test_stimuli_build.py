@@ -93,6 +93,7 @@ def test_bundle_holds_every_piece_of_the_study(bundle, config):
         assert manifest.reference_images(unit.key, "none") == []
     assert {p.correct for p in manifest.query_pairs + manifest.practice_trials} == {"a", "b"}
     assert manifest.provenance["config_fingerprint"] == config.fingerprint()
+    assert manifest.provenance["config_toml"] == TINY.read_text()
     assert "maco-study" in manifest.provenance["software"]
 
 
