@@ -19,6 +19,8 @@ SUBCOMMANDS = {
     "serve": "study_server.cli:serve",
     "export": "study_server.cli:export",
     "admin": "study_server.cli:admin",
+    "demo": "demo.cli:demo",
+    "simulate": "demo.cli:simulate",
 }
 
 

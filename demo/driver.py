@@ -1,0 +1,389 @@
+"""`maco-study simulate`: synthetic participants through a running study server, over real HTTP.
+
+Each participant does what the browser does (study_server/static/study.js),
+in the same order and with the same JSON bodies: ``/start`` with Prolific
+parameters, consent, device check, the instructions page (which starts the
+server's instruction clock), then ``GET /api/trial``, every image of the trial
+(once per participant, as a browser caches them), ``POST /api/answer``, the
+practice feedback, the optional comment and ``/api/complete``, and finally the
+done page with the completion code.
+
+How they answer comes from ``analysis.simulate`` (the one generative model of
+the project): ``draw_participants`` (ability, inattention, one-sided pressing,
+rushed instructions, dropouts, practice rounds), ``unit_effect`` and
+``answer``. On top of it some participants reload the page once mid-session:
+an answer's reply is lost, the page is reloaded and the answer the browser
+kept in localStorage is sent again with the same ``answer_id`` (the server
+must store it once).
+
+Knowing which image is correct: the server never says so before the answer
+is stored, and this is a test tool, not a participant. The driver is given
+the bundle the server serves: it hashes the PNG bytes it downloads (image ids
+are their sha256, see stimuli.manifest) and looks the trial's images up in
+the manifest, which gives the query pair, its unit and network, which side
+holds the argmax image, and, from the reference grid, the condition the
+server assigned.
+
+Time: every wait (reading the consent form, the instructions, looking at a
+trial, the feedback) is the simulated duration times ``time_scale``, and the
+reported reaction times are the ones actually waited, so the server's clock
+stays consistent. ``time_scale=1`` paces participants like people (a load
+test of a staging server); the demo runs at 0.02 and scales the exclusion
+rules' time limits by the same factor.
+
+This module talks HTTP with requests and never imports torch.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import secrets
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urljoin
+
+import numpy as np
+import requests
+
+from analysis.simulate import GenerativeModel, SimulatedParticipant, answer, draw_participants, unit_effect
+from stimuli.manifest import Manifest, QueryPair, load_manifest
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A behaviour profile: the generative model plus what only a browser session has."""
+
+    model: GenerativeModel
+    p_reload: float = 0.1  # participants who reload once mid-session, losing one answer's reply
+    p_comment: float = 0.3  # participants who leave a comment
+    description: str = ""
+
+
+PROFILES: dict[str, Profile] = {
+    "default": Profile(GenerativeModel(), description="analysis.simulate's illustrative effects"),
+    # Large effects for the end-to-end test and a demo whose report shows every effect clearly:
+    # each coefficient is many standard errors from zero even with a few dozen participants.
+    "strong": Profile(
+        GenerativeModel(intercept=1.0,
+                        condition_effects={"olah": 0.0, "maco_mask": 1.5, "maco": 1.8, "none": -1.2},
+                        network_effects={"resnet50": 0.0, "vgg16": 1.0, "vit_b16": -1.0},
+                        participant_sd=0.3, unit_sd=0.2),
+        p_reload=0.2, description="large effects (every sign is unmistakable)"),
+}
+
+WINDOW_SIZES = [(1280, 800), (1440, 900), (1536, 864), (1920, 1080)]
+STUDY_ID = "SIMSTUDY"
+
+
+class DriverError(Exception):
+    """The server or the bundle does not behave as the browser expects; the message says where."""
+
+
+# ---------------------------------------------------------------------------
+# what the bundle says about the images the server shows
+@dataclass(frozen=True)
+class PairInfo:
+    kind: str  # practice, main, catch
+    pair: QueryPair
+    network: str
+
+
+class BundleIndex:
+    """Looks up the trial a participant is shown from the ids (sha256) of its images."""
+
+    def __init__(self, manifest: Manifest):
+        self.manifest = manifest
+        networks = {u.key: u.network for u in manifest.units}
+        self.pairs: dict[tuple[str, frozenset[str]], PairInfo] = {}
+        for kind, pair in manifest.all_query_pairs():
+            key = (pair.base_image, frozenset((pair.image_a, pair.image_b)))
+            self.pairs[key] = PairInfo(kind, pair, networks[pair.unit])
+        self.reference_condition: dict[tuple[str, ...], str] = {
+            tuple(ref.images): ref.condition for ref in manifest.references}
+
+    @classmethod
+    def load(cls, bundle_dir: str | Path) -> "BundleIndex":
+        return cls(load_manifest(bundle_dir))
+
+    def trial(self, base: str, left: str, right: str) -> PairInfo:
+        info = self.pairs.get((base, frozenset((left, right))))
+        if info is None:
+            raise DriverError("the server showed a trial whose images are not a query pair of this bundle: "
+                              "is --bundle the bundle the server serves?")
+        return info
+
+    def condition(self, references: list[str]) -> str:
+        if not references:
+            return "none"
+        condition = self.reference_condition.get(tuple(references))
+        if condition is None:
+            raise DriverError("the server showed reference images that are not a reference set of this bundle")
+        return condition
+
+    def model_for(self, profile: Profile) -> GenerativeModel:
+        """The profile's model on this study's levels and trial counts.
+
+        A condition or network the profile does not name gets effect 0 (the reference level).
+        """
+        m = self.manifest
+        per_participant = m.protocol.main_trials_per_participant or len(m.query_pairs)
+        model = profile.model
+        return replace(
+            model,
+            condition_effects={c: model.condition_effects.get(c, 0.0) for c in m.conditions},
+            network_effects={n.key: model.network_effects.get(n.key, 0.0) for n in m.networks},
+            main_trials_per_network=max(1, round(per_participant / len(m.networks))),
+            catch_trials=len(m.catch_trials), practice_trials=len(m.practice_trials))
+
+
+# ---------------------------------------------------------------------------
+# results
+ANSWER_COLUMNS = ["prolific_pid", "answer_id", "trial_index", "trial_kind", "practice_round", "network",
+                  "unit", "query_id", "correct_side", "chosen_side", "correct", "confidence", "rt_ms"]
+PARTICIPANT_COLUMNS = ["prolific_pid", "condition", "outcome", "answers", "reloads", "planned_practice_rounds",
+                       "attentive", "one_side", "rushed", "drops_after", "error"]
+
+
+@dataclass
+class ParticipantRecord:
+    prolific_pid: str
+    simulated: SimulatedParticipant
+    condition: str = ""
+    outcome: str = "started"  # completed, dropped, failed
+    reloads: int = 0
+    error: str = ""
+    answers: list[dict[str, Any]] = field(default_factory=list)  # acknowledged by the server
+
+    def row(self) -> dict[str, Any]:
+        s = self.simulated
+        return {"prolific_pid": self.prolific_pid, "condition": self.condition, "outcome": self.outcome,
+                "answers": len(self.answers), "reloads": self.reloads,
+                "planned_practice_rounds": s.practice_rounds, "attentive": int(s.attentive),
+                "one_side": s.one_side or "", "rushed": int(s.rushed),
+                "drops_after": "" if s.drops_after is None else s.drops_after, "error": self.error}
+
+
+@dataclass
+class SimulationResult:
+    participants: list[ParticipantRecord]
+    wall_s: float
+
+    @property
+    def answers(self) -> list[dict[str, Any]]:
+        return [a for p in self.participants for a in p.answers]
+
+    def count(self, outcome: str) -> int:
+        return sum(p.outcome == outcome for p in self.participants)
+
+    def summary(self) -> str:
+        return (f"{len(self.participants)} simulated participants in {self.wall_s:.1f} s: "
+                f"{self.count('completed')} completed, {self.count('dropped')} dropped out, "
+                f"{self.count('failed')} failed; {len(self.answers)} answers acknowledged, "
+                f"{sum(p.reloads for p in self.participants)} reloads")
+
+    def write(self, folder: Path) -> tuple[Path, Path]:
+        """answers.csv (every acknowledged answer) and participants.csv into folder."""
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = folder / "answers.csv", folder / "participants.csv"
+        for path, columns, rows in ((paths[0], ANSWER_COLUMNS, self.answers),
+                                    (paths[1], PARTICIPANT_COLUMNS, [p.row() for p in self.participants])):
+            with path.open("w", encoding="utf-8", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
+                writer.writeheader()
+                writer.writerows(rows)
+        return paths
+
+
+# ---------------------------------------------------------------------------
+# one participant's browser
+class Browser:
+    """A cookie jar and an image cache, with study.js's retry rule: network errors and 5xx
+    are retried with back-off (here a bounded number of times), 4xx go to the caller."""
+
+    RETRIES = 6
+
+    def __init__(self, base_url: str, window: tuple[int, int]):
+        self.base_url = base_url.rstrip("/") + "/"
+        self.window = window  # inner width and height, reported at the device check and each answer
+        self.http = requests.Session()
+        self.http.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) maco-study-simulate"
+        self.images: dict[str, str] = {}  # url -> image id (sha256 of the bytes)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = urljoin(self.base_url, path.lstrip("/"))
+        for attempt in range(self.RETRIES):
+            try:
+                response = self.http.request(method, url, timeout=30, **kwargs)
+                if response.status_code < 500:
+                    return response
+                problem = f"HTTP {response.status_code}"
+            except requests.ConnectionError as exc:
+                problem = f"connection error ({exc.__class__.__name__})"
+            time.sleep(min(8.0, 0.25 * 2 ** attempt))
+        raise DriverError(f"{method} {path}: {problem} after {self.RETRIES} tries")
+
+    def page(self, path: str) -> str:
+        """Open a page (following redirects) and return its data-page name."""
+        response = self.request("GET", path)
+        if response.status_code != 200:
+            raise DriverError(f"GET {path}: HTTP {response.status_code}")
+        marker = 'data-page="'
+        start = response.text.find(marker)
+        return "" if start < 0 else response.text[start + len(marker):response.text.index('"', start + len(marker))]
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.request("POST", path, json=body)
+        if response.status_code != 200:
+            raise DriverError(f"POST {path}: HTTP {response.status_code} {response.text[:200]}")
+        return response.json()
+
+    def step(self, path: str, body: dict[str, Any], expect_page: str) -> None:
+        """A stage's POST, then the page the server sends the browser to."""
+        reply = self.post(path, body)
+        page = self.page(reply["next"])
+        if page != expect_page:
+            raise DriverError(f"after POST {path} the server showed the {page!r} page, not {expect_page!r}")
+
+    def image_id(self, url: str) -> str:
+        if url not in self.images:
+            response = self.request("GET", url)
+            if response.status_code != 200:
+                raise DriverError(f"GET {url}: HTTP {response.status_code}")
+            self.images[url] = hashlib.sha256(response.content).hexdigest()
+        return self.images[url]
+
+
+def _wait(seconds: float) -> None:
+    if seconds > 0:
+        time.sleep(seconds)
+
+
+def run_participant(base_url: str, index: BundleIndex, model: GenerativeModel, profile: Profile,
+                    person: SimulatedParticipant, pid: str, seed: int, time_scale: float) -> ParticipantRecord:
+    """One participant from the Prolific link to the completion page (or a dropout)."""
+    record = ParticipantRecord(pid, person)
+    rng = np.random.default_rng([seed, int(person.participant_id[3:])])
+    browser = Browser(base_url, WINDOW_SIZES[int(rng.integers(len(WINDOW_SIZES)))])
+    n_trials = model.practice_trials + len(model.networks) * model.main_trials_per_network + model.catch_trials
+    reload_at = int(rng.integers(0, n_trials)) if rng.random() < profile.p_reload else None
+    try:
+        start = f"/start?PROLIFIC_PID={pid}&STUDY_ID={STUDY_ID}&SESSION_ID={secrets.token_hex(8)}"
+        if browser.page(start) != "consent":
+            raise DriverError(f"GET /start did not lead to the consent page")
+        _wait(rng.lognormal(np.log(20), 0.4) * time_scale)  # reading the consent form
+        browser.step("/api/consent", {"agree": True}, "device")
+        _wait(rng.lognormal(np.log(5), 0.4) * time_scale)
+        browser.step("/api/device", {"window_width": browser.window[0], "window_height": browser.window[1],
+                                      "is_phone": False},
+                     "instructions")  # opening the instructions page starts the server's clock
+        _wait(person.instruction_ms / 1000 * time_scale)
+        browser.step("/api/instructions", {}, "trials")
+        _answer_trials(browser, index, model, person, record, rng, seed, time_scale, reload_at)
+        if record.outcome == "dropped":
+            return record
+        _wait(rng.lognormal(np.log(10), 0.5) * time_scale)
+        comment = "Simulated participant: all fine." if rng.random() < profile.p_comment else ""
+        browser.step("/api/complete", {"comment": comment}, "done")
+        record.outcome = "completed"
+    except (DriverError, requests.RequestException, KeyError, ValueError) as exc:
+        record.outcome, record.error = "failed", f"{type(exc).__name__}: {exc}"
+    return record
+
+
+def _answer_trials(browser: Browser, index: BundleIndex, model: GenerativeModel, person: SimulatedParticipant,
+                   record: ParticipantRecord, rng: np.random.Generator, seed: int, time_scale: float,
+                   reload_at: int | None) -> None:
+    practice_index = 0  # within the current practice round
+    while True:
+        data = browser.request("GET", "/api/trial").json()
+        if data.get("done"):
+            if browser.page(data["next"]) != "comment":
+                raise DriverError("after the last trial the server did not show the comment page")
+            return
+        if person.drops_after is not None and len(record.answers) >= person.drops_after:
+            record.outcome = "dropped"  # closes the tab: nothing more is sent
+            return
+        trial = data["trial"]
+        ids = {name: browser.image_id(trial[name]) for name in ("base", "left", "right")}
+        references = [browser.image_id(url) for url in trial["references"]]
+        info = index.trial(ids["base"], ids["left"], ids["right"])
+        if trial["practice"] != (info.kind == "practice"):
+            raise DriverError(f"trial {trial['position']}: the server calls it "
+                              f"{'practice' if trial['practice'] else 'not practice'}, the bundle {info.kind}")
+        condition = index.condition(references)
+        if record.condition and condition != record.condition:
+            raise DriverError(f"trial {trial['position']}: references of condition {condition}, "
+                              f"earlier ones of {record.condition}")
+        record.condition = condition
+        person = replace(person, condition=condition)  # the server assigns the condition
+        correct_side = "left" if ids["left"] == info.pair.correct_image else "right"
+        if info.kind == "main":
+            reply = answer(model, person, "main", info.network, unit_effect(model, seed, info.network, info.pair.unit),
+                           correct_side, rng)
+        else:
+            reply = answer(model, person, info.kind, info.network, 0.0, correct_side, rng)
+        if info.kind == "practice":  # as in simulate_export: each round but the planned last one has a mistake
+            wrong = trial["practice_round"] < person.practice_rounds and practice_index == 0
+            reply["chosen_side"] = ({"left": "right", "right": "left"}[correct_side] if wrong else correct_side)
+        rt_ms = round(reply["rt_ms"] * time_scale, 1)
+        _wait(rt_ms / 1000)
+        body = {"answer_id": str(uuid.uuid4()), "position": trial["position"], "chosen_side": reply["chosen_side"],
+                "confidence": reply["confidence"], "rt_ms": rt_ms, "window_width": browser.window[0],
+                "window_height": browser.window[1], "device_pixel_ratio": 1.0, "blur_count": 0, "fullscreen_exit_count": 0}
+        if reload_at == len(record.answers):
+            # the reply is lost and the page reloaded: study.js sends the kept answer again
+            browser.post("/api/answer", body)
+            record.reloads += 1
+            if browser.page("/study") != "trials":
+                raise DriverError("reloading during the trials did not show the trials page")
+        result = browser.post("/api/answer", body)
+        if not result.get("stored"):
+            raise DriverError(f"trial {trial['position']}: answer not acknowledged ({result})")
+        record.answers.append({
+            "prolific_pid": record.prolific_pid, "answer_id": body["answer_id"], "trial_index": trial["position"],
+            "trial_kind": info.kind, "practice_round": trial["practice_round"] or "", "network": info.network,
+            "unit": info.pair.unit, "query_id": info.pair.id, "correct_side": correct_side,
+            "chosen_side": body["chosen_side"], "correct": int(body["chosen_side"] == correct_side),
+            "confidence": body["confidence"], "rt_ms": rt_ms})
+        feedback = result.get("feedback")
+        if feedback is not None:
+            if feedback["correct_side"] != correct_side:
+                raise DriverError(f"trial {trial['position']}: the feedback's correct side is not the bundle's")
+            practice_index = 0 if feedback["round_result"] else practice_index + 1
+            _wait((2.5 if feedback["round_result"] else 1.2) * time_scale)
+        if result["next"] == "page":
+            if browser.page("/study") != "comment":
+                raise DriverError("after the last trial the server did not show the comment page")
+            return
+
+
+def simulate(base_url: str, bundle_dir: str | Path, participants: int, profile: str | Profile = "default",
+             seed: int = 0, time_scale: float = 1.0, concurrency: int = 8,
+             progress: Callable[[ParticipantRecord], None] | None = None) -> SimulationResult:
+    """Drive ``participants`` synthetic participants through the server at ``base_url``,
+    ``concurrency`` at a time; ``progress`` is called as each one finishes."""
+    if participants < 1:
+        raise ValueError("participants: must be at least 1")
+    if time_scale < 0:
+        raise ValueError("time_scale: must be >= 0")
+    profile = PROFILES[profile] if isinstance(profile, str) else profile
+    index = BundleIndex.load(bundle_dir)
+    model = index.model_for(profile)
+    people = draw_participants(model, participants, np.random.default_rng(seed), prefix="sim")
+    run_tag = secrets.token_hex(4)  # a second run against the same server brings new Prolific ids
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = [pool.submit(run_participant, base_url, index, model, profile, person,
+                               f"SIM{run_tag}{k:05d}", seed, time_scale)
+                   for k, person in enumerate(people)]
+        records = []
+        for future in as_completed(futures):
+            records.append(future.result())
+            if progress is not None:
+                progress(records[-1])
+    records.sort(key=lambda r: r.prolific_pid)
+    return SimulationResult(records, time.perf_counter() - t0)

@@ -1,0 +1,291 @@
+"""`maco-study demo`: the whole study on this machine, from one command, in one folder.
+
+Steps, each reusing the packages' own code:
+1. the bundle: ``stimuli.build`` on the embedded ``study_demo.toml`` (or the
+   user's ``--config``) into ``DIR/bundle``. The build is resumable, so a
+   second run only checks what is there (seconds) and a stopped build
+   continues where it stopped;
+2. a fresh SQLite database ``DIR/study.db`` (the demo's data are synthetic:
+   every run starts empty), upgraded, the bundle imported, a one-time admin
+   password set;
+3. ``maco-study serve`` in a subprocess on 127.0.0.1 (gunicorn, its log in
+   ``DIR/server.log``);
+4. with ``--simulate N``: ``demo.driver`` sends N synthetic participants
+   through it over HTTP (``DIR/simulation/``), then the export
+   (``DIR/export/``) and the analysis (``DIR/report/``).
+
+The simulated clock runs ``DEMO_TIME_SCALE`` times real time, and the
+analysis scales the exclusion rules' time limits (instructions, total time)
+by the same factor, so the same participants are excluded as at real speed.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from importlib.resources import files
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+DEMO_CONFIG = "study_demo.toml"
+DEMO_TIME_SCALE = 0.02  # 50x faster than people: 40 s of instructions take 0.8 s
+SERVER_START_TIMEOUT_S = 120
+RANDOM_WEIGHTS_NOTICE = ("DEMO DATA: the networks of this study have random weights and the participants "
+                         "are simulated; the numbers show the platform working, not anything about "
+                         "feature visualizations.")
+
+
+class DemoError(Exception):
+    """A demo step that failed; the message says which and where to look."""
+
+
+@dataclass
+class DemoPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "study.toml"
+
+    @property
+    def bundle(self) -> Path:
+        return self.root / "bundle"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "study.db"
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.database.resolve()}"
+
+    @property
+    def server_log(self) -> Path:
+        return self.root / "server.log"
+
+    @property
+    def simulation(self) -> Path:
+        return self.root / "simulation"
+
+    @property
+    def responses(self) -> Path:
+        return self.root / "export" / "responses.csv"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+
+def write_config(paths: DemoPaths, config: Path | None) -> None:
+    """DIR/study.toml: a copy of the user's --config; else the one already there (edit it to
+    change the demo); else the embedded demo config."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        paths.config.write_text(config.read_text(encoding="utf-8"), encoding="utf-8")
+    elif not paths.config.exists():
+        paths.config.write_text(files("demo").joinpath(DEMO_CONFIG).read_text("utf-8"), encoding="utf-8")
+
+
+def build_bundle(paths: DemoPaths, progress: bool = True) -> None:
+    from stimuli.build import build
+    from stimuli.config import StimuliError, load_config
+
+    try:
+        build(load_config(paths.config), paths.bundle, progress=progress)
+    except StimuliError as exc:
+        raise DemoError(f"building the bundle: {exc}") from None
+
+
+def fresh_database(paths: DemoPaths) -> str:
+    """A new database with the bundle imported; returns the one-time admin password."""
+    from study_server.admin import set_password
+    from study_server.bundle import import_bundle
+    from study_server.db import make_engine, make_sessionmaker, upgrade
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{paths.database}{suffix}").unlink(missing_ok=True)
+    password = secrets.token_urlsafe(12)
+    upgrade(paths.db_url)
+    engine = make_engine(paths.db_url)
+    with make_sessionmaker(engine)() as session:
+        import_bundle(session, paths.bundle)
+        set_password(session, password)
+        session.commit()
+    engine.dispose()
+    return password
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex((host, port)) == 0
+
+
+class Server:
+    """`maco-study serve` in a subprocess; stopped by stop() (or on leaving a with block)."""
+
+    def __init__(self, paths: DemoPaths, host: str, port: int):
+        if port_in_use(host, port):
+            raise DemoError(f"port {port} on {host} is already in use: choose another with --port")
+        self.url = f"http://{host}:{port}"
+        self.log_path = paths.server_log
+        env = {**os.environ, "MACO_COMPLETION_CODE": "DEMO-CODE",
+               "MACO_COMPLETION_URL": f"{self.url}/?completed={{code}}"}
+        command = [sys.executable, "-c", "from maco_study import main; main()", "serve", "--bundle",
+                   str(paths.bundle), "--db", paths.db_url, "--host", host, "--port", str(port),
+                   "--workers", "1", "--threads", "8"]
+        self.log = self.log_path.open("w", encoding="utf-8")
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self._wait_until_up()
+
+    def _wait_until_up(self) -> None:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.stop()
+                tail = self.log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+                raise DemoError("the study server stopped at start:\n  " + "\n  ".join(tail)
+                                + f"\n(full log: {self.log_path})")
+            try:
+                requests.get(self.url + "/", timeout=2)
+                return
+            except requests.RequestException:
+                time.sleep(0.2)
+        self.stop()
+        raise DemoError(f"the study server did not answer within {SERVER_START_TIMEOUT_S} s (log: {self.log_path})")
+
+    def wait(self) -> None:
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def export_responses(paths: DemoPaths, study: str) -> dict:
+    from study_server.config import DEFAULTS
+    from study_server.db import make_engine, make_sessionmaker
+    from study_server.export import export
+
+    engine = make_engine(paths.db_url)
+    with make_sessionmaker(engine)() as session:
+        summary = export(session, paths.responses, study, timedelta(minutes=DEFAULTS["PARTICIPANT_TIMEOUT_MIN"]))
+    engine.dispose()
+    return summary
+
+
+def analyse(paths: DemoPaths, time_scale: float, notice: str):  # noqa: ANN201 - analysis.pipeline.Analysis
+    """The analysis of the export into DIR/report, with time limits on the simulated clock."""
+    from analysis.exclusions import ExclusionRules
+    from analysis.load import load_export
+    from analysis.models import ModelSpec
+    from analysis.pipeline import run_analysis
+    from analysis.report import file_sha256, write_report
+
+    real = ExclusionRules()
+    rules = ExclusionRules(min_instruction_s=real.min_instruction_s * time_scale,
+                           min_total_s=real.min_total_s * time_scale,
+                           max_total_s=real.max_total_s * time_scale)
+    df = load_export(paths.responses)
+    conditions = sorted(set(df["condition"]))
+    networks = sorted(set(df.loc[df["trial_kind"].eq("main"), "network"]))
+    spec = ModelSpec(ref_condition="olah" if "olah" in conditions else conditions[0],
+                     ref_network="resnet50" if "resnet50" in networks else networks[0])
+    analysis = run_analysis(df, spec=spec, rules=rules, vit="vit_b16" if "vit_b16" in networks else networks[-1])
+    write_report(analysis, paths.report, source=str(paths.responses), source_sha256=file_sha256(paths.responses),
+                 n_rows=len(df), notice=notice)
+    return analysis
+
+
+def run_demo(folder: Path, simulate: int = 0, exit_after: bool = False, host: str = "127.0.0.1",
+             port: int = 5000, config: Path | None = None, profile: str = "strong", seed: int = 0,
+             time_scale: float = DEMO_TIME_SCALE, concurrency: int = 8, progress: bool = True,
+             echo: Callable[[str], None] = print) -> dict:
+    """Everything `maco-study demo` does; returns where things are and the main numbers."""
+    from stimuli.manifest import load_manifest
+
+    from .driver import simulate as drive
+
+    paths = DemoPaths(Path(folder))
+    write_config(paths, config)
+    t0 = time.perf_counter()
+    echo(f"[1/4] building the stimulus bundle into {paths.bundle} (reused when already built)")
+    build_bundle(paths, progress)
+    manifest = load_manifest(paths.bundle)
+    build_s = time.perf_counter() - t0
+    random_nets = [f"{n.key} ({n.timm_name})" for n in manifest.networks if n.weights == "random"]
+    echo(f"      bundle ready in {build_s:.0f} s: {len(manifest.units)} units, {len(manifest.query_pairs)} "
+         f"query pairs, {len(manifest.images)} images")
+    if random_nets:
+        echo(f"      RANDOM WEIGHTS (demo only): {', '.join(random_nets)}")
+    echo(f"[2/4] a fresh database {paths.database}")
+    password = fresh_database(paths)
+    result: dict = {"folder": str(paths.root), "build_s": round(build_s, 1)}
+    server = Server(paths, host, port)
+    try:
+        echo(f"[3/4] the study server is running ({paths.server_log})\n"
+             f"      participant view (preview, never exported): {server.url}/preview\n"
+             f"      admin: {server.url}/admin   one-time password: {password}")
+        result.update(url=server.url, admin_password=password)
+        if simulate:
+            echo(f"[4/4] {simulate} simulated participants (profile {profile!r}, clock x{1 / time_scale:g})")
+            bar = _progress_bar(simulate, progress)
+            outcome = drive(server.url, paths.bundle, simulate, profile=profile, seed=seed, time_scale=time_scale,
+                            concurrency=concurrency, progress=lambda _record: bar.update(1))
+            bar.close()
+            outcome.write(paths.simulation)
+            echo("      " + outcome.summary())
+            failed = [p for p in outcome.participants if p.outcome == "failed"]
+            if failed:
+                raise DemoError(f"{len(failed)} simulated participants failed, e.g. {failed[0].error} "
+                                f"(details: {paths.simulation / 'participants.csv'}, {paths.server_log})")
+            summary = export_responses(paths, manifest.study)
+            echo(f"      export: {summary['rows']} answered trials -> {paths.responses}")
+            notice = RANDOM_WEIGHTS_NOTICE if random_nets else (
+                "DEMO DATA: the participants are simulated (demo.driver, profile "
+                f"{profile!r}); time limits of the exclusions are on the simulated clock.")
+            analysis = analyse(paths, time_scale, notice)
+            echo(analysis.contrasts[["contrast", "estimate", "se", "p_holm"]].to_string(index=False))
+            echo(f"      report: {paths.report / 'report.html'}")
+            result.update(simulation=outcome, export=summary, analysis=analysis, report=str(paths.report))
+        if exit_after:
+            return result
+        echo(f"Serving at {server.url} (Ctrl-C to stop).")
+        try:
+            server.wait()
+        except KeyboardInterrupt:
+            echo("stopping")
+        return result
+    finally:
+        server.stop()
+
+
+def _progress_bar(total: int, enabled: bool):  # noqa: ANN202 - tqdm
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="participants", unit="p", disable=not enabled)
+
