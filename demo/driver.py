@@ -263,17 +263,18 @@ def _wait(seconds: float) -> None:
 
 
 def run_participant(base_url: str, index: BundleIndex, model: GenerativeModel, profile: Profile,
-                    person: SimulatedParticipant, pid: str, seed: int, time_scale: float) -> ParticipantRecord:
-    """One participant from the Prolific link to the completion page (or a dropout)."""
+                    person: SimulatedParticipant, number: int, pid: str, seed: int, time_scale: float
+                    ) -> ParticipantRecord:
+    """Participant ``number`` from the Prolific link to the completion page (or a dropout)."""
     record = ParticipantRecord(pid, person)
-    rng = np.random.default_rng([seed, int(person.participant_id[3:])])
+    rng = np.random.default_rng([seed, number])  # its own stream: the same behaviour in any thread order
     browser = Browser(base_url, WINDOW_SIZES[int(rng.integers(len(WINDOW_SIZES)))])
     n_trials = model.practice_trials + len(model.networks) * model.main_trials_per_network + model.catch_trials
     reload_at = int(rng.integers(0, n_trials)) if rng.random() < profile.p_reload else None
     try:
         start = f"/start?PROLIFIC_PID={pid}&STUDY_ID={STUDY_ID}&SESSION_ID={secrets.token_hex(8)}"
         if browser.page(start) != "consent":
-            raise DriverError(f"GET /start did not lead to the consent page")
+            raise DriverError("GET /start did not lead to the consent page")
         _wait(rng.lognormal(np.log(20), 0.4) * time_scale)  # reading the consent form
         browser.step("/api/consent", {"agree": True}, "device")
         _wait(rng.lognormal(np.log(5), 0.4) * time_scale)
@@ -377,7 +378,7 @@ def simulate(base_url: str, bundle_dir: str | Path, participants: int, profile: 
     run_tag = secrets.token_hex(4)  # a second run against the same server brings new Prolific ids
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = [pool.submit(run_participant, base_url, index, model, profile, person,
+        futures = [pool.submit(run_participant, base_url, index, model, profile, person, k,
                                f"SIM{run_tag}{k:05d}", seed, time_scale)
                    for k, person in enumerate(people)]
         records = []

@@ -71,3 +71,24 @@ def test_report_recovers_the_profile_signs(demo_dir: Path) -> None:
         assert truth[term] != 0 and (fixed[term] > 0) == (truth[term] > 0), (term, fixed[term], truth[term])
     report = (demo_dir / "report" / "report.html").read_text(encoding="utf-8")
     assert "random weights" in report and "simulated" in report
+
+
+def test_simulate_command_against_a_running_server(demo_dir: Path, tmp_path: Path) -> None:
+    from demo.run import DemoPaths, Server, free_port
+    from stimuli.manifest import build_test_bundle
+
+    paths = DemoPaths(demo_dir)
+    other_bundle = tmp_path / "other"
+    build_test_bundle(other_bundle, networks=("vgg16", "resnet50", "vit_b16"))
+    runner = CliRunner()
+    with Server(paths, "127.0.0.1", free_port("127.0.0.1")) as server:
+        good = runner.invoke(main, ["simulate", "--url", server.url, "--bundle", str(paths.bundle),
+                                    "--participants", "3", "--time-scale", "0", "--out", str(tmp_path / "good")])
+        wrong = runner.invoke(main, ["simulate", "--url", server.url, "--bundle", str(other_bundle),
+                                     "--participants", "1", "--time-scale", "0", "--out", str(tmp_path / "wrong")])
+    assert good.exit_code == 0, good.output
+    people = pd.read_csv(tmp_path / "good" / "participants.csv")
+    assert len(people) == 3 and (people["outcome"] != "failed").all()
+    assert len(pd.read_csv(tmp_path / "good" / "answers.csv")) == people["answers"].sum() > 0
+    assert wrong.exit_code != 0
+    assert "not a query pair of this bundle" in wrong.output
