@@ -115,6 +115,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         StudyContext(study.id, manifest, timedelta(minutes=config["PARTICIPANT_TIMEOUT_MIN"])),
         Path(config["BUNDLE_DIR"]), token_secret=app.secret_key.encode())
 
+    untrained = [f"{n.key} ({n.timm_name})" for n in manifest.networks if n.weights == "random"]
+
+    @app.context_processor
+    def _random_weights_notice() -> dict[str, Any]:
+        # demo and test bundles: every page says that its networks are untrained
+        return {"random_weight_networks": untrained}
+
     from .admin import admin_bp
     from .api import api_bp
     from .participant import participant_bp
