@@ -1,6 +1,8 @@
 """`maco-study demo` and `maco-study simulate`."""
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 
 import click
@@ -30,12 +32,16 @@ def demo(folder: Path, participants: int, exit_after: bool, port: int, config: P
     from .run import DemoError, free_port, run_demo
 
     host = "127.0.0.1"
+    # a plain `kill` must stop the server subprocess too: exit through run_demo's clean-up
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         run_demo(folder, simulate=participants, exit_after=exit_after, host=host,
                  port=port or free_port(host), config=config, profile=profile, seed=seed,
                  progress=not no_progress, echo=click.echo)
     except DemoError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.command()
