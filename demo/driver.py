@@ -102,8 +102,9 @@ class BundleIndex:
         for kind, pair in manifest.all_query_pairs():
             key = (pair.base_image, frozenset((pair.image_a, pair.image_b)))
             self.pairs[key] = PairInfo(kind, pair, networks[pair.unit])
-        self.reference_condition: dict[tuple[str, ...], str] = {
-            tuple(ref.images): ref.condition for ref in manifest.references}
+        # the grid's order is the server's business: a set of images identifies the reference set
+        self.reference_condition: dict[frozenset[str], str] = {
+            frozenset(ref.images): ref.condition for ref in manifest.references}
 
     @classmethod
     def load(cls, bundle_dir: str | Path) -> "BundleIndex":
@@ -119,7 +120,7 @@ class BundleIndex:
     def condition(self, references: list[str]) -> str:
         if not references:
             return "none"
-        condition = self.reference_condition.get(tuple(references))
+        condition = self.reference_condition.get(frozenset(references))
         if condition is None:
             raise DriverError("the server showed reference images that are not a reference set of this bundle")
         return condition
@@ -235,6 +236,12 @@ class Browser:
         start = response.text.find(marker)
         return "" if start < 0 else response.text[start + len(marker):response.text.index('"', start + len(marker))]
 
+    def get_json(self, path: str) -> dict[str, Any]:
+        response = self.request("GET", path)
+        if response.status_code != 200:
+            raise DriverError(f"GET {path}: HTTP {response.status_code} {response.text[:200]}")
+        return response.json()
+
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = self.request("POST", path, json=body)
         if response.status_code != 200:
@@ -262,105 +269,112 @@ def _wait(seconds: float) -> None:
         time.sleep(seconds)
 
 
-def run_participant(base_url: str, index: BundleIndex, model: GenerativeModel, profile: Profile,
-                    person: SimulatedParticipant, number: int, pid: str, seed: int, time_scale: float
-                    ) -> ParticipantRecord:
-    """Participant ``number`` from the Prolific link to the completion page (or a dropout)."""
-    record = ParticipantRecord(pid, person)
-    rng = np.random.default_rng([seed, number])  # its own stream: the same behaviour in any thread order
-    browser = Browser(base_url, WINDOW_SIZES[int(rng.integers(len(WINDOW_SIZES)))])
-    n_trials = model.practice_trials + len(model.networks) * model.main_trials_per_network + model.catch_trials
-    reload_at = int(rng.integers(0, n_trials)) if rng.random() < profile.p_reload else None
-    try:
-        start = f"/start?PROLIFIC_PID={pid}&STUDY_ID={STUDY_ID}&SESSION_ID={secrets.token_hex(8)}"
-        if browser.page(start) != "consent":
-            raise DriverError("GET /start did not lead to the consent page")
-        _wait(rng.lognormal(np.log(20), 0.4) * time_scale)  # reading the consent form
-        browser.step("/api/consent", {"agree": True}, "device")
-        _wait(rng.lognormal(np.log(5), 0.4) * time_scale)
-        browser.step("/api/device", {"window_width": browser.window[0], "window_height": browser.window[1],
-                                      "is_phone": False},
-                     "instructions")  # opening the instructions page starts the server's clock
-        _wait(person.instruction_ms / 1000 * time_scale)
-        browser.step("/api/instructions", {}, "trials")
-        _answer_trials(browser, index, model, person, record, rng, seed, time_scale, reload_at)
-        if record.outcome == "dropped":
-            return record
-        _wait(rng.lognormal(np.log(10), 0.5) * time_scale)
-        comment = "Simulated participant: all fine." if rng.random() < profile.p_comment else ""
-        browser.step("/api/complete", {"comment": comment}, "done")
-        record.outcome = "completed"
-    except (DriverError, requests.RequestException, KeyError, ValueError) as exc:
-        record.outcome, record.error = "failed", f"{type(exc).__name__}: {exc}"
-    return record
+class SimulatedSession:
+    """One synthetic participant's visit, from the Prolific link to the completion page (or a dropout)."""
 
+    def __init__(self, base_url: str, index: BundleIndex, model: GenerativeModel, profile: Profile,
+                 person: SimulatedParticipant, number: int, pid: str, seed: int, time_scale: float):
+        self.index, self.model, self.profile, self.person = index, model, profile, person
+        self.seed, self.time_scale = seed, time_scale
+        self.record = ParticipantRecord(pid, person)
+        self.rng = np.random.default_rng([seed, number])  # its own stream: the same behaviour in any thread order
+        self.browser = Browser(base_url, WINDOW_SIZES[int(self.rng.integers(len(WINDOW_SIZES)))])
+        self.start_url = f"/start?PROLIFIC_PID={pid}&STUDY_ID={STUDY_ID}&SESSION_ID={secrets.token_hex(8)}"
+        n_trials = model.practice_trials + len(model.networks) * model.main_trials_per_network + model.catch_trials
+        # answers stored before the reload (the reply of the next one is lost)
+        self.reload_at = int(self.rng.integers(0, n_trials)) if self.rng.random() < profile.p_reload else None
+        self.practice_index = 0  # position within the current practice round
 
-def _answer_trials(browser: Browser, index: BundleIndex, model: GenerativeModel, person: SimulatedParticipant,
-                   record: ParticipantRecord, rng: np.random.Generator, seed: int, time_scale: float,
-                   reload_at: int | None) -> None:
-    practice_index = 0  # within the current practice round
-    while True:
-        data = browser.request("GET", "/api/trial").json()
-        if data.get("done"):
+    def wait(self, simulated_s: float) -> None:
+        _wait(simulated_s * self.time_scale)
+
+    def run(self) -> ParticipantRecord:
+        browser, rng = self.browser, self.rng
+        try:
+            if browser.page(self.start_url) != "consent":
+                raise DriverError("GET /start did not lead to the consent page")
+            self.wait(rng.lognormal(np.log(20), 0.4))  # reading the consent form
+            browser.step("/api/consent", {"agree": True}, "device")
+            self.wait(rng.lognormal(np.log(5), 0.4))
+            # opening the instructions page starts the server's instruction clock
+            browser.step("/api/device", {"window_width": browser.window[0], "window_height": browser.window[1],
+                                          "is_phone": False}, "instructions")
+            self.wait(self.person.instruction_ms / 1000)
+            browser.step("/api/instructions", {}, "trials")
+            while self.record.outcome == "started" and self.trial():
+                pass
+            if self.record.outcome == "dropped":
+                return self.record
+            self.wait(rng.lognormal(np.log(10), 0.5))
+            comment = "Simulated participant: all fine." if rng.random() < self.profile.p_comment else ""
+            browser.step("/api/complete", {"comment": comment}, "done")
+            self.record.outcome = "completed"
+        except (DriverError, requests.RequestException, KeyError, ValueError) as exc:
+            self.record.outcome, self.record.error = "failed", f"{type(exc).__name__}: {exc}"
+        return self.record
+
+    def trial(self) -> bool:
+        """Show, answer and store the current trial; False once the trials are over."""
+        browser, record = self.browser, self.record
+        data = browser.get_json("/api/trial")
+        if data["done"]:
             if browser.page(data["next"]) != "comment":
                 raise DriverError("after the last trial the server did not show the comment page")
-            return
-        if person.drops_after is not None and len(record.answers) >= person.drops_after:
+            return False
+        if self.person.drops_after is not None and len(record.answers) >= self.person.drops_after:
             record.outcome = "dropped"  # closes the tab: nothing more is sent
-            return
+            return False
         trial = data["trial"]
         ids = {name: browser.image_id(trial[name]) for name in ("base", "left", "right")}
-        references = [browser.image_id(url) for url in trial["references"]]
-        info = index.trial(ids["base"], ids["left"], ids["right"])
+        info = self.index.trial(ids["base"], ids["left"], ids["right"])
         if trial["practice"] != (info.kind == "practice"):
             raise DriverError(f"trial {trial['position']}: the server calls it "
                               f"{'practice' if trial['practice'] else 'not practice'}, the bundle {info.kind}")
-        condition = index.condition(references)
+        condition = self.index.condition([browser.image_id(url) for url in trial["references"]])
         if record.condition and condition != record.condition:
             raise DriverError(f"trial {trial['position']}: references of condition {condition}, "
                               f"earlier ones of {record.condition}")
         record.condition = condition
-        person = replace(person, condition=condition)  # the server assigns the condition
+        self.person = replace(self.person, condition=condition)  # the server assigns the condition
         correct_side = "left" if ids["left"] == info.pair.correct_image else "right"
-        if info.kind == "main":
-            reply = answer(model, person, "main", info.network, unit_effect(model, seed, info.network, info.pair.unit),
-                           correct_side, rng)
-        else:
-            reply = answer(model, person, info.kind, info.network, 0.0, correct_side, rng)
+        unit_re = unit_effect(self.model, self.seed, info.network, info.pair.unit) if info.kind == "main" else 0.0
+        choice = answer(self.model, self.person, info.kind, info.network, unit_re, correct_side, self.rng)
         if info.kind == "practice":  # as in simulate_export: each round but the planned last one has a mistake
-            wrong = trial["practice_round"] < person.practice_rounds and practice_index == 0
-            reply["chosen_side"] = ({"left": "right", "right": "left"}[correct_side] if wrong else correct_side)
-        rt_ms = round(reply["rt_ms"] * time_scale, 1)
+            wrong = trial["practice_round"] < self.person.practice_rounds and self.practice_index == 0
+            choice["chosen_side"] = {"left": "right", "right": "left"}[correct_side] if wrong else correct_side
+        rt_ms = round(choice["rt_ms"] * self.time_scale, 1)
         _wait(rt_ms / 1000)
-        body = {"answer_id": str(uuid.uuid4()), "position": trial["position"], "chosen_side": reply["chosen_side"],
-                "confidence": reply["confidence"], "rt_ms": rt_ms, "window_width": browser.window[0],
-                "window_height": browser.window[1], "device_pixel_ratio": 1.0, "blur_count": 0, "fullscreen_exit_count": 0}
-        if reload_at == len(record.answers):
-            # the reply is lost and the page reloaded: study.js sends the kept answer again
+        body = {"answer_id": str(uuid.uuid4()), "position": trial["position"], "chosen_side": choice["chosen_side"],
+                "confidence": choice["confidence"], "rt_ms": rt_ms, "window_width": browser.window[0],
+                "window_height": browser.window[1], "device_pixel_ratio": 1.0, "blur_count": 0,
+                "fullscreen_exit_count": 0}
+        if self.reload_at == len(record.answers):
+            # the reply is lost; the page is reloaded (or the Prolific link opened again) and
+            # study.js sends the answer it kept in localStorage once more
             browser.post("/api/answer", body)
             record.reloads += 1
-            if browser.page("/study") != "trials":
-                raise DriverError("reloading during the trials did not show the trials page")
-        result = browser.post("/api/answer", body)
-        if not result.get("stored"):
-            raise DriverError(f"trial {trial['position']}: answer not acknowledged ({result})")
+            if browser.page(self.start_url if self.rng.random() < 0.5 else "/study") != "trials":
+                raise DriverError("coming back during the trials did not show the trials page")
+        reply = browser.post("/api/answer", body)
+        if not reply.get("stored"):
+            raise DriverError(f"trial {trial['position']}: answer not acknowledged ({reply})")
         record.answers.append({
             "prolific_pid": record.prolific_pid, "answer_id": body["answer_id"], "trial_index": trial["position"],
             "trial_kind": info.kind, "practice_round": trial["practice_round"] or "", "network": info.network,
             "unit": info.pair.unit, "query_id": info.pair.id, "correct_side": correct_side,
             "chosen_side": body["chosen_side"], "correct": int(body["chosen_side"] == correct_side),
             "confidence": body["confidence"], "rt_ms": rt_ms})
-        feedback = result.get("feedback")
+        feedback = reply.get("feedback")
         if feedback is not None:
             if feedback["correct_side"] != correct_side:
                 raise DriverError(f"trial {trial['position']}: the feedback's correct side is not the bundle's")
-            practice_index = 0 if feedback["round_result"] else practice_index + 1
-            _wait((2.5 if feedback["round_result"] else 1.2) * time_scale)
-        if result["next"] == "page":
+            self.practice_index = 0 if feedback["round_result"] else self.practice_index + 1
+            self.wait(2.5 if feedback["round_result"] else 1.2)  # the feedback on screen
+        if reply["next"] == "page":
             if browser.page("/study") != "comment":
                 raise DriverError("after the last trial the server did not show the comment page")
-            return
-
+            return False
+        return True
 
 def simulate(base_url: str, bundle_dir: str | Path, participants: int, profile: str | Profile = "default",
              seed: int = 0, time_scale: float = 1.0, concurrency: int = 8,
@@ -378,9 +392,9 @@ def simulate(base_url: str, bundle_dir: str | Path, participants: int, profile: 
     run_tag = secrets.token_hex(4)  # a second run against the same server brings new Prolific ids
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = [pool.submit(run_participant, base_url, index, model, profile, person, k,
-                               f"SIM{run_tag}{k:05d}", seed, time_scale)
-                   for k, person in enumerate(people)]
+        sessions = [SimulatedSession(base_url, index, model, profile, person, k, f"SIM{run_tag}{k:05d}", seed,
+                                     time_scale) for k, person in enumerate(people)]
+        futures = [pool.submit(session.run) for session in sessions]
         records = []
         for future in as_completed(futures):
             records.append(future.result())
