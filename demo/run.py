@@ -100,7 +100,8 @@ def build_bundle(paths: DemoPaths, progress: bool = True) -> None:
     try:
         build(load_config(paths.config), paths.bundle, progress=progress)
     except StimuliError as exc:
-        raise DemoError(f"building the bundle: {exc}") from None
+        raise DemoError(f"building the bundle: {exc} (the demo rebuilds {paths.bundle} from {paths.config} "
+                        "once that folder is deleted)") from None
 
 
 def fresh_database(paths: DemoPaths) -> str:
