@@ -92,3 +92,20 @@ def test_simulate_command_against_a_running_server(demo_dir: Path, tmp_path: Pat
     assert len(pd.read_csv(tmp_path / "good" / "answers.csv")) == people["answers"].sum() > 0
     assert wrong.exit_code != 0
     assert "not a query pair of this bundle" in wrong.output
+
+
+def test_report_numbers_are_the_exported_answers(demo_dir: Path) -> None:
+    exported = pd.read_csv(demo_dir / "export" / "responses.csv")
+    report = demo_dir / "report"
+    people = pd.read_csv(report / "exclusions.csv").set_index("participant_id")
+    assert set(people.index) == set(exported["participant_id"])
+    assert people.loc[people["participant_status"] != "completed", "excluded"].all()
+    included = people.index[~people["excluded"]]
+    main = exported[exported["trial_kind"].eq("main") & exported["participant_id"].isin(included)]
+    per_participant = main.groupby(["condition", "network", "participant_id"])["correct"].mean()
+    expected = pd.DataFrame({"n_trials": main.groupby(["condition", "network"]).size(),
+                             "accuracy": per_participant.groupby(["condition", "network"]).mean()})
+    table = pd.read_csv(report / "descriptives.csv").set_index(["condition", "network"])
+    assert len(table) == 12
+    assert (table["n_trials"] == expected.loc[table.index, "n_trials"]).all()
+    assert (table["accuracy"] - expected.loc[table.index, "accuracy"]).abs().max() < 1e-9
