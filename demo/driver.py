@@ -12,9 +12,9 @@ How they answer comes from ``analysis.simulate`` (the one generative model of
 the project): ``draw_participants`` (ability, inattention, one-sided pressing,
 rushed instructions, dropouts, practice rounds), ``unit_effect`` and
 ``answer``. On top of it some participants reload the page once mid-session:
-an answer's reply is lost, the page is reloaded and the answer the browser
-kept in localStorage is sent again with the same ``answer_id`` (the server
-must store it once).
+an answer's reply is lost, the page is reloaded (or the Prolific link
+opened again) and the answer the browser kept in localStorage is sent again
+with the same ``answer_id`` (the server must store it once).
 
 Knowing which image is correct: the server never says so before the answer
 is stored, and this is a test tool, not a participant. The driver is given
