@@ -137,17 +137,22 @@ def load_model(
     name: str,
     weights: str | Path = PRETRAINED_WEIGHTS,
     device: torch.device | str = "cpu",
+    seed: int = 0,
 ) -> Model:
     """Load ``name`` (a preset or any timm name) with frozen parameters in eval mode.
 
     ``weights``: ``"pretrained"`` (timm's hub cache, downloaded when online),
     ``"random"`` (only for tests and demos; recorded as such), or the path of
     a local checkpoint file (a state dict, or timm's checkpoint formats).
+    Random weights are drawn from ``seed``, so every process (a resumed or
+    sharded build) gets the same network; the global RNG is left untouched.
     """
     timm_name = resolve_name(name)
     weights = str(weights)
     if weights == RANDOM_WEIGHTS:
-        net = timm.create_model(timm_name, pretrained=False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = timm.create_model(timm_name, pretrained=False)
         description = RANDOM_WEIGHTS
     elif weights == PRETRAINED_WEIGHTS:
         net = _create_pretrained(timm_name)

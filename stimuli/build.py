@@ -54,12 +54,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from maco.images import to_pil
+
 from . import manifest as mf
 from .config import StimuliError, StudyConfig
 from .models import StudyModel, load_study_model
 from .occlusion import occluder_side, query_pair
 from .pool import Pool, TopK, list_pool, load_image, pool_topk
-from .references import from_pil, masked, resolve_spectrum, to_pil, visualize
+from .references import from_pil, masked, resolve_spectrum, visualize
 
 WORK_DIR = ".build"
 PLAN_FILE = "plan.json"

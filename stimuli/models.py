@@ -74,9 +74,8 @@ def load_study_model(network: NetworkConfig, seed: int, device: torch.device | s
     from maco.models import ModelError, load_model
 
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed * 1_000_003 + zlib.crc32(network.key.encode()))
-            model = load_model(network.model, weights=network.weights, device=device)
+        model = load_model(network.model, weights=network.weights, device=device,
+                           seed=seed * 1_000_003 + zlib.crc32(network.key.encode()))
     except ModelError as exc:
         raise StimuliError(f"networks.{network.key}: {exc}") from None
     if network.input_size is not None:

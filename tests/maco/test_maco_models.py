@@ -52,3 +52,12 @@ def test_local_checkpoint_round_trip(tmp_path, random_resnet18):
         load_model("resnet18", weights=tmp_path / "wrong.pth")
     with pytest.raises(ModelError, match="neither 'pretrained', 'random' nor an existing checkpoint"):
         load_model("resnet18", weights=tmp_path / "missing.pth")
+
+
+def test_random_weights_are_reproducible_from_their_seed():
+    x = torch.rand(1, 3, 32, 32)
+    state = torch.random.get_rng_state()
+    first, again = load_model("resnet18", "random", seed=7), load_model("resnet18", "random", seed=7)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global generator is untouched
+    assert torch.equal(first(x), again(x))
+    assert not torch.equal(first(x), load_model("resnet18", "random", seed=8)(x))
