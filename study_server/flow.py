@@ -84,14 +84,18 @@ def start(session: Session, ctx: StudyContext, pid: str | None, prolific_study_i
     """
     if pid is not None and (existing := find_participant(session, ctx, pid)) is not None:
         return existing
-    session.execute(select(Study.id).where(Study.id == ctx.study_id).with_for_update())
+    public_id = _new_public_id(session)
+    if pid is not None:
+        expire_stale(session, ctx)  # needs no lock: keep the locked part below short
+    # FOR NO KEY UPDATE: serializes assignments, yet does not block the KEY SHARE locks that
+    # foreign-key checks of other participants' writes take on the study row (FOR UPDATE would)
+    session.execute(select(Study.id).where(Study.id == ctx.study_id).with_for_update(key_share=True))
     if pid is not None and (existing := find_participant(session, ctx, pid)) is not None:
         return existing
     conditions = ctx.manifest.conditions
     if pid is None:
         condition = preview_condition if preview_condition in conditions else random.choice(conditions)
     else:
-        expire_stale(session, ctx)
         counts = dict(session.execute(
             select(Participant.condition, func.count())
             .where(Participant.study_id == ctx.study_id, Participant.is_preview.is_(False),
@@ -101,7 +105,7 @@ def start(session: Session, ctx: StudyContext, pid: str | None, prolific_study_i
         condition = random.choice([c for c in conditions if counts.get(c, 0) == least])
     now = utcnow()
     participant = Participant(
-        public_id=_new_public_id(session), study_id=ctx.study_id, prolific_pid=pid,
+        public_id=public_id, study_id=ctx.study_id, prolific_pid=pid,
         prolific_study_id=prolific_study_id, prolific_session_id=prolific_session_id,
         is_preview=pid is None, condition=condition, status=IN_PROGRESS, stage="consent",
         plan_seed=secrets.randbelow(2**31), created_at=now, last_seen_at=now,

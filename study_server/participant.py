@@ -49,7 +49,7 @@ def start():  # noqa: ANN201
     ctx = state().study
     participant = flow.start(db(), ctx, values["PROLIFIC_PID"], values["STUDY_ID"],
                              values["SESSION_ID"], request.user_agent.string)
-    if participant.status != COMPLETED:
+    if participant.status != COMPLETED and flow.needs_touch(participant):
         flow.touch(participant)
     db().commit()
     session.clear()
