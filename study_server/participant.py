@@ -76,9 +76,6 @@ def study():  # noqa: ANN201
     if participant is None:
         return _message("No study session", "Please open the study from Prolific.", 403)
     stage = participant.stage
-    if stage == "instructions" and participant.instructions_shown_at is None:
-        flow.show_instructions(session_participant(lock=True))  # their time starts now
-        db().commit()
     cfg = current_app.config
     context = {"participant": participant, "condition": participant.condition,
                "min_width": cfg["MIN_WINDOW_WIDTH"], "min_height": cfg["MIN_WINDOW_HEIGHT"],

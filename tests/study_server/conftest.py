@@ -100,7 +100,7 @@ class Walker:
         assert self.post("/api/consent", {"agree": True}).status_code == 200
         assert self.post("/api/device", {"window_width": 1280, "window_height": 800,
                                          "is_phone": False}).status_code == 200
-        assert self.client.get("/study").status_code == 200  # the instructions page starts their clock
+        assert self.client.get("/study").status_code == 200  # the instructions page
         assert self.post("/api/instructions", {}).status_code == 200
 
     def participant(self) -> Participant:

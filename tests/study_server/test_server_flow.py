@@ -160,3 +160,21 @@ def test_the_app_refuses_a_bundle_that_is_not_imported(sqlite_url, tmp_path) -> 
     build_test_bundle(tmp_path / "b", n_references=1)
     with pytest.raises(RuntimeError, match="is not imported in this database"):
         create_app({"DATABASE_URL": sqlite_url, "BUNDLE_DIR": str(tmp_path / "b")})
+
+
+def test_time_on_the_instructions_is_recorded(app, walker) -> None:  # noqa: ANN001
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    w = walker()
+    w.start()
+    w.post("/api/consent", {"agree": True})
+    w.post("/api/device", {"window_width": 1280, "window_height": 800, "is_phone": False})
+    with Session(app.extensions["maco"].engine) as session:  # 20 s of reading
+        shown = w.participant().instructions_shown_at
+        session.execute(update(Participant).where(Participant.prolific_pid == w.pid)
+                        .values(instructions_shown_at=shown - timedelta(seconds=20)))
+        session.commit()
+    w.post("/api/instructions", {})
+    assert 20_000 <= w.participant().instruction_ms < 30_000
