@@ -38,6 +38,3 @@ def to_pil(image: torch.Tensor) -> Image.Image:
         array = array.permute(1, 2, 0)
     return Image.fromarray(array.numpy())
 
-
-def save_png(image: torch.Tensor, path: str | Path) -> None:
-    to_pil(image).save(path, format="PNG")
