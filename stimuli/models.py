@@ -1,20 +1,22 @@
 """The network as the generator sees it: a frozen classifier on [0, 1] images.
 
 `StudyModel` wraps `maco.models.load_model`'s result with what the stages
-need beyond it (device placement, the centre-crop fraction of the model's own
-preprocessing, an optional input-size override for tiny test/demo builds).
-Tests build a `StudyModel` directly around a small `nn.Module`.
+need beyond it: the centre-crop fraction and interpolation of the model's own
+preprocessing (and an optional input-size override for tiny test/demo builds).
+Tests build one around a small `nn.Module` wrapped in a `maco.models.Model`.
 """
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from .config import NetworkConfig, StimuliError
+
+if TYPE_CHECKING:  # maco.models imports timm: only load_study_model needs it at run time
+    from maco.models import Model
 
 DEFAULT_CROP_PCT = 0.875
 RESAMPLING = {"bilinear": "BILINEAR", "bicubic": "BICUBIC", "nearest": "NEAREST", "lanczos": "LANCZOS"}
@@ -31,38 +33,40 @@ class Preprocessing:
 
 @dataclass
 class StudyModel:
-    net: nn.Module
-    input_size: int
-    mean: torch.Tensor  # (3,) in [0, 1] units
-    std: torch.Tensor
-    name: str = "test"
-    weights: str = "random"
-    num_classes: int = 1000
+    """A maco ``Model`` (frozen, normalising, [0, 1] in, logits out) plus its own preprocessing."""
+
+    model: Model
     crop_pct: float = DEFAULT_CROP_PCT
     interpolation: str = "bicubic"
-    maco_model: Any = None  # the maco.models.Model, for the optimisations
 
     @property
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing(self.input_size, self.crop_pct, self.interpolation)
+        return Preprocessing(self.model.input_size, self.crop_pct, self.interpolation)
 
-    def to(self, device: torch.device | str) -> "StudyModel":
-        self.net.to(device)
-        self.mean = self.mean.to(device)
-        self.std = self.std.to(device)
-        if self.maco_model is not None and hasattr(self.maco_model, "to"):
-            self.maco_model.to(device)
-        return self
+    @property
+    def input_size(self) -> int:
+        return self.model.input_size
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
+    @property
+    def weights(self) -> str:
+        return self.model.weights
 
     @property
     def device(self) -> torch.device:
-        return self.mean.device
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.net.parameters()).dtype
 
     @torch.no_grad()
     def logits(self, x01: torch.Tensor) -> torch.Tensor:
         """Logits for a (B, 3, S, S) batch in [0, 1], on the model's device."""
-        x01 = x01.to(self.device, self.mean.dtype)
-        return self.net((x01 - self.mean[:, None, None]) / self.std[:, None, None])
+        return self.model(x01.to(self.device, self.dtype))
 
 
 def load_study_model(network: NetworkConfig, seed: int, device: torch.device | str = "cpu") -> StudyModel:
@@ -94,10 +98,4 @@ def load_study_model(network: NetworkConfig, seed: int, device: torch.device | s
     crop_pct = pretrained_cfg.get("crop_pct") or DEFAULT_CROP_PCT
     interpolation = pretrained_cfg.get("interpolation") if pretrained_cfg.get("interpolation") in RESAMPLING \
         else "bicubic"
-    study_model = StudyModel(
-        net=model.net, input_size=model.input_size,
-        mean=torch.as_tensor(model.mean, dtype=torch.float32).flatten(),
-        std=torch.as_tensor(model.std, dtype=torch.float32).flatten(),
-        name=model.name, weights=model.weights, num_classes=model.num_classes,
-        crop_pct=float(crop_pct), interpolation=interpolation, maco_model=model)
-    return study_model.to(model.device)
+    return StudyModel(model, crop_pct=float(crop_pct), interpolation=interpolation)

@@ -61,7 +61,7 @@ def occlusion_map(model: StudyModel, image: torch.Tensor, unit: int, side: int, 
                   batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(ny, nx) activations of `unit` with the occluder at each grid position, and the
     (3, ny, nx) fill colours they were computed with."""
-    image = image.to(model.device, model.mean.dtype)
+    image = image.to(model.device, model.dtype)
     colours = fill_colours(image, side, stride)
     ny, nx = colours.shape[1:]
     flat_colours = colours.flatten(1).T  # (P, 3)

@@ -39,7 +39,7 @@ def visualize(model: StudyModel, config: StudyConfig, method: str, units: list[i
                                   seed=seed, progress=False)
     if method == "maco":
         kwargs.update(crops=settings.crops, spectrum=spectrum)
-    return getattr(optimize, method)(model.maco_model, **kwargs)
+    return getattr(optimize, method)(model.model, **kwargs)
 
 
 def masked(visualization: Any) -> torch.Tensor:

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from maco.models import Model
 from stimuli.models import StudyModel
 
 TINY_CLASSES = 10
@@ -22,10 +23,9 @@ def tiny_net(seed: int = 0) -> nn.Module:
 
 
 def tiny_model(input_size: int = 32, dtype: torch.dtype = torch.float32) -> StudyModel:
-    return StudyModel(net=tiny_net().to(dtype), input_size=input_size,
-                      mean=torch.tensor([0.485, 0.456, 0.406], dtype=dtype),
-                      std=torch.tensor([0.229, 0.224, 0.225], dtype=dtype),
-                      num_classes=TINY_CLASSES)
+    return StudyModel(Model(net=tiny_net().to(dtype), name="tiny", input_size=input_size,
+                            mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                            weights="random", num_classes=TINY_CLASSES))
 
 
 @pytest.fixture
