@@ -53,8 +53,8 @@ def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int) -> tor
 
 
 def uniform_noise(images: torch.Tensor, amplitude: float, generator: torch.Generator) -> torch.Tensor:
-    noise = (torch.rand(images.shape, generator=generator, device=generator.device) * 2 - 1) * amplitude
-    return images + noise.to(images)
+    noise = torch.empty_like(images).uniform_(-amplitude, amplitude, generator=generator)
+    return images + noise
 
 
 def lucid_transform_grids(
