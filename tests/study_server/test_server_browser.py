@@ -94,13 +94,13 @@ def test_one_participant_in_chromium(live_server, tmp_path: Path) -> None:  # no
             else:  # mouse
                 page.click(f'.answers button[data-side="{current.correct_side}"][data-confidence="2"]')
             answers += 1
-            page.wait_for_function("!document.querySelector('.answers button:enabled')")  # taken
+            # taken (a selector, not wait_for_function: the CSP forbids evaluating strings)
+            page.wait_for_selector(".answers button:enabled", state="detached")
 
         page.wait_for_selector("#finish")
         page.fill("#comment", "all good")
         page.click("#finish")
-        page.wait_for_function("document.title === 'prolific-ok' || document.title === 'too-early'",
-                               timeout=20_000)
+        page.wait_for_url(lambda url: not url.startswith(base_url), timeout=20_000)
         assert page.title() == "prolific-ok"
         browser.close()
 
