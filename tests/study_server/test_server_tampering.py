@@ -55,3 +55,21 @@ def test_forged_image_ids_are_not_served(app, walker) -> None:  # noqa: ANN001
     for forged in ("forged", "0" * 64, "../../etc/passwd"):
         assert mallory.client.get(f"/img/{forged}").status_code == 404
     assert _stored(app) == before
+
+
+def _image_urls(value) -> list[str]:  # noqa: ANN001
+    if isinstance(value, str):
+        return [value] if value.startswith("/img/") else []
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [url for item in items for url in _image_urls(item)]
+
+
+def test_another_participants_image_ids_are_not_served(app, walker) -> None:  # noqa: ANN001
+    alice, mallory = walker(), walker()
+    alice.to_trials()
+    mallory.to_trials()
+    urls = _image_urls(alice.current())
+    assert urls and all(alice.client.get(url).status_code == 200 for url in urls)
+    before = _stored(app)
+    assert all(mallory.client.get(url).status_code == 404 for url in urls)
+    assert _stored(app) == before
