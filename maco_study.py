@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "serve": "study_server.cli:serve",
     "export": "study_server.cli:export",
     "admin": "study_server.cli:admin",
+    "backup": "study_server.cli:backup",
     "demo": "demo.cli:demo",
     "simulate": "demo.cli:simulate",
 }
