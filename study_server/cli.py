@@ -141,7 +141,7 @@ def backup(db_url: str, out: str) -> None:
         result = subprocess.run(["pg_dump", "--format=custom", "--file", out, plain],
                                 capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise click.ClickException(f"pg_dump failed: {result.stderr.strip().splitlines()[-1:]}")
+            raise click.ClickException("pg_dump failed: " + (result.stderr.strip().splitlines() or ["no output"])[-1])
     else:
         raise click.ClickException(f"backup supports sqlite and postgresql, not {url.get_backend_name()}")
     click.echo(f"wrote {out}")
