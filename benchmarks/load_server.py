@@ -19,88 +19,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import re
 import resource
-import secrets
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
-import requests
-
-ENDPOINT_NAMES = [(re.compile(r"^/img/"), "GET /img/<token>"), (re.compile(r"^/start"), "GET /start")]
-
-
-def endpoint(method: str, path: str) -> str:
-    for pattern, name in ENDPOINT_NAMES:
-        if pattern.match(path):
-            return name
-    return f"{method} {path}"
+from study_client import SimulatedParticipant, build_bundle, percentile, postgres_schema_url, start_server
 
 
 def run_participant(base_url: str, think_s: float, ramp_s: float, seed: int
                     ) -> tuple[dict[str, list[float]], list[str]]:
-    rng = random.Random(seed)
-    time.sleep(rng.uniform(0, ramp_s))  # arrivals spread over the ramp, as Prolific sends them
-    http = requests.Session()
-    latencies: dict[str, list[float]] = defaultdict(list)
-    errors: list[str] = []
-
-    def call(method: str, path: str, expect: int = 200, **kwargs) -> requests.Response | None:  # noqa: ANN003
-        # like study.js: a connection error is retried (answers are idempotent by answer_id)
-        for attempt in range(3):
-            t0 = time.perf_counter()
-            try:
-                response = http.request(method, base_url + path, allow_redirects=False, timeout=30, **kwargs)
-                break
-            except requests.ConnectionError as exc:
-                if attempt == 2:
-                    errors.append(f"{method} {path}: {exc}")
-                    return None
-                time.sleep(0.25 * 2 ** attempt)
-        latencies[endpoint(method, path)].append((time.perf_counter() - t0) * 1000)
-        if response.status_code != expect:
-            errors.append(f"{method} {path}: HTTP {response.status_code} {response.text[:200]}")
-            return None
-        return response
-
-    pid = secrets.token_hex(12)
-    if call("GET", f"/start?PROLIFIC_PID={pid}&STUDY_ID=load&SESSION_ID=s{seed}", expect=302) is None:
-        return latencies, errors
-    call("POST", "/api/consent", json={"agree": True})
-    call("POST", "/api/device", json={"window_width": 1280, "window_height": 800, "is_phone": False})
-    call("GET", "/study")
-    call("POST", "/api/instructions", json={})
-    fetched: set[str] = set()
-    while True:
-        response = call("GET", "/api/trial")
-        if response is None:
-            break
-        data = response.json()
-        if data["done"]:
-            break
-        trial = data["trial"]
-        for url in [trial["base"], trial["left"], trial["right"], *trial["references"]]:
-            if url not in fetched:
-                fetched.add(url)
-                call("GET", url)
-        time.sleep(think_s * rng.uniform(0.5, 1.5))
-        answer = {"answer_id": str(uuid.uuid4()), "position": trial["position"],
-                  "chosen_side": rng.choice(["left", "right"]), "confidence": rng.randint(1, 3),
-                  "rt_ms": think_s * 1000, "window_width": 1280, "window_height": 800,
-                  "device_pixel_ratio": 1.0, "blur_count": 0, "fullscreen_exit_count": 0}
-        if call("POST", "/api/answer", json=answer) is None:
-            break
-    call("GET", "/study")
-    call("POST", "/api/complete", json={"comment": ""})
-    return latencies, errors
+    participant = SimulatedParticipant(base_url, seed, think_s)
+    participant.run(ramp_s)
+    return participant.latencies, participant.errors
 
 
 def run_client_process(base_url: str, seeds: list[int], think_s: float, ramp_s: float) -> tuple[dict, list[str]]:
@@ -112,33 +46,6 @@ def run_client_process(base_url: str, seeds: list[int], think_s: float, ramp_s: 
                 merged[name].extend(values)
             errors.extend(errs)
     return dict(merged), errors
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def postgres_schema_url(url: str) -> tuple[str, callable]:  # noqa: ANN001
-    from sqlalchemy import create_engine, text
-
-    schema = f"bench_{secrets.token_hex(4)}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-
-    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}", drop
 
 
 def check_database(db_url: str, participants: int) -> list[str]:
@@ -175,33 +82,16 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=4)
     args = parser.parse_args()
 
-    from stimuli.manifest import build_test_bundle
-
     tmp = Path(tempfile.mkdtemp(prefix="maco-load-"))
-    bundle = tmp / "bundle"
-    # 3 networks x 3 units x 2 pairs = 18 main trials, 2 practice, 2 catch: 22 trials each
-    build_test_bundle(bundle, networks=("vgg16", "resnet50", "vit_b16"), units_per_network=3,
-                      pairs_per_unit=2, image_size=224)
+    bundle = build_bundle(tmp / "bundle")
     drop_schema = None
     if args.db and args.db.startswith("postgresql"):
         db_url, drop_schema = postgres_schema_url(args.db)
         backend = "postgresql"
     else:
         db_url, backend = args.db or f"sqlite:///{tmp / 'load.db'}", "sqlite"
-    port = free_port()
-    maco_study = [sys.executable, "-c", "from maco_study import main; main()"]
-    server = subprocess.Popen(
-        maco_study + ["serve", "--bundle", str(bundle), "--db", db_url, "--host", "127.0.0.1", "--port",
-                      str(port), "--workers", str(args.workers), "--threads", str(args.threads)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MACO_SECRET_KEY": "load"})
-    base_url = f"http://127.0.0.1:{port}"
+    server, base_url = start_server(bundle, db_url, args.workers, args.threads)
     try:
-        for _ in range(300):
-            try:
-                requests.get(base_url + "/", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
         seeds = list(range(args.participants))
         chunks = [seeds[i::args.client_processes] for i in range(args.client_processes)]
         t0 = time.perf_counter()
