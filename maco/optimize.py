@@ -163,7 +163,7 @@ def maco(
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
     spectrum = resize_spectrum(spectrum, size) if spectrum is not None else resolve_spectrum(size)
-    magnitude = maco_magnitude(spectrum.magnitude).to(device)
+    magnitude = maco_magnitude(spectrum.magnitude, size).to(device)
     phase = maco_init(len(objectives), size, size, generator).requires_grad_()
 
     def augment(images: torch.Tensor) -> torch.Tensor:

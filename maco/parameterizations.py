@@ -16,17 +16,28 @@ from maco.color import recorrelate
 
 # --- MACO: the magnitude is fixed, the phase is the only parameter -----------
 
-def maco_magnitude(spectrum_magnitude: torch.Tensor) -> torch.Tensor:
-    """The fixed magnitude MACO keeps: the spectrum with its DC term set to 0.
+def maco_magnitude(spectrum_magnitude: torch.Tensor, width: int) -> torch.Tensor:
+    """The fixed magnitude MACO keeps: the spectrum with its DC term set to 0, scaled to unit image std.
 
     A zero DC term makes every image zero-mean in decorrelated space (what
     xplique's mean subtraction does after the inverse FFT) while keeping the
     magnitude constraint exact: the mean colour comes from the sigmoid's
-    midpoint.
+    midpoint. With the magnitude fixed, Parseval fixes the image's energy
+    whatever the phase, so the division by the image's standard deviation
+    (as in the MACO reference code) is one constant, folded in here rather
+    than recomputed and differentiated at every step.
     """
     magnitude = spectrum_magnitude.clone()
     magnitude[:, 0, 0] = 0
-    return magnitude
+    height = magnitude.shape[-2]
+    # rfft layout: every column but 0 (and W/2 for even W) stands for two conjugate bins
+    multiplicity = torch.full((magnitude.shape[-1],), 2.0, dtype=magnitude.dtype, device=magnitude.device)
+    multiplicity[0] = 1
+    if width % 2 == 0:
+        multiplicity[-1] = 1
+    energy = (magnitude.square() * multiplicity).sum() / (height * width)  # sum of x^2 over the image
+    pixels = magnitude.shape[0] * height * width
+    return magnitude / torch.sqrt(energy / (pixels - 1))  # torch.std's unbiased estimate
 
 
 def maco_init(units: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
@@ -50,16 +61,15 @@ def _hermitian_phase(phase: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def maco_spectral_image(phase: torch.Tensor, magnitude: torch.Tensor, width: int) -> torch.Tensor:
-    """x = F^-1(r e^{i phi}), divided by its standard deviation (one global scale per image).
+    """x = F^-1(r e^{i phi}) for r = ``maco_magnitude(...)``: zero mean, unit standard deviation.
 
     This is the constrained image, before colour recorrelation and squashing:
-    ``|rfft2(x)| == magnitude * c`` holds exactly for one scalar ``c`` per image.
+    ``|rfft2(x)| == magnitude * c`` holds exactly for one scalar ``c``.
     """
     phase = _hermitian_phase(phase, width)
     # r cos + i r sin rather than torch.polar: same value, a cheaper backward (no sgn of r)
     spectrum = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
-    image = torch.fft.irfft2(spectrum, s=(phase.shape[-2], width))
-    return image / (image.std(dim=(-3, -2, -1), keepdim=True) + 1e-8)
+    return torch.fft.irfft2(spectrum, s=(phase.shape[-2], width))
 
 
 def maco_image(phase: torch.Tensor, magnitude: torch.Tensor, width: int) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 Both produce a batch at the model's input size in one batched resampling op:
 ``roi_align`` for MACO crops (it averages several samples per output pixel
-when a crop is shrunk, i.e. it is antialiased), one ``grid_sample`` with a
+when a crop is shrunk, i.e. it is antialiased; on the CPU the same op in its
+exactly separable form, see ``crop_and_resize``), one ``grid_sample`` with a
 per-image affine map for Lucid's pad/jitter/scale/rotate/jitter chain.
 """
 from __future__ import annotations
@@ -48,8 +49,88 @@ def maco_crop_boxes(
 
 
 def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Crop every box out of its image and resize it to ``size`` x ``size``, antialiased."""
-    return roi_align(images, boxes.to(images), output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    """Crop every box out of its image and resize it to ``size`` x ``size``, antialiased.
+
+    The result is torchvision's ``roi_align(aligned=True, sampling_ratio=-1)``.
+    On the CPU its backward runs on one thread and cost more than half of what
+    MACO adds to a step, so there the same sums are computed in their
+    separable form (two small matrix products per crop, multi-threaded);
+    both agree to float rounding (tests/maco/test_maco_crops.py).
+    """
+    boxes = boxes.to(images)
+    if images.device.type != "cpu":
+        return roi_align(images, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+    height, width = images.shape[-2:]
+    # aligned=True: pixel centres sit at integer coordinates, so box edges move by half a pixel
+    rows = axis_weights(boxes[:, 2] - 0.5, boxes[:, 4] - boxes[:, 2], size, height)
+    cols = axis_weights(boxes[:, 1] - 0.5, boxes[:, 3] - boxes[:, 1], size, width)
+    return _SeparableCrops.apply(images, boxes[:, 0].long().tolist(), rows, cols)
+
+
+def axis_weights(
+    start: torch.Tensor, length: torch.Tensor, out_size: int, in_size: int
+) -> tuple[list[int], list[int], torch.Tensor]:
+    """roi_align's sampling along one axis, as one (out_size, window) weight matrix per crop.
+
+    roi_align averages a grid of ceil(length / out_size) bilinear samples per
+    output pixel and axis, with the grid and the validity test applied per
+    axis, so its 2-D weights are the outer product of two 1-D ones. A crop
+    only touches a window of the input; the weights are relative to it.
+    Returns the windows' first index and length per crop, and the weights
+    (crops, out_size, longest window), zero beyond each crop's window.
+    """
+    grid = torch.ceil(length / out_size).clamp(min=1).view(-1, 1, 1)
+    bin_size = (length / out_size).view(-1, 1, 1)
+    pixel = torch.arange(out_size, dtype=start.dtype, device=start.device).view(1, -1, 1)
+    sample = torch.arange(int(grid.max()), dtype=start.dtype, device=start.device).view(1, 1, -1)
+    coord = start.view(-1, 1, 1) + pixel * bin_size + (sample + 0.5) * bin_size / grid
+    # roi_align's bilinear_interpolate: samples beyond one pixel outside are zero,
+    # the others are clamped to the border
+    valid = (sample < grid) & (coord >= -1) & (coord <= in_size)
+    coord = coord.clamp(min=0)
+    low = coord.floor().long()
+    at_border = low >= in_size - 1
+    low = low.clamp(max=in_size - 1)
+    high = torch.where(at_border, low, low + 1)
+    frac = torch.where(at_border, torch.zeros_like(coord), coord - low)
+    first = torch.where(valid, low, in_size).amin(dim=(1, 2))
+    length_in = torch.where(valid, high, -1).amax(dim=(1, 2)) + 1 - first
+    window = int(length_in.max())
+    scale = valid / grid
+    weights = torch.zeros(start.shape[0], out_size, window, dtype=start.dtype, device=start.device)
+    for index, weight in ((low, (1 - frac) * scale), (high, frac * scale)):
+        # invalid samples have zero weight; clamp their indices into the window
+        weights.scatter_add_(2, (index - first.view(-1, 1, 1)).clamp(0, window - 1), weight)
+    return first.tolist(), length_in.tolist(), weights
+
+
+class _SeparableCrops(torch.autograd.Function):
+    """out[n] = rows[n] @ window(images[owner[n]]) @ cols[n].T, with its backward written out.
+
+    Autograd's own backward of a window slice would zero-fill a whole
+    image-sized gradient per crop; here one gradient buffer is filled once.
+    """
+
+    @staticmethod
+    def forward(ctx, images, owners, rows, cols):  # noqa: ANN001, ANN205
+        (row_first, row_len, row_weights), (col_first, col_len, col_weights) = rows, cols
+        out = images.new_empty(len(owners), images.shape[1], row_weights.shape[1], col_weights.shape[1])
+        for n, owner in enumerate(owners):
+            window = images[owner, :, row_first[n]:row_first[n] + row_len[n], col_first[n]:col_first[n] + col_len[n]]
+            torch.matmul(row_weights[n, :, :row_len[n]] @ window, col_weights[n, :, :col_len[n]].T, out=out[n])
+        ctx.save_for_backward(row_weights, col_weights)
+        ctx.layout = (images.shape, owners, row_first, row_len, col_first, col_len)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: ANN001, ANN205
+        row_weights, col_weights = ctx.saved_tensors
+        shape, owners, row_first, row_len, col_first, col_len = ctx.layout
+        grad = grad_out.new_zeros(shape)
+        for n, owner in enumerate(owners):
+            window = grad[owner, :, row_first[n]:row_first[n] + row_len[n], col_first[n]:col_first[n] + col_len[n]]
+            window += row_weights[n, :, :row_len[n]].T @ grad_out[n] @ col_weights[n, :, :col_len[n]]
+        return grad, None, None, None
 
 
 def uniform_noise(images: torch.Tensor, amplitude: float, generator: torch.Generator) -> torch.Tensor:

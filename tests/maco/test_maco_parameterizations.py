@@ -13,7 +13,7 @@ def test_magnitude_constraint_holds_exactly_at_every_step(tiny_model):
     """Before recorrelation and squashing, |FFT(x)| = c * r for one scalar c per image, at every step."""
     size = 48
     spectrum = analytic_spectrum(size)
-    fixed = P.maco_magnitude(spectrum.magnitude).double()
+    fixed = P.maco_magnitude(spectrum.magnitude, size).double()
     checked = []
 
     def check(step, phase, values):
@@ -28,6 +28,17 @@ def test_magnitude_constraint_holds_exactly_at_every_step(tiny_model):
 
     maco(tiny_model, [0, 1], steps=6, size=size, crops=2, spectrum=spectrum, progress=False, callback=check)
     assert checked == list(range(6))
+
+
+def test_maco_images_have_zero_mean_and_unit_std_whatever_the_phase():
+    """Parseval: the fixed magnitude fixes the energy, so the std normalisation is one constant."""
+    g = torch.Generator().manual_seed(3)
+    for size in (48, 33):  # even and odd widths (the rfft layout differs)
+        magnitude = P.maco_magnitude(analytic_spectrum(size).magnitude, size)
+        for phase in (P.maco_init(3, size, size, g), torch.zeros(1, 3, size, size // 2 + 1)):
+            x = P.maco_spectral_image(phase, magnitude, size)
+            assert torch.allclose(x.mean(dim=(1, 2, 3)), torch.zeros(len(x)), atol=1e-6)
+            assert torch.allclose(x.std(dim=(1, 2, 3)), torch.ones(len(x)), atol=1e-5)
 
 
 def test_maco_settings_are_the_papers():
@@ -85,7 +96,7 @@ def test_lucid_transforms_pad_with_grey_and_stay_near_the_centre():
 def test_parameterizations_render_valid_images():
     g = torch.Generator().manual_seed(0)
     images = [
-        P.maco_image(P.maco_init(2, 16, 16, g), P.maco_magnitude(analytic_spectrum(16).magnitude), 16),
+        P.maco_image(P.maco_init(2, 16, 16, g), P.maco_magnitude(analytic_spectrum(16).magnitude, 16), 16),
         P.fourier_image(P.fourier_init(2, 16, 16, g), P.fourier_scale(16, 16), 16),
         P.pixel_image(P.pixel_init(2, 16, 16, g)),
     ]
