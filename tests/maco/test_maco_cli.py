@@ -63,3 +63,19 @@ def test_spectrum_command(tmp_path):
     assert np.load(tmp_path / "s.npy").shape == (3, 16, 9)
     result = CliRunner().invoke(main, ["spectrum", "--images", str(tmp_path / "none"), "--out", str(tmp_path / "t.npy")])
     assert result.exit_code != 0 and "does not exist" in result.output
+
+
+def test_top_level_help_lists_every_command_without_importing_the_packages() -> None:
+    import subprocess
+    import sys
+
+    from maco_study import SUBCOMMANDS, load_command
+
+    for name, (_, short_help) in SUBCOMMANDS.items():
+        assert load_command(name).get_short_help_str(limit=500) == short_help, name
+    code = ("import sys; from maco_study import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'flask', 'statsmodels') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip().endswith("[]")
+    assert all(name in run.stdout for name in SUBCOMMANDS)
