@@ -200,6 +200,7 @@ class Builder:
     shard: Shard = field(default_factory=Shard)
     device: str = "cpu"
     progress: bool = True
+    stall_seconds: float = 3600.0  # give up waiting when the other shards finish nothing for this long
     poll_seconds: float = 2.0
 
     def __post_init__(self) -> None:
@@ -270,9 +271,19 @@ class Builder:
         if missing:
             print(f"shard {self.shard.index}/{self.shard.count}: waiting for {len(missing)} {what} "
                   "of the other shards", file=sys.stderr)
+        last_progress = time.monotonic()
         while missing:
             time.sleep(self.poll_seconds)
-            missing = [p for p in missing if not self.done(p)]
+            still_missing = [p for p in missing if not self.done(p)]
+            if len(still_missing) < len(missing):
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > self.stall_seconds:
+                # a shard that crashed never writes its pieces: stop rather than wait forever
+                raise StimuliError(
+                    f"shard {self.shard.index}/{self.shard.count}: the other shards finished none of "
+                    f"{len(still_missing)} {what} (e.g. {still_missing[0].name}) in {self.stall_seconds:g} s; "
+                    "rerun the shards that stopped (the build resumes where it was) or raise --stall-timeout")
+            missing = still_missing
 
     # -- stage 1 ----------------------------------------------------------
     def _pool_stage(self, pool: Pool, pieces: list[Piece]) -> None:
@@ -514,12 +525,12 @@ def class_label(index: int, num_classes: int) -> str:
 
 
 def build(config: StudyConfig, out: str | Path, shard: Shard | None = None, device: str | None = None,
-          progress: bool = True) -> Path | None:
+          progress: bool = True, stall_seconds: float = Builder.stall_seconds) -> Path | None:
     shard = shard or Shard.parse(None)
     if device is None:
         local_rank = int(os.environ.get("LOCAL_RANK", shard.index if shard.count > 1 else 0))
         device = f"cuda:{local_rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
-    return Builder(config, Path(out), shard, device, progress).run()
+    return Builder(config, Path(out), shard, device, progress, stall_seconds).run()
 
 
 def check_bundle(bundle: str | Path) -> mf.Manifest:

@@ -22,8 +22,10 @@ def stimuli() -> None:
               "RANK/WORLD_SIZE, else everything.")
 @click.option("--device", help="torch device; default: cuda (LOCAL_RANK) when present, else cpu.")
 @click.option("--no-progress", is_flag=True, help="No tqdm progress bars.")
+@click.option("--stall-timeout", type=click.FloatRange(min=0), default=3600, show_default=True,
+              help="Seconds a shard waits for the other shards to finish at least one more piece.")
 def build(config_file: Path, out: Path | None, dry_run: bool, shard: str | None, device: str | None,
-          no_progress: bool) -> None:
+          no_progress: bool, stall_timeout: float) -> None:
     """Build the bundle described by STUDY.TOML into --out (resumable, shardable)."""
     from .build import Shard, build as run_build, describe_plan
 
@@ -35,7 +37,8 @@ def build(config_file: Path, out: Path | None, dry_run: bool, shard: str | None,
             return
         if out is None:
             raise click.UsageError("--out is required (except with --dry-run)")
-        manifest = run_build(config, out, shard_spec, device, progress=not no_progress)
+        manifest = run_build(config, out, shard_spec, device, progress=not no_progress,
+                             stall_seconds=stall_timeout)
     except StimuliError as exc:
         raise click.ClickException(str(exc)) from None
     if manifest is None:

@@ -280,3 +280,27 @@ def test_check_names_a_missing_image(tmp_path, bundle):
     assert result.exit_code == 1 and victim in result.output
     ok = CliRunner().invoke(cli, ["stimuli", "check", str(bundle)])
     assert ok.exit_code == 0 and ok.output.startswith("ok: 2 networks, 5 units, 5 query pairs")
+
+
+def test_a_shard_waits_while_others_progress_and_stops_when_they_stall(tmp_path, config):
+    import threading
+
+    from stimuli.build import Piece
+
+    waiting = Builder(config, tmp_path, Shard(1, 2), progress=False, stall_seconds=0.5, poll_seconds=0.01)
+    pieces = [Piece("pool", "net", chunk=i) for i in range(3)]
+
+    def other_shard() -> None:  # finishes one piece every 0.2 s, well inside the stall time-out
+        for piece in pieces:
+            time.sleep(0.2)
+            waiting.write(piece, {"done": True})
+
+    worker = threading.Thread(target=other_shard)
+    worker.start()
+    waiting._wait(pieces, "pool pieces")  # returns once all three exist
+    worker.join()
+    assert all(waiting.done(p) for p in pieces)
+
+    stalled = [Piece("pool", "net", chunk=9)]
+    with pytest.raises(Exception, match=r"finished none of 1 pool pieces \(e\.g\. .*\) in 0\.5 s; rerun"):
+        waiting._wait(stalled, "pool pieces")
