@@ -75,14 +75,17 @@ def start_server(bundle: Path, db_url: str, workers: int, threads: int,
     """`maco-study serve` (gunicorn) on a free port; returns once it answers.
 
     The Popen's process is the gunicorn master (serve runs gunicorn in-process);
-    its children are the workers."""
+    its children are the workers. Every simulated participant comes from 127.0.0.1, so the
+    per-address limit on creating participants (MACO_RATE_LIMIT_START, study_server/limits.py)
+    is raised here explicitly; the per-participant limits stay at their defaults."""
     port = free_port()
     maco_study = [sys.executable, "-c", "from maco_study import main; main()"]
     output = subprocess.DEVNULL if log is None else log.open("ab")
     server = subprocess.Popen(
         maco_study + ["serve", "--bundle", str(bundle), "--db", db_url, "--host", "127.0.0.1", "--port",
                       str(port), "--workers", str(workers), "--threads", str(threads)],
-        stdout=output, stderr=output, env={**os.environ, "MACO_SECRET_KEY": "load"})
+        stdout=output, stderr=output,
+        env={**os.environ, "MACO_SECRET_KEY": "load", "MACO_RATE_LIMIT_START": "1000000 per minute"})
     base_url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         if server.poll() is not None:

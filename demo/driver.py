@@ -202,8 +202,8 @@ class SimulationResult:
 # ---------------------------------------------------------------------------
 # one participant's browser
 class Browser:
-    """A cookie jar and an image cache, with study.js's retry rule: network errors and 5xx
-    are retried with back-off (here a bounded number of times), 4xx go to the caller."""
+    """A cookie jar and an image cache, with study.js's retry rule: network errors, 5xx and 429
+    are retried with back-off (here a bounded number of times), other 4xx go to the caller."""
 
     RETRIES = 6
 
@@ -219,9 +219,11 @@ class Browser:
         for attempt in range(self.RETRIES):
             try:
                 response = self.http.request(method, url, timeout=30, **kwargs)
-                if response.status_code < 500:
+                if response.status_code < 500 and response.status_code != 429:
                     return response
                 problem = f"HTTP {response.status_code}"
+                if response.status_code == 429:  # rate limited: wait as long as the server asks
+                    time.sleep(min(60.0, float(response.headers.get("Retry-After", 1))))
             except requests.ConnectionError as exc:
                 problem = f"connection error ({exc.__class__.__name__})"
             time.sleep(min(8.0, 0.25 * 2 ** attempt))

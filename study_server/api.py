@@ -108,6 +108,10 @@ def trial():  # noqa: ANN201
                                  flow.participant_trials(read_db(), participant))
     if participant.stage != "trials" or payload is None:
         return jsonify(done=True, next=url_for("participant.study"))
+    if session.get("served") != payload["position"]:
+        # what "the trial's images were sent" means to /api/answer: the signed cookie names
+        # the last trial sent to this browser (no database write on this read-only path)
+        session["served"] = payload["position"]
     if flow.needs_touch(participant):  # a sign of life, written at most once a minute
         flow.touch(_participant(lock=True))
         db().commit()
@@ -135,6 +139,6 @@ def answer():  # noqa: ANN201
 
 
 def _store_answer(participant_id: int, clean: dict[str, Any]):  # noqa: ANN202
-    reply = flow.store_answer(db(), state().study, participant_id, clean)
+    reply = flow.store_answer(db(), state().study, participant_id, clean, session.get("served"))
     db().commit()
     return jsonify(reply)  # only now: the answer is committed

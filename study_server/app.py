@@ -25,7 +25,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from stimuli.manifest import load_manifest
 
-from .config import load_config
+from .config import load_config, require_secret_key
 from .db import make_engine, make_sessionmaker
 from .flow import StudyContext, image_token
 from .models import Setting, Study
@@ -92,6 +92,7 @@ SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     config = load_config(overrides)
+    require_secret_key(config)
     if not config["BUNDLE_DIR"]:
         raise RuntimeError("no bundle configured: set MACO_BUNDLE_DIR (or use maco-study serve --bundle)")
     app = Flask(__name__)
@@ -113,6 +114,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     if study is None or study.fingerprint != manifest.fingerprint():
         raise RuntimeError(f"the bundle {config['BUNDLE_DIR']} is not imported in this database "
                            "(or another bundle of that study is): run maco-study serve --bundle ... --db ...")
+    # only in preview mode or tests may the key be missing (require_secret_key): then one is kept in the DB
     app.secret_key = config["SECRET_KEY"] or get_or_create_setting(
         sessions, "secret_key", lambda: secrets.token_hex(32))
     app.extensions["maco"] = ServerState(
@@ -129,6 +131,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     from .admin import admin_bp
     from .api import api_bp
+    from .limits import init_rate_limits
     from .participant import participant_bp
 
     if config["PROXIES"]:
@@ -140,6 +143,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(participant_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(admin_bp)
+    init_rate_limits(app)
 
     @app.after_request
     def _security_headers(response):  # noqa: ANN001, ANN202

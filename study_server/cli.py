@@ -32,8 +32,14 @@ def serve(bundle: str, db_url: str, host: str, port: int, workers: int, threads:
     from stimuli.manifest import ManifestError
 
     from .bundle import BundleConflict, import_bundle
+    from .config import ConfigError, load_config, require_secret_key
     from .db import make_engine, make_sessionmaker, upgrade
 
+    try:
+        if not import_only:
+            require_secret_key(load_config())  # before any work: the workers would refuse to start
+    except (ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         upgrade(db_url)
         engine = make_engine(db_url)

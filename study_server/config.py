@@ -4,7 +4,8 @@
 |---|---|---|
 | DATABASE_URL | MACO_DATABASE_URL | SQLAlchemy URL; `sqlite:///study.db` (WAL) or `postgresql+psycopg://...` |
 | BUNDLE_DIR | MACO_BUNDLE_DIR | the stimulus bundle served (its study must be imported) |
-| SECRET_KEY | MACO_SECRET_KEY | cookie signing key; when unset one is generated once and kept in the DB |
+| SECRET_KEY | MACO_SECRET_KEY | cookie and image-id signing key: required (the app refuses to start without it) unless PREVIEW_MODE or testing |
+| PREVIEW_MODE | MACO_PREVIEW_MODE | 1: a researcher's trial run; without SECRET_KEY one is generated once and kept in the database (anyone who can read a backup could forge sessions: never for real data) |
 | COMPLETION_CODE | MACO_COMPLETION_CODE | Prolific completion code shown/redirected to at the end |
 | COMPLETION_URL | MACO_COMPLETION_URL | redirect target, `{code}` replaced by the code |
 | ADMIN_PASSWORD_HASH | MACO_ADMIN_PASSWORD_HASH | argon2 hash; otherwise the one `maco-study admin set-password` stored |
@@ -12,7 +13,13 @@
 | ADMIN_SESSION_MIN | MACO_ADMIN_SESSION_MIN | admin idle time-out |
 | MIN_WINDOW_WIDTH / MIN_WINDOW_HEIGHT | MACO_MIN_WINDOW_WIDTH / _HEIGHT | device check |
 | COOKIE_SECURE | MACO_COOKIE_SECURE | 1: cookies only over HTTPS (set it in production) |
-| PROXIES | MACO_PROXIES | number of reverse proxies in front (trust their X-Forwarded-* headers, e.g. for login throttling) |
+| PROXIES | MACO_PROXIES | number of reverse proxies in front (trust their X-Forwarded-* headers, e.g. for login throttling and the per-address rate limit) |
+| RATE_LIMIT_PARTICIPANT | MACO_RATE_LIMIT_PARTICIPANT | per participant (browser session), the JSON API and /study together; see study_server/limits.py |
+| RATE_LIMIT_IMAGES | MACO_RATE_LIMIT_IMAGES | per participant, GET /img/... |
+| RATE_LIMIT_START | MACO_RATE_LIMIT_START | per client address, /start and /preview (creating or resuming a participant) |
+| RATE_LIMIT_ADMIN_LOGIN | MACO_RATE_LIMIT_ADMIN_LOGIN | per client address, POST /admin/login (on top of ADMIN_MAX_FAILED_LOGINS) |
+| RATE_LIMIT_STORAGE_URI | MACO_RATE_LIMIT_STORAGE_URI | where the counters live: `memory://` (default) counts per worker process; `redis://host:6379` shares them between workers and machines |
+| RATE_LIMIT_ENABLED | MACO_RATE_LIMIT_ENABLED | 0 turns every rate limit off |
 """
 from __future__ import annotations
 
@@ -36,8 +43,33 @@ DEFAULTS: dict[str, Any] = {
     "COOKIE_SECURE": 0,
     "PROXIES": 0,
     "MAX_CONTENT_LENGTH": 16 * 1024,  # participant bodies are tiny; refuse anything bigger
+    "PREVIEW_MODE": 0,
+    # limits strings as in Flask-Limiter ("N per minute", several joined by ";"); the reasoning
+    # behind each default (a real participant's fastest pace) is in study_server/limits.py
+    "RATE_LIMIT_PARTICIPANT": "20 per second;300 per minute",
+    "RATE_LIMIT_IMAGES": "60 per second;1500 per minute",
+    "RATE_LIMIT_START": "60 per minute;600 per hour",
+    "RATE_LIMIT_ADMIN_LOGIN": "10 per minute",
+    "RATE_LIMIT_STORAGE_URI": "memory://",
+    "RATE_LIMIT_ENABLED": 1,
 }
 _INT_KEYS = {k for k, v in DEFAULTS.items() if isinstance(v, int)}
+
+
+class ConfigError(RuntimeError):
+    """A configuration the server must not start with; the message is one line saying how to fix it."""
+
+
+SECRET_KEY_MISSING = ("no secret key configured: set MACO_SECRET_KEY to a long random value "
+                      "(python -c 'import secrets; print(secrets.token_hex(32))'), "
+                      "or MACO_PREVIEW_MODE=1 for a trial run without real participants")
+
+
+def require_secret_key(config: dict[str, Any]) -> None:
+    """Outside preview mode and tests the signing key must come from the configuration: a key
+    generated and kept in the database would let anyone holding a backup forge sessions."""
+    if not config["SECRET_KEY"] and not (config["PREVIEW_MODE"] or config.get("TESTING")):
+        raise ConfigError(SECRET_KEY_MISSING)
 
 
 def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:

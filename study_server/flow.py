@@ -357,9 +357,12 @@ def _answer_reply(session: Session, participant: Participant, trial: Trial,
     return reply
 
 
-def store_answer(session: Session, ctx: StudyContext, participant_id: int, answer: dict[str, Any]
-                 ) -> dict[str, Any]:
-    """Store one answer (idempotent on answer_id) and advance; the caller commits, then replies."""
+def store_answer(session: Session, ctx: StudyContext, participant_id: int, answer: dict[str, Any],
+                 served_position: int | None) -> dict[str, Any]:
+    """Store one answer (idempotent on answer_id) and advance; the caller commits, then replies.
+
+    `served_position` is the last trial GET /api/trial sent to this browser session (kept in its
+    signed cookie): a new answer is accepted only for a trial whose images were sent."""
     participant = session.scalar(select(Participant).where(Participant.id == participant_id)
                                  .with_for_update())
     if participant is None:
@@ -383,6 +386,8 @@ def store_answer(session: Session, ctx: StudyContext, participant_id: int, answe
     current = current_trial(session, participant)
     if current is None or current.position != trial.position:
         raise FlowError(f"trial {trial.position} is not the current trial")
+    if served_position != trial.position:
+        raise FlowError(f"trial {trial.position} was not shown yet: reload the page")
     now = utcnow()
     trial.answer_id = answer["answer_id"]
     trial.chosen_side = answer["chosen_side"]

@@ -52,7 +52,10 @@ def start():  # noqa: ANN201
     if participant.status != COMPLETED and flow.needs_touch(participant):
         flow.touch(participant)
     db().commit()
-    session.clear()
+    if session.get("participant") != participant.id:
+        # another PID in this browser: it becomes that participant, and nothing of the session
+        # before (the trial shown, an admin login) carries over; the same PID keeps its session
+        session.clear()
     session.permanent = True
     session["participant"] = participant.id
     return redirect(url_for("participant.study"))

@@ -3,7 +3,8 @@
 // server acknowledges them, and retried with back-off.
 "use strict";
 
-const PENDING_KEY = "maco-study-pending-answer";
+// one kept answer per participant: a second Prolific id in this browser never sends the first one's
+const PENDING_KEY = `maco-study-pending-answer:${document.body.dataset.participant || ""}`;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const $ = (id) => document.getElementById(id);
 
@@ -13,34 +14,35 @@ function showError(text) {
   box.hidden = !text;
 }
 
-// POST JSON; network errors and 5xx are retried with back-off (for ever: the
-// participant's answer must not be lost), 4xx are returned to the caller.
-async function postJSON(url, body) {
+// Fetch JSON; network errors, 5xx and 429 (too many requests) are retried with back-off
+// (for ever: the participant's answer must not be lost; a 429 waits at least its
+// Retry-After), other 4xx are returned to the caller.
+async function fetchJSON(url, options, problem) {
   for (let attempt = 0; ; attempt++) {
+    let wait = Math.min(8000, 250 * 2 ** attempt);
+    let message = attempt >= 2 ? problem : "";
     try {
-      const response = await fetch(url, {
-        method: "POST", credentials: "same-origin",
-        headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
-      });
-      if (response.status < 500) {
+      const response = await fetch(url, {credentials: "same-origin", ...options});
+      if (response.status === 429) {
+        wait = Math.max(wait, 1000 * Math.min(60, Number(response.headers.get("Retry-After")) || 1));
+        message = "Please wait a moment: the page goes on by itself (your answers are kept).";
+      } else if (response.status < 500) {
         showError("");
         return {status: response.status, data: await response.json()};
       }
     } catch (e) { /* network error: retry */ }
-    if (attempt >= 2) showError("Connection problem: retrying… (your answers are kept)");
-    await sleep(Math.min(8000, 250 * 2 ** attempt));
+    if (message) showError(message);
+    await sleep(wait);
   }
 }
 
-async function getJSON(url) {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const response = await fetch(url, {credentials: "same-origin"});
-      if (response.status < 500) { showError(""); return {status: response.status, data: await response.json()}; }
-    } catch (e) { /* retry */ }
-    if (attempt >= 2) showError("Connection problem: retrying…");
-    await sleep(Math.min(8000, 250 * 2 ** attempt));
-  }
+function postJSON(url, body) {
+  return fetchJSON(url, {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)},
+                   "Connection problem: retrying… (your answers are kept)");
+}
+
+function getJSON(url) {
+  return fetchJSON(url, {}, "Connection problem: retrying…");
 }
 
 // Post a step and go where the server says; show its message on refusal.

@@ -56,6 +56,12 @@ def db_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
 
 
+# a test client runs a participant hundreds of times faster than a person: the rate limits stay
+# on (their code runs in every test) but out of reach; test_server_limits.py tests the real ones
+UNLIMITED = {key: "1000000 per second" for key in
+             ("RATE_LIMIT_PARTICIPANT", "RATE_LIMIT_IMAGES", "RATE_LIMIT_START", "RATE_LIMIT_ADMIN_LOGIN")}
+
+
 def make_app(db_url: str, bundle: Path, **overrides: Any):  # noqa: ANN201
     upgrade(db_url)
     engine = make_engine(db_url)
@@ -64,7 +70,7 @@ def make_app(db_url: str, bundle: Path, **overrides: Any):  # noqa: ANN201
         session.commit()
     engine.dispose()
     config = {"DATABASE_URL": db_url, "BUNDLE_DIR": str(bundle), "SECRET_KEY": "test-secret",
-              "TESTING": True, "COMPLETION_CODE": "C0DE123"}
+              "TESTING": True, "COMPLETION_CODE": "C0DE123", **UNLIMITED}
     config.update(overrides)
     return create_app(config)
 
@@ -102,6 +108,7 @@ class Walker:
                                          "is_phone": False}).status_code == 200
         assert self.client.get("/study").status_code == 200  # the instructions page
         assert self.post("/api/instructions", {}).status_code == 200
+        self.current()  # the trials page opens and asks for its first trial (its images are sent)
 
     def participant(self) -> Participant:
         with Session(self.app.extensions["maco"].engine) as session:

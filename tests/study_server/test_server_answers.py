@@ -62,8 +62,8 @@ def test_a_second_different_answer_is_refused(app, walker) -> None:  # noqa: ANN
     assert w.post("/api/answer", w.answer_body(0, "left")).status_code == 200
     other = w.post("/api/answer", w.answer_body(0, "right"))
     assert other.status_code == 409 and "already answered" in other.get_json()["error"]
-    body = w.answer_body(1, "left")
-    assert w.post("/api/answer", body).status_code == 200
+    body = w.answer_body(w.current()["position"], "left")
+    assert body["position"] == 1 and w.post("/api/answer", body).status_code == 200
     reused = w.post("/api/answer", {**body, "confidence": 3})  # same id, different content
     assert reused.status_code == 409 and "different answer" in reused.get_json()["error"]
     with Session(app.extensions["maco"].engine) as session:

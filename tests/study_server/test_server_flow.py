@@ -159,7 +159,7 @@ def test_the_app_refuses_a_bundle_that_is_not_imported(sqlite_url, tmp_path) -> 
     upgrade(sqlite_url)
     build_test_bundle(tmp_path / "b", n_references=1)
     with pytest.raises(RuntimeError, match="is not imported in this database"):
-        create_app({"DATABASE_URL": sqlite_url, "BUNDLE_DIR": str(tmp_path / "b")})
+        create_app({"DATABASE_URL": sqlite_url, "BUNDLE_DIR": str(tmp_path / "b"), "SECRET_KEY": "k"})
 
 
 def test_time_on_the_instructions_is_recorded(app, walker) -> None:  # noqa: ANN001

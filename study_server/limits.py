@@ -1,0 +1,91 @@
+"""Rate limits (Flask-Limiter) on the endpoints a script could hammer and a participant never does.
+
+| what | key | default (config key) |
+|---|---|---|
+| the JSON API (`/api/...`) and `/study`, together | the participant of the browser session (else the client address) | 20/s and 300/min (RATE_LIMIT_PARTICIPANT) |
+| `GET /img/<id>` | the participant (else the client address) | 60/s and 1500/min (RATE_LIMIT_IMAGES) |
+| `/start` and `/preview`, together | the client address | 60/min and 600/h (RATE_LIMIT_START) |
+| `POST /admin/login` | the client address | 10/min (RATE_LIMIT_ADMIN_LOGIN) |
+
+Why these numbers never touch a real participant: the fastest person answers about once a second,
+which is 2 API requests (`GET /api/trial`, `POST /api/answer`) and at most 12 new images (base, two
+queries, nine references; the browser caches repeated ones) plus the next trial's 12 preloaded.
+That is 120 API requests and 720 images a minute, with bursts of 2-3 requests and ~24 images in a
+second when a page opens; reloads and study.js's retries (back-off from 250 ms) add a few. The
+defaults leave at least twice that; a script looping on an endpoint hits them within seconds.
+Participant creation is keyed by address because a new participant has no session yet; a shared
+address (a lab, a household) still gets 60 starts a minute.
+
+Over a limit the reply is 429 with `Retry-After`: JSON `{"error": ..., "retry_after_s": N}` under
+`/api/`, where study.js waits and sends the same request again (an answer is never dropped), else
+a short page. The client address is `request.remote_addr`: behind a reverse proxy set PROXIES
+(the number of proxies to trust), or every participant shares the proxy's address.
+
+Storage: `memory://` (the default) keeps the counters in each worker process, so with W gunicorn
+workers a client can get up to W times a limit (requests are spread over the workers); that still
+stops a flood. For exact limits across workers and machines use a shared store, e.g.
+`MACO_RATE_LIMIT_STORAGE_URI=redis://localhost:6379` (`pip install redis`).
+"""
+from __future__ import annotations
+
+import time
+
+from flask import Flask, jsonify, render_template, request, session
+from flask_limiter import Limiter
+from flask_limiter.errors import RateLimitExceeded
+
+TOO_MANY = "too many requests: wait a moment, the page tries again by itself"
+
+# endpoint -> (config key, shared scope, key): endpoints in one scope share one counter per key
+LIMITED_ENDPOINTS = {
+    "participant.study": ("RATE_LIMIT_PARTICIPANT", "participant", "participant"),
+    "participant.image": ("RATE_LIMIT_IMAGES", "images", "participant"),
+    "participant.start": ("RATE_LIMIT_START", "new-participant", "address"),
+    "participant.preview": ("RATE_LIMIT_START", "new-participant", "address"),
+    "admin.login": ("RATE_LIMIT_ADMIN_LOGIN", "admin-login", "address"),
+}
+API_BLUEPRINT = "api"  # every endpoint of it: RATE_LIMIT_PARTICIPANT, scope "participant"
+
+
+def client_address() -> str:
+    return f"address:{request.remote_addr or ''}"
+
+
+def participant_key() -> str:
+    participant_id = session.get("participant")
+    return client_address() if participant_id is None else f"participant:{participant_id}"
+
+
+KEYS = {"participant": participant_key, "address": client_address}
+
+
+def init_rate_limits(app: Flask) -> Limiter:
+    """Wrap the app's limited views (after the blueprints are registered) and install the 429 reply."""
+    cfg = app.config
+    limiter = Limiter(client_address, app=app, storage_uri=cfg["RATE_LIMIT_STORAGE_URI"],
+                      enabled=bool(cfg["RATE_LIMIT_ENABLED"]), strategy="fixed-window",
+                      key_prefix="maco")
+    limited = dict(LIMITED_ENDPOINTS)
+    limited.update({endpoint: ("RATE_LIMIT_PARTICIPANT", "participant", "participant")
+                    for endpoint in app.view_functions if endpoint.startswith(API_BLUEPRINT + ".")})
+    for endpoint, (config_key, scope, key) in limited.items():
+        methods = ["POST"] if endpoint == "admin.login" else None  # the login form itself is free
+        decorate = limiter.shared_limit(cfg[config_key], scope=scope, key_func=KEYS[key],
+                                        methods=methods, error_message=TOO_MANY)
+        app.view_functions[endpoint] = decorate(app.view_functions[endpoint])
+
+    @app.errorhandler(RateLimitExceeded)
+    def _too_many_requests(exc: RateLimitExceeded):  # noqa: ANN202
+        current = limiter.current_limit
+        retry_after = max(1, int(current.reset_at - time.time())) if current is not None else 60
+        if request.path.startswith("/api/"):
+            response = jsonify(error=TOO_MANY, retry_after_s=retry_after)
+        else:
+            response = app.make_response(render_template(
+                "message.html", title="Too many requests",
+                text=f"Please wait {retry_after} seconds, then reload the page."))
+        response.status_code = 429
+        response.headers["Retry-After"] = str(retry_after)
+        return response
+
+    return limiter
