@@ -7,6 +7,11 @@ images it has not fetched yet (a browser caches them), POST /api/answer after a
 think time, and finally the completion. Afterwards it checks in the database
 that every participant completed with every answer stored exactly once.
 
+Rate limits: all participants come from 127.0.0.1, so the server is started with
+MACO_RATE_LIMIT_START raised (the per-address limit on new participants, see
+study_server/limits.py); the per-participant limits keep their defaults, which a
+participant at this pace never reaches (a 429 would count as an error).
+
     python benchmarks/load_server.py --participants 200
     python benchmarks/load_server.py --db postgresql+psycopg://maco:maco@127.0.0.1/maco_test
 
