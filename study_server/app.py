@@ -27,7 +27,7 @@ from stimuli.manifest import load_manifest
 
 from .config import load_config, require_secret_key
 from .db import make_engine, make_sessionmaker
-from .flow import StudyContext, image_token
+from .flow import StudyContext, image_token, load_pairs
 from .models import Setting, Study
 
 
@@ -101,6 +101,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=bool(config["COOKIE_SECURE"]),
         PERMANENT_SESSION_LIFETIME=timedelta(days=2),
+        # the cookie is re-signed only when the session changes, not on every image and trial
+        # fetch (its 2 days from /start outlast any participant's session)
+        SESSION_REFRESH_EACH_REQUEST=False,
         WTF_CSRF_TIME_LIMIT=None,  # the admin session time-out bounds it
     )
     engine = make_engine(config["DATABASE_URL"])
@@ -111,6 +114,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     manifest = load_manifest(config["BUNDLE_DIR"])
     with sessions() as session:
         study = session.scalar(select(Study).where(Study.name == manifest.study))
+        pairs = {} if study is None else load_pairs(session, study.id)
     if study is None or study.fingerprint != manifest.fingerprint():
         raise RuntimeError(f"the bundle {config['BUNDLE_DIR']} is not imported in this database "
                            "(or another bundle of that study is): run maco-study serve --bundle ... --db ...")
@@ -119,7 +123,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         sessions, "secret_key", lambda: secrets.token_hex(32))
     app.extensions["maco"] = ServerState(
         engine, sessions, read_engine, make_sessionmaker(read_engine),
-        StudyContext(study.id, manifest, timedelta(minutes=config["PARTICIPANT_TIMEOUT_MIN"])),
+        StudyContext(study.id, manifest, timedelta(minutes=config["PARTICIPANT_TIMEOUT_MIN"]), pairs),
         Path(config["BUNDLE_DIR"]), token_secret=app.secret_key.encode())
 
     untrained = [f"{n.key} ({n.timm_name})" for n in manifest.networks if n.weights == "random"]

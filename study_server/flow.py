@@ -12,12 +12,12 @@ import math
 import random
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Mapping
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from stimuli.manifest import Manifest
 
@@ -30,6 +30,7 @@ from .models import (
     QueryPair,
     Study,
     Trial,
+    Unit,
     as_utc,
     utcnow,
 )
@@ -46,10 +47,30 @@ class FlowError(Exception):
 
 
 @dataclass(frozen=True)
+class PairImages:
+    """What a trial shows of its query pair (the import never changes it while a server runs)."""
+
+    base_image: str
+    image_a: str
+    image_b: str
+    correct: str  # "a" / "b"
+    unit_key: str
+
+
+@dataclass(frozen=True)
 class StudyContext:
     study_id: int
     manifest: Manifest
     timeout: timedelta  # unfinished and silent this long: timed out
+    # query pair id -> its images, read once per process: trial pages need no join per request
+    pairs: Mapping[int, PairImages] = field(default_factory=dict)
+
+
+def load_pairs(session: Session, study_id: int) -> dict[int, PairImages]:
+    rows = session.execute(select(QueryPair.id, QueryPair.base_image, QueryPair.image_a, QueryPair.image_b,
+                                  QueryPair.correct, Unit.key).join(Unit, QueryPair.unit_id == Unit.id)
+                           .where(QueryPair.study_id == study_id))
+    return {pair_id: PairImages(*images) for pair_id, *images in rows}
 
 
 # ---------------------------------------------------------------------------
@@ -230,11 +251,14 @@ def image_token(secret: bytes, participant_id: int, image_id: str) -> str:
 
 def trial_images(ctx: StudyContext, condition: str, trial: Trial) -> list[str]:
     """[base, left, right, *references] image ids of a trial, as the participant sees them."""
-    pair = trial.query_pair
+    pair = ctx.pairs.get(trial.query_pair_id)
+    if pair is None:  # a context built without the pair map (scripts, tests): read the row
+        row = trial.query_pair
+        pair = PairImages(row.base_image, row.image_a, row.image_b, row.correct, row.unit.key)
     correct = pair.image_a if pair.correct == "a" else pair.image_b
     wrong = pair.image_b if pair.correct == "a" else pair.image_a
     left, right = (correct, wrong) if trial.correct_side == "left" else (wrong, correct)
-    return [pair.base_image, left, right, *ctx.manifest.reference_images(pair.unit.key, condition)]
+    return [pair.base_image, left, right, *ctx.manifest.reference_images(pair.unit_key, condition)]
 
 
 def _start_practice_round(session: Session, ctx: StudyContext, participant: Participant,
@@ -269,22 +293,22 @@ def _start_main(session: Session, ctx: StudyContext, participant: Participant, s
 
 # ---------------------------------------------------------------------------
 # trials and answers
-def current_trial(session: Session, participant: Participant) -> Trial | None:
-    return session.scalar(select(Trial).where(Trial.participant_id == participant.id,
-                                              Trial.answer_id.is_(None))
-                          .order_by(Trial.position).limit(1))
-
-
+# The hot paths (every trial page, every answer) read the participant's whole plan in one query
+# without joining the query pairs (StudyContext.pairs has their images); the plan is a few dozen rows.
 def participant_trials(session: Session, participant: Participant) -> list[Trial]:
-    return list(session.scalars(select(Trial).where(Trial.participant_id == participant.id)
-                                .order_by(Trial.position)))
+    return list(session.scalars(select(Trial).options(lazyload(Trial.query_pair))
+                                .where(Trial.participant_id == participant.id).order_by(Trial.position)))
+
+
+def _first_unanswered(trials: list[Trial]) -> Trial | None:
+    return next((t for t in trials if t.answer_id is None), None)
 
 
 def trial_payload(ctx: StudyContext, secret: bytes, participant: Participant, trials: list[Trial]
                   ) -> dict[str, Any] | None:
     """What the browser gets for the current trial (None when all are answered):
     opaque image URLs only, nothing about the pair."""
-    current = next((t for t in trials if t.answer_id is None), None)
+    current = _first_unanswered(trials)
     if current is None:
         return None
 
@@ -367,23 +391,28 @@ def store_answer(session: Session, ctx: StudyContext, participant_id: int, answe
                                  .with_for_update())
     if participant is None:
         raise FlowError("no study session", 403)
-    previous = session.scalar(select(Trial).where(Trial.answer_id == answer["answer_id"]))
+    # one round trip: the participant's plan, and whichever trial (anyone's) already holds this answer id
+    rows = list(session.scalars(select(Trial).options(lazyload(Trial.query_pair))
+                                .where(or_(Trial.participant_id == participant.id,
+                                           Trial.answer_id == answer["answer_id"]))
+                                .order_by(Trial.position)))
+    trials = [t for t in rows if t.participant_id == participant.id]
+    previous = next((t for t in rows if t.answer_id == answer["answer_id"]), None)
     if previous is not None:
         same = (previous.participant_id == participant.id and previous.position == answer["position"]
                 and previous.chosen_side == answer["chosen_side"]
                 and previous.confidence == answer["confidence"])
         if not same:
             raise FlowError("this answer id was already used for a different answer")
-        return _answer_reply(session, participant, previous, _round_result(session, participant, previous))
+        return _answer_reply(session, participant, previous, _round_result(trials, previous))
     if participant.status == COMPLETED or participant.stage != "trials":
         raise FlowError("no answers are accepted now (the trials are over)")
-    trial = session.scalar(select(Trial).where(Trial.participant_id == participant.id,
-                                               Trial.position == answer["position"]))
+    trial = next((t for t in trials if t.position == answer["position"]), None)
     if trial is None:
         raise FlowError(f"there is no trial {answer['position']}")
     if trial.answer_id is not None:
         raise FlowError(f"trial {trial.position} is already answered")
-    current = current_trial(session, participant)
+    current = _first_unanswered(trials)
     if current is None or current.position != trial.position:
         raise FlowError(f"trial {trial.position} is not the current trial")
     if served_position != trial.position:
@@ -398,37 +427,39 @@ def store_answer(session: Session, ctx: StudyContext, participant_id: int, answe
     for name in ("window_width", "window_height", "device_pixel_ratio", "blur_count",
                  "fullscreen_exit_count"):
         setattr(trial, name, answer[name])
-    touch(participant)
+    if needs_touch(participant):  # the answer itself shows life; the slot's clock is kept per minute
+        touch(participant)
+    round_result = _advance(session, ctx, participant, trial, trials)
     session.flush()
-    round_result = _advance(session, ctx, participant, trial)
     return _answer_reply(session, participant, trial, round_result)
 
 
-def _round_trials(session: Session, participant: Participant, practice_round: int) -> list[Trial]:
-    return list(session.scalars(select(Trial).where(Trial.participant_id == participant.id,
-                                                    Trial.practice_round == practice_round)))
+def _round_trials(trials: list[Trial], practice_round: int) -> list[Trial]:
+    return [t for t in trials if t.practice_round == practice_round]
 
 
-def _round_result(session: Session, participant: Participant, trial: Trial) -> str | None:
-    """After a round's last practice answer: passed / repeat / continue (flagged); else None."""
+def _round_result(trials: list[Trial], trial: Trial) -> str | None:
+    """After a round's last practice answer: passed / repeat / continue (flagged); else None.
+    `trials` is the participant's whole plan."""
     if trial.kind != "practice":
         return None
-    round_trials = _round_trials(session, participant, trial.practice_round)
+    round_trials = _round_trials(trials, trial.practice_round)
     if any(t.answer_id is None for t in round_trials) or trial.position != max(t.position for t in round_trials):
         return None
     if all(t.chosen_side == t.correct_side for t in round_trials):
         return "passed"
-    later_round = session.scalar(select(func.max(Trial.practice_round))
-                                 .where(Trial.participant_id == participant.id))
-    return "repeat" if later_round and later_round > trial.practice_round else "continue"
+    later_round = max(t.practice_round or 0 for t in trials)
+    return "repeat" if later_round > trial.practice_round else "continue"
 
 
-def _advance(session: Session, ctx: StudyContext, participant: Participant, trial: Trial) -> str | None:
-    if current_trial(session, participant) is not None:
+def _advance(session: Session, ctx: StudyContext, participant: Participant, trial: Trial,
+             trials: list[Trial]) -> str | None:
+    """After `trial` got its answer: the next practice round, the main trials, or the comment."""
+    if _first_unanswered(trials) is not None:
         return None
     next_position = trial.position + 1
     if trial.kind == "practice":
-        round_trials = _round_trials(session, participant, trial.practice_round)
+        round_trials = _round_trials(trials, trial.practice_round)
         if all(t.chosen_side == t.correct_side for t in round_trials):
             _start_main(session, ctx, participant, next_position)
             return "passed"

@@ -6,7 +6,6 @@ step to the JSON API and follows its `next`.
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
-from sqlalchemy import select
 
 from . import flow
 from .app import db, read_db, state
@@ -22,10 +21,9 @@ def session_participant(lock: bool = False, read_only: bool = False) -> Particip
     participant_id = session.get("participant")
     if participant_id is None:
         return None
-    query = select(Participant).where(Participant.id == participant_id)
     if read_only:
-        return read_db().scalar(query)
-    return db().scalar(query.with_for_update() if lock else query)
+        return read_db().get(Participant, participant_id)
+    return db().get(Participant, participant_id, with_for_update=lock or None)
 
 
 def _message(title: str, text: str, status: int = 200) -> tuple[str, int]:
