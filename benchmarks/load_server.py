@@ -18,6 +18,14 @@ participant at this pace never reaches (a 429 would count as an error).
 With --db PostgreSQL the run uses a fresh schema in that database and drops it.
 Last line: one JSON object with participants, errors, p99_ms (the worst
 endpoint), rps, and p50/p99 per endpoint.
+
+Client and server share this machine's cores, so every latency here includes the
+wait of the client's own threads for the CPU. To show how much, each client process
+also fetches a static file (study.css) four times a second, next to its participants:
+`floor_p50_ms`/`floor_p99_ms` are the latencies of that request, which does nothing
+in the app, under the same load. `server_cpu_ms_per_request` and
+`client_cpu_ms_per_request` split the CPU the run used; `machine_cpu_busy` is the
+share of all cores busy during the run (this run and anything else on the machine).
 """
 from __future__ import annotations
 
@@ -27,30 +35,62 @@ import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
+import requests
+from light_http import LightSession
 from study_client import SimulatedParticipant, build_bundle, percentile, postgres_schema_url, start_server
 
+FLOOR_PATH = "/static/study.css"
+FLOOR_INTERVAL_S = 0.25
 
-def run_participant(base_url: str, think_s: float, ramp_s: float, seed: int
+
+def run_participant(base_url: str, think_s: float, ramp_s: float, client: str, seed: int
                     ) -> tuple[dict[str, list[float]], list[str]]:
     participant = SimulatedParticipant(base_url, seed, think_s)
+    if client == "light":
+        participant.http = LightSession()
     participant.run(ramp_s)
     return participant.latencies, participant.errors
 
 
-def run_client_process(base_url: str, seeds: list[int], think_s: float, ramp_s: float) -> tuple[dict, list[str]]:
+def probe_floor(base_url: str, client: str, stop: threading.Event, latencies: list[float]) -> None:
+    """A static file fetched at a steady pace: the latency of a request that does no work in the app."""
+    http = LightSession() if client == "light" else requests.Session()
+    while not stop.wait(FLOOR_INTERVAL_S):
+        t0 = time.perf_counter()
+        if http.request("GET", base_url + FLOOR_PATH, timeout=30).status_code == 200:
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+
+def run_client_process(base_url: str, seeds: list[int], think_s: float, ramp_s: float, client: str
+                       ) -> tuple[dict, list[str], list[float]]:
     merged: dict[str, list[float]] = defaultdict(list)
     errors: list[str] = []
+    floor: list[float] = []
+    stop = threading.Event()
+    prober = threading.Thread(target=probe_floor, args=(base_url, client, stop, floor), daemon=True)
+    prober.start()
     with ThreadPoolExecutor(max_workers=len(seeds)) as pool:
-        for latencies, errs in pool.map(lambda s: run_participant(base_url, think_s, ramp_s, s), seeds):
+        for latencies, errs in pool.map(lambda s: run_participant(base_url, think_s, ramp_s, client, s), seeds):
             for name, values in latencies.items():
                 merged[name].extend(values)
             errors.extend(errs)
-    return dict(merged), errors
+    stop.set()
+    prober.join()
+    return dict(merged), errors, floor
+
+
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [float(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def check_database(db_url: str, participants: int) -> list[str]:
@@ -85,6 +125,8 @@ def main() -> None:
     parser.add_argument("--ramp-s", type=float, default=10,
                         help="participants arrive uniformly over this many seconds")
     parser.add_argument("--client-processes", type=int, default=4)
+    parser.add_argument("--client", choices=("light", "requests"), default="light",
+                        help="participants' HTTP: light (http.client, see light_http.py) or the requests library")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="maco-load-"))
@@ -99,11 +141,12 @@ def main() -> None:
     try:
         seeds = list(range(args.participants))
         chunks = [seeds[i::args.client_processes] for i in range(args.client_processes)]
-        t0 = time.perf_counter()
+        t0, busy0 = time.perf_counter(), cpu_times()
         with ProcessPoolExecutor(max_workers=args.client_processes) as pool:
             results = list(pool.map(run_client_process, [base_url] * len(chunks), chunks,
-                                    [args.think_ms / 1000] * len(chunks), [args.ramp_s] * len(chunks)))
-        wall = time.perf_counter() - t0
+                                    [args.think_ms / 1000] * len(chunks), [args.ramp_s] * len(chunks),
+                                    [args.client] * len(chunks)))
+        wall, busy1 = time.perf_counter() - t0, cpu_times()
     finally:
         # the client processes are reaped by now: what the children add from here on is the server's CPU
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -111,12 +154,15 @@ def main() -> None:
         server.wait(timeout=30)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    client_cpu_s = before.ru_utime + before.ru_stime
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: list[str] = []
-    for merged, errs in results:
+    floor: list[float] = []
+    for merged, errs, probe in results:
         for name, values in merged.items():
             latencies[name].extend(values)
         errors.extend(errs)
+        floor.extend(probe)
     errors += check_database(db_url, args.participants)
     if drop_schema is not None:
         drop_schema()
@@ -125,15 +171,21 @@ def main() -> None:
                     for name, v in sorted(latencies.items())}
     for name, stats in per_endpoint.items():
         print(f"{name:28s} n={stats['n']:6d}  p50 {stats['p50_ms']:7.1f} ms  p99 {stats['p99_ms']:7.1f} ms")
+    print(f"{'floor: GET ' + FLOOR_PATH:28s} n={len(floor):6d}  p50 {percentile(floor, 50):7.1f} ms  "
+          f"p99 {percentile(floor, 99):7.1f} ms")
     for error in errors[:10]:
         print("error:", error)
     print(json.dumps({
         "participants": args.participants, "errors": len(errors),
         "p99_ms": max(s["p99_ms"] for s in per_endpoint.values()),
         "rps": round(requests_total / wall, 1), "requests": requests_total, "wall_s": round(wall, 1),
+        "floor_p50_ms": round(percentile(floor, 50), 1), "floor_p99_ms": round(percentile(floor, 99), 1),
         "server_cpu_ms_per_request": round(server_cpu_s * 1000 / max(1, requests_total), 2),
+        "client_cpu_ms_per_request": round(client_cpu_s * 1000 / max(1, requests_total), 2),
+        "machine_cpu_busy": round((busy1[0] - busy0[0]) / (busy1[1] - busy0[1]), 2),
         "load_average_1min": round(os.getloadavg()[0], 2),
-        "backend": backend, "workers": args.workers, "threads": args.threads, "think_ms": args.think_ms, "ramp_s": args.ramp_s,
+        "backend": backend, "workers": args.workers, "threads": args.threads,
+        "client": args.client, "client_processes": args.client_processes, "think_ms": args.think_ms, "ramp_s": args.ramp_s,
         "per_endpoint": per_endpoint,
     }))
 
