@@ -27,8 +27,9 @@ from stimuli.manifest import load_manifest
 
 from .config import load_config, require_secret_key
 from .db import make_engine, make_sessionmaker
-from .flow import StudyContext, image_token, load_pairs
-from .models import Setting, Study
+from .flow import StudyContext, image_token, load_pairs, participant_trials, trial_images
+from .images import ImageStore
+from .models import Participant, Setting, Study
 
 
 @dataclass
@@ -42,8 +43,12 @@ class ServerState:
     token_secret: bytes  # keys the opaque image ids
     # participant id -> {opaque token: image id}, built once per participant and process
     participant_images: Callable[[int], dict[str, str]] = field(init=False)
+    # (participant id, last trial sent) -> image ids the participant may fetch, read once per trial and process
+    reached_images: Callable[[int, int], frozenset[str]] = field(init=False)
+    images: ImageStore = field(init=False)  # the bytes served for an image id
 
     def __post_init__(self) -> None:
+        self.images = ImageStore(self.bundle_dir, self.study.manifest)
         images = tuple(self.study.manifest.images)
 
         @lru_cache(maxsize=4096)
@@ -51,6 +56,21 @@ class ServerState:
             return {image_token(self.token_secret, participant_id, i): i for i in images}
 
         self.participant_images = image_map
+
+        @lru_cache(maxsize=8192)
+        def reached(participant_id: int, served_position: int) -> frozenset[str]:
+            """The images of every trial up to the one after the last sent (study.js preloads it):
+            an image of a trial further on is not served even under a valid id. The plan up to
+            there never changes once that trial was sent, so the cache cannot go stale."""
+            with self.read_sessions() as session:
+                participant = session.get(Participant, participant_id)
+                if participant is None:
+                    return frozenset()
+                return frozenset(image for trial in participant_trials(session, participant)
+                                 if trial.position <= served_position + 1
+                                 for image in trial_images(self.study, participant.condition, trial))
+
+        self.reached_images = reached
 
 
 def state() -> ServerState:

@@ -92,11 +92,12 @@ def study():  # noqa: ANN201
 
 @participant_bp.get("/img/<token>")
 def image(token: str):  # noqa: ANN201
-    participant_id = session.get("participant")
+    participant_id, served = session.get("participant"), session.get("served")
     image_id = None if participant_id is None else state().participant_images(participant_id).get(token)
-    if image_id is None:
+    # an image of a trial not yet reached is refused even under its valid id
+    if image_id is None or served is None or image_id not in state().reached_images(participant_id, served):
         abort(404)
-    data = (state().bundle_dir / "images" / f"{image_id}.png").read_bytes()
+    data = state().images.read(image_id)  # queries: a size that says nothing of the side
     # no ETag / Last-Modified / file name: nothing that identifies the image
     return Response(data, mimetype="image/png",
                     headers={"Cache-Control": "private, max-age=86400, immutable"})
