@@ -65,17 +65,35 @@ def _verify(password: str) -> bool:
         return False
 
 
+ADMIN_SESSION_KEYS = ("admin", "admin_seen", "admin_since")
+LOGOUT_SETTING = "admin_logged_out_at"  # a logout ends every admin session logged in before it
+
+
+def _end_admin_session() -> None:
+    for key in ADMIN_SESSION_KEYS:
+        session.pop(key, None)
+
+
+def _logged_out_at() -> float:
+    setting = db().get(Setting, LOGOUT_SETTING)
+    return 0.0 if setting is None else float(setting.value)
+
+
 @admin_bp.before_request
 def _require_login():  # noqa: ANN202
+    """Idle time-out (ADMIN_SESSION_MIN), an absolute one (ADMIN_SESSION_MAX_H) and logout: the
+    session lives in a signed cookie, so a copy of it would outlive a logout unless the server
+    remembered when the last one happened."""
     if request.endpoint == "admin.login":
         return None
-    seen = session.get("admin_seen")
-    idle_limit = current_app.config["ADMIN_SESSION_MIN"] * 60
-    if not session.get("admin") or seen is None or time.time() - seen > idle_limit:
-        session.pop("admin", None)
-        session.pop("admin_seen", None)
+    seen, since = session.get("admin_seen"), session.get("admin_since")
+    cfg = current_app.config
+    now = time.time()
+    if (not session.get("admin") or seen is None or since is None or now - seen > cfg["ADMIN_SESSION_MIN"] * 60
+            or now - since > cfg["ADMIN_SESSION_MAX_H"] * 3600 or since <= _logged_out_at()):
+        _end_admin_session()
         return redirect(url_for("admin.login", expired=1 if seen else None))
-    session["admin_seen"] = time.time()
+    session["admin_seen"] = now
     return None
 
 
@@ -93,7 +111,7 @@ def login():  # noqa: ANN201
                                    error="Too many failed attempts; try again later."), 429
         if form.validate_on_submit() and _verify(form.password.data):
             session["admin"] = True
-            session["admin_seen"] = time.time()
+            session["admin_seen"] = session["admin_since"] = time.time()
             return redirect(url_for("admin.dashboard"))
         if form.errors.get("csrf_token"):
             return render_template("admin_login.html", form=form, error="The form expired; reload it."), 400
@@ -108,8 +126,13 @@ def login():  # noqa: ANN201
 @admin_bp.post("/logout")
 def logout():  # noqa: ANN201
     if LogoutForm().validate_on_submit():
-        session.pop("admin", None)
-        session.pop("admin_seen", None)
+        _end_admin_session()
+        setting = db().get(Setting, LOGOUT_SETTING)
+        if setting is None:
+            db().add(Setting(key=LOGOUT_SETTING, value=repr(time.time())))
+        else:
+            setting.value = repr(time.time())
+        db().commit()
     return redirect(url_for("admin.login"))
 
 

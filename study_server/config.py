@@ -11,6 +11,7 @@
 | ADMIN_PASSWORD_HASH | MACO_ADMIN_PASSWORD_HASH | argon2 hash; otherwise the one `maco-study admin set-password` stored |
 | PARTICIPANT_TIMEOUT_MIN | MACO_PARTICIPANT_TIMEOUT_MIN | an unfinished participant silent this long is timed out and frees the slot (match Prolific's maximum time) |
 | ADMIN_SESSION_MIN | MACO_ADMIN_SESSION_MIN | admin idle time-out |
+| ADMIN_SESSION_MAX_H | MACO_ADMIN_SESSION_MAX_H | admin session lifetime from its login, however active (a logout ends every admin session) |
 | MIN_WINDOW_WIDTH / MIN_WINDOW_HEIGHT | MACO_MIN_WINDOW_WIDTH / _HEIGHT | device check |
 | COOKIE_SECURE | MACO_COOKIE_SECURE | 1: cookies only over HTTPS (set it in production) |
 | PROXIES | MACO_PROXIES | number of reverse proxies in front (trust their X-Forwarded-* headers, e.g. for login throttling and the per-address rate limit) |
@@ -36,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_PASSWORD_HASH": None,
     "PARTICIPANT_TIMEOUT_MIN": 90,
     "ADMIN_SESSION_MIN": 30,
+    "ADMIN_SESSION_MAX_H": 12,  # an admin session ends this long after its login, active or not
     "ADMIN_MAX_FAILED_LOGINS": 5,  # per client address within ADMIN_THROTTLE_MIN
     "ADMIN_THROTTLE_MIN": 15,
     "MIN_WINDOW_WIDTH": 940,
