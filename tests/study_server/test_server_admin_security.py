@@ -16,9 +16,10 @@ from maco_study import main as maco_study
 from study_server.models import LoginFailure
 
 from .conftest import make_app
+from .test_server_export_admin import ADMIN_PASSWORD as PASSWORD
+from .test_server_export_admin import _csrf, _login
 from .test_server_tampering import _stored
 
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
@@ -30,15 +31,6 @@ def admin_app(db_url: str, bundle: Path):  # noqa: ANN201
     app.config["WTF_CSRF_ENABLED"] = True
     yield app
     app.extensions["maco"].engine.dispose()
-
-
-def _csrf(client, url: str = "/admin/login") -> str:  # noqa: ANN001
-    page = client.get(url).data.decode()
-    return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-
-
-def _login(client, password: str = PASSWORD):  # noqa: ANN001, ANN202
-    return client.post("/admin/login", data={"password": password, "csrf_token": _csrf(client)})
 
 
 def _admin_urls(app) -> list[tuple[str, set[str]]]:  # noqa: ANN001

@@ -52,7 +52,7 @@ def _in_stage(walker_: Walker, stage: str) -> bool:
 def _participant_in(app, stage: str) -> Walker:  # noqa: ANN001
     """The app's participant in `stage`; a new one when an accepted fuzzed answer moved it on."""
     walker_ = _walkers.get((id(app), stage))
-    if walker_ is None or not _in_stage(walker_, stage):
+    if walker_ is None or walker_.app is not app or not _in_stage(walker_, stage):  # ids are reused
         walker_ = Walker(app)
         walker_.to_trials()
         while stage == "main" and walker_.current()["practice"]:
