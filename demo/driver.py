@@ -95,8 +95,11 @@ class PairInfo:
 class BundleIndex:
     """Looks up the trial a participant is shown from the ids (sha256) of its images."""
 
-    def __init__(self, manifest: Manifest):
+    def __init__(self, manifest: Manifest, served_ids: dict[str, str] | None = None):
         self.manifest = manifest
+        # sha256 of the bytes the server sends -> the bundle's id, where they differ (query images
+        # are sent re-encoded, see study_server.images)
+        self.served_ids = served_ids or {}
         networks = {u.key: u.network for u in manifest.units}
         self.pairs: dict[tuple[str, frozenset[str]], PairInfo] = {}
         for kind, pair in manifest.all_query_pairs():
@@ -108,7 +111,15 @@ class BundleIndex:
 
     @classmethod
     def load(cls, bundle_dir: str | Path) -> "BundleIndex":
-        return cls(load_manifest(bundle_dir))
+        from study_server.images import ImageStore
+
+        manifest = load_manifest(bundle_dir)
+        store = ImageStore(Path(bundle_dir), manifest)
+        return cls(manifest, {hashlib.sha256(store.read(image)).hexdigest(): image for image in store.queries})
+
+    def image_id(self, served_sha256: str) -> str:
+        """The bundle's id of an image the server sent (identified by the sha256 of its bytes)."""
+        return self.served_ids.get(served_sha256, served_sha256)
 
     def trial(self, base: str, left: str, right: str) -> PairInfo:
         info = self.pairs.get((base, frozenset((left, right))))
@@ -327,7 +338,7 @@ class SimulatedSession:
             record.outcome = "dropped"  # closes the tab: nothing more is sent
             return False
         trial = data["trial"]
-        ids = {name: browser.image_id(trial[name]) for name in ("base", "left", "right")}
+        ids = {name: self.index.image_id(browser.image_id(trial[name])) for name in ("base", "left", "right")}
         info = self.index.trial(ids["base"], ids["left"], ids["right"])
         if trial["practice"] != (info.kind == "practice"):
             raise DriverError(f"trial {trial['position']}: the server calls it "
