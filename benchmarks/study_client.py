@@ -70,8 +70,8 @@ def postgres_schema_url(url: str) -> tuple[str, Callable[[], None]]:
     return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}", drop
 
 
-def start_server(bundle: Path, db_url: str, workers: int, threads: int,
-                 log: Path | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(bundle: Path, db_url: str, workers: int, threads: int, log: Path | None = None,
+                 env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """`maco-study serve` (gunicorn) on a free port; returns once it answers.
 
     The Popen's process is the gunicorn master (serve runs gunicorn in-process);
@@ -85,7 +85,8 @@ def start_server(bundle: Path, db_url: str, workers: int, threads: int,
         maco_study + ["serve", "--bundle", str(bundle), "--db", db_url, "--host", "127.0.0.1", "--port",
                       str(port), "--workers", str(workers), "--threads", str(threads)],
         stdout=output, stderr=output,
-        env={**os.environ, "MACO_SECRET_KEY": "load", "MACO_RATE_LIMIT_START": "1000000 per minute"})
+        env={**os.environ, "MACO_SECRET_KEY": "load", "MACO_RATE_LIMIT_START": "1000000 per minute",
+             **(env or {})})
     base_url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         if server.poll() is not None:
@@ -105,17 +106,18 @@ class SimulatedParticipant:
     study.js's retry rule for transport errors with back-off min(8 s, 0.25 s x 2^attempt).
 
     `tries` bounds the attempts per request (None: until `give_up_s` has passed);
-    `retry_server_errors` retries 5xx too, as study.js does (the load test counts them
-    as errors instead)."""
+    `retry_server_errors` retries 5xx and 429 (after its Retry-After) too, as study.js does
+    (the load test counts them as errors instead)."""
 
     def __init__(self, base_url: str, seed: int, think_s: float, tries: int | None = 3,
-                 retry_server_errors: bool = False, give_up_s: float = 120.0, study_id: str = "load"):
+                 retry_server_errors: bool = False, give_up_s: float = 120.0, study_id: str = "load",
+                 pid: str | None = None):
         self.base_url = base_url
         self.rng = random.Random(seed)
         self.think_s = think_s
         self.tries, self.retry_server_errors, self.give_up_s = tries, retry_server_errors, give_up_s
         self.http = requests.Session()
-        self.pid = secrets.token_hex(12)
+        self.pid = pid or secrets.token_hex(12)  # a known pid: the same participant coming back
         self.start_path = f"/start?PROLIFIC_PID={self.pid}&STUDY_ID={study_id}&SESSION_ID=s{seed}"
         self.latencies: dict[str, list[float]] = defaultdict(list)
         self.errors: list[str] = []
@@ -132,18 +134,22 @@ class SimulatedParticipant:
             t0 = time.perf_counter()
             try:
                 response = (http or self.http).request(method, self.base_url + path, timeout=30, **kwargs)
-                if response.status_code < 500 or not self.retry_server_errors:
+                retry = self.retry_server_errors and (response.status_code >= 500 or response.status_code == 429)
+                if not retry:
                     self.latencies[endpoint(method, path)].append((time.perf_counter() - t0) * 1000)
                     return response
                 problem = f"HTTP {response.status_code}"
             except TRANSPORT_ERRORS as exc:
-                problem = f"connection ({type(exc).__name__})"
+                response, problem = None, f"connection ({type(exc).__name__})"
             attempt += 1
             if (self.tries is not None and attempt >= self.tries) or time.monotonic() > deadline:
                 self.errors.append(f"{method} {path}: {problem} after {attempt} tries")
                 return None
             self.retries[problem.split(" (")[0]] += 1
-            time.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)))
+            wait = min(8.0, 0.25 * 2 ** (attempt - 1))
+            if response is not None and response.status_code == 429:  # as study.js: at least Retry-After
+                wait = max(wait, min(60.0, float(response.headers.get("Retry-After") or 1)))
+            time.sleep(wait)
 
     def call(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> requests.Response | None:
         """A request whose status must be `expect`; anything else is an error (and None)."""

@@ -68,10 +68,33 @@ def _run_gunicorn(options: dict) -> None:
                 self.cfg.set(key, value)
 
         def load(self):  # noqa: ANN202 - each worker builds its own app (own DB connections)
-            from .app import create_app
-            return create_app()
+            return create_app_when_database_answers()
 
     StudyServer().run()
+
+
+def create_app_when_database_answers():  # noqa: ANN201 - a Flask app
+    """create_app(), retried while the database cannot be reached.
+
+    A gunicorn worker that fails to boot makes gunicorn stop the whole server, so a worker
+    respawned while PostgreSQL restarts (after a crash, or a kill) would take every other
+    worker down with it. Waiting is safe: gunicorn aborts a worker that has not booted within
+    its timeout and starts another, so the server keeps trying until the database is back."""
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
+    from .app import create_app
+
+    delay = 0.1
+    while True:
+        try:
+            return create_app()
+        except OperationalError as exc:
+            print(f"worker {os.getpid()}: database unreachable, retrying in {delay:.1f} s: "
+                  f"{str(exc).splitlines()[0]}", file=sys.stderr, flush=True)
+            time.sleep(delay)
+            delay = min(2.0, delay * 2)
 
 
 @click.command()

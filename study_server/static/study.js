@@ -49,6 +49,9 @@ function getJSON(url) {
 async function step(url, body) {
   const {status, data} = await postJSON(url, body);
   if (status === 200 && data.next) { window.location.assign(data.next); return true; }
+  // 409: the step was taken already (its reply was lost and this was the retry, or another
+  // tab took it): open the page of where the participant is now instead of a dead end
+  if (status === 409) { window.location.assign("/study"); return true; }
   showError(data.error || "Something went wrong.");
   return false;
 }

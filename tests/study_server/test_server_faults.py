@@ -1,0 +1,100 @@
+"""The short version of benchmarks/fault_server.py: a few participants against gunicorn, one
+worker killed with kill -9 in the middle, clients that lose replies, reload and answer from two
+tabs; then every acknowledged answer is stored exactly once and everyone finishes. Plus the same
+client faults against the app in-process, and the worker boot that waits for the database."""
+from __future__ import annotations
+
+import importlib
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture
+def fault_server(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 - the benchmark module
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module("fault_server")
+
+
+def test_worker_kill_and_faulty_clients_lose_nothing(fault_server, db_url: str, bundle: Path,  # noqa: ANN001
+                                                      tmp_path: Path) -> None:
+    pytest.importorskip("gunicorn", reason="gunicorn is not installed")
+    scenario = fault_server.Scenario(worker_kills=1, clients=fault_server.ClientFaults(
+        lose_reply=0.3, reload=0.05, two_tabs=0.5, tab_conflict=0.3))
+    try:
+        result = fault_server.run_scenario(
+            "test", scenario, bundle, db_url, participants=4, think_s=0.05, ramp_s=0.2, workers=2, threads=4,
+            processes=0, give_up_s=60, restart_db=None, log_dir=tmp_path)
+    except RuntimeError as exc:  # start_server: gunicorn did not come up on this machine
+        pytest.skip(f"gunicorn could not start: {exc}")
+    assert result["worker_kills"] == 1
+    assert result["server_exits"] == [] and result["server_alive_at_end"]
+    assert result["client_events"].get("lost_replies", 0) > 0
+    assert result["lost"] == 0
+    assert result["duplicated"] == 0
+    assert result["stored_unacknowledged"] == 0
+    assert result["acknowledged"] == result["stored"] > 0
+    assert result["stuck"] == 0
+    assert sum(result["conditions"].values()) == 4 and result["balanced"]
+    assert fault_server.passed(result)
+
+
+def test_lost_replies_and_two_tabs_store_each_answer_once(app, walker) -> None:  # noqa: ANN001
+    """In-process: an answer sent again after a lost reply, and at once from a second tab sharing
+    the cookie, is acknowledged each time and stored once; the other tab's own answer is refused."""
+    alice = walker()
+    alice.to_trials()
+    trial = alice.current()
+    tab, tab2 = app.test_client(), app.test_client()  # the same browser: the same cookie
+    for client in (tab, tab2):
+        client.set_cookie("session", alice.client.get_cookie("session").value)
+    body = alice.answer_body(trial["position"], "left")
+    replies = []
+
+    def post(client) -> None:  # noqa: ANN001
+        replies.append(client.post("/api/answer", json=body))
+
+    tabs = [threading.Thread(target=post, args=(client,)) for client in (alice.client, tab, tab2)]
+    for thread in tabs:
+        thread.start()
+    for thread in tabs:
+        thread.join()
+    assert [r.status_code for r in replies] == [200, 200, 200]
+    assert len({r.get_data() for r in replies}) == 1  # the same reply, whichever pass stored it
+    other = tab.post("/api/answer", json=alice.answer_body(trial["position"], "right"))
+    assert other.status_code == 409
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from study_server.models import Participant, Trial
+
+    with Session(app.extensions["maco"].engine) as session:
+        stored = session.execute(select(Trial.answer_id, Trial.chosen_side).join(Participant).where(
+            Participant.prolific_pid == alice.pid, Trial.answer_id.is_not(None))).all()
+    assert [tuple(row) for row in stored] == [(body["answer_id"], "left")]
+
+
+def test_worker_boot_waits_for_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gunicorn worker that fails to boot stops the whole server: while the database is
+    unreachable the worker retries instead (fault_server's combined scenario does it for real)."""
+    import time
+
+    import study_server.app
+    from study_server.cli import create_app_when_database_answers
+
+    calls = []
+
+    def create_app():  # noqa: ANN202
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+        return "app"
+
+    monkeypatch.setattr(study_server.app, "create_app", create_app)
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
+    assert create_app_when_database_answers() == "app"
+    assert len(calls) == 3
