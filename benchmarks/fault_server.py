@@ -26,8 +26,8 @@ PostgreSQL (default): the benchmark runs its own throw-away server (initdb in a 
 folder, a free port; as root it runs as the `postgres` user), so restarting it disturbs no
 other database on the machine. `--db URL` uses an existing server instead, and then
 `--pg-restart-cmd` says how to restart it (e.g. `pg_ctlcluster 15 main restart`);
-without it the restart scenario is skipped. `--db sqlite` runs on SQLite files (no restart
-scenario).
+without it there is no database restart (`postgres_restart` is skipped, `combined` runs without
+it). `--db sqlite` runs on SQLite files, likewise without a restart.
 
     python benchmarks/fault_server.py
     python benchmarks/fault_server.py --participants 80 --scenarios worker_kill,combined
@@ -607,11 +607,12 @@ def main() -> None:
     try:
         for k, name in enumerate(names):
             scenario = SCENARIOS[name]
-            if scenario.db_restarts and restart_db is None:
-                results[name] = {"skipped": "no database restart possible (SQLite, or --db without --pg-restart-cmd)"}
-                continue
-            if restart_db is None:
-                scenario = replace(scenario, db_restarts=0)
+            if restart_db is None and scenario.db_restarts:  # the rest of the scenario still runs
+                scenario = replace(scenario, db_restarts=0, kill_while_db_down=False)
+                if scenario == Scenario():
+                    results[name] = {"skipped": "no database restart possible (SQLite, or --db without "
+                                                "--pg-restart-cmd)"}
+                    continue
             drop = None
             db_url = f"sqlite:///{tmp / f'{name}.db'}"
             if backend == "postgresql":
