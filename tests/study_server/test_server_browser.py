@@ -52,6 +52,7 @@ def test_one_participant_in_chromium(live_server, tmp_path: Path) -> None:  # no
         redirected: list[str] = []
 
         lost_replies: list[str] = []
+        throttled: list[str] = []
 
         def route(request_route) -> None:  # noqa: ANN001 - nothing leaves 127.0.0.1
             url = request_route.request.url
@@ -59,6 +60,12 @@ def test_one_participant_in_chromium(live_server, tmp_path: Path) -> None:  # no
                 # the answer reaches the server but its reply is lost: the page must retry
                 lost_replies.append(request_route.fetch().text())
                 request_route.abort("connectionreset")
+            elif (url in (f"{base_url}/api/consent", f"{base_url}/api/trial", f"{base_url}/api/answer")
+                  and url not in throttled and (lost_replies or url.endswith("/consent"))):
+                # a rate limit's 429 (as study_server.limits sends it): the page waits and sends again
+                throttled.append(url)
+                request_route.fulfill(status=429, headers={"Retry-After": "1"}, content_type="application/json",
+                                      body='{"error": "too many requests", "retry_after_s": 1}')
             elif url.startswith(base_url):
                 request_route.continue_()
             else:
@@ -106,6 +113,7 @@ def test_one_participant_in_chromium(live_server, tmp_path: Path) -> None:  # no
 
     assert redirected == ["https://app.prolific.com/submissions/complete?cc=C0DE123"]
     assert len(lost_replies) == 2 and all('"stored":true' in r for r in lost_replies)
+    assert sorted(throttled) == [f"{base_url}/api/{name}" for name in ("answer", "consent", "trial")]
     p, trials = db_state()
     assert (p.status, p.comment, p.window_width, p.window_height) == ("completed", "all good", 1280, 800)
     assert answers == len(trials) == 2 + 10

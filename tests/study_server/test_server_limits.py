@@ -140,8 +140,3 @@ def test_the_secret_key_is_required_outside_preview_mode(sqlite_url: str, bundle
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "no secret key configured" in lines[0], result.output
 
-
-def test_study_js_waits_and_retries_on_429() -> None:
-    """The client side of a 429: wait for Retry-After and send the same request again (never drop it)."""
-    script = (Path(__file__).resolve().parents[2] / "study_server" / "static" / "study.js").read_text()
-    assert "response.status === 429" in script and 'headers.get("Retry-After")' in script
