@@ -559,7 +559,22 @@ def run_scenario(name: str, scenario: Scenario, bundle: Path, db_url: str, parti
         "requests": sum(r["requests"] for r in results),
         "rate_limits_raised": limits,
         "wall_s": round(wall, 1),
+        "server_exceptions": server_exceptions(log),
     }
+
+
+def server_exceptions(log: Path) -> dict[str, int]:
+    """The exceptions the server logged (the last line of each traceback), counted: during a
+    database restart they are expected (clients see a 500 and retry), otherwise they are bugs."""
+    found: Counter[str] = Counter()
+    in_traceback = False
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("Traceback"):
+            in_traceback = True
+        elif in_traceback and line and not line.startswith((" ", "\t", "During handling", "The above")):
+            found[line[:160]] += 1
+            in_traceback = False
+    return dict(found.most_common(8))
 
 
 def passed(result: dict[str, Any]) -> bool:
@@ -584,6 +599,7 @@ def main() -> None:
     parser.add_argument("--give-up-s", type=float, default=120,
                         help="a client stops retrying a request after this long (it is resumed afterwards)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep-logs", action="store_true", help="keep the server logs (always kept on failure)")
     args = parser.parse_args()
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
@@ -642,7 +658,7 @@ def main() -> None:
     print(json.dumps({**total, "ok": ok, "backend": backend, "participants_per_scenario": args.participants,
                       "workers": args.workers, "threads": args.threads, "think_ms": args.think_ms,
                       "load_average_1min": round(os.getloadavg()[0], 2), "scenarios": results}))
-    if ok:
+    if ok and not args.keep_logs:
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         print(f"server logs kept in {tmp}", file=sys.stderr)
