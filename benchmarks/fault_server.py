@@ -636,7 +636,7 @@ def main() -> None:
             try:
                 results[name] = run_scenario(name, scenario, bundle, db_url, args.participants, args.think_ms / 1000,
                                              args.ramp_s, args.workers, args.threads, args.client_processes,
-                                             args.give_up_s, restart_db, tmp, seed=k)
+                                             args.give_up_s, restart_db, tmp, seed=args.seed * len(SCENARIOS) + k)
             finally:
                 if drop is not None:
                     drop()
