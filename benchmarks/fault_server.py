@@ -431,7 +431,7 @@ class PrivatePostgres:
         self.stop()
         if while_down is not None:
             while_down()
-            time.sleep(1)  # the respawned worker boots against a stopped database
+            time.sleep(3)  # the respawned worker boots (or tries to) against a stopped database
         self.start()
         return time.perf_counter() - t0
 
@@ -443,14 +443,17 @@ class PrivatePostgres:
 
 
 def shell_restart(command: str) -> Callable[..., float]:
-    """Restart an existing server with `command` (it cannot kill a worker while the database is down:
-    `while_down` then runs right after the restart)."""
+    """Restart an existing server with `command`; `while_down` runs half a second into the
+    restart (pg_ctlcluster's fast restart takes a few seconds, so it lands while the database is down)."""
     def restart(while_down: Callable[[], None] | None = None) -> float:
         t0 = time.perf_counter()
-        subprocess.run(command, shell=True, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(command, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
         if while_down is not None:
+            time.sleep(0.5)
             while_down()
+        if process.wait() != 0:
+            raise RuntimeError(f"{command!r} failed with status {process.returncode}")
         return time.perf_counter() - t0
     return restart
 
@@ -560,6 +563,8 @@ def run_scenario(name: str, scenario: Scenario, bundle: Path, db_url: str, parti
         "rate_limits_raised": limits,
         "wall_s": round(wall, 1),
         "server_exceptions": server_exceptions(log),
+        # a worker booting while the database is down waits for it (study_server.cli) instead of halting gunicorn
+        "worker_boot_waits": log.read_text(errors="replace").count("database unreachable, retrying"),
     }
 
 
