@@ -28,11 +28,13 @@ stops a flood. For exact limits across workers and machines use a shared store, 
 """
 from __future__ import annotations
 
+import threading
 import time
 
 from flask import Flask, jsonify, render_template, request, session
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
+from limits.storage import MemoryStorage
 
 TOO_MANY = "too many requests: wait a moment, the page tries again by itself"
 
@@ -59,10 +61,32 @@ def participant_key() -> str:
 KEYS = {"participant": participant_key, "address": client_address}
 
 
+class LockedMemoryStorage(MemoryStorage):
+    """limits' memory storage with its expiry timer restarted under a lock. In limits 5.8 two
+    request threads that both find the timer stopped can start the same Timer twice, and the
+    request gets a 500 ("threads can only be started once"; seen by benchmarks/fault_server.py,
+    fixed upstream in alisaifee/limits#352). `memory://` URIs get this class."""
+
+    STORAGE_SCHEME = ["maco-memory"]
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        self._timer_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # replaces the base class's private method
+        with self._timer_lock:
+            if not self.timer.is_alive():
+                self.timer = threading.Timer(0.01, self._MemoryStorage__expire_events)
+                self.timer.start()
+
+
 def init_rate_limits(app: Flask) -> Limiter:
     """Wrap the app's limited views (after the blueprints are registered) and install the 429 reply."""
     cfg = app.config
-    limiter = Limiter(client_address, app=app, storage_uri=cfg["RATE_LIMIT_STORAGE_URI"],
+    storage_uri = cfg["RATE_LIMIT_STORAGE_URI"]
+    if storage_uri.startswith("memory://"):
+        storage_uri = "maco-" + storage_uri
+    limiter = Limiter(client_address, app=app, storage_uri=storage_uri,
                       enabled=bool(cfg["RATE_LIMIT_ENABLED"]), strategy="fixed-window",
                       key_prefix="maco")
     limited = dict(LIMITED_ENDPOINTS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,43 @@ def test_worker_boot_waits_for_the_database(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(time, "sleep", lambda _s: None)
     assert create_app_when_database_answers() == "app"
     assert len(calls) == 3
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the library class's failure
+def test_rate_limit_storage_starts_its_expiry_timer_once(app) -> None:  # noqa: ANN001
+    """fault_server found a 500 under load: limits' memory storage could start one Timer from two
+    request threads (both saw it stopped, both replaced it, both started the newest). Here a pause
+    right after the timer is replaced makes that interleaving happen every time."""
+    from limits.storage import MemoryStorage
+
+    from study_server.limits import LockedMemoryStorage
+
+    class PauseAfterSet:
+        def __get__(self, storage, owner=None):  # noqa: ANN001, ANN204
+            return storage.__dict__["timer"]
+
+        def __set__(self, storage, timer) -> None:  # noqa: ANN001
+            storage.__dict__["timer"] = timer
+            time.sleep(0.02)  # another request thread runs now
+
+    def race(storage_class: type) -> list[BaseException]:
+        storage = type("Paused", (storage_class,), {"timer": PauseAfterSet()})()
+        storage.timer.join()
+        errors: list[BaseException] = []
+
+        def hit() -> None:
+            try:
+                storage.incr("key", 60)
+            except RuntimeError as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=hit) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return errors
+
+    assert race(MemoryStorage)  # the library's own class: "threads can only be started once"
+    assert race(LockedMemoryStorage) == []
+    assert all(isinstance(limiter.storage, LockedMemoryStorage) for limiter in app.extensions["limiter"])
