@@ -3,8 +3,10 @@
 `create_app()` reads the configuration (see study_server.config), connects to
 the database, which must already be upgraded and hold the bundle's study
 (`maco-study serve` does both), and registers the participant, api and admin
-blueprints. For gunicorn: `gunicorn 'study_server.app:create_app()'` with the
-MACO_* variables set.
+blueprints. For a bare gunicorn, use
+`gunicorn 'study_server.cli:create_app_when_database_answers()'` with the
+MACO_* variables set: a worker that boots while the database is down then
+waits for it instead of making gunicorn stop every worker.
 """
 from __future__ import annotations
 
