@@ -113,6 +113,7 @@ def trial():  # noqa: ANN201
         # the last trial sent to this browser (no database write on this read-only path)
         session["served"] = payload["position"]
     if flow.needs_touch(participant):  # a sign of life, written at most once a minute
+        read_db().close()  # the read is done: free its connection before queueing for the write lock
         flow.touch(_participant(lock=True))
         db().commit()
     return jsonify(done=False, trial=payload)

@@ -37,7 +37,11 @@ def make_engine(url: str, read_only: bool = False) -> Engine:
     begin DEFERRED (plain reads that never wait for the write lock)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        # a connection per thread and then some (serve allows 64 threads; an image check opens a
+        # second, read-only one): threads queue for the write lock, never for a pooled connection,
+        # whose 30 s pool time-out would turn a long queue into a 500
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                               pool_size=8, max_overflow=120)
         file_backed = parsed.database not in (None, "", ":memory:")
         writers_queue = _WritersQueue(f"{parsed.database}-writers.lock") if file_backed and not read_only else None
 
