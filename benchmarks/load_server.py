@@ -19,8 +19,17 @@ With --db PostgreSQL the run uses a fresh schema in that database and drops it.
 Last line: one JSON object with participants, errors, p99_ms (the worst
 endpoint), rps, and p50/p99 per endpoint.
 
+Each participant arrives at a random moment within --ramp-s (10 s: 200 places
+filled at once, as when Prolific opens a study) and looks at each trial for a
+uniform 0.5-1.5 x --think-ms (5 s mean: fast for a trial with a reference grid,
+two queries and a confidence rating, so the request rate errs on the high side).
+
 Client and server share this machine's cores, so every latency here includes the
-wait of the client's own threads for the CPU. To show how much, each client process
+wait of the client's own threads for the CPU. The participants therefore talk
+through `light_http.LightSession` (http.client with keep-alive and a cookie jar,
+like a browser's one connection per origin: the same requests and cookies as
+`requests`, at about a quarter of its client CPU); `--client requests` runs the
+requests library instead, for comparison. To show what is left, each client process
 also fetches a static file (study.css) four times a second, next to its participants:
 `floor_p50_ms`/`floor_p99_ms` are the latencies of that request, which does nothing
 in the app, under the same load. `server_cpu_ms_per_request` and
@@ -125,6 +134,7 @@ def main() -> None:
     parser.add_argument("--ramp-s", type=float, default=10,
                         help="participants arrive uniformly over this many seconds")
     parser.add_argument("--client-processes", type=int, default=4)
+    parser.add_argument("--server-log", default=None, help="append the server's output (errors) to this file")
     parser.add_argument("--client", choices=("light", "requests"), default="light",
                         help="participants' HTTP: light (http.client, see light_http.py) or the requests library")
     args = parser.parse_args()
@@ -137,7 +147,8 @@ def main() -> None:
         backend = "postgresql"
     else:
         db_url, backend = args.db or f"sqlite:///{tmp / 'load.db'}", "sqlite"
-    server, base_url = start_server(bundle, db_url, args.workers, args.threads)
+    server, base_url = start_server(bundle, db_url, args.workers, args.threads,
+                                    log=Path(args.server_log) if args.server_log else None)
     try:
         seeds = list(range(args.participants))
         chunks = [seeds[i::args.client_processes] for i in range(args.client_processes)]
