@@ -1,10 +1,11 @@
-"""A browser's HTTP for the load benchmark at a quarter of requests' CPU cost.
+"""A browser's HTTP for the load benchmark at under a third of requests' CPU cost.
 
 The load benchmark runs its simulated participants on the same cores as the server,
 so the client's own CPU time shows up in every latency it measures. A `requests`
-call costs about 1.4 ms of client CPU here; this keep-alive `http.client`
-connection with a one-cookie jar about 0.35 ms, for the same bytes on the wire
-(the same requests, headers that matter, and cookies as the server set them).
+call costs about 1.5 ms of client CPU here; this keep-alive `http.client`
+connection with a plain cookie jar about 0.4 ms (load_server's
+client_cpu_ms_per_request), for the same requests, headers that matter and
+cookies as the server set them.
 
 `LightSession.request` takes the arguments `SimulatedParticipant` passes to
 `requests.Session.request` and raises `requests.ConnectionError` for transport

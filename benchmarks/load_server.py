@@ -28,8 +28,8 @@ Client and server share this machine's cores, so every latency here includes the
 wait of the client's own threads for the CPU. The participants therefore talk
 through `light_http.LightSession` (http.client with keep-alive and a cookie jar,
 like a browser's one connection per origin: the same requests and cookies as
-`requests`, at about a quarter of its client CPU); `--client requests` runs the
-requests library instead, for comparison. To show what is left, each client process
+`requests`, at under a third of its client CPU: 0.4-0.5 against 1.5-1.6 ms per
+request here); `--client requests` runs the requests library instead, for comparison. To show what is left, each client process
 also fetches a static file (study.css) four times a second, next to its participants:
 `floor_p50_ms`/`floor_p99_ms` are the latencies of that request, which does nothing
 in the app, under the same load. `server_cpu_ms_per_request` and
@@ -127,8 +127,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--participants", type=int, default=200)
     parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=16, help="threads per gunicorn worker")
+    # 4 x 4 rather than 2 x 16: with few threads per process, the one holding the SQLite write lock
+    # (or a PostgreSQL row lock) waits less for its process's GIL, so the queue behind it stays short
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--think-ms", type=float, default=5000,
                         help="mean time a participant looks at a trial before answering (uniform 0.5x-1.5x)")
     parser.add_argument("--ramp-s", type=float, default=10,
