@@ -8,7 +8,7 @@ is followed by one floor step on a batch of the same shape, timed apart; the
 ratio is the median of the per-step ratios, so a busy machine slows both
 alike. Last line: one JSON object.
 
-    python benchmarks/bench_maco.py [--model resnet18] [--device cuda] [--steps 9] [--threads N]
+    python benchmarks/bench_maco.py [--model resnet18] [--device cuda] [--steps 21] [--threads N]
 """
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--crops", type=int, default=6)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=9, help="measured steps per configuration")
+    parser.add_argument("--steps", type=int, default=21, help="measured steps per configuration")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
 
