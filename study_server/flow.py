@@ -12,7 +12,7 @@ import math
 import random
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
@@ -63,7 +63,7 @@ class StudyContext:
     manifest: Manifest
     timeout: timedelta  # unfinished and silent this long: timed out
     # query pair id -> its images, read once per process: trial pages need no join per request
-    pairs: Mapping[int, PairImages] = field(default_factory=dict)
+    pairs: Mapping[int, PairImages]
 
 
 def load_pairs(session: Session, study_id: int) -> dict[int, PairImages]:
@@ -251,10 +251,7 @@ def image_token(secret: bytes, participant_id: int, image_id: str) -> str:
 
 def trial_images(ctx: StudyContext, condition: str, trial: Trial) -> list[str]:
     """[base, left, right, *references] image ids of a trial, as the participant sees them."""
-    pair = ctx.pairs.get(trial.query_pair_id)
-    if pair is None:  # a context built without the pair map (scripts, tests): read the row
-        row = trial.query_pair
-        pair = PairImages(row.base_image, row.image_a, row.image_b, row.correct, row.unit.key)
+    pair = ctx.pairs[trial.query_pair_id]
     correct = pair.image_a if pair.correct == "a" else pair.image_b
     wrong = pair.image_b if pair.correct == "a" else pair.image_a
     left, right = (correct, wrong) if trial.correct_side == "left" else (wrong, correct)
