@@ -61,23 +61,40 @@ def participant_key() -> str:
 KEYS = {"participant": participant_key, "address": client_address}
 
 
+class _StartedOnce:
+    """A ``threading.Timer`` whose ``start()`` does nothing after the first call, whichever
+    thread makes it; everything else is the timer's own."""
+
+    def __init__(self, timer: threading.Timer) -> None:
+        self._timer = timer
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._timer.ident is None:  # never started
+                self._timer.start()
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self._timer, name)
+
+
 class LockedMemoryStorage(MemoryStorage):
-    """limits' memory storage with its expiry timer restarted under a lock. In limits 5.8 two
-    request threads that both find the timer stopped can start the same Timer twice, and the
-    request gets a 500 ("threads can only be started once"; seen by benchmarks/fault_server.py,
-    fixed upstream in alisaifee/limits#352). `memory://` URIs get this class."""
+    """limits' memory storage whose expiry timer is started at most once. In limits 5.8 two
+    request threads that both find the timer stopped each replace it, then both start the newest
+    one, and the request gets a 500 ("threads can only be started once"; seen by
+    benchmarks/fault_server.py, fixed upstream in alisaifee/limits#352). Only the public attribute
+    ``timer`` is wrapped, so no private method of the library is replaced. `memory://` URIs get
+    this class."""
 
     STORAGE_SCHEME = ["maco-memory"]
 
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
-        self._timer_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
+    @property
+    def timer(self) -> _StartedOnce:
+        return self.__dict__["timer"]
 
-    def _MemoryStorage__schedule_expiry(self) -> None:  # replaces the base class's private method
-        with self._timer_lock:
-            if not self.timer.is_alive():
-                self.timer = threading.Timer(0.01, self._MemoryStorage__expire_events)
-                self.timer.start()
+    @timer.setter
+    def timer(self, timer: threading.Timer) -> None:
+        self.__dict__["timer"] = _StartedOnce(timer)
 
 
 def init_rate_limits(app: Flask) -> Limiter:

@@ -165,6 +165,9 @@ def test_killed_build_resumes_to_the_same_bundle_without_redoing_work(tmp_path, 
     process = subprocess.Popen(build_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=one_thread())
     try:
+        # polled every 50 ms; the first query piece comes seconds of CPU work (a dozen more pieces)
+        # before the manifest, and this loop needs only microseconds of it to see that piece,
+        # so even a heavily loaded machine kills the build mid-stage
         deadline = time.monotonic() + 120
         while not list((out / WORK_DIR / "queries").glob("*.json")) and process.poll() is None:
             assert time.monotonic() < deadline
@@ -282,25 +285,36 @@ def test_check_names_a_missing_image(tmp_path, bundle):
     assert ok.exit_code == 0 and ok.output.startswith("ok: 2 networks, 5 units, 5 query pairs")
 
 
-def test_a_shard_waits_while_others_progress_and_stops_when_they_stall(tmp_path, config):
-    import threading
-
+def test_a_shard_waits_while_others_progress_and_stops_when_they_stall(tmp_path, config, monkeypatch):
+    """The other shard's progress is driven by the waiting shard's own polls on a fake clock, so the
+    outcome never depends on how fast threads run on a loaded machine."""
+    from stimuli import build as build_module
     from stimuli.build import Piece
 
     waiting = Builder(config, tmp_path, Shard(1, 2), progress=False, stall_seconds=0.5, poll_seconds=0.01)
     pieces = [Piece("pool", "net", chunk=i) for i in range(3)]
+    to_finish = list(pieces)
+    clock = {"now": 0.0, "last_write": 0.0}
 
-    def other_shard() -> None:  # finishes one piece every 0.2 s, well inside the stall time-out
-        for piece in pieces:
-            time.sleep(0.2)
-            waiting.write(piece, {"done": True})
+    class FakeTime:
+        @staticmethod
+        def monotonic() -> float:
+            return clock["now"]
 
-    worker = threading.Thread(target=other_shard)
-    worker.start()
+        @staticmethod
+        def sleep(seconds: float) -> None:  # the other shard finishes one piece every 0.2 s of fake time
+            clock["now"] += seconds
+            if to_finish and clock["now"] - clock["last_write"] >= 0.2:
+                waiting.write(to_finish.pop(0), {"done": True})
+                clock["last_write"] = clock["now"]
+
+    monkeypatch.setattr(build_module, "time", FakeTime)
     waiting._wait(pieces, "pool pieces")  # returns once all three exist
-    worker.join()
     assert all(waiting.done(p) for p in pieces)
+    assert 0.6 <= clock["now"] < 0.7  # three pieces at 0.2 s each, never stopped by the 0.5 s stall rule
 
     stalled = [Piece("pool", "net", chunk=9)]
+    before = clock["now"]
     with pytest.raises(Exception, match=r"finished none of 1 pool pieces \(e\.g\. .*\) in 0\.5 s; rerun"):
         waiting._wait(stalled, "pool pieces")
+    assert 0.5 < clock["now"] - before < 0.52  # gave up right after the stall time, not before

@@ -154,3 +154,22 @@ class Walker:
 @pytest.fixture
 def walker(app):  # noqa: ANN001, ANN201
     return lambda pid=None: Walker(app, pid)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def rate_limit_clock(monkeypatch) -> FakeClock:  # noqa: ANN001
+    """The counters' clock stands still unless a test moves it: a window of "N per minute" can
+    never close in the middle of a test, however slowly a loaded machine runs it."""
+    import limits.storage.memory
+
+    clock = FakeClock()
+    monkeypatch.setattr(limits.storage.memory, "time", clock)
+    return clock

@@ -145,9 +145,10 @@ def test_password_guessing_is_throttled_per_address_in_every_worker(admin_app, d
     worker2.extensions["maco"].engine.dispose()
 
 
-def test_login_posts_are_rate_limited_per_address(db_url: str, bundle: Path) -> None:
+def test_login_posts_are_rate_limited_per_address(db_url: str, bundle: Path, rate_limit_clock) -> None:  # noqa: ANN001
     """On top of the failure count: a burst of logins (e.g. parallel guesses racing the count)
-    is cut by RATE_LIMIT_ADMIN_LOGIN, and the login form itself stays free."""
+    is cut by RATE_LIMIT_ADMIN_LOGIN, and the login form itself stays free. The counters' clock
+    stands still (rate_limit_clock), so the minute cannot end mid-test."""
     app = make_app(db_url, bundle, RATE_LIMIT_ADMIN_LOGIN="3 per minute", ADMIN_MAX_FAILED_LOGINS=100)
     client = app.test_client()
     app.config["WTF_CSRF_ENABLED"] = True

@@ -101,41 +101,71 @@ def test_worker_boot_waits_for_the_database(monkeypatch: pytest.MonkeyPatch) -> 
     assert len(calls) == 3
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the library class's failure
 def test_rate_limit_storage_starts_its_expiry_timer_once(app) -> None:  # noqa: ANN001
     """fault_server found a 500 under load: limits' memory storage could start one Timer from two
-    request threads (both saw it stopped, both replaced it, both started the newest). Here a pause
-    right after the timer is replaced makes that interleaving happen every time."""
+    request threads (both saw it stopped, both replaced it, both started the newest). Events force
+    that interleaving every time, however the threads are scheduled: the second thread checks and
+    replaces the timer while the first waits right after its own replacement, and the second starts
+    the timer only once the first has started it."""
     from limits.storage import MemoryStorage
 
     from study_server.limits import LockedMemoryStorage
 
-    class PauseAfterSet:
-        def __get__(self, storage, owner=None):  # noqa: ANN001, ANN204
-            return storage.__dict__["timer"]
-
-        def __set__(self, storage, timer) -> None:  # noqa: ANN001
-            storage.__dict__["timer"] = timer
-            time.sleep(0.02)  # another request thread runs now
-
     def race(storage_class: type) -> list[BaseException]:
-        storage = type("Paused", (storage_class,), {"timer": PauseAfterSet()})()
+        own = vars(storage_class).get("timer")  # our class's property, or None for the library's
+        first_replaced, second_replaced = threading.Event(), threading.Event()
+        replaced = threading.local()
+        armed = False  # not while the storage builds its first timer
+
+        def current(storage):  # noqa: ANN001, ANN202
+            return own.__get__(storage) if own else storage.__dict__["timer"]
+
+        class Interleave:
+            def __get__(self, storage, owner=None):  # noqa: ANN001, ANN204
+                timer = current(storage)
+                if armed and getattr(replaced, "second", False):
+                    deadline = time.monotonic() + 60
+                    while timer.ident is None and time.monotonic() < deadline:
+                        time.sleep(0.001)  # until the first thread has started this timer
+                return timer
+
+            def __set__(self, storage, timer) -> None:  # noqa: ANN001
+                if own:
+                    own.__set__(storage, timer)
+                else:
+                    storage.__dict__["timer"] = timer
+                if not armed:
+                    return
+                if threading.current_thread().name == "first":
+                    first_replaced.set()
+                    second_replaced.wait(60)
+                else:
+                    replaced.second = True
+                    second_replaced.set()
+
+        storage = type("Interleaved", (storage_class,), {"timer": Interleave()})()
         storage.timer.join()
+        armed = True
         errors: list[BaseException] = []
 
         def hit() -> None:
+            if threading.current_thread().name == "second":
+                first_replaced.wait(60)
             try:
                 storage.incr("key", 60)
             except RuntimeError as exc:
                 errors.append(exc)
 
-        threads = [threading.Thread(target=hit) for _ in range(4)]
+        threads = [threading.Thread(target=hit, name=name) for name in ("first", "second")]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        assert first_replaced.is_set() and second_replaced.is_set()  # the interleaving happened
+        assert current(storage).ident is not None  # the expiry timer did start
         return errors
 
-    assert race(MemoryStorage)  # the library's own class: "threads can only be started once"
+    # the library's own class fails under this interleaving, which shows the test forces it
+    assert [str(e) for e in race(MemoryStorage)] == ["threads can only be started once"]
     assert race(LockedMemoryStorage) == []
     assert all(isinstance(limiter.storage, LockedMemoryStorage) for limiter in app.extensions["limiter"])

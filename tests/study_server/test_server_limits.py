@@ -10,8 +10,10 @@ from click.testing import CliRunner
 from stimuli.manifest import build_test_bundle
 from study_server.config import DEFAULTS, ConfigError
 
-from .conftest import Walker, make_app
+from .conftest import FakeClock, Walker, make_app
 from .test_server_tampering import _stored
+
+pytestmark = pytest.mark.usefixtures("rate_limit_clock")
 
 DEFAULT_LIMITS = {key: DEFAULTS[key] for key in ("RATE_LIMIT_PARTICIPANT", "RATE_LIMIT_IMAGES",
                                                  "RATE_LIMIT_START", "RATE_LIMIT_ADMIN_LOGIN")}
@@ -64,23 +66,12 @@ def test_new_participants_are_limited_per_address(sqlite_url: str, bundle: Path)
     assert elsewhere.get("/start?PROLIFIC_PID=human1&STUDY_ID=s&SESSION_ID=x").status_code == 302
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def time(self) -> float:
-        return self.now
-
-
-def test_a_fast_real_participant_is_never_limited(sqlite_url: str, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_a_fast_real_participant_is_never_limited(sqlite_url: str, tmp_path: Path, rate_limit_clock: FakeClock) -> None:
     """The default limits against the fastest plausible person, on a clock the test moves: one answer
     a second for over a minute, every image (and the next trial's) fetched as study.js does with
     no HTTP cache, a reload every 7 trials (page, trial, the kept answer sent again), and a retry
     of every answer as after a lost reply."""
-    import limits.storage.memory
-
-    clock = FakeClock()
-    monkeypatch.setattr(limits.storage.memory, "time", clock)
+    clock = rate_limit_clock
     bundle = tmp_path / "bundle"  # 64 main trials: more than a minute at one answer a second
     build_test_bundle(bundle, pairs_per_unit=16, n_practice=2, n_catch=2)
     app = make_app(sqlite_url, bundle, **DEFAULT_LIMITS)
