@@ -9,9 +9,7 @@ from maco.spectra import (
     resize_spectrum, resolve_spectrum, save_spectrum, spectrum_from_folder,
 )
 
-from .conftest import SHARED_SPECTRUM
-
-needs_shared = pytest.mark.skipif(not SHARED_SPECTRUM.exists(), reason="../shared/data spectrum not present")
+from .conftest import SHARED_SPECTRUM, needs_shared
 
 
 @needs_shared
