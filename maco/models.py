@@ -12,7 +12,6 @@ import difflib
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from unittest import mock
 from urllib.parse import urlparse
 
 import timm
@@ -106,19 +105,27 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
+def _cached_weights(timm_name: str) -> str | None:
+    """The weights file of ``timm_name`` in the local hub cache, or None; never touches the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    hub_id = timm.models.get_pretrained_cfg(timm_name).hf_hub_id
+    for filename in ("model.safetensors", "pytorch_model.bin"):  # what timm reads from the hub, in its order
+        path = try_to_load_from_cache(hub_id, filename) if hub_id else None
+        if isinstance(path, str):
+            return path
+    return None
+
+
 def _create_pretrained(timm_name: str) -> nn.Module:
     """Pretrained weights from the local cache first, then the hub if it answers.
 
-    The cache is tried in offline mode because an unreachable hub otherwise
+    The cache is looked up without the network because an unreachable hub otherwise
     costs a minute of retries before the cache is used or the load fails.
     """
-    from huggingface_hub import constants
-
-    with mock.patch.object(constants, "HF_HUB_OFFLINE", True):
-        try:
-            return timm.create_model(timm_name, pretrained=True)
-        except Exception:  # not cached: go on to the download
-            pass
+    cached = _cached_weights(timm_name)
+    if cached is not None:
+        return timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay={"file": cached})
     error: Exception | None = None
     if _hub_reachable():
         try:

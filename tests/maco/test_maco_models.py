@@ -61,3 +61,31 @@ def test_random_weights_are_reproducible_from_their_seed():
     assert torch.equal(torch.random.get_rng_state(), state)  # the global generator is untouched
     assert torch.equal(first(x), again(x))
     assert not torch.equal(first(x), load_model("resnet18", "random", seed=8)(x))
+
+
+def test_pretrained_weights_come_from_the_local_cache_without_the_network(tmp_path, monkeypatch):
+    """A hub cache laid out as huggingface_hub writes it: the weights load from it, and the hub
+    is never asked (an unreachable hub would otherwise cost a minute of retries)."""
+    import timm
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    name = "test_resnet.r160_in1k"
+    source = timm.create_model(name, pretrained=False)
+    with torch.no_grad():
+        source.fc.bias.fill_(0.5)  # weights no fresh random init would have
+    snapshot = tmp_path / "models--timm--test_resnet.r160_in1k" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, snapshot / "model.safetensors")
+    (tmp_path / "models--timm--test_resnet.r160_in1k" / "refs").mkdir()
+    (tmp_path / "models--timm--test_resnet.r160_in1k" / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+
+    def no_network(timeout_s: float = 3.0) -> bool:
+        raise AssertionError("the hub was asked although the cache has the weights")
+
+    monkeypatch.setattr(models, "_hub_reachable", no_network)
+    model = load_model(name, weights="pretrained")
+    assert model.weights == f"pretrained:{name}" and not model.random_weights
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(model.net(x), source.eval()(x))
