@@ -1,0 +1,43 @@
+"""Every benchmark runs here with tiny settings, so none can rot unseen: each must finish and end
+with one JSON line whose figures make sense. Speed itself is never asserted (benchmarks/RESULTS.md)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def run_benchmark(name: str, *args: str, timeout: int = 600) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MACO_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=BENCHMARKS.parent)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_bench_maco_smoke() -> None:
+    result = run_benchmark("bench_maco.py", "--model", "test_resnet.r160_in1k", "--size", "64", "--crops", "2",
+                           "--steps", "2", "--threads", "1")
+    assert set(result["step_over_floor"]) == {"1", "4", "8"}
+    assert all(ratio > 0 for ratio in result["step_over_floor"].values())
+    assert all(s["maco"] > 0 and s["floor"] > 0 for s in result["step_seconds"].values())
+
+
+def test_bench_analysis_smoke() -> None:
+    result = run_benchmark("bench_analysis.py", "--participants", "16", "--trials-per-network", "6")
+    assert result["participants"] == 16 and result["included"] == 16
+    assert result["trials"] == 16 * 6 * 3  # every main trial of every participant, three networks
+    if result["max_engine_diff"] is not None:  # R is installed: the engines agree
+        assert result["max_engine_diff"] < 1e-2
+
+
+def test_load_server_smoke() -> None:
+    # an answer a second: the fastest pace the rate limits allow for (22 trials each)
+    result = run_benchmark("load_server.py", "--participants", "3", "--think-ms", "1000", "--ramp-s", "0.2",
+                           "--client-processes", "1", "--workers", "1", "--threads", "4")
+    assert result["participants"] == 3 and result["errors"] == 0
+    assert result["requests"] > 3 * 10  # every participant went through the whole session
