@@ -6,6 +6,9 @@ imports torch and `maco-study --help` stays fast.
 from __future__ import annotations
 
 import importlib
+import shutil
+import tempfile
+from pathlib import Path
 
 import click
 
@@ -13,7 +16,8 @@ import click
 # The help is repeated here so that `maco-study --help` lists the commands
 # without importing torch, Flask and statsmodels; a test keeps both in step.
 SUBCOMMANDS = {
-    "analyze": ("analysis.cli:analyze", "Analyse an export (CSV file or database URL) into a report folder."),
+    "analyze": ("maco_study:analyze_export_or_database",
+                "Analyse an export (CSV file or database URL) into a report folder."),
     "power": ("analysis.cli:power", "Estimate the power to detect MACO vs Olah by simulating whole studies."),
     "visualize": ("maco.cli:visualize", "Feature visualizations of output units: one PNG per unit (MACO adds "
                   "transparency and masked PNGs) and run.json."),
@@ -38,7 +42,36 @@ SUBCOMMANDS = {
 
 def load_command(name: str) -> click.Command:
     module_name, attribute = SUBCOMMANDS[name][0].split(":")
-    return getattr(importlib.import_module(module_name), attribute)
+    command = getattr(importlib.import_module(module_name), attribute)
+    return command if isinstance(command, click.Command) else command()  # a factory composing packages
+
+
+def export_for_analysis(db_url: str, out: Path) -> Path:
+    """The study database's export, as `maco-study export` writes it, into OUT/export/: the
+    responses and their codebook only (the Prolific ids stay out of a report folder)."""
+    from study_server.cli import export
+
+    target = out / "export"
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        click.get_current_context().invoke(export, db_url=db_url, out=str(Path(tmp) / "responses.csv"))
+        for name in ("responses.csv", "codebook.md"):
+            shutil.move(Path(tmp) / name, target / name)
+    return target / "responses.csv"
+
+
+def analyze_export_or_database() -> click.Command:
+    """`maco-study analyze`: the analysis reads exports only, so a study database URL (without
+    --query) is first exported by the server's own export, here, where both packages may be used."""
+    from analysis.cli import analyze
+
+    def run(**options):  # noqa: ANN003, ANN202
+        if "://" in options["responses"] and options.get("query") is None:
+            options["responses"] = str(export_for_analysis(options["responses"], options["out"]))
+        return analyze.callback(**options)
+
+    return click.Command(analyze.name, params=analyze.params, callback=run, help=analyze.help,
+                         short_help=analyze.short_help)
 
 
 class LazyGroup(click.Group):

@@ -62,39 +62,26 @@ class ExportError(ValueError):
 
 
 def load_export(source: str | Path, query: str | None = None) -> pd.DataFrame:
-    """Load an export from a CSV path or a SQLAlchemy database URL, validated.
-
-    For a URL (anything containing ``://``) the rows come from ``query`` when
-    given, otherwise from the server's own export (``study_server.export``,
-    which imports SQLAlchemy only), so both paths read the same rows.
-    """
+    """Load an export from a CSV path, or from a SQLAlchemy database URL with ``query`` selecting
+    the export's rows; validated either way. A study database itself is read through the server's
+    export: `maco-study analyze URL` composes the two."""
     text = str(source)
     if "://" not in text:
         path = Path(text)
         if not path.is_file():
             raise ExportError(f"export file not found: {path}")
         return validate_export(pd.read_csv(path, dtype=str, keep_default_na=False))
-    if query is not None:
-        from sqlalchemy import create_engine, text as sql
+    if query is None:
+        raise ExportError(f"{text}: the analysis reads exports; give a CSV file, a --query selecting the "
+                          "export's rows, or run `maco-study analyze URL`, which exports the study first")
+    from sqlalchemy import create_engine, text as sql
 
-        engine = create_engine(text)
-        try:
-            with engine.connect() as connection:
-                raw = pd.read_sql_query(sql(query), connection)
-        finally:
-            engine.dispose()
-    else:
-        from sqlalchemy.orm import Session
-
-        from study_server.db import make_engine
-        from study_server.export import response_rows
-
-        engine = make_engine(text)
-        try:
-            with Session(engine) as session:
-                raw = pd.DataFrame(list(response_rows(session)))
-        finally:
-            engine.dispose()
+    engine = create_engine(text)
+    try:
+        with engine.connect() as connection:
+            raw = pd.read_sql_query(sql(query), connection)
+    finally:
+        engine.dispose()
     return validate_export(raw.astype(object).where(raw.notna(), "").astype(str))
 
 
