@@ -1,42 +1,18 @@
 """Participant exclusions: analysis decisions, never payment decisions.
 
-Defaults follow DESIGN.md: catch trials at least 2/3 correct, at least 15 s on
-the instructions, total time within bounds (DESIGN.md gives no numbers; the
-defaults are 2 to 90 minutes), at least one answer on each side, practice
-rounds at most 3. A session that did not finish (``participant_status`` other
-than ``completed``, or ``total_ms`` empty) is excluded as incomplete. Practice and catch trials never enter the model.
+The rules and their defaults live in study_protocol.exclusions (shared with the admin
+dashboard's preview). A session that did not finish (``participant_status`` other than
+``completed``, or ``total_ms`` empty) is excluded as incomplete. Practice and catch trials
+never enter the model.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 
-REASONS = {
-    "incomplete": "session not finished",
-    "catch": "catch accuracy below {min_catch_accuracy}",
-    "instructions": "instructions under {min_instruction_s:g} s",
-    "total_time": "total time outside {min_total_s:g}-{max_total_s:g} s",
-    "sides": "answers on one side only",
-    "practice": "more than {max_practice_rounds} practice rounds",
-}
+from study_protocol.exclusions import CATCH_TOLERANCE, REASONS, ExclusionRules
 
-
-@dataclass(frozen=True)
-class ExclusionRules:
-    min_catch_accuracy: float = 2 / 3
-    min_instruction_s: float = 15.0
-    min_total_s: float = 120.0
-    max_total_s: float = 5400.0
-    require_both_sides: bool = True
-    max_practice_rounds: int = 3
-
-    def reason(self, key: str) -> str:
-        values = {**self.__dict__}
-        values["min_catch_accuracy"] = str(Fraction(self.min_catch_accuracy).limit_denominator(20))
-        return REASONS[key].format(**values)
+__all__ = ["REASONS", "ExclusionRules", "exclusion_summary", "model_rows", "participant_table"]
 
 
 def participant_table(df: pd.DataFrame, rules: ExclusionRules = ExclusionRules()) -> pd.DataFrame:
@@ -65,9 +41,8 @@ def participant_table(df: pd.DataFrame, rules: ExclusionRules = ExclusionRules()
 
     total_s = people["total_ms"] / 1000.0
     people["fail_incomplete"] = people["participant_status"].ne("completed") | people["total_ms"].isna()
-    # 1e-9: 4 of 6 correct passes "at least 2/3" despite floating point
     people["fail_catch"] = (people["n_catch"] > 0) & (
-        people["n_catch_correct"] < rules.min_catch_accuracy * people["n_catch"] - 1e-9
+        people["n_catch_correct"] < rules.min_catch_accuracy * people["n_catch"] - CATCH_TOLERANCE
     )
     people["fail_instructions"] = ~(people["instruction_ms"] / 1000.0 >= rules.min_instruction_s)
     people["fail_total_time"] = total_s.notna() & ~total_s.between(rules.min_total_s, rules.max_total_s)

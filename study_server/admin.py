@@ -1,29 +1,31 @@
-"""The researcher's dashboard: login (argon2 hash, CSRF, throttling, idle time-out), overview, export."""
+"""The researcher's side: login (argon2 hash, CSRF, throttling, idle time-out), the dashboard
+(targets and live progress, refreshed by admin.js from /admin/live), the stimulus review, the
+participant detail and the export."""
 from __future__ import annotations
 
 import io
 import time
-from collections import Counter, defaultdict
 from datetime import timedelta
-from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
+from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request, send_from_directory,
+                   session, url_for)
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from wtforms import PasswordField
 from wtforms.validators import DataRequired
 
-from .app import db, state
-from .export import effective_status, write_responses
-from .models import COMPLETED, IN_PROGRESS, LoginFailure, Participant, Setting, Trial, as_utc, utcnow
+from .app import db, read_db, state
+from .export import write_responses
+from .models import COMPLETED, LoginFailure, Participant, Setting, Trial, utcnow
+from .progress import (STATUS_COLUMNS, attrition, condition_progress, dashboard_status, exclusion_previews,
+                       live_participants, network_progress, real_participants)
+from .review import ReviewFilterError, page_count, page_of, parse_filters, review_units
 
 admin_bp = Blueprint("admin", __name__, url_prefix="/admin")
 PASSWORD_SETTING = "admin_password_hash"
-MIN_INSTRUCTION_MS = 15_000  # the protocol's exclusion thresholds (analysis decisions, shown only)
-MIN_CATCH_ACCURACY = 2 / 3
 
 
 class LoginForm(FlaskForm):
@@ -79,21 +81,37 @@ def _logged_out_at() -> float:
     return 0.0 if setting is None else float(setting.value)
 
 
-@admin_bp.before_request
-def _require_login():  # noqa: ANN202
-    """Idle time-out (ADMIN_SESSION_MIN), an absolute one (ADMIN_SESSION_MAX_H) and logout: the
-    session lives in a signed cookie, so a copy of it would outlive a logout unless the server
-    remembered when the last one happened."""
-    if request.endpoint == "admin.login":
-        return None
+def admin_session_active() -> bool:
+    """Logged in, and neither idle past ADMIN_SESSION_MIN, older than ADMIN_SESSION_MAX_H nor from
+    before the last logout: the session lives in a signed cookie, so a copy of it would outlive a
+    logout unless the server remembered when the last one happened."""
     seen, since = session.get("admin_seen"), session.get("admin_since")
     cfg = current_app.config
     now = time.time()
-    if (not session.get("admin") or seen is None or since is None or now - seen > cfg["ADMIN_SESSION_MIN"] * 60
-            or now - since > cfg["ADMIN_SESSION_MAX_H"] * 3600 or since <= _logged_out_at()):
+    return bool(session.get("admin") and seen is not None and since is not None
+                and now - seen <= cfg["ADMIN_SESSION_MIN"] * 60
+                and now - since <= cfg["ADMIN_SESSION_MAX_H"] * 3600 and since > _logged_out_at())
+
+
+def start_participant_session(participant_id: int) -> None:
+    """This browser becomes that participant; nothing of the session before carries over (the trial
+    shown, the images reached) except an admin login, so a researcher's preview keeps it."""
+    admin = {key: session[key] for key in ADMIN_SESSION_KEYS if key in session}
+    session.clear()
+    session.update(admin)
+    session["participant"] = participant_id
+
+
+@admin_bp.before_request
+def _require_login():  # noqa: ANN202
+    if request.endpoint == "admin.login":
+        return None
+    if not admin_session_active():
+        expired = session.get("admin_seen") is not None
         _end_admin_session()
-        return redirect(url_for("admin.login", expired=1 if seen else None))
-    session["admin_seen"] = now
+        return redirect(url_for("admin.login", expired=1 if expired else None))
+    if request.endpoint != "admin.live":  # the dashboard's own refresh is no sign of a person
+        session["admin_seen"] = time.time()
     return None
 
 
@@ -136,57 +154,33 @@ def logout():  # noqa: ANN201
     return redirect(url_for("admin.login"))
 
 
-def _dashboard_status(p: Participant, timeout: timedelta, now) -> str:  # noqa: ANN001
-    status = effective_status(p, timeout, now)
-    if status == IN_PROGRESS and p.stage in ("consent", "device", "instructions"):
-        return "started"
-    return status.replace("_", " ")
+def _targets() -> dict[str, int]:
+    return current_app.config["TARGET_PER_CONDITION"]
 
 
-def exclusion_preview(session: Session, participant: Participant) -> dict[str, Any]:
-    """The protocol's exclusion criteria for one participant (analysis decisions, never payment)."""
-    answered = list(session.scalars(select(Trial).where(Trial.participant_id == participant.id,
-                                                        Trial.answer_id.is_not(None))))
-    catch = [t for t in answered if t.kind == "catch"]
-    catch_acc = sum(t.chosen_side == t.correct_side for t in catch) / len(catch) if catch else None
-    sides = {t.chosen_side for t in answered if t.kind != "practice"}
-    reasons = []
-    if catch_acc is not None and catch_acc < MIN_CATCH_ACCURACY:
-        reasons.append("catch trials")
-    if participant.instruction_ms is not None and participant.instruction_ms < MIN_INSTRUCTION_MS:
-        reasons.append("instructions too fast")
-    if len(sides) == 1:
-        reasons.append("one side only")
-    if participant.practice_flagged:
-        reasons.append("practice not passed")
-    return {"answered": len(answered), "catch_accuracy": catch_acc, "reasons": reasons}
+def _live_context() -> dict:
+    """What the refreshed part of the dashboard shows (read-only session: never waits for writes)."""
+    ctx, now = state().study, utcnow()
+    participants = real_participants(read_db(), ctx)
+    completed = [p for p in participants if p.status == COMPLETED]
+    return {"conditions": condition_progress(participants, ctx, _targets(), now), "statuses": STATUS_COLUMNS,
+            "attrition": attrition, "networks": network_progress(read_db(), ctx, _targets()),
+            "live": live_participants(read_db(), participants, ctx, now), "completed": completed,
+            "exclusions": exclusion_previews(read_db(), completed), "updated": now}
 
 
 @admin_bp.get("/")
 def dashboard():  # noqa: ANN201
-    ctx = state().study
-    now = utcnow()
-    participants = list(db().scalars(select(Participant).where(
-        Participant.study_id == ctx.study_id, Participant.is_preview.is_(False))
-        .order_by(Participant.created_at.desc())))
-    statuses = ["started", "in progress", "completed", "returned", "timed out"]
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
-    for p in participants:
-        counts[p.condition][_dashboard_status(p, ctx.timeout, now)] += 1
-    totals = {c: sum(counts[c].values()) for c in ctx.manifest.conditions}
-    attrition = {c: (counts[c]["returned"] + counts[c]["timed out"]) / totals[c] if totals[c] else 0.0
-                 for c in ctx.manifest.conditions}
-    progress = dict(db().execute(
-        select(Trial.participant_id, func.count()).where(Trial.answer_id.is_not(None))
-        .group_by(Trial.participant_id)).all())
-    planned = dict(db().execute(select(Trial.participant_id, func.count()).group_by(Trial.participant_id)).all())
-    live = [{"p": p, "answered": progress.get(p.id, 0), "planned": planned.get(p.id, 0),
-             "last_seen": as_utc(p.last_seen_at)}
-            for p in participants if _dashboard_status(p, ctx.timeout, now) in ("started", "in progress")]
-    exclusions = [{"p": p, **exclusion_preview(db(), p)} for p in participants if p.status == COMPLETED]
-    return render_template("admin_dashboard.html", conditions=ctx.manifest.conditions, statuses=statuses,
-                           counts=counts, totals=totals, attrition=attrition, live=live,
-                           exclusions=exclusions, logout=LogoutForm(), study=current_study_name())
+    return render_template("admin_dashboard.html", study=current_study_name(), logout=LogoutForm(),
+                           refresh_s=current_app.config["ADMIN_REFRESH_S"], **_live_context())
+
+
+@admin_bp.get("/live")
+def live():  # noqa: ANN201
+    """The dashboard's live part alone, fetched by admin.js every ADMIN_REFRESH_S seconds."""
+    response = Response(render_template("admin_live.html", **_live_context()))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def current_study_name() -> str:
@@ -195,14 +189,39 @@ def current_study_name() -> str:
 
 @admin_bp.get("/participant/<public_id>")
 def participant_detail(public_id: str):  # noqa: ANN201
-    p = db().scalar(select(Participant).where(Participant.public_id == public_id,
-                                              Participant.study_id == state().study.study_id))
+    p = read_db().scalar(select(Participant).where(Participant.public_id == public_id,
+                                                   Participant.study_id == state().study.study_id))
     if p is None:
         abort(404)
-    trials = list(db().scalars(select(Trial).where(Trial.participant_id == p.id).order_by(Trial.position)))
+    trials = list(read_db().scalars(select(Trial).where(Trial.participant_id == p.id).order_by(Trial.position)))
     return render_template("admin_participant.html", p=p, trials=trials, logout=LogoutForm(),
-                           status=_dashboard_status(p, state().study.timeout, utcnow()),
-                           exclusion=exclusion_preview(db(), p))
+                           status=dashboard_status(p, state().study.timeout, utcnow()),
+                           exclusion=exclusion_previews(read_db(), [p])[p.id])
+
+
+@admin_bp.get("/review")
+def review():  # noqa: ANN201
+    manifest = state().study.manifest
+    try:
+        filters = parse_filters(request.args, manifest)
+    except ReviewFilterError as exc:
+        return render_template("admin_message.html", title="Stimulus review", text=str(exc),
+                               logout=LogoutForm()), 400
+    units = review_units(manifest, filters)
+    pages = page_count(units)
+    if filters.page > pages:
+        return redirect(url_for("admin.review", **filters.query(page=pages)))
+    return render_template("admin_review.html", manifest=manifest, filters=filters, units=page_of(units, filters.page),
+                           n_units=len(units), n_pairs=sum(len(u.pairs) for u in units), pages=pages,
+                           logout=LogoutForm())
+
+
+@admin_bp.get("/image/<image_id>")
+def image(image_id: str):  # noqa: ANN201
+    """A bundle image by its content id, as the review page shows it."""
+    if image_id not in state().study.manifest.images:
+        abort(404)
+    return send_from_directory(state().images.folder, f"{image_id}.png", max_age=86400, mimetype="image/png")
 
 
 @admin_bp.get("/responses.csv")

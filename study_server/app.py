@@ -27,9 +27,10 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from stimuli.manifest import load_manifest
 
-from .config import load_config, require_secret_key
+from .config import condition_targets, load_config, require_secret_key
 from .db import make_engine, make_sessionmaker
 from .flow import StudyContext, image_token, load_pairs, participant_trials, trial_images
+from .formatting import register_filters
 from .images import ImageStore
 from .models import Participant, Setting, Study
 
@@ -148,6 +149,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         StudyContext(study.id, manifest, timedelta(minutes=config["PARTICIPANT_TIMEOUT_MIN"]), pairs),
         Path(config["BUNDLE_DIR"]), token_secret=app.secret_key.encode())
 
+    app.config["TARGET_PER_CONDITION"] = condition_targets(config["TARGET_PER_CONDITION"], manifest.conditions)
+    register_filters(app)
     untrained = [f"{n.key} ({n.timm_name})" for n in manifest.networks if n.weights == "random"]
 
     @app.context_processor

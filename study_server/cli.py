@@ -34,7 +34,7 @@ def serve(bundle: str, db_url: str, host: str, port: int, workers: int, threads:
     from stimuli.manifest import ManifestError
 
     from .bundle import BundleConflict, import_bundle
-    from .config import ConfigError, load_config, require_secret_key
+    from .config import ConfigError, condition_targets, load_config, require_secret_key
     from .db import make_engine, make_sessionmaker, upgrade
 
     try:
@@ -49,8 +49,10 @@ def serve(bundle: str, db_url: str, host: str, port: int, workers: int, threads:
             study = import_bundle(session, bundle, replace=replace)
             session.commit()
             click.echo(f"study {study.name!r} imported (bundle fingerprint {study.fingerprint[:12]})")
+            if not import_only:  # the workers would refuse to start
+                condition_targets(load_config()["TARGET_PER_CONDITION"], json.loads(study.manifest_json)["conditions"])
         engine.dispose()
-    except (ManifestError, BundleConflict) as exc:
+    except (ManifestError, BundleConflict, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     if import_only:
         return

@@ -5,7 +5,10 @@
 | DATABASE_URL | MACO_DATABASE_URL | SQLAlchemy URL; `sqlite:///study.db` (WAL) or `postgresql+psycopg://...` |
 | BUNDLE_DIR | MACO_BUNDLE_DIR | the stimulus bundle served (its study must be imported) |
 | SECRET_KEY | MACO_SECRET_KEY | cookie and image-id signing key: required (the app refuses to start without it) unless PREVIEW_MODE or testing |
-| PREVIEW_MODE | MACO_PREVIEW_MODE | 1: a researcher's trial run; without SECRET_KEY one is generated once and kept in the database (anyone who can read a backup could forge sessions: never for real data) |
+| PREVIEW_MODE | MACO_PREVIEW_MODE | 1: a researcher's trial run; without SECRET_KEY one is generated once and kept in the database (anyone who can read a backup could forge sessions: never for real data); /preview is open to anyone |
+| PUBLIC_PREVIEW | MACO_PUBLIC_PREVIEW | 1: /preview open to anyone (e.g. to show colleagues); otherwise only a logged-in admin may preview (preview participants are never counted or exported) |
+| TARGET_PER_CONDITION | MACO_TARGET_PER_CONDITION | completed participants wanted per condition: one number for all, or (TOML) a table `{maco = 40, none = 30}`; 0: no target |
+| ADMIN_REFRESH_S | MACO_ADMIN_REFRESH_S | seconds between the dashboard's refreshes of its live figures |
 | COMPLETION_CODE | MACO_COMPLETION_CODE | Prolific completion code shown/redirected to at the end |
 | COMPLETION_URL | MACO_COMPLETION_URL | redirect target, `{code}` replaced by the code |
 | ADMIN_PASSWORD_HASH | MACO_ADMIN_PASSWORD_HASH | argon2 hash; otherwise the one `maco-study admin set-password` stored |
@@ -46,6 +49,9 @@ DEFAULTS: dict[str, Any] = {
     "PROXIES": 0,
     "MAX_CONTENT_LENGTH": 16 * 1024,  # participant bodies are tiny; refuse anything bigger
     "PREVIEW_MODE": 0,
+    "PUBLIC_PREVIEW": 0,
+    "TARGET_PER_CONDITION": 0,
+    "ADMIN_REFRESH_S": 15,
     # limits strings as in Flask-Limiter ("N per minute", several joined by ";"); the reasoning
     # behind each default (a real participant's fastest pace) is in study_server/limits.py
     "RATE_LIMIT_PARTICIPANT": "20 per second;300 per minute",
@@ -74,6 +80,19 @@ def require_secret_key(config: dict[str, Any]) -> None:
         raise ConfigError(SECRET_KEY_MISSING)
 
 
+def condition_targets(value: int | dict[str, int], conditions: list[str]) -> dict[str, int]:
+    """TARGET_PER_CONDITION as {condition: completed participants wanted} (0: no target)."""
+    per_condition = value if isinstance(value, dict) else dict.fromkeys(conditions, value)
+    unknown = sorted(set(per_condition) - set(conditions))
+    if unknown:
+        raise ConfigError(f"TARGET_PER_CONDITION names {unknown[0]!r}, not a condition of the bundle "
+                          f"({', '.join(conditions)})")
+    for condition, target in per_condition.items():
+        if isinstance(target, bool) or not isinstance(target, int) or target < 0:
+            raise ConfigError(f"TARGET_PER_CONDITION for {condition!r} must be a whole number >= 0, not {target!r}")
+    return {c: per_condition.get(c, 0) for c in conditions}
+
+
 def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     config = dict(DEFAULTS)
     path = os.environ.get("MACO_CONFIG")
@@ -82,8 +101,12 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
             config.update({k.upper(): v for k, v in tomllib.load(f).items()})
     for key in DEFAULTS:
         value = os.environ.get(f"MACO_{key}")
-        if value is not None:
-            config[key] = int(value) if key in _INT_KEYS else value
+        if value is not None and key in _INT_KEYS:
+            if not value.strip().isdigit():
+                raise ConfigError(f"MACO_{key} must be a whole number, not {value!r}")
+            config[key] = int(value)
+        elif value is not None:
+            config[key] = value
     config.update(overrides or {})
     unknown = sorted(set(config) - set(DEFAULTS) - {"TESTING"})
     if unknown:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
 
 from . import flow
+from .admin import admin_session_active, start_participant_session
 from .app import db, read_db, state
 from .models import COMPLETED, Participant
 
@@ -61,13 +62,22 @@ def start():  # noqa: ANN201
 
 @participant_bp.get("/preview")
 def preview():  # noqa: ANN201
-    """A researcher's walk-through: a participant marked preview, never counted or exported."""
+    """A researcher's walk-through (?condition=... or a random one): a participant marked preview,
+    never counted or exported. Only for a logged-in admin, whose login it keeps, unless
+    PREVIEW_MODE or PUBLIC_PREVIEW opens it to anyone."""
+    cfg = current_app.config
+    if not (cfg["PREVIEW_MODE"] or cfg["PUBLIC_PREVIEW"] or admin_session_active()):
+        return _message("Preview needs an admin login",
+                        "Log in at /admin/ and open the preview from the dashboard.", 403)
     ctx = state().study
+    condition = request.args.get("condition")
+    if condition is not None and condition not in ctx.manifest.conditions:
+        return _message("Unknown condition", f"There is no condition {condition!r}; "
+                        f"this study has {', '.join(ctx.manifest.conditions)}.", 400)
     participant = flow.start(db(), ctx, None, None, None, request.user_agent.string,
-                             preview_condition=request.args.get("condition"))
+                             preview_condition=condition)
     db().commit()
-    session.clear()
-    session["participant"] = participant.id
+    start_participant_session(participant.id)
     return redirect(url_for("participant.study"))
 
 

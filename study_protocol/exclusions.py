@@ -1,0 +1,37 @@
+"""Participant exclusion rules: the one home of their thresholds and of their wording.
+
+Defaults follow DESIGN.md: catch trials at least 2/3 correct, at least 15 s on the
+instructions, total time within bounds (DESIGN.md gives no numbers; the defaults are 2 to 90
+minutes), at least one answer on each side, practice rounds at most 3. analysis.exclusions
+applies them to the export; the admin dashboard previews them per participant.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+REASONS = {
+    "incomplete": "session not finished",
+    "catch": "catch accuracy below {min_catch_accuracy}",
+    "instructions": "instructions under {min_instruction_s:g} s",
+    "total_time": "total time outside {min_total_s:g}-{max_total_s:g} s",
+    "sides": "answers on one side only",
+    "practice": "more than {max_practice_rounds} practice rounds",
+}
+# "at least 2/3" must keep 4 of 6 despite floating point
+CATCH_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class ExclusionRules:
+    min_catch_accuracy: float = 2 / 3
+    min_instruction_s: float = 15.0
+    min_total_s: float = 120.0
+    max_total_s: float = 5400.0
+    require_both_sides: bool = True
+    max_practice_rounds: int = 3
+
+    def reason(self, key: str) -> str:
+        values = {**self.__dict__}
+        values["min_catch_accuracy"] = str(Fraction(self.min_catch_accuracy).limit_denominator(20))
+        return REASONS[key].format(**values)

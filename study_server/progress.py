@@ -1,0 +1,137 @@
+"""The dashboard's figures: participants per condition and status, progress towards the target
+per condition and per network, who is in the study now, and the exclusion preview.
+
+Preview participants never count. A condition's progress is its completed participants against
+TARGET_PER_CONDITION; a network's is the main-trial answers of completed participants against
+what the targets imply (every wanted participant answers that network's share of the main trials).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from stimuli.manifest import Manifest
+from study_protocol.exclusions import CATCH_TOLERANCE, REASONS, ExclusionRules
+
+from .export import effective_status
+from .flow import StudyContext
+from .models import COMPLETED, IN_PROGRESS, Participant, QueryPair, Trial, Unit, as_utc
+
+STATUS_COLUMNS = ("started", "in progress", "completed", "returned", "timed out")
+EXCLUSION_RULES = ExclusionRules()  # the analysis defaults (study_protocol), previewed per participant
+
+
+def dashboard_status(participant: Participant, timeout: timedelta, now: datetime) -> str:
+    """The status in words; "started" for someone not yet past the instructions."""
+    status = effective_status(participant, timeout, now)
+    if status == IN_PROGRESS and participant.stage in ("consent", "device", "instructions"):
+        return "started"
+    return status.replace("_", " ")
+
+
+@dataclass
+class Progress:
+    """One bar: `done` of `target` (target 0: none set, no bar)."""
+
+    label: str
+    done: int
+    target: int
+    counts: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def fraction(self) -> float | None:
+        return min(1.0, self.done / self.target) if self.target else None
+
+
+def real_participants(session: Session, ctx: StudyContext) -> list[Participant]:
+    return list(session.scalars(select(Participant).where(
+        Participant.study_id == ctx.study_id, Participant.is_preview.is_(False))
+        .order_by(Participant.created_at.desc())))
+
+
+def condition_progress(participants: list[Participant], ctx: StudyContext, targets: dict[str, int],
+                       now: datetime) -> list[Progress]:
+    rows = {c: Progress(c, 0, targets[c]) for c in ctx.manifest.conditions}
+    for p in participants:
+        rows[p.condition].counts[dashboard_status(p, ctx.timeout, now)] += 1
+    for row in rows.values():
+        row.done = row.counts["completed"]
+    return list(rows.values())
+
+
+def attrition(row: Progress) -> float | None:
+    """Returned and timed out among everyone who started in that condition."""
+    total = sum(row.counts.values())
+    return (row.counts["returned"] + row.counts["timed out"]) / total if total else None
+
+
+def main_trials_per_network(manifest: Manifest) -> dict[str, float]:
+    """How many main trials of each network one participant answers (on average, when the
+    protocol draws a subset of the main pairs)."""
+    units = {u.key: u.network for u in manifest.units}
+    pairs = Counter(units[pair.unit] for pair in manifest.query_pairs)
+    drawn = manifest.protocol.main_trials_per_participant
+    share = 1.0 if not drawn else min(1.0, drawn / len(manifest.query_pairs))
+    return {n.key: pairs[n.key] * share for n in manifest.networks}
+
+
+def network_progress(session: Session, ctx: StudyContext, targets: dict[str, int]) -> list[Progress]:
+    answered = dict(session.execute(
+        select(Unit.network, func.count()).select_from(Trial)
+        .join(Participant, Trial.participant_id == Participant.id)
+        .join(QueryPair, Trial.query_pair_id == QueryPair.id).join(Unit, QueryPair.unit_id == Unit.id)
+        .where(Participant.study_id == ctx.study_id, Participant.is_preview.is_(False),
+               Participant.status == COMPLETED, Trial.kind == "main", Trial.answer_id.is_not(None))
+        .group_by(Unit.network)).all())
+    wanted = sum(targets.values())
+    return [Progress(network, answered.get(network, 0), round(wanted * per_participant))
+            for network, per_participant in main_trials_per_network(ctx.manifest).items()]
+
+
+def live_participants(session: Session, participants: list[Participant], ctx: StudyContext,
+                      now: datetime) -> list[dict[str, Any]]:
+    """Everyone started or in progress: answered and planned trials, last sign of life."""
+    live = [p for p in participants if dashboard_status(p, ctx.timeout, now) in ("started", "in progress")]
+    if not live:
+        return []
+    counts = session.execute(
+        select(Trial.participant_id, func.count(Trial.answer_id), func.count())
+        .where(Trial.participant_id.in_([p.id for p in live])).group_by(Trial.participant_id)).all()
+    trials = {pid: (answered, planned) for pid, answered, planned in counts}
+    return [{"p": p, "answered": trials.get(p.id, (0, 0))[0], "planned": trials.get(p.id, (0, 0))[1],
+             "last_seen": as_utc(p.last_seen_at)} for p in live]
+
+
+def exclusion_previews(session: Session, participants: list[Participant],
+                       rules: ExclusionRules = EXCLUSION_RULES) -> dict[int, dict[str, Any]]:
+    """analysis.exclusions' rules (the same ExclusionRules) applied to each participant's stored
+    answers: what the analysis would exclude them for. Analysis decisions, never payment."""
+    answers: dict[int, list[tuple[str, str, str]]] = {p.id: [] for p in participants}
+    for pid, kind, chosen, correct in session.execute(
+            select(Trial.participant_id, Trial.kind, Trial.chosen_side, Trial.correct_side)
+            .where(Trial.participant_id.in_(list(answers)), Trial.answer_id.is_not(None))):
+        answers[pid].append((kind, chosen, correct))
+    previews = {}
+    for p in participants:
+        mine = answers[p.id]
+        catch = [chosen == correct for kind, chosen, correct in mine if kind == "catch"]
+        sides = {chosen for kind, chosen, _ in mine if kind == "main"}
+        total_s = ((as_utc(p.completed_at) - as_utc(p.created_at)).total_seconds()
+                   if p.status == COMPLETED and p.completed_at else None)
+        failed = {
+            "incomplete": total_s is None,
+            "catch": bool(catch) and sum(catch) < rules.min_catch_accuracy * len(catch) - CATCH_TOLERANCE,
+            "instructions": p.instruction_ms is None or p.instruction_ms / 1000 < rules.min_instruction_s,
+            "total_time": total_s is not None and not rules.min_total_s <= total_s <= rules.max_total_s,
+            "sides": rules.require_both_sides and len(sides) < 2,
+            "practice": p.practice_round > rules.max_practice_rounds,
+        }
+        previews[p.id] = {"answered": len(mine), "catch_accuracy": sum(catch) / len(catch) if catch else None,
+                          "total_ms": None if total_s is None else total_s * 1000,
+                          "reasons": [rules.reason(key) for key in REASONS if failed[key]]}
+    return previews
