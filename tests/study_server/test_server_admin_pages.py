@@ -119,7 +119,7 @@ def test_review_shows_every_trial_with_its_answer_and_activations(admin_app, bun
         for condition in manifest.conditions:
             shown = re.findall(rf'<img src="/admin/image/([0-9a-f]+)" alt="{condition} reference', section)
             assert shown == manifest.reference_images(unit.key, condition)
-        assert "none: the participants see the queries only" in section
+        assert "no references: the participants see the queries only" in section
     image = manifest.practice_trials[0].image_a
     served = client.get(f"/admin/image/{image}")
     assert served.status_code == 200 and served.data == (bundle / "images" / f"{image}.png").read_bytes()
