@@ -136,3 +136,14 @@ def test_exclusion_preview_agrees_with_the_analysis(app, walker, db_url: str) ->
     assert admin == analysis
     assert sorted(map(len, admin.values())) == [0, 1, 1, 1, 1]
     assert admin[people[1].participant().public_id] == ["catch accuracy below 2/3"]
+
+
+def test_serve_refuses_a_target_for_an_unknown_condition(tmp_path: Path, bundle: Path, monkeypatch) -> None:  # noqa: ANN001
+    config = tmp_path / "study.toml"
+    config.write_text('secret_key = "k"\ntarget_per_condition = { maco = 40, mcao = 40 }\n')
+    monkeypatch.setenv("MACO_CONFIG", str(config))
+    result = CliRunner().invoke(maco_study, ["serve", "--bundle", str(bundle), "--db",
+                                             f"sqlite:///{tmp_path / 'serve.db'}"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: TARGET_PER_CONDITION names 'mcao', not a condition of the bundle (olah, maco_mask, maco, none)")
