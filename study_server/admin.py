@@ -77,7 +77,8 @@ def _end_admin_session() -> None:
 
 
 def _logged_out_at() -> float:
-    setting = db().get(Setting, LOGOUT_SETTING)
+    # the read-only session: checked on every admin request, it must not queue for SQLite's write lock
+    setting = read_db().get(Setting, LOGOUT_SETTING)
     return 0.0 if setting is None else float(setting.value)
 
 
