@@ -146,7 +146,8 @@ class Server:
         # participants all come from this machine and run 50x faster than people
         env = {**os.environ, "MACO_COMPLETION_CODE": "DEMO-CODE",
                "MACO_COMPLETION_URL": f"{self.url}/?completed={{code}}",
-               "MACO_SECRET_KEY": secrets.token_hex(32), "MACO_RATE_LIMIT_ENABLED": "0"}
+               "MACO_SECRET_KEY": secrets.token_hex(32), "MACO_RATE_LIMIT_ENABLED": "0",
+               "MACO_PUBLIC_PREVIEW": "1"}  # the demo's participant view link works without an admin login
         command = [sys.executable, "-c", "from maco_study import main; main()", "serve", "--bundle",
                    str(paths.bundle), "--db", paths.db_url, "--host", host, "--port", str(port),
                    "--workers", "1", "--threads", "8"]

@@ -40,12 +40,16 @@ def _admin_urls(app) -> list[tuple[str, set[str]]]:  # noqa: ANN001
         if rule.endpoint.startswith("admin.") and rule.endpoint != "admin.login":
             path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: "p-00000000", rule.rule)
             urls.append((path, set(rule.methods) - {"HEAD", "OPTIONS"}))
-    assert {"/admin/", "/admin/responses.csv", "/admin/logout"} <= {u for u, _ in urls}
+    assert {"/admin/", "/admin/live", "/admin/review", "/admin/image/p-00000000", "/admin/responses.csv",
+            "/admin/logout"} <= {u for u, _ in urls}
     return urls
 
 
 def _locked_out(client, app) -> None:  # noqa: ANN001
-    """No admin URL answers anything but a redirect to the login form."""
+    """No admin URL answers anything but a redirect to the login form, and /preview is refused."""
+    before = _stored(app)
+    assert client.get("/preview?condition=maco").status_code == 403
+    assert _stored(app) == before
     for path, methods in _admin_urls(app):
         for method in methods:
             response = client.open(path, method=method)

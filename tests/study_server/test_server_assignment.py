@@ -69,8 +69,9 @@ def test_returns_and_time_outs_free_their_slot(app, walker) -> None:  # noqa: AN
 
 
 def test_previews_do_not_count(app, walker) -> None:  # noqa: ANN001
+    app.config["PUBLIC_PREVIEW"] = 1  # open to anyone (else only to a logged-in admin)
     for _ in range(3):
-        app.test_client().get("/preview?condition=olah")
+        assert app.test_client().get("/preview?condition=olah").status_code == 302
     w = walker()
     w.start()
     # with previews ignored every condition is empty, so any may be chosen; three

@@ -47,7 +47,8 @@ def test_export_rows_codebook_and_ids(app, walker, db_url: str, tmp_path: Path) 
     half = walker()
     half.to_trials()
     half.answer_current()
-    app.test_client().get("/preview")  # never exported
+    app.config["PUBLIC_PREVIEW"] = 1  # open to anyone (else only to a logged-in admin)
+    assert app.test_client().get("/preview").status_code == 302  # never exported
     out = tmp_path / "out" / "responses.csv"
     result = CliRunner().invoke(maco_study, ["export", "--db", db_url, "--out", str(out)])
     assert result.exit_code == 0, result.output

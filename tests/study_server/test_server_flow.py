@@ -116,6 +116,7 @@ def test_declining_consent_or_a_phone_asks_to_return(app, walker) -> None:  # no
 
 
 def test_preview_is_kept_apart(app) -> None:  # noqa: ANN001
+    app.config["PUBLIC_PREVIEW"] = 1  # open to anyone (else only to a logged-in admin)
     client = app.test_client()
     assert client.get("/preview?condition=none").status_code == 302
     client.post("/api/consent", json={"agree": True})
