@@ -21,7 +21,7 @@ from .app import db, read_db, state
 from .export import write_responses
 from .models import COMPLETED, LoginFailure, Participant, Setting, Trial, utcnow
 from .progress import (STATUS_COLUMNS, attrition, condition_progress, dashboard_status, exclusion_previews,
-                       live_participants, network_progress, real_participants)
+                       live_participants, network_progress, overall, real_participants)
 from .review import ReviewFilterError, page_count, page_of, parse_filters, review_units
 
 admin_bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -164,7 +164,8 @@ def _live_context() -> dict:
     ctx, now = state().study, utcnow()
     participants = real_participants(read_db(), ctx)
     completed = [p for p in participants if p.status == COMPLETED]
-    return {"conditions": condition_progress(participants, ctx, _targets(), now), "statuses": STATUS_COLUMNS,
+    conditions = condition_progress(participants, ctx, _targets(), now)
+    return {"conditions": conditions, "overall": overall(conditions), "statuses": STATUS_COLUMNS,
             "attrition": attrition, "networks": network_progress(read_db(), ctx, _targets()),
             "live": live_participants(read_db(), participants, ctx, now), "completed": completed,
             "exclusions": exclusion_previews(read_db(), completed), "updated": now}

@@ -64,6 +64,11 @@ def condition_progress(participants: list[Participant], ctx: StudyContext, targe
     return list(rows.values())
 
 
+def overall(rows: list[Progress]) -> Progress:
+    """The whole study: every condition's rows added up."""
+    return Progress("all", sum(r.done for r in rows), sum(r.target for r in rows), sum((r.counts for r in rows), Counter()))
+
+
 def attrition(row: Progress) -> float | None:
     """Returned and timed out among everyone who started in that condition."""
     total = sum(row.counts.values())

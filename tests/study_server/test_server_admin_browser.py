@@ -94,7 +94,7 @@ def test_admin_pages_in_chromium(admin_server, tmp_path: Path) -> None:  # noqa:
         page.fill("input[name=password]", ADMIN_PASSWORD)
         page.click("button")
         page.wait_for_selector("#live")
-        assert page.locator("progress").count() == 4 + 2  # every condition and every network
+        assert page.locator("progress").count() == 4 + 1 + 2  # every condition, all of them, every network
         assert _fits_width(page)
         _shot(page, shots, "dashboard")
 

@@ -44,12 +44,18 @@ def _bars(page: str, attribute: str) -> dict[str, tuple[int, int]]:
             if (m := re.search(r'<progress value="(\d+)" max="(\d+)">', row))}
 
 
+def _overall(page: str) -> tuple[int, int]:
+    match = re.search(r'<tr id="overall">.*?<progress value="(\d+)" max="(\d+)">', page, re.S)
+    return int(match.group(1)), int(match.group(2))
+
+
 def test_progress_bars_per_condition_and_network(target_app, walker) -> None:
     client = _admin(target_app)
     page = client.get("/admin/").data.decode()
     # `none` has no target: no bar; 7 wanted participants x 4 main trials of each network
     assert _bars(page, "condition") == {c: (0, t) for c, t in TARGETS.items()}
     assert _bars(page, "network") == {"vgg16": (0, 28), "resnet50": (0, 28)}
+    assert _overall(page) == (0, 7)
     done = _finished(walker)
     started = walker()
     started.to_trials()
@@ -60,6 +66,7 @@ def test_progress_bars_per_condition_and_network(target_app, walker) -> None:
     condition = done.participant().condition
     assert _bars(fragment, "condition") == {c: (int(c == condition), t) for c, t in TARGETS.items()}
     assert _bars(fragment, "network") == {"vgg16": (4, 28), "resnet50": (4, 28)}
+    assert _overall(fragment) == (1, 7)
     counts = _status_counts(fragment)
     assert counts[condition][2] == 1 and counts[started.participant().condition][1] >= 1
     assert re.search(rf"{started.participant().public_id}</a></td>\s*<td>\w+</td><td>trials</td>"
