@@ -8,21 +8,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from analysis.load import load_export
+from maco_study import main as maco_study
 from stimuli.manifest import load_manifest
 from study_server import review
 from study_server.formatting import duration, percent, timestamp, window_size
 from study_server.models import Participant, Trial
 
+from . import test_server_export_admin
 from .conftest import Walker, make_app
-from .test_server_export_admin import (
-    _finished,
-    _login,
-    admin_app,  # noqa: F401 - the fixture
-)
+from .test_server_export_admin import _finished, _login
+
+admin_app = test_server_export_admin.admin_app  # the fixture: the app with an admin password set
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
@@ -40,6 +41,14 @@ def _admin(app):
 def _participants(app, **where) -> list[Participant]:
     with Session(_engine(app)) as session:
         return list(session.scalars(select(Participant).filter_by(**where)))
+
+
+def analysed_export(db_url: str, folder: Path):  # noqa: ANN201 - a DataFrame
+    """What the analysis reads of a study database: `maco-study export`, loaded by analysis.load."""
+    out = folder / "export" / "responses.csv"
+    result = CliRunner().invoke(maco_study, ["export", "--db", db_url, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return load_export(out)
 
 
 def _status_counts(page: str) -> dict[str, list[int]]:
@@ -160,7 +169,7 @@ def test_a_config_flag_opens_the_preview(db_url: str, bundle: Path, flag: str) -
     _engine(app).dispose()
 
 
-def test_admin_preview_keeps_the_login_and_never_counts(admin_app, db_url: str, walker) -> None:
+def test_admin_preview_keeps_the_login_and_never_counts(admin_app, db_url: str, walker, tmp_path: Path) -> None:
     real = _finished(walker)
     client = _admin(admin_app)
     dashboard = client.get("/admin/").data.decode()
@@ -191,7 +200,7 @@ def test_admin_preview_keeps_the_login_and_never_counts(admin_app, db_url: str, 
     counts = _status_counts(client.get("/admin/live").data.decode())
     assert {c: n[2] for c, n in counts.items()} == {c: int(c == real.participant().condition) for c in counts}
     assert sum(map(sum, counts.values())) == 1
-    exported = load_export(db_url)
+    exported = analysed_export(db_url, tmp_path)
     assert set(exported["participant_id"]) == {real.participant().public_id}
     download = client.get("/admin/responses.csv").data.decode()
     assert download.count("\n") == 1 + 14

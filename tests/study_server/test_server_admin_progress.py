@@ -13,7 +13,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from analysis.exclusions import participant_table
-from analysis.load import load_export
 from maco_study import main as maco_study
 from stimuli.manifest import Protocol, load_manifest
 from study_server.config import ConfigError, load_config
@@ -21,10 +20,11 @@ from study_server.models import Participant, Trial
 from study_server.progress import exclusion_previews, main_trials_per_network
 
 from .conftest import make_app
-from .test_server_admin_pages import _admin, _engine, _status_counts
+from . import test_server_export_admin
+from .test_server_admin_pages import _admin, _engine, _status_counts, analysed_export
 from .test_server_export_admin import ADMIN_PASSWORD, _finished
-from .test_server_export_admin import admin_app  # noqa: F401 - the fixture
 
+admin_app = test_server_export_admin.admin_app  # the fixture: the app with an admin password set
 TARGETS = {"olah": 2, "maco_mask": 2, "maco": 3}  # none: no target
 
 
@@ -115,7 +115,7 @@ def test_main_trials_per_network_follow_the_protocol(bundle: Path) -> None:
     assert main_trials_per_network(drawn) == {"vgg16": 1, "resnet50": 1}
 
 
-def test_exclusion_preview_agrees_with_the_analysis(app, walker, db_url: str) -> None:
+def test_exclusion_preview_agrees_with_the_analysis(app, walker, db_url: str, tmp_path: Path) -> None:
     """Five completed participants, each failing different rules; the admin's preview gives the
     same reasons as analysis.participant_table on the export of the same database."""
     people = [_finished(walker) for _ in range(5)]
@@ -138,7 +138,7 @@ def test_exclusion_preview_agrees_with_the_analysis(app, walker, db_url: str) ->
         participants = list(session.scalars(select(Participant).where(Participant.id.in_(ids))))
         previews = exclusion_previews(session, participants)
         admin = {p.public_id: previews[p.id]["reasons"] for p in participants}
-    table = participant_table(load_export(db_url))
+    table = participant_table(analysed_export(db_url, tmp_path))
     analysis = {row.participant_id: [r for r in row.reasons.split("; ") if r] for row in table.itertuples()}
     assert admin == analysis
     assert sorted(map(len, admin.values())) == [0, 1, 1, 1, 1]
