@@ -41,3 +41,9 @@ def test_load_server_smoke() -> None:
                            "--client-processes", "1", "--workers", "1", "--threads", "4")
     assert result["participants"] == 3 and result["errors"] == 0
     assert result["requests"] > 3 * 10  # every participant went through the whole session
+
+
+def test_bench_admin_smoke() -> None:
+    result = run_benchmark("bench_admin.py", "--participants", "8", "--rounds", "1")
+    assert result["participants"] == 8
+    assert result["batched_over_per_participant"] > 0 and result["live_refresh_over_per_participant"] > 0

@@ -154,13 +154,3 @@ def test_serve_refuses_a_target_for_an_unknown_condition(tmp_path: Path, bundle:
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == (
         "Error: TARGET_PER_CONDITION names 'mcao', not a condition of the bundle (olah, maco_mask, maco, none)")
-
-
-def test_bench_admin_smoke(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
-    """benchmarks/bench_admin.py at toy size, so that it cannot rot."""
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    import bench_admin
-
-    result = bench_admin.run(participants=8, rounds=1, folder=tmp_path)
-    assert result["participants"] == 8
-    assert result["batched_over_per_participant"] > 0 and result["live_refresh_over_per_participant"] > 0
