@@ -1,7 +1,7 @@
 // The dashboard's live part (#live) is fetched again every data-refresh-s seconds from data-src
 // (server-rendered HTML, so numbers are formatted in one place). A served file: the CSP forbids
-// inline scripts. When the admin session has ended the fetch lands on the login page: reload
-// so that the browser shows it.
+// inline scripts. When the admin session has ended the fetch lands on the login page: go there
+// (it says why; a reload would not, as the redirect already ended the session).
 "use strict";
 (function () {
   const live = document.getElementById("live");
@@ -11,7 +11,7 @@
     try {
       const response = await fetch(live.dataset.src, { cache: "no-store", credentials: "same-origin" });
       if (response.redirected) {
-        window.location.reload();
+        window.location.assign(response.url);
         return;
       }
       if (!response.ok) throw new Error(`HTTP ${response.status}`);

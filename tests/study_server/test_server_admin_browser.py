@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 from .conftest import Walker, make_app
 from .test_server_admin_pages import _engine
 from .test_server_browser import CHROMIUM, CHROMIUM_FLAGS
-from .test_server_export_admin import ADMIN_PASSWORD
+from .test_server_export_admin import ADMIN_PASSWORD, _csrf, _login
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")
@@ -34,6 +34,7 @@ def admin_server(sqlite_url: str, bundle: Path):  # noqa: ANN201
     CliRunner().invoke(maco_study, ["admin", "set-password", "--db", sqlite_url, "--password-stdin"],
                        input=ADMIN_PASSWORD + "\n")
     app = make_app(sqlite_url, bundle, TARGET_PER_CONDITION=3, ADMIN_REFRESH_S=1)
+    app.config["WTF_CSRF_ENABLED"] = True  # the browser logs in through the real form
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -129,5 +130,12 @@ def test_admin_pages_in_chromium(admin_server, tmp_path: Path) -> None:  # noqa:
         page.wait_for_selector("#trials")
         assert _fits_width(page)
         _shot(page, shots, "participant")
+
+        # a logout elsewhere ends this session too: the open dashboard's next refresh shows the login
+        page.goto(f"{base_url}/admin/")
+        other = app.test_client()
+        assert _login(other).status_code == 302
+        assert other.post("/admin/logout", data={"csrf_token": _csrf(other, "/admin/")}).status_code == 302
+        page.wait_for_url(f"{base_url}/admin/login?expired=1", timeout=15_000)
         browser.close()
     assert blocked == []

@@ -84,7 +84,7 @@ def test_the_refresh_is_no_sign_of_activity(target_app) -> None:
         assert session["admin_seen"] == marked
     with client.session_transaction() as session:
         session["admin_seen"] -= target_app.config["ADMIN_SESSION_MIN"] * 60
-    expired = client.get("/admin/live")  # admin.js reloads the page on this redirect
+    expired = client.get("/admin/live")  # admin.js follows this redirect to the login page
     assert expired.status_code == 302 and "expired=1" in expired.headers["Location"]
     assert client.get("/admin/").status_code == 302
 
