@@ -21,7 +21,8 @@ from .app import db, read_db, state
 from .export import write_responses
 from .models import COMPLETED, LoginFailure, Participant, Setting, Trial, utcnow
 from .progress import (STATUS_COLUMNS, attrition, condition_progress, dashboard_status, exclusion_previews,
-                       live_participants, network_progress, overall, real_participants)
+                       live_participants, main_trials_per_network, network_progress, overall,
+                       real_participants)
 from .review import ReviewFilterError, page_count, page_of, parse_filters, review_units
 
 admin_bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -215,7 +216,7 @@ def review():  # noqa: ANN201
         return redirect(url_for("admin.review", **filters.query(page=pages)))
     return render_template("admin_review.html", manifest=manifest, filters=filters, units=page_of(units, filters.page),
                            n_units=len(units), n_pairs=sum(len(u.pairs) for u in units), pages=pages,
-                           logout=LogoutForm())
+                           per_participant=main_trials_per_network(manifest), logout=LogoutForm())
 
 
 @admin_bp.get("/image/<image_id>")

@@ -56,6 +56,11 @@ def number(value: float | None, digits: int = 2) -> str:
     return MISSING if value is None else f"{value:.{digits}f}"
 
 
+def count(value: float | None) -> str:
+    """A count, or an average of counts: "4", "3.3"."""
+    return MISSING if value is None else f"{value:.1f}".removesuffix(".0")
+
+
 def blank(value: Any) -> Any:
     """A recorded value as it is, MISSING when it was not recorded."""
     return MISSING if value is None or value == "" else value
@@ -63,7 +68,7 @@ def blank(value: Any) -> Any:
 
 FILTERS: dict[str, Callable[..., str]] = {
     "duration": duration, "timestamp": timestamp, "clock": clock, "window_size": window_size,
-    "percent": percent, "number": number, "blank": blank,
+    "percent": percent, "number": number, "count": count, "blank": blank,
 }
 
 

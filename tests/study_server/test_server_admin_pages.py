@@ -16,7 +16,7 @@ from analysis.load import load_export
 from maco_study import main as maco_study
 from stimuli.manifest import load_manifest
 from study_server import review
-from study_server.formatting import duration, percent, timestamp, window_size
+from study_server.formatting import count, duration, percent, timestamp, window_size
 from study_server.models import Participant, Trial
 
 from . import test_server_export_admin
@@ -72,6 +72,7 @@ def test_formatting_filters_write_known_values() -> None:
     Window.window_height = 768
     assert window_size(Window()) == "1366×768"
     assert percent(2 / 3) == "67%" and percent(None) == "–"
+    assert count(4.0) == "4" and count(10 / 3) == "3.3" and count(None) == "–"
 
 
 def test_admin_pages_show_readable_numbers(admin_app, walker) -> None:
@@ -129,6 +130,10 @@ def test_review_shows_every_trial_with_its_answer_and_activations(admin_app, bun
             shown = re.findall(rf'<img src="/admin/image/([0-9a-f]+)" alt="{condition} reference', section)
             assert shown == manifest.reference_images(unit.key, condition)
         assert "no references: the participants see the queries only" in section
+    bundle_table = re.search(r'<table id="bundle">(.*?)</table>', page, re.S).group(1)
+    assert re.findall(r"<tr><td>(\w+)</td><td>([\w.]+)</td><td>(\w+)</td>\s*<td class=\"num\">(\d+)</td>"
+                      r'<td class="num">([\d.]+)</td>', bundle_table) == [
+        (n.key, n.timm_name, n.weights, "2", "4") for n in manifest.networks]
     image = manifest.practice_trials[0].image_a
     served = client.get(f"/admin/image/{image}")
     assert served.status_code == 200 and served.data == (bundle / "images" / f"{image}.png").read_bytes()
