@@ -1,0 +1,156 @@
+"""The ``mixedlm`` engine: the mixedlm package's ``glmer`` (Rust core), checked and vcov'd as lme4 does.
+
+After each fit, the gradient and Hessian of the Laplace deviance over
+(theta, beta) are taken by central differences (lme4's ``deriv12``) and put
+through lme4's convergence checks. Standard errors are, like lme4's default
+``vcov`` for a GLMM, the beta block of 2 H^-1; where H is not positive
+definite they fall back to the fixed-effect information at the estimated
+theta (lme4's RX approximation), and the fit says so.
+
+With a normal prior the same Laplace deviance plus the prior's -2 log density
+is minimised over (theta, beta), which is what blme's ``bglmer`` does with
+``fixef.prior = normal`` and no covariance prior.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from importlib.metadata import version
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+
+from analysis.diagnostics import FitWarning, classify, convergence_messages
+from analysis.engines import GROUPS, EngineFit, NormalPrior, RandomEffects, formula
+
+HESSIAN_VCOV = "Hessian of the Laplace deviance (as lme4)"
+RX_VCOV = "fixed-effect information at the estimated theta (lme4's RX approximation; the Hessian was not positive definite)"
+
+
+def deriv12(fun, x: np.ndarray, delta: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Central-difference gradient and Hessian, as lme4's ``deriv12`` computes them."""
+    n = len(x)
+    fx = fun(x)
+    gradient, hessian = np.zeros(n), np.zeros((n, n))
+    for i in range(n):
+        up, down = x.copy(), x.copy()
+        up[i] += delta
+        down[i] -= delta
+        f_up, f_down = fun(up), fun(down)
+        gradient[i] = (f_up - f_down) / (2 * delta)
+        hessian[i, i] = (f_up - 2 * fx + f_down) / delta**2
+        for j in range(i):
+            uu, ud, du, dd = up.copy(), up.copy(), down.copy(), down.copy()
+            uu[j] += delta
+            ud[j] -= delta
+            du[j] += delta
+            dd[j] -= delta
+            hessian[i, j] = hessian[j, i] = (fun(uu) - fun(ud) - fun(du) + fun(dd)) / (4 * delta**2)
+    return gradient, hessian
+
+
+def hessian_vcov(hessian: np.ndarray, n_theta: int) -> np.ndarray | None:
+    """lme4's GLMM vcov: the beta block of 2 H^-1 over (theta, beta); None if not positive definite."""
+    try:
+        inverse = np.linalg.inv(hessian)
+    except np.linalg.LinAlgError:
+        return None
+    block = inverse[n_theta:, n_theta:]
+    vcov = block + block.T  # 2 H^-1, symmetrised
+    if not np.all(np.isfinite(vcov)) or np.linalg.eigvalsh(vcov).min() <= 0:
+        return None
+    return vcov
+
+
+def varcorr_frame(result) -> pd.DataFrame:
+    """lme4's ``as.data.frame(VarCorr(fit))`` layout: SDs, then correlations (var1 before var2)."""
+    rows = []
+    for group in GROUPS:
+        g = result.VarCorr().groups[group]
+        names = list(g.term_names)
+        rows += [(group, name, "", float(g.stddev[name])) for name in names]
+        rows += [(group, names[i], names[j], float(g.corr[i, j]))
+                 for i in range(len(names)) for j in range(i + 1, len(names))]
+    return pd.DataFrame(rows, columns=["group", "var1", "var2", "sdcor"])
+
+
+def _optimiser(result):
+    from mixedlm.estimation.laplace import GLMMOptimizer
+
+    return GLMMOptimizer(result.matrices, result.family, verbose=0, nAGQ=1,
+                         pirls_maxiter=result.pirls_maxiter, pirls_tol=result.pirls_tol)
+
+
+def _map_fit(result, prior: NormalPrior):
+    """The posterior mode under ``prior``: minimise Laplace deviance + sum (beta/sd)^2 over (theta, beta)."""
+    optimiser = _optimiser(result)
+    objective = optimiser.joint_objective()
+    n_theta, sds = len(result.theta), prior.sds(len(result.beta))
+    y = result.matrices.y
+    # start as blme would from a flat intercept; the ML beta may be diverging (separation)
+    start = np.r_[result.theta, np.log(y.mean() / (1 - y.mean())), np.zeros(len(sds) - 1)]
+    found = optimize.minimize(lambda x: objective(x) + np.sum((x[n_theta:] / sds) ** 2), start,
+                              method="L-BFGS-B", jac="3-point", bounds=objective.bounds,
+                              options={"maxiter": 1000})
+    theta, beta = found.x[:n_theta], found.x[n_theta:]
+    deviance, beta, u, pirls_ok = optimiser._final_evaluation_with_status(theta, beta=beta)
+    fitted = replace(result, theta=theta, beta=beta, u=u, deviance=deviance, joint_fit=True,
+                     converged=bool(found.success and pirls_ok), message=str(found.message))
+    return fitted, lambda x: objective(x) + np.sum((x[n_theta:] / sds) ** 2)
+
+
+def fit_one(frame: pd.DataFrame, name: str, columns: list[str], with_vcov: bool, random: RandomEffects,
+            prior: NormalPrior | None) -> EngineFit:
+    import mixedlm
+    from mixedlm.families import Binomial
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = mixedlm.glmer(formula(columns, random), frame, family=Binomial(), nAGQ=1)
+        objective = _optimiser(result).joint_objective()
+    if prior is not None:  # the ML fit only set up the model: its words (e.g. on separation) are not reported
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result, objective = _map_fit(result, prior)
+    singular = bool(result.isSingular())
+    messages = list(dict.fromkeys(str(w.message) for w in caught))
+    found: list[FitWarning] = []
+    if not result.converged:
+        text = result.message or "the optimiser did not report convergence"
+        messages.append(text)
+        found.append(FitWarning("optimizer", f"optimiser did not converge: {text}", "error", (name,)))
+    n_theta = len(result.theta)
+    gradient, hessian = deriv12(objective, np.r_[result.theta, result.beta])
+    found += [classify(m, name) for m in convergence_messages(gradient, hessian, n_theta, singular)]
+    if singular:
+        found.append(classify("boundary (singular) fit: see help('isSingular')", name))
+    fit = EngineFit(
+        beta=np.asarray(result.beta, dtype=float),
+        loglik=float(result.logLik().value),
+        npar=int(result.npar()),
+        varcorr=varcorr_frame(result),
+        converged=not any(w.kind in ("optimizer", "gradient", "hessian") for w in found),
+        singular=singular,
+        messages=messages,
+        warnings=found,
+    )
+    if with_vcov:
+        fit.vcov, fit.vcov_method = hessian_vcov(hessian, n_theta), HESSIAN_VCOV
+        if fit.vcov is None:
+            fit.vcov, fit.vcov_method = np.asarray(result.vcov(), dtype=float), RX_VCOV
+            if prior is not None:  # the prior adds its precision to the information
+                fit.vcov = np.linalg.inv(np.linalg.inv(fit.vcov) + np.diag(prior.sds(len(fit.beta)) ** -2.0))
+            fit.warnings.append(classify("Hessian not positive definite: standard errors from the RX approximation",
+                                         name))
+    return fit
+
+
+def fit_mixedlm(
+    frame: pd.DataFrame, formulas: dict[str, list[str]], with_vcov: set[str], random: RandomEffects,
+    prior: NormalPrior | None,
+) -> tuple[dict[str, EngineFit], dict[str, str]]:
+    """Fit each named model (its fixed columns of ``frame``); vcov for those in ``with_vcov``."""
+    fits = {name: fit_one(frame, name, columns, name in with_vcov, random, prior)
+            for name, columns in formulas.items()}
+    return fits, {"mixedlm": version("mixedlm")}
