@@ -61,26 +61,33 @@ def _hessian_checks(hessian: np.ndarray, what: str) -> list[str]:
 
 
 def convergence_messages(gradient: np.ndarray, hessian: np.ndarray, n_theta: int, singular: bool) -> list[str]:
-    """lme4's ``checkConv`` on the deviance's derivatives over (theta, beta) at the optimum."""
+    """lme4's ``checkConv`` on the deviance's derivatives over (theta, beta) at the optimum.
+
+    As in lme4, a singular (boundary) fit is not checked further: there the
+    derivatives of a variance at zero are one-sided.
+    """
+    if singular:
+        return []
+    if np.isnan(gradient).any():
+        return ["Gradient contains NAs"]
     messages = []
     try:
         scaled = np.linalg.solve(np.linalg.cholesky(hessian).T, gradient)
         worst = np.minimum(np.abs(scaled), np.abs(gradient))
-        if worst.max() > GRADIENT_TOL:
+        if worst.max() > GRADIENT_TOL:  # lme4 always prints "component 1"; this names the worst one
             messages.append(f"Model failed to converge with max|grad| = {worst.max():.6g} "
                             f"(tol = {GRADIENT_TOL:g}, component {int(worst.argmax()) + 1})")
     except np.linalg.LinAlgError:
         messages.append("unable to evaluate scaled gradient")
     if len(gradient) > n_theta:
         messages += _hessian_checks(hessian[n_theta:, n_theta:], "fixed-effect")
-    if not singular:  # at a boundary the full Hessian is legitimately degenerate
-        messages += _hessian_checks(hessian, "")
+    messages += _hessian_checks(hessian, "")
     return [" ".join(m.split()) for m in messages]
 
 
 def classify(message: str, model: str) -> FitWarning | None:
     """A FitWarning for an engine's message (lme4's words, which the mixedlm engine reuses); None if unknown."""
-    if "max|grad|" in message or "scaled gradient" in message:
+    if "max|grad|" in message or "scaled gradient" in message or "Gradient contains" in message:
         return FitWarning("gradient", message, "error", (model,))
     if "Hessian" in message and "RX" not in message or "unidentifiable" in message:
         return FitWarning("hessian", message, "error", (model,))

@@ -1,10 +1,14 @@
-"""The model: readable terms, reference levels, lme4's Hessian vcov, agreement with R's lme4."""
+"""The model: readable terms, reference levels, lme4's Hessian vcov, agreement with R's lme4.
+
+Diagnostics, the prior and random slopes: test_analysis_fit_diagnostics.py.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from analysis import models
+from analysis.engines import lme4_engine
+from analysis.engines.mixedlm_engine import deriv12
 from analysis.exclusions import model_rows, participant_table
 from analysis.load import validate_export
 from analysis.models import EngineError, ModelSpec, build_design, fit_model
@@ -51,14 +55,16 @@ def test_unknown_reference_level_is_an_error(rows):
 
 def test_fit_reports_effects_sds_convergence_and_lrts(rows, fitted):
     table = fitted.fixed_effects().set_index("term")
-    assert fitted.converged and not fitted.singular
+    assert fitted.converged and not fitted.singular and not fitted.warnings
+    assert table["converged"].all() and table["warning"].eq("").all()
     assert np.allclose(table["z"], table["estimate"] / table["se"])
     assert np.allclose(table["ci_upper"] - table["estimate"], 1.959964 * table["se"], atol=1e-6)
     assert np.allclose(table["odds_ratio"], np.exp(table["estimate"]))
     assert set(fitted.re_sd) == {"participant", "unit"} and all(v > 0 for v in fitted.re_sd.values())
     assert fitted.lrt["term"].tolist() == ["condition", "network"]
     assert fitted.lrt["df"].tolist() == [3, 2]
-    assert (fitted.lrt["chisq"] >= 0).all() and fitted.lrt["p"].between(0, 1).all()
+    assert (fitted.lrt["chisq"] > 0).all() and fitted.lrt["p"].between(0, 1).all()
+    assert fitted.lrt["converged"].all() and fitted.lrt["warning"].eq("").all()
     assert fitted.n_obs == len(rows)
     assert fitted.n_groups == {"participant": rows["participant_id"].nunique(), "unit": 24}
 
@@ -72,11 +78,13 @@ def test_changing_the_reference_reparameterises_the_same_fit(rows, fitted):
     assert other.loglik == pytest.approx(fitted.loglik, abs=1e-3)
 
 
-def test_deriv12_hessian_is_exact_on_a_quadratic():
+def test_deriv12_is_exact_on_a_quadratic():
     A = np.array([[4.0, 1.0, 0.5], [1.0, 3.0, -0.2], [0.5, -0.2, 2.0]])
     x0 = np.array([0.3, -1.0, 2.0])
-    hessian = models._deriv12_hessian(lambda x: 0.5 * (x - x0) @ A @ (x - x0) + 7.0, x0.copy())
+    at = x0 + np.array([0.1, 0.0, -0.2])
+    gradient, hessian = deriv12(lambda x: 0.5 * (x - x0) @ A @ (x - x0) + 7.0, at)
     assert np.allclose(hessian, A, atol=1e-5)
+    assert np.allclose(gradient, A @ (at - x0), atol=1e-6)
 
 
 def test_interaction_adds_its_lrt(rows):
@@ -87,8 +95,8 @@ def test_interaction_adds_its_lrt(rows):
 
 
 def test_lme4_engine_without_r_says_how_to_install(rows, monkeypatch):
-    monkeypatch.setattr(models.shutil, "which", lambda name: None)
-    with pytest.raises(EngineError, match="apt-get install r-base-core r-cran-lme4"):
+    monkeypatch.setattr(lme4_engine.shutil, "which", lambda name: None)
+    with pytest.raises(EngineError, match="Rscript is not on PATH .Debian: apt-get install r-base-core r-cran-lme4"):
         fit_model(build_design(rows, ModelSpec(), CONDITIONS, NETWORKS), engine="lme4")
 
 
@@ -102,3 +110,6 @@ def test_mixedlm_agrees_with_lme4(rows, fitted, rscript):
     assert fitted.loglik == pytest.approx(lme4.loglik, abs=0.01)
     assert np.allclose(fitted.lrt["chisq"], lme4.lrt["chisq"], atol=0.05)
     assert lme4.converged and "lme4" in lme4.engine_versions
+    assert lme4.vcov_method == lme4_engine.HESSIAN_VCOV
+    both = fitted.varcorr.merge(lme4.varcorr, on=["group", "var1", "var2"])
+    assert len(both) == 2 and np.allclose(both["sdcor_x"], both["sdcor_y"], atol=0.02)

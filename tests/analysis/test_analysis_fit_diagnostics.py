@@ -1,0 +1,214 @@
+"""Fit diagnostics, the normal-prior remedy and random slopes, against lme4 and blme on data made here."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import models
+from analysis.diagnostics import LATENT_RESIDUAL_VARIANCE, convergence_messages
+from analysis.engines import EngineFit, NormalPrior
+from analysis.models import ModelSpec, build_design, fit_model
+
+
+def study_rows(seed: int, conditions=("olah", "maco", "none"), networks=("resnet50", "vgg16"), per_condition=8,
+               units_per_network=6, repeats=1, slope_sd=0.0, all_correct: str | None = None) -> pd.DataFrame:
+    """Main trials: every participant (one condition each) sees every unit ``repeats`` times."""
+    rng = np.random.default_rng(seed)
+    effect = dict(zip(conditions, np.linspace(0.0, -0.8, len(conditions))))
+    units = [f"{n}:{k}" for n in networks for k in range(units_per_network)]
+    unit_effect = dict(zip(units, rng.normal(0, 0.5, len(units))))
+    slope = {(u, c): rng.normal(0, slope_sd) if c != conditions[0] else 0.0 for u in units for c in conditions}
+    rows = []
+    for i in range(per_condition * len(conditions)):
+        condition = conditions[i % len(conditions)]
+        participant = rng.normal(0, 0.5)
+        for unit in units * repeats:
+            eta = 0.8 + effect[condition] + participant + unit_effect[unit] + slope[unit, condition]
+            correct = condition == all_correct or rng.random() < 1 / (1 + np.exp(-eta))
+            rows.append((f"p{i}", unit, condition, unit.split(":")[0], int(correct)))
+    return pd.DataFrame(rows, columns=["participant_id", "unit", "condition", "network", "correct"])
+
+
+def design_of(rows: pd.DataFrame, **spec) -> models.Design:
+    return build_design(rows, ModelSpec(**spec), sorted(set(rows["condition"])), sorted(set(rows["network"])))
+
+
+@pytest.fixture(scope="module")
+def separated() -> pd.DataFrame:
+    # with these data lme4 1.1-31 also falls back to RX for the covariance
+    return study_rows(seed=8, per_condition=16, all_correct="maco")
+
+
+def test_separation_is_detected_flagged_and_named(separated):
+    fit = fit_model(design_of(separated))
+    n_maco = int(separated["condition"].eq("maco").sum())
+    kinds = {w.kind for w in fit.problems}
+    assert "separation" in kinds
+    in_data = next(w for w in fit.problems if w.message.startswith("separation: all"))
+    assert in_data.message.startswith(f"separation: all {n_maco} main trials of condition maco are correct")
+    assert "refit with --prior normal" in in_data.message and in_data.terms == ("condition[maco]",)
+    table = fit.fixed_effects().set_index("term")
+    assert "separation" in table.loc["condition[maco]", "warning"]
+    assert "separation" not in table.loc["condition[none]", "warning"]
+    assert abs(table.loc["condition[maco]", "estimate"]) > 10  # the drifting ML estimate, flagged twice
+    huge = next(w for w in fit.problems if w.message.startswith("separation suspected: condition[maco] = "))
+    assert "beyond |estimate| 10 or SE 5" in huge.message
+    assert "separation" in fit.lrt.set_index("term").loc["condition", "warning"]
+
+
+def test_lme4_engine_says_when_it_fell_back_to_rx(separated, rscript):
+    fit = fit_model(design_of(separated), engine="lme4", lrt=False)
+    assert "RX approximation" in fit.vcov_method and "Hessian-based" not in fit.vcov_method
+    rx = [w for w in fit.warnings if w.kind == "vcov_rx"]
+    assert rx and "falling back to var-cov estimated from RX" in rx[0].message and rx[0].severity == "note"
+    assert any(w.kind == "separation" and w.severity == "error" for w in fit.warnings)
+
+
+def test_normal_prior_gives_finite_estimates_matching_bglmer(separated, rscript):
+    design = design_of(separated, prior="normal")
+    ours = fit_model(design, lrt=False)
+    blme = fit_model(design, engine="lme4", lrt=False)
+    assert "blme" in blme.engine_versions
+    assert ours.converged and np.all(np.abs(ours.beta) < 10) and np.all(ours.se < 5)
+    assert np.abs(ours.beta - blme.beta).max() < 5e-3
+    assert np.abs(ours.se / blme.se - 1).max() < 0.01
+    assert ours.re_sd["participant"] == pytest.approx(blme.re_sd["participant"], abs=5e-3)
+    assert ours.loglik == pytest.approx(blme.loglik, abs=5e-3)
+    note = next(w for w in ours.warnings if w.kind == "separation")
+    assert note.severity == "note" and "finite only through the normal prior" in note.message
+    assert not ours.problems
+
+
+def test_normal_prior_density_is_blmes_prior_deviance():
+    # blme printed "Prior dev: 14.8584" for fixef (0.2898, 5.4452) under normal(sd = c(10, 2.5))
+    assert NormalPrior().deviance(np.array([0.2898, 5.4452])) == pytest.approx(14.8584, abs=1e-3)
+
+
+def test_unknown_prior_is_an_error(separated):
+    with pytest.raises(ValueError, match="unknown prior 'cauchy'; choose one of none, normal"):
+        fit_model(design_of(separated, prior="cauchy"))
+
+
+def test_random_slopes_match_lme4(rscript):
+    rows = study_rows(seed=5, conditions=("olah", "maco"), per_condition=16, units_per_network=8, repeats=2,
+                      slope_sd=0.8)
+    design = design_of(rows, random_slopes=True)
+    assert design.spec.formula.endswith("(1|participant) + (1 + condition|unit)")
+    ours = fit_model(design, lrt=False)
+    lme4 = fit_model(design, engine="lme4", lrt=False)
+    assert np.abs(ours.beta - lme4.beta).max() < 5e-3
+    assert np.abs(ours.se / lme4.se - 1).max() < 0.01
+    key = ["group", "var1", "var2"]
+    both = ours.varcorr.merge(lme4.varcorr, on=key, suffixes=("_ours", "_lme4"))
+    assert sorted(map(tuple, both[key].values)) == [
+        ("participant", "(Intercept)", ""), ("unit", "(Intercept)", ""), ("unit", "(Intercept)", "condition[maco]"),
+        ("unit", "condition[maco]", ""),
+    ]
+    assert np.abs(both["sdcor_ours"] - both["sdcor_lme4"]).max() < 0.01
+    assert ours.loglik == pytest.approx(lme4.loglik, abs=1e-3)
+    # the unit's latent-scale ICC per condition: var(intercept + slope) over all variances + pi^2/3
+    sd = ours.varcorr.set_index(["group", "var1", "var2"])["sdcor"]
+    s0, s1, r = sd["unit", "(Intercept)", ""], sd["unit", "condition[maco]", ""], sd["unit", "(Intercept)", "condition[maco]"]
+    unit_maco = s0**2 + s1**2 + 2 * r * s0 * s1
+    participant = sd["participant", "(Intercept)", ""] ** 2
+    icc = ours.icc().set_index(["group", "condition"])["icc"]
+    assert icc["unit", "maco"] == pytest.approx(unit_maco / (unit_maco + participant + LATENT_RESIDUAL_VARIANCE))
+    assert icc["unit", "olah"] == pytest.approx(s0**2 / (s0**2 + participant + np.pi**2 / 3))
+
+
+def test_singular_random_slopes_say_how_to_simplify():
+    rows = study_rows(seed=2, conditions=("olah", "maco"), per_condition=10, units_per_network=4, slope_sd=0.0)
+    fit = fit_model(design_of(rows, random_slopes=True), lrt=False)
+    assert fit.singular
+    note = next(w for w in fit.warnings if "random slopes" in w.message)
+    assert note.kind == "singular" and note.severity == "note"
+    assert "first drop the slopes' correlations, then the slopes, keeping (1|unit)" in note.message
+
+
+def _fake_fit(loglik: float, npar: int) -> EngineFit:
+    varcorr = pd.DataFrame({"group": ["participant", "unit"], "var1": ["(Intercept)"] * 2, "var2": [""] * 2,
+                            "sdcor": [0.5, 0.5]})
+    return EngineFit(beta=np.zeros(npar - 2), loglik=loglik, npar=npar, varcorr=varcorr, converged=True,
+                     singular=False)
+
+
+def test_a_negative_lrt_is_a_failed_fit_not_a_zero(separated, monkeypatch):
+    design = design_of(separated)
+    k = len(design.terms)
+
+    def engine(name, frame, formulas, with_vcov, random, prior):
+        fits = {name: _fake_fit(-500.0, len(cols) + 3) for name, cols in formulas.items()}
+        fits["full"].loglik = -501.25  # the larger model "fits worse" than the one without condition
+        fits["full"].vcov = np.eye(k) * 0.01
+        return fits, {}
+
+    monkeypatch.setattr(models, "fit_engine", engine)
+    fit = fit_model(design)
+    row = fit.lrt.set_index("term").loc["condition"]
+    assert row["chisq"] == pytest.approx(-2.5) and np.isnan(row["p"]) and not row["converged"]
+    assert "lrt" in row["warning"]
+    failed = next(w for w in fit.problems if w.kind == "lrt" and "condition" in w.message)
+    assert failed.message.startswith("LRT of condition: chi-square -2.5 < 0")
+    assert "the fit of full failed, and the test is void" in failed.message
+
+
+CHECK_CASES = ("clean", "gradient", "negative", "singular", "boundary")
+
+
+def derivatives(case: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(gradient, Hessian, coefficients) over one theta and two betas, made to fail one check each."""
+    hessian = np.array([[2.0, 0.3, 0.1], [0.3, 1.5, 0.2], [0.1, 0.2, 1.0]])
+    gradient = np.array([1e-5, -2e-5, 1e-5])
+    if case == "gradient":
+        gradient = np.array([1e-5, 0.05, 1e-5])
+    elif case == "negative":
+        hessian[2, 2] = -0.5
+    elif case == "singular":  # one eigenvalue below check.conv.hess's 1e-6, yet a Cholesky factor exists
+        q, _ = np.linalg.qr(np.array([[1.0, 0.2, 0.3], [0.1, 1.0, 0.4], [0.2, 0.3, 1.0]]))
+        hessian = q @ np.diag([2.0, 1.5, 1e-8]) @ q.T
+    coefs = np.array([1e-6 if case == "boundary" else 1.0, 1.0, 1.0])  # theta at its bound: singular
+    return gradient, hessian, coefs
+
+
+@pytest.fixture(scope="module")
+def lme4_checkconv() -> dict[str, list[str]]:
+    """lme4:::checkConv's messages per case, from one Rscript run."""
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        pytest.skip("R is not installed (apt-get install r-base-core r-cran-lme4)")
+    lines = ["ctrl <- lme4::glmerControl()$checkConv"]
+    for case in CHECK_CASES:
+        g, h, c = (", ".join(map(str, a.ravel(order="F").tolist())) for a in derivatives(case))
+        lines.append(
+            f"res <- suppressWarnings(suppressMessages(lme4:::checkConv(list(gradient = c({g}), "
+            f"Hessian = matrix(c({h}), 3)), c({c}), ctrl = ctrl, lbound = 0)))\n"
+            f'cat("@{case}\\n"); cat(gsub("[[:space:]]+", " ", unlist(res$messages)), sep = "\\n"); cat("\\n")'
+        )
+    done = subprocess.run([rscript, "--vanilla", "-e", "\n".join(lines)], capture_output=True, text=True,
+                          check=True)
+    messages: dict[str, list[str]] = {}
+    for line in filter(None, (line.strip() for line in done.stdout.splitlines())):
+        if line.startswith("@"):
+            case = messages.setdefault(line[1:], [])
+        else:
+            case.append(line)
+    return messages
+
+
+@pytest.mark.parametrize("case", CHECK_CASES)
+def test_convergence_checks_say_what_lme4_says(case, lme4_checkconv):
+    gradient, hessian, coefs = derivatives(case)
+    ours = convergence_messages(gradient, hessian, n_theta=1, singular=case == "boundary")
+    theirs = lme4_checkconv[case]
+    if case == "boundary":  # lme4 stops at the singular fit, which FitResult notes on its own
+        assert theirs == ["boundary (singular) fit: see help('isSingular')"] and ours == []
+    else:  # lme4 1.1-31 names component 1 whatever the component (which.max of a scalar); ours the real one
+        assert [re.sub(r"component \d+", "component 1", m) for m in ours] == theirs
+    assert (ours == []) == (case in ("clean", "boundary"))
+    if case == "gradient":
+        assert ours == ["Model failed to converge with max|grad| = 0.04145 (tol = 0.002, component 2)"]
