@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from analysis.exclusions import ExclusionRules
-from analysis.models import ENGINES, ModelSpec
+from analysis.models import ENGINES, PRIORS, ModelSpec
 
 DEFAULT_RULES = ExclusionRules()
 
@@ -26,6 +26,11 @@ def _levels(text: str | None) -> list[str] | None:
 @click.option("--ref-network", default="resnet50", show_default=True)
 @click.option("--interaction/--no-interaction", default=False, show_default=True,
               help="Add condition:network to the model.")
+@click.option("--random-slopes/--no-random-slopes", default=False, show_default=True,
+              help="Fit (1 + condition|unit), the maximal random part for condition (Barr et al. 2013).")
+@click.option("--prior", type=click.Choice(PRIORS), default="none", show_default=True,
+              help="normal: weakly informative normal prior on the fixed effects (blme's bglmer), "
+              "the remedy for separation.")
 @click.option("--conditions", default=None, help="Comma-separated conditions that must all have data "
               "(default: those in the export).")
 @click.option("--networks", default=None, help="Comma-separated networks that must all have data "
@@ -38,7 +43,8 @@ def _levels(text: str | None) -> list[str] | None:
 @click.option("--max-practice-rounds", type=int, default=DEFAULT_RULES.max_practice_rounds, show_default=True)
 @click.option("--side-check/--no-side-check", default=True, show_default=True,
               help="Exclude participants who answered on one side only.")
-def analyze(responses, out, engine, query, ref_condition, ref_network, interaction, conditions, networks, vit,
+def analyze(responses, out, engine, query, ref_condition, ref_network, interaction, random_slopes, prior, conditions,
+            networks, vit,
             min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, max_practice_rounds, side_check):
     """Analyse an export (CSV file or database URL) into a report folder.
 
@@ -52,7 +58,7 @@ def analyze(responses, out, engine, query, ref_condition, ref_network, interacti
 
     rules = ExclusionRules(min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, side_check,
                            max_practice_rounds)
-    spec = ModelSpec(ref_condition, ref_network, interaction)
+    spec = ModelSpec(ref_condition, ref_network, interaction, random_slopes=random_slopes, prior=prior)
     try:
         df = load_export(responses, query=query)
         analysis = run_analysis(df, spec=spec, engine=engine, rules=rules, conditions=_levels(conditions),

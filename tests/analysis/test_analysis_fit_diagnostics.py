@@ -8,11 +8,14 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from analysis import models
+from analysis.cli import analyze
 from analysis.diagnostics import LATENT_RESIDUAL_VARIANCE, convergence_messages
 from analysis.engines import EngineFit, NormalPrior
 from analysis.models import ModelSpec, build_design, fit_model
+from analysis.simulate import simulate_export
 
 
 def study_rows(seed: int, conditions=("olah", "maco", "none"), networks=("resnet50", "vgg16"), per_condition=8,
@@ -212,3 +215,44 @@ def test_convergence_checks_say_what_lme4_says(case, lme4_checkconv):
     assert (ours == []) == (case in ("clean", "boundary"))
     if case == "gradient":
         assert ours == ["Model failed to converge with max|grad| = 0.04145 (tol = 0.002, component 2)"]
+
+
+def test_analyze_passes_prior_and_slopes_to_the_model(tmp_path, small_model, monkeypatch):
+    from analysis import pipeline
+
+    responses = tmp_path / "responses.csv"
+    simulate_export(small_model, n_participants=8, seed=1).to_csv(responses, index=False)
+    seen = {}
+
+    def stop(df, spec, **options):
+        seen["spec"] = spec
+        raise ValueError("stopped before the fit")
+
+    monkeypatch.setattr(pipeline, "run_analysis", stop)
+    result = CliRunner().invoke(analyze, [str(responses), "--out", str(tmp_path / "r"), "--prior", "normal",
+                                          "--random-slopes"])
+    assert result.exit_code == 1 and "stopped before the fit" in result.output
+    assert seen["spec"].prior == "normal" and seen["spec"].random_slopes
+    assert seen["spec"].formula.endswith("(1 + condition|unit)")
+    result = CliRunner().invoke(analyze, [str(responses), "--out", str(tmp_path / "r"), "--prior", "cauchy"])
+    assert result.exit_code == 2 and "'cauchy' is not one of 'none', 'normal'" in result.output
+
+
+def test_analyze_tables_carry_the_separation(tmp_path, small_model):
+    df = simulate_export(small_model, n_participants=16, seed=4)
+    maco = df["condition"].eq("maco") & df["trial_kind"].eq("main")
+    df.loc[maco, "chosen_side"] = df.loc[maco, "correct_side"]
+    df.loc[maco, "correct"] = 1
+    responses = tmp_path / "responses.csv"
+    df.to_csv(responses, index=False)
+    for prior in ("none", "normal"):
+        out = tmp_path / prior
+        result = CliRunner().invoke(analyze, [str(responses), "--out", str(out), "--prior", prior])
+        assert result.exit_code == 0, result.output
+        fixed = pd.read_csv(out / "fixed_effects.csv", keep_default_na=False).set_index("term")
+        assert "separation" in fixed.loc["condition[maco]", "warning"]
+        assert "separation" not in fixed.loc["network[vgg16]", "warning"]
+        lrt = pd.read_csv(out / "lrt.csv", keep_default_na=False).set_index("term")
+        assert {"converged", "warning"} <= set(lrt.columns) and "separation" in lrt.loc["condition", "warning"]
+        estimate = fixed.loc["condition[maco]", "estimate"]
+        assert (abs(estimate) > 10) if prior == "none" else (0 < estimate < 10)
