@@ -28,6 +28,9 @@ def _levels(text: str | None) -> list[str] | None:
               help="Add condition:network to the model.")
 @click.option("--random-slopes/--no-random-slopes", default=False, show_default=True,
               help="Fit (1 + condition|unit), the maximal random part for condition (Barr et al. 2013).")
+@click.option("--slope-correlations/--no-slope-correlations", default=True, show_default=True,
+              help="With --random-slopes: --no-slope-correlations fits (1 + condition||unit), the first "
+              "simplification of a singular maximal model.")
 @click.option("--prior", type=click.Choice(PRIORS), default="none", show_default=True,
               help="normal: weakly informative normal prior on the fixed effects (blme's bglmer), "
               "the remedy for separation.")
@@ -43,8 +46,8 @@ def _levels(text: str | None) -> list[str] | None:
 @click.option("--max-practice-rounds", type=int, default=DEFAULT_RULES.max_practice_rounds, show_default=True)
 @click.option("--side-check/--no-side-check", default=True, show_default=True,
               help="Exclude participants who answered on one side only.")
-def analyze(responses, out, engine, query, ref_condition, ref_network, interaction, random_slopes, prior, conditions,
-            networks, vit,
+def analyze(responses, out, engine, query, ref_condition, ref_network, interaction, random_slopes,
+            slope_correlations, prior, conditions, networks, vit,
             min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, max_practice_rounds, side_check):
     """Analyse an export (CSV file or database URL) into a report folder.
 
@@ -58,7 +61,8 @@ def analyze(responses, out, engine, query, ref_condition, ref_network, interacti
 
     rules = ExclusionRules(min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, side_check,
                            max_practice_rounds)
-    spec = ModelSpec(ref_condition, ref_network, interaction, random_slopes=random_slopes, prior=prior)
+    spec = ModelSpec(ref_condition, ref_network, interaction, random_slopes=random_slopes,
+                     slope_correlations=slope_correlations, prior=prior)
     try:
         df = load_export(responses, query=query)
         analysis = run_analysis(df, spec=spec, engine=engine, rules=rules, conditions=_levels(conditions),

@@ -43,7 +43,7 @@ from analysis.engines import (  # ENGINES, EngineError, PRIORS: callers import t
 )
 
 SIMPLIFY = ("simplify the random part step by step (docs/analysis-models.md): first drop the slopes' "
-            "correlations, then the slopes, keeping (1|unit)")
+            "correlations (--no-slope-correlations), then the slopes (--no-random-slopes), keeping (1|unit)")
 
 
 @dataclass(frozen=True)
@@ -52,13 +52,19 @@ class ModelSpec:
     ref_network: str = "resnet50"
     interaction: bool = False
     random_slopes: bool = False  # (1 + condition|unit): Barr et al.'s (2013) maximal model for condition
+    slope_correlations: bool = True  # False: (1 + condition||unit), the first simplification
     prior: str = "none"  # "normal": blme's weakly informative normal prior on the fixed effects
+
+    @property
+    def unit_term(self) -> str:
+        if not self.random_slopes:
+            return "(1|unit)"
+        return "(1 + condition|unit)" if self.slope_correlations else "(1 + condition||unit)"
 
     @property
     def formula(self) -> str:
         fixed = "condition + network" + (" + condition:network" if self.interaction else "")
-        unit = "(1 + condition|unit)" if self.random_slopes else "(1|unit)"
-        return f"correct ~ {fixed} + (1|participant) + {unit}"
+        return f"correct ~ {fixed} + (1|participant) + {self.unit_term}"
 
 
 @dataclass
@@ -202,7 +208,7 @@ class FitResult:
             slope = f"condition[{condition}]"
             if ("unit", slope) in sd.index:  # var(intercept + slope) of a non-reference condition
                 s0, s1 = float(sd["unit", INTERCEPT]), float(sd["unit", slope])
-                unit += s1**2 + 2 * float(cor["unit", INTERCEPT, slope]) * s0 * s1
+                unit += s1**2 + 2 * float(cor.get(("unit", INTERCEPT, slope), 0.0)) * s0 * s1
             icc = latent_icc({"participant": participant, "unit": unit})
             rows += [("participant", condition, participant, icc["participant"]), ("unit", condition, unit, icc["unit"])]
         return pd.DataFrame(rows, columns=["group", "condition", "variance", "icc"])
@@ -249,7 +255,8 @@ def fit_model(design: Design, engine: str = "mixedlm", lrt: bool = True) -> FitR
     if design.spec.prior not in PRIORS:
         raise ValueError(f"unknown prior {design.spec.prior!r}; choose one of {', '.join(PRIORS)}")
     prior = NormalPrior() if design.spec.prior == "normal" else None
-    random = RandomEffects(tuple(design.blocks["condition"]) if design.spec.random_slopes else ())
+    random = RandomEffects(tuple(design.blocks["condition"]) if design.spec.random_slopes else (),
+                           design.spec.slope_correlations)
     formulas, tests = _models(design, lrt)
     start = time.perf_counter()
     fits, versions = fit_engine(engine, design.frame, formulas, {"full"}, random, prior)
@@ -262,9 +269,9 @@ def fit_model(design: Design, engine: str = "mixedlm", lrt: bool = True) -> FitR
         found.append(replace(warning, models=holding))
     found += separation_in_estimates(design.terms, main.beta, np.sqrt(np.diag(main.vcov)))
     if design.spec.random_slopes and main.singular:
-        found.append(FitWarning("singular", "the random slopes (1 + condition|unit) give a singular fit: some "
-                                "variance or correlation is at its boundary, the data cannot support it; "
-                                + SIMPLIFY, "note"))
+        found.append(FitWarning("singular", f"the random slopes {design.spec.unit_term} "
+                                "give a singular fit: some variance or correlation is at its boundary, the data "
+                                "cannot support it; " + SIMPLIFY, "note"))
     rows = []
     for term, big, small in tests:
         row, lrt_warnings = likelihood_ratio(term, big, small, fits)

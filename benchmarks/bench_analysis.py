@@ -1,21 +1,31 @@
-"""Benchmark the analysis: fit the study model with each engine on a simulated study.
+"""Benchmark the analysis: each engine fits the study model on a simulated study, side by side with R.
 
-Default: 200 participants x 60 main trials (20 per network), with no simulated
-misbehaviour (a few may still fail a rule by chance: `included` says how many
-are fitted), the additive model with its two LRT refits, as `maco-study
-analyze` fits it. The last line printed is one JSON object:
-fit_s per engine, max_engine_diff (largest fixed-effect difference from lme4)
-and max_se_rel_diff (largest relative standard-error difference), when R is
-present.
+Scenarios (default: all), on 200 participants x 60 main trials (20 per
+network) with no simulated misbehaviour (a few may still fail a rule by
+chance: `included` says how many are fitted):
+
+- `intercepts`: the additive model with its two LRT refits, as `maco-study
+  analyze` fits it; mixedlm against lme4::glmer.
+- `prior`: the same study with every MACO trial correct (separation), fitted
+  with `--prior normal`; mixedlm against blme::bglmer.
+- `slopes`: `(1 + condition|unit)`, no LRT refits; mixedlm against lme4::glmer.
+
+The last line printed is one JSON object: per scenario, fit_s per engine,
+the largest fixed-effect difference from R (max_beta_diff), the largest
+relative standard-error difference (max_se_rel_diff), the largest difference
+in random-effect SDs and correlations (max_varcorr_diff), the log-likelihood
+difference (mixedlm minus R: positive = mixedlm found the higher optimum),
+and the speed ratio (R's time over mixedlm's). R parts are null without
+Rscript. `--smoke` runs a tiny study in seconds (the test suite runs it).
 
     python benchmarks/bench_analysis.py [--participants 200] [--trials-per-network 20]
+        [--scenarios intercepts,prior,slopes] [--engines mixedlm,lme4] [--smoke]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shutil
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -25,46 +35,63 @@ from analysis.load import validate_export
 from analysis.models import ModelSpec, build_design, fit_model
 from analysis.simulate import GenerativeModel, simulate_export
 
+SCENARIOS = {  # name: (ModelSpec options, separate MACO, LRT refits)
+    "intercepts": ({}, False, True),
+    "prior": ({"prior": "normal"}, True, True),
+    "slopes": ({"random_slopes": True}, False, False),
+}
 
-def main() -> None:
+
+def compare(fits: dict) -> dict:
+    result = {"fit_s": {engine: round(fit.fit_s, 3) for engine, fit in fits.items()},
+              "converged": {engine: fit.converged for engine, fit in fits.items()},
+              "max_beta_diff": None, "max_se_rel_diff": None, "max_varcorr_diff": None, "loglik_diff": None,
+              "speedup_vs_r": None}
+    if len(fits) == 2:
+        a, b = fits["mixedlm"], fits["lme4"]
+        both = a.varcorr.merge(b.varcorr, on=["group", "var1", "var2"])
+        result.update(
+            max_beta_diff=float(np.abs(a.beta - b.beta).max()),
+            max_se_rel_diff=float(np.abs(a.se / b.se - 1).max()),
+            max_varcorr_diff=float(np.abs(both["sdcor_x"] - both["sdcor_y"]).max()),
+            loglik_diff=float(a.loglik - b.loglik),
+            speedup_vs_r=round(b.fit_s / a.fit_s, 2),
+        )
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--participants", type=int, default=200)
     parser.add_argument("--trials-per-network", type=int, default=20)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--engines", default="mixedlm,lme4", help="lme4 is skipped without Rscript")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="a tiny study: 16 participants, 4 trials per network")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.participants, args.trials_per_network = 16, 4
 
     model = replace(
         GenerativeModel(), main_trials_per_network=args.trials_per_network, p_inattentive=0.0, p_one_sided=0.0,
         p_rushed_instructions=0.0, p_dropout=0.0,
     )
-    start = time.perf_counter()
     df = validate_export(simulate_export(model, args.participants, seed=args.seed))
     rows = model_rows(df, participant_table(df))
-    design = build_design(rows, ModelSpec(), model.conditions, model.networks)
-    prepare_s = time.perf_counter() - start
-
-    engines = ["mixedlm"] + (["lme4"] if shutil.which("Rscript") else [])
-    fits = {}
-    for engine in engines:
-        fits[engine] = fit_model(design, engine=engine)
-        fit = fits[engine]
-        print(f"{engine:8s} fit {fit.fit_s:6.2f} s  converged {fit.converged}  "
-              + "  ".join(f"{t}={b:+.4f}({s:.4f})" for t, b, s in zip(fit.terms, fit.beta, fit.se)))
-    result = {
-        "participants": args.participants,
-        "included": int(rows["participant_id"].nunique()),
-        "trials": len(rows),
-        "prepare_s": round(prepare_s, 3),
-        "fit_s": {engine: round(fit.fit_s, 3) for engine, fit in fits.items()},
-        "max_engine_diff": None,
-        "max_se_rel_diff": None,
-    }
-    if "lme4" in fits:
-        a, b = fits["mixedlm"], fits["lme4"]
-        result["max_engine_diff"] = float(np.abs(a.beta - b.beta).max())
-        result["max_se_rel_diff"] = float(np.abs(a.se / b.se - 1).max())
-        result["speedup_vs_lme4"] = round(b.fit_s / a.fit_s, 2)
+    engines = [e for e in args.engines.split(",") if e != "lme4" or shutil.which("Rscript")]
+    result = {"participants": args.participants, "included": int(rows["participant_id"].nunique()),
+              "trials": len(rows)}
+    for name in args.scenarios.split(","):
+        options, separate, lrt = SCENARIOS[name]
+        data = rows.assign(correct=rows["correct"].where(~rows["condition"].eq("maco"), 1)) if separate else rows
+        design = build_design(data, ModelSpec(**options), model.conditions, model.networks)
+        fits = {engine: fit_model(design, engine=engine, lrt=lrt) for engine in engines}
+        for engine, fit in fits.items():
+            print(f"{name:10s} {engine:8s} fit {fit.fit_s:7.2f} s  converged {fit.converged}  "
+                  + "  ".join(f"{t}={b:+.4f}({s:.4f})" for t, b, s in zip(fit.terms, fit.beta, fit.se)))
+        result[name] = compare(fits)
     print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

@@ -50,10 +50,12 @@ class RandomEffects:
     """The random part: intercepts for participants and units, optionally slopes of units."""
 
     slopes: tuple[str, ...] = ()  # frame columns with a by-unit random slope
+    correlated: bool = True  # False: lme4's || (exact here: the slope columns are numeric dummies)
 
     def formula(self) -> str:
         unit = " + ".join(("1",) + self.slopes)
-        return f"(1|participant) + ({unit}|unit)"
+        bar = "|" if self.correlated or not self.slopes else "||"
+        return f"(1|participant) + ({unit}{bar}unit)"
 
 
 @dataclass

@@ -57,6 +57,7 @@ for (i in seq_len(nrow(models))) {
     }
   }
   vc <- as.data.frame(VarCorr(fit))
+  vc$grp <- sub("\\.[0-9]+$", "", vc$grp)  # || splits unit into unit, unit.1, ...
   add(model, "varcorr", vc$grp, num(vc$sdcor), vc$var1, ifelse(is.na(vc$var2), "", vc$var2))
   ll <- logLik(fit)
   add(model, "loglik", "loglik", num(as.numeric(ll)))

@@ -70,8 +70,9 @@ def varcorr_frame(result) -> pd.DataFrame:
         g = result.VarCorr().groups[group]
         names = list(g.term_names)
         rows += [(group, name, "", float(g.stddev[name])) for name in names]
-        rows += [(group, names[i], names[j], float(g.corr[i, j]))
-                 for i in range(len(names)) for j in range(i + 1, len(names))]
+        if g.corr is not None:  # None: uncorrelated terms (||)
+            rows += [(group, names[i], names[j], float(g.corr[i, j]))
+                     for i in range(len(names)) for j in range(i + 1, len(names))]
     return pd.DataFrame(rows, columns=["group", "var1", "var2", "sdcor"])
 
 

@@ -130,7 +130,8 @@ def test_singular_random_slopes_say_how_to_simplify():
     assert fit.singular
     note = next(w for w in fit.warnings if "random slopes" in w.message)
     assert note.kind == "singular" and note.severity == "note"
-    assert "first drop the slopes' correlations, then the slopes, keeping (1|unit)" in note.message
+    assert note.message.startswith("the random slopes (1 + condition|unit) give a singular fit")
+    assert "first drop the slopes' correlations (--no-slope-correlations), then the slopes" in note.message
 
 
 def _fake_fit(loglik: float, npar: int) -> EngineFit:
@@ -256,3 +257,16 @@ def test_analyze_tables_carry_the_separation(tmp_path, small_model):
         assert {"converged", "warning"} <= set(lrt.columns) and "separation" in lrt.loc["condition", "warning"]
         estimate = fixed.loc["condition[maco]", "estimate"]
         assert (abs(estimate) > 10) if prior == "none" else (0 < estimate < 10)
+
+
+def test_uncorrelated_slopes_match_lme4(rscript):
+    rows = study_rows(seed=5, conditions=("olah", "maco"), per_condition=16, units_per_network=8, repeats=2,
+                      slope_sd=0.8)
+    design = design_of(rows, random_slopes=True, slope_correlations=False)
+    assert design.spec.formula.endswith("(1|participant) + (1 + condition||unit)")
+    ours = fit_model(design, lrt=False)
+    lme4 = fit_model(design, engine="lme4", lrt=False)
+    assert ours.varcorr[["group", "var1", "var2"]].values.tolist() == lme4.varcorr[["group", "var1", "var2"]].values.tolist() == [
+        ["participant", "(Intercept)", ""], ["unit", "(Intercept)", ""], ["unit", "condition[maco]", ""]]
+    assert np.abs(ours.varcorr["sdcor"] - lme4.varcorr["sdcor"]).max() < 0.01
+    assert np.abs(ours.beta - lme4.beta).max() < 5e-3 and ours.loglik == pytest.approx(lme4.loglik, abs=1e-3)
