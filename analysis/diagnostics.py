@@ -110,6 +110,12 @@ def _level_terms(design, factor: str, level: str) -> tuple[str, ...]:
     return tuple(t for t, lv in zip(terms, design.levels) if lv[position] == level)
 
 
+def _cell_terms(design, condition: str, network: str) -> tuple[str, ...]:
+    """The terms a separated cell makes unbounded: its interaction, else its main effects, else all (reference cell)."""
+    on = [t for t, v in zip(design.terms, design.row(condition, network)) if v]
+    return (tuple(t for t in on if ":" in t) or tuple(on[1:]) or tuple(design.terms))
+
+
 def separation_in_data(design, prior: bool) -> list[FitWarning]:
     """Levels (and, with the interaction, cells) whose trials are all correct or all wrong."""
     rows = design.frame
@@ -119,14 +125,14 @@ def separation_in_data(design, prior: bool) -> list[FitWarning]:
     if design.spec.interaction:
         for c in design.conditions:
             for n in design.networks:
-                on = tuple(t for t, v in zip(design.terms, design.row(c, n)) if v and ":" in t)
-                groups.append(("cell", [c, n], rows["condition"].eq(c) & rows["network"].eq(n), on))
+                in_cell = rows["condition"].eq(c) & rows["network"].eq(n)
+                groups.append(("cell", [c, n], in_cell, _cell_terms(design, c, n)))
     found = []
     for what, levels, mask, terms in groups:
         y = rows["y"].to_numpy()[mask.to_numpy()]
-        if len(y) == 0 or 0 < y.mean() < 1 or not terms:
+        if len(y) == 0 or 0 < y.mean() < 1:
             continue
-        name = f"{what} {' x '.join(levels)}" if what != "cell" else f"cell {' x '.join(levels)}"
+        name = f"{what} {' x '.join(levels)}"
         outcome = "correct" if y.mean() == 1 else "wrong"
         if prior:
             found.append(FitWarning(

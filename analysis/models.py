@@ -210,7 +210,8 @@ class FitResult:
                 s0, s1 = float(sd["unit", INTERCEPT]), float(sd["unit", slope])
                 unit += s1**2 + 2 * float(cor.get(("unit", INTERCEPT, slope), 0.0)) * s0 * s1
             icc = latent_icc({"participant": participant, "unit": unit})
-            rows += [("participant", condition, participant, icc["participant"]), ("unit", condition, unit, icc["unit"])]
+            rows += [("participant", condition, participant, icc["participant"]),
+                     ("unit", condition, unit, icc["unit"])]
         return pd.DataFrame(rows, columns=["group", "condition", "variance", "icc"])
 
 

@@ -25,7 +25,8 @@ from analysis.diagnostics import FitWarning, classify, convergence_messages
 from analysis.engines import GROUPS, EngineFit, NormalPrior, RandomEffects, formula
 
 HESSIAN_VCOV = "Hessian of the Laplace deviance (as lme4)"
-RX_VCOV = "fixed-effect information at the estimated theta (lme4's RX approximation; the Hessian was not positive definite)"
+RX_VCOV = ("fixed-effect information at the estimated theta (lme4's RX approximation; "
+           "the Hessian was not positive definite)")
 
 
 def deriv12(fun, x: np.ndarray, delta: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:

@@ -116,7 +116,8 @@ def test_random_slopes_match_lme4(rscript):
     assert ours.loglik == pytest.approx(lme4.loglik, abs=1e-3)
     # the unit's latent-scale ICC per condition: var(intercept + slope) over all variances + pi^2/3
     sd = ours.varcorr.set_index(["group", "var1", "var2"])["sdcor"]
-    s0, s1, r = sd["unit", "(Intercept)", ""], sd["unit", "condition[maco]", ""], sd["unit", "(Intercept)", "condition[maco]"]
+    s0, s1 = sd["unit", "(Intercept)", ""], sd["unit", "condition[maco]", ""]
+    r = sd["unit", "(Intercept)", "condition[maco]"]
     unit_maco = s0**2 + s1**2 + 2 * r * s0 * s1
     participant = sd["participant", "(Intercept)", ""] ** 2
     icc = ours.icc().set_index(["group", "condition"])["icc"]
@@ -206,7 +207,7 @@ def lme4_checkconv() -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("case", CHECK_CASES)
 def test_convergence_checks_say_what_lme4_says(case, lme4_checkconv):
-    gradient, hessian, coefs = derivatives(case)
+    gradient, hessian, _ = derivatives(case)
     ours = convergence_messages(gradient, hessian, n_theta=1, singular=case == "boundary")
     theirs = lme4_checkconv[case]
     if case == "boundary":  # lme4 stops at the singular fit, which FitResult notes on its own
@@ -266,7 +267,19 @@ def test_uncorrelated_slopes_match_lme4(rscript):
     assert design.spec.formula.endswith("(1|participant) + (1 + condition||unit)")
     ours = fit_model(design, lrt=False)
     lme4 = fit_model(design, engine="lme4", lrt=False)
-    assert ours.varcorr[["group", "var1", "var2"]].values.tolist() == lme4.varcorr[["group", "var1", "var2"]].values.tolist() == [
+    key = ["group", "var1", "var2"]
+    assert ours.varcorr[key].values.tolist() == lme4.varcorr[key].values.tolist() == [
         ["participant", "(Intercept)", ""], ["unit", "(Intercept)", ""], ["unit", "condition[maco]", ""]]
     assert np.abs(ours.varcorr["sdcor"] - lme4.varcorr["sdcor"]).max() < 0.01
     assert np.abs(ours.beta - lme4.beta).max() < 5e-3 and ours.loglik == pytest.approx(lme4.loglik, abs=1e-3)
+
+
+def test_a_separated_cell_names_its_interaction_term():
+    rows = study_rows(seed=6, per_condition=6)
+    cell = rows["condition"].eq("maco") & rows["network"].eq("vgg16")
+    rows.loc[cell, "correct"] = 1
+    fit = fit_model(design_of(rows, interaction=True), lrt=False)
+    found = [w for w in fit.problems if w.message.startswith("separation: all")]
+    assert [w.terms for w in found] == [("condition[maco]:network[vgg16]",)]
+    n_cell = int(cell.sum())
+    assert found[0].message.startswith(f"separation: all {n_cell} main trials of cell maco x vgg16 are correct")
