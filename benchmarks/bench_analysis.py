@@ -16,10 +16,10 @@ relative standard-error difference (max_se_rel_diff), the largest difference
 in random-effect SDs and correlations (max_varcorr_diff), the log-likelihood
 difference (mixedlm minus R: positive = mixedlm found the higher optimum),
 and the speed ratio (R's time over mixedlm's). R parts are null without
-Rscript. `--smoke` runs a tiny study in seconds (the test suite runs it).
+Rscript. The test suite runs it on a tiny study (tests/benchmarks/).
 
     python benchmarks/bench_analysis.py [--participants 200] [--trials-per-network 20]
-        [--scenarios intercepts,prior,slopes] [--engines mixedlm,lme4] [--smoke]
+        [--scenarios intercepts,prior,slopes] [--engines mixedlm,lme4]
 """
 from __future__ import annotations
 
@@ -67,10 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--engines", default="mixedlm,lme4", help="lme4 is skipped without Rscript")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--smoke", action="store_true", help="a tiny study: 16 participants, 4 trials per network")
     args = parser.parse_args(argv)
-    if args.smoke:
-        args.participants, args.trials_per_network = 16, 4
 
     model = replace(
         GenerativeModel(), main_trials_per_network=args.trials_per_network, p_inattentive=0.0, p_one_sided=0.0,
