@@ -1,7 +1,8 @@
 """analysis: from the response export to the report (see DESIGN.md and README.md).
 
 load (read and check the export) -> exclusions -> descriptives -> models (glmer by
-mixedlm or lme4) -> contrasts -> figures -> report; pipeline runs that chain,
+the engines mixedlm or lme4/blme, checked by diagnostics) -> contrasts -> figures ->
+report; pipeline runs that chain,
 simulate draws synthetic participants from a known model, power simulates whole
 studies, cli holds ``maco-study analyze`` and ``maco-study power``.
 Never imports torch or flask.

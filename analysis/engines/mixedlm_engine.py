@@ -88,13 +88,13 @@ def _map_fit(result, prior: NormalPrior):
     """The posterior mode under ``prior``: minimise Laplace deviance + sum (beta/sd)^2 over (theta, beta)."""
     optimiser = _optimiser(result)
     objective = optimiser.joint_objective()
-    n_theta, sds = len(result.theta), prior.sds(len(result.beta))
+    n_theta, n_fixed = len(result.theta), len(result.beta)
     y = result.matrices.y
-    # start as blme would from a flat intercept; the ML beta may be diverging (separation)
-    start = np.r_[result.theta, np.log(y.mean() / (1 - y.mean())), np.zeros(len(sds) - 1)]
+    # start from a flat intercept: the ML beta may be diverging (separation)
+    start = np.r_[result.theta, np.log(y.mean() / (1 - y.mean())), np.zeros(n_fixed - 1)]
 
     def penalised(x: np.ndarray) -> float:
-        return objective(x) + np.sum((x[n_theta:] / sds) ** 2)
+        return objective(x) + prior.deviance(x[n_theta:])
 
     found = optimize.minimize(penalised, start, method="L-BFGS-B", jac="3-point", bounds=objective.bounds,
                               options={"maxiter": 1000})
