@@ -14,7 +14,6 @@ is minimised over (theta, beta), which is what blme's ``bglmer`` does with
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
 from importlib.metadata import version
 
 import numpy as np
@@ -77,21 +76,33 @@ def varcorr_frame(result) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", "var1", "var2", "sdcor"])
 
 
-def _optimiser(result):
+def _optimiser(matrices, family):
+    """The Laplace objective with ``mixedlm.glmer``'s default inner (PIRLS) settings."""
     from mixedlm.estimation.laplace import GLMMOptimizer
+    from mixedlm.models.control import GlmerControl
 
-    return GLMMOptimizer(result.matrices, result.family, verbose=0, nAGQ=1,
-                         pirls_maxiter=result.pirls_maxiter, pirls_tol=result.pirls_tol)
+    control = GlmerControl()
+    return GLMMOptimizer(matrices, family, verbose=0, nAGQ=1, pirls_maxiter=control.pirls_maxiter,
+                         pirls_tol=control.tolPwrss)
 
 
-def _map_fit(result, prior: NormalPrior):
-    """The posterior mode under ``prior``: minimise Laplace deviance + sum (beta/sd)^2 over (theta, beta)."""
-    optimiser = _optimiser(result)
+def _map_fit(model_formula: str, frame: pd.DataFrame, prior: NormalPrior):
+    """The posterior mode under ``prior``: minimise Laplace deviance + prior deviance over (theta, beta).
+
+    No ML fit first: on separated data it is the slow part, and its diverging
+    beta is no start. Returns the result and the penalised objective.
+    """
+    from mixedlm.families import Binomial
+    from mixedlm.models.glmer import GlmerResult
+    from mixedlm.models.glmer_fit import GlmerMod
+
+    model = GlmerMod(model_formula, frame, family=Binomial())
+    optimiser = _optimiser(model.matrices, model.family)
     objective = optimiser.joint_objective()
-    n_theta, n_fixed = len(result.theta), len(result.beta)
-    y = result.matrices.y
-    # start from a flat intercept: the ML beta may be diverging (separation)
-    start = np.r_[result.theta, np.log(y.mean() / (1 - y.mean())), np.zeros(n_fixed - 1)]
+    theta = optimiser.get_start_theta()
+    n_theta, n_fixed = len(theta), model.matrices.n_fixed
+    y = model.matrices.y
+    start = np.r_[theta, np.log(y.mean() / (1 - y.mean())), np.zeros(n_fixed - 1)]  # a flat intercept
 
     def penalised(x: np.ndarray) -> float:
         return objective(x) + prior.deviance(x[n_theta:])
@@ -101,8 +112,12 @@ def _map_fit(result, prior: NormalPrior):
     x = _newton_polish(penalised, found.x, objective.bounds)
     theta, beta = x[:n_theta], x[n_theta:]
     deviance, beta, u, pirls_ok = optimiser._final_evaluation_with_status(theta, beta=beta)
-    fitted = replace(result, theta=theta, beta=beta, u=u, deviance=deviance, joint_fit=True,
-                     converged=bool(found.success and pirls_ok), message=str(found.message))
+    fitted = GlmerResult(
+        formula=model.formula, matrices=model.matrices, family=model.family, theta=theta, beta=beta, u=u,
+        deviance=deviance, converged=bool(found.success and pirls_ok), n_iter=int(found.nit), nAGQ=1,
+        pirls_converged=pirls_ok, pirls_maxiter=optimiser.pirls_maxiter, pirls_tol=optimiser.pirls_tol,
+        joint_fit=True, message=str(found.message), optimizer="L-BFGS-B",
+    )
     return fitted, penalised
 
 
@@ -136,13 +151,12 @@ def fit_one(frame: pd.DataFrame, name: str, columns: list[str], with_vcov: bool,
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = mixedlm.glmer(formula(columns, random), frame, family=Binomial(), nAGQ=1)
-        objective = _optimiser(result).joint_objective()
-    if prior is not None:  # the ML fit only set up the model: its words (e.g. on separation) are not reported
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result, objective = _map_fit(result, prior)
-    singular = bool(result.isSingular())
+        if prior is None:
+            result = mixedlm.glmer(formula(columns, random), frame, family=Binomial(), nAGQ=1)
+            objective = _optimiser(result.matrices, result.family).joint_objective()
+        else:
+            result, objective = _map_fit(formula(columns, random), frame, prior)
+        singular = bool(result.isSingular())
     messages = list(dict.fromkeys(str(w.message) for w in caught))
     found: list[FitWarning] = []
     if not result.converged:
