@@ -286,7 +286,8 @@ def fit_model(design: Design, engine: str = "mixedlm", lrt: bool = True) -> FitR
                                       for m in fit.messages]
     return FitResult(
         engine=engine, spec=design.spec, design=design, beta=main.beta, vcov=main.vcov,
-        vcov_method=main.vcov_method, re_sd=main.re_sd, loglik=main.loglik, converged=main.converged,
+        vcov_method=main.vcov_method + ("; the deviance includes the normal prior (as blme::bglmer)" if prior else ""),
+        re_sd=main.re_sd, loglik=main.loglik, converged=main.converged,
         singular=main.singular, messages=messages, lrt=lrt_table, fit_s=elapsed, engine_versions=versions,
         warnings=found, varcorr=varcorr,
     )

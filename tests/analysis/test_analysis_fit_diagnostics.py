@@ -78,6 +78,7 @@ def test_normal_prior_gives_finite_estimates_matching_bglmer(separated, rscript)
     blme = fit_model(design, engine="lme4", lrt=False)
     assert "blme" in blme.engine_versions
     assert ours.converged and np.all(np.abs(ours.beta) < 10) and np.all(ours.se < 5)
+    assert ours.vcov_method.endswith("; the deviance includes the normal prior (as blme::bglmer)")
     assert np.abs(ours.beta - blme.beta).max() < 1e-3
     assert np.abs(ours.se / blme.se - 1).max() < 2e-3
     assert ours.re_sd["participant"] == pytest.approx(blme.re_sd["participant"], abs=1e-3)
