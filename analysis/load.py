@@ -37,6 +37,7 @@ EXPORT_COLUMNS: dict[str, str] = {
     "correct": "binary",
     "confidence": "int",
     "rt_ms": "number",
+    "server_elapsed_ms": "number?",
     "shown_at": "text",
     "answered_at": "text",
     "window_width": "int?",

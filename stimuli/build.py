@@ -29,7 +29,8 @@ Practice and catch trials come from each unit's *spare* images (ranks
   (the easiest), one per unit before any unit is used twice;
 - catch: a spare pair of unit u whose wrong image is replaced, as in
   Zimmermann et al. (2021), by an occluded image of *another* unit's image
-  (that unit's argmin-occluded image, of a different photo), chosen so that
+  (that unit's argmin-occluded image, of a different photo that no practice or main trial
+  shows: `stimuli check` refuses a bundle sharing an image between trial kinds), chosen so that
   unit u's activation on it is below its activation on the correct image.
   The correct answer is then the only option that is a copy of the base
   image: answerable in every condition, `none` included, by anyone who
@@ -386,8 +387,10 @@ class Builder:
                 f"+ catch.trials = {config.practice.trials + config.catch.trials}; raise query.top_k")
         practice_keys = select_practice(spare, config.practice.trials)
         practice = [self._pair(f"practice-{n}-{u}-{r}", n, u, spare[(n, u, r)]) for n, u, r in practice_keys]
-        catch = self._catch_trials({k: q for k, q in spare.items() if k not in practice_keys}, queries,
-                                   main_files)
+        # no photo of a practice or main trial in a catch trial: feedback would give its answer away
+        shown_files = main_files | {spare[k]["file"] for k in practice_keys}
+        catch = self._catch_trials({k: q for k, q in spare.items() if q["file"] not in shown_files}, queries,
+                                   shown_files)
         manifest = mf.Manifest(
             study=config.name, networks=self._networks(), units=self._units(),
             conditions=list(config.conditions), references=self._reference_sets(pieces["references"]),
@@ -418,7 +421,9 @@ class Builder:
                             occluder_b=occluder_b, note=note)
 
     def _catch_trials(self, candidates: dict[tuple, dict[str, Any]], queries: dict[tuple, dict[str, Any]],
-                      main_files: set[str]) -> list[mf.QueryPair]:
+                      shown_files: set[str]) -> list[mf.QueryPair]:
+        """Catch trials from `candidates`, distractors from photos outside `shown_files` (those of
+        the main and practice trials): no image of a catch trial appears in a trial of another kind."""
         rng = np.random.default_rng([self.config.seed, 7])
         keys = sorted(k for k in candidates
                       if any(o[0] == k[0] and o[1] != k[1] for o in queries))  # another unit exists
@@ -429,9 +434,7 @@ class Builder:
                 break
             q = candidates[(network, unit, rank)]
             others = sorted(k for k in queries if k[0] == network and k[1] != unit
-                            and queries[k]["file"] != q["file"])
-            # distractors from photos no main trial shows, when there are any
-            others = [k for k in others if queries[k]["file"] not in main_files] or others
+                            and queries[k]["file"] not in shown_files | {q["file"]})
             model = self.models[network]
             for k in (others[i] for i in rng.permutation(len(others))):
                 distractor = queries[k]

@@ -192,7 +192,7 @@ class _Table:
 def _name(table: _Table, key: str) -> str:
     """A name the bundle uses in ids: letters, digits, . _ - (the manifest's rule)."""
     value = table.str(key)
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise ConfigError(f"{table.key(key)}: {value!r} must be letters, digits, '.', '_' or '-'")
     return value
 
@@ -234,7 +234,7 @@ def _network(t: _Table, seed: int) -> NetworkConfig:
     input_size = t.raw("input_size", None)
     if input_size is not None:
         input_size = t.int("input_size", minimum=16)
-    if not NAME_PATTERN.match(t.path.split(".", 1)[1]):
+    if not NAME_PATTERN.fullmatch(t.path.split(".", 1)[1]):
         raise ConfigError(f"{t.path}: the network key must be letters, digits, '.', '_' or '-'")
     network = NetworkConfig(key=t.path.split(".", 1)[1], model=t.str("model"),
                             weights=t.str("weights", "pretrained"), units=units,

@@ -47,7 +47,8 @@ Rules checked on load: every id unique; every unit's network exists and its
 key is ``<network>:<class_index>``; every non-``none`` condition has exactly
 one reference set per unit used in any trial, ``none`` has none; a
 ``maco_mask`` set's ``source_images`` equal the ``maco`` set's images (same
-MACO images, masked renderings); ``activation_max >= activation_min`` for the
+MACO images, masked renderings); no query image (base, a, b) is shown by trials of two
+kinds (practice, main, catch); ``activation_max >= activation_min`` for the
 correct image being the argmax; occluders lie inside the base image; every
 image referenced is listed in ``images``, every listed image exists on disk
 (and, with ``verify_hashes=True``, hashes to its id).
@@ -73,9 +74,10 @@ MANIFEST_FILE = "manifest.json"
 IMAGES_DIR = "images"
 KNOWN_CONDITIONS = ("olah", "maco_mask", "maco", "none")
 CONDITIONS_WITHOUT_REFERENCES = ("none",)
-_IMAGE_ID = re.compile(r"^[0-9a-f]{64}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_IMAGE_ID = re.compile(r"[0-9a-f]{64}")  # always fullmatch: "$" would let a trailing newline in
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_KIND_FIELDS = {"practice": "practice_trials", "main": "query_pairs", "catch": "catch_trials"}  # trial kind -> field
 
 
 class ManifestError(ValueError):
@@ -258,7 +260,7 @@ class _Field:
             raise self.fail("must be a non-empty string")
         if choices is not None and self.value not in choices:
             raise self.fail("must be " + " or ".join(f'"{c}"' for c in choices))
-        if pattern is not None and not pattern.match(self.value):
+        if pattern is not None and not pattern.fullmatch(self.value):
             raise self.fail(f"{self.value!r} does not match {pattern.pattern}")
         return self.value
 
@@ -434,7 +436,7 @@ def _check_consistency(m: Manifest) -> None:
                                 f"{ref.unit} (maco and maco_mask show the same MACO images)")
 
     ids: set[str] = set()
-    for kind, name in (("practice", "practice_trials"), ("main", "query_pairs"), ("catch", "catch_trials")):
+    for kind, name in _KIND_FIELDS.items():
         for i, pair in enumerate(getattr(m, name)):
             where = f"{name}[{i}]"
             if pair.id in ids:
@@ -457,11 +459,25 @@ def _check_consistency(m: Manifest) -> None:
                                         f"{base.width}x{base.height} base image")
     if not m.query_pairs:
         raise ManifestError("query_pairs: must not be empty")
+    _check_no_image_shared_between_kinds(m)
 
     referenced = m.referenced_images()
     missing = sorted(referenced - set(m.images))
     if missing:
         raise ManifestError(f"images: referenced image {missing[0]} is not listed")
+
+
+def _check_no_image_shared_between_kinds(m: Manifest) -> None:
+    """A query image (base, a or b) in trials of two kinds would let practice feedback answer a
+    catch or main trial: the participant sees the same picture again and remembers its side."""
+    kind_of: dict[str, tuple[str, str]] = {}  # image -> (kind, pair id) of its first trial
+    for kind, pair in m.all_query_pairs():
+        for image in (pair.base_image, pair.image_a, pair.image_b):
+            first_kind, first_pair = kind_of.setdefault(image, (kind, pair.id))
+            if first_kind != kind:
+                raise ManifestError(f"{_KIND_FIELDS[kind]}: {pair.id} shows image {image[:12]}, which "
+                                    f"{first_kind} trial {first_pair} shows too (no image may be shared "
+                                    "between practice, main and catch trials)")
 
 
 # ---------------------------------------------------------------------------

@@ -6,9 +6,9 @@ from typing import Any, Callable
 from flask import Blueprint, abort, current_app, jsonify, request, session, url_for
 from sqlalchemy.exc import IntegrityError
 
-from . import flow
+from . import answers, flow
 from .app import db, read_db, state
-from .models import Participant
+from .models import Participant, utcnow
 from .participant import session_participant
 
 api_bp = Blueprint("api", __name__, url_prefix="/api")
@@ -103,15 +103,21 @@ def complete():  # noqa: ANN201
 
 @api_bp.get("/trial")
 def trial():  # noqa: ANN201
+    resume = request.args.get("resume")
+    if resume not in (None, "1"):
+        abort(400, "resume: must be 1")
     participant = _participant(read_only=True)
     payload = flow.trial_payload(state().study, state().token_secret, participant,
-                                 flow.participant_trials(read_db(), participant))
+                                 flow.participant_trials(read_db(), participant),
+                                 current_app.config["BREAK_EVERY"])
     if participant.stage != "trials" or payload is None:
         return jsonify(done=True, next=url_for("participant.study"))
-    if session.get("served") != payload["position"]:
-        # what "the trial's images were sent" means to /api/answer: the signed cookie names
-        # the last trial sent to this browser (no database write on this read-only path)
+    if session.get("served") != payload["position"] or resume:
+        # what "the trial's images were sent" means to /api/answer: the signed cookie names the
+        # last trial sent to this browser and when (no database write on this read-only path);
+        # a reload keeps that time, the end of a pause page (resume) restarts it
         session["served"] = payload["position"]
+        session["served_at_ms"] = utcnow().timestamp() * 1000
     if flow.needs_touch(participant):  # a sign of life, written at most once a minute
         read_db().close()  # the read is done: free its connection before queueing for the write lock
         flow.touch(_participant(lock=True))
@@ -127,7 +133,7 @@ def answer():  # noqa: ANN201
     if not request.is_json:
         abort(415, "send application/json")
     try:
-        clean = flow.validate_answer(request.get_json(silent=True))
+        clean = answers.validate_answer(request.get_json(silent=True))
         try:
             return _store_answer(participant_id, clean)
         except IntegrityError:
@@ -140,6 +146,7 @@ def answer():  # noqa: ANN201
 
 
 def _store_answer(participant_id: int, clean: dict[str, Any]):  # noqa: ANN202
-    reply = flow.store_answer(db(), state().study, participant_id, clean, session.get("served"))
+    reply = answers.store_answer(db(), state().study, participant_id, clean, session.get("served"),
+                                 session.get("served_at_ms"))
     db().commit()
     return jsonify(reply)  # only now: the answer is committed

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
 from flask import Flask, current_app, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
@@ -29,10 +30,11 @@ from stimuli.manifest import load_manifest
 
 from .config import condition_targets, load_config, require_secret_key
 from .db import make_engine, make_sessionmaker
-from .flow import StudyContext, image_token, load_pairs, participant_trials, trial_images
+from .flow import participant_trials
 from .formatting import register_filters
 from .images import ImageStore
 from .models import Participant, Setting, Study
+from .plan import EXAMPLE_SCOPE, StudyContext, example_images, image_token, load_pairs, practice_scope, trial_images
 
 
 @dataclass
@@ -44,19 +46,28 @@ class ServerState:
     study: StudyContext
     bundle_dir: Path
     token_secret: bytes  # keys the opaque image ids
-    # participant id -> {opaque token: image id}, built once per participant and process
-    participant_images: Callable[[int], dict[str, str]] = field(init=False)
+    # participant id -> {opaque token: (image id, scope)}, built once per participant and process
+    participant_images: Callable[[int], dict[str, tuple[str, str]]] = field(init=False)
     # (participant id, last trial sent) -> image ids the participant may fetch, read once per trial and process
     reached_images: Callable[[int, int], frozenset[str]] = field(init=False)
     images: ImageStore = field(init=False)  # the bytes served for an image id
 
     def __post_init__(self) -> None:
-        self.images = ImageStore(self.bundle_dir, self.study.manifest)
-        images = tuple(self.study.manifest.images)
+        manifest = self.study.manifest
+        self.images = ImageStore(self.bundle_dir, manifest)
+        # (scope, image ids): main and catch trials share the plain scope; each practice round and
+        # the instructions' example have their own ids (plan.image_token)
+        practice = {i for pair in manifest.practice_trials for i in (pair.base_image, pair.image_a, pair.image_b)}
+        practice |= {i for pair in manifest.practice_trials for c in manifest.conditions
+                     for i in manifest.reference_images(pair.unit, c)}
+        scopes = [("", tuple(manifest.images)),
+                  *((practice_scope(r), tuple(practice)) for r in range(1, manifest.protocol.max_practice_rounds + 1)),
+                  (EXAMPLE_SCOPE, tuple({i for c in manifest.conditions for i in example_images(manifest, c)}))]
 
         @lru_cache(maxsize=4096)
-        def image_map(participant_id: int) -> dict[str, str]:
-            return {image_token(self.token_secret, participant_id, i): i for i in images}
+        def image_map(participant_id: int) -> dict[str, tuple[str, str]]:
+            return {image_token(self.token_secret, participant_id, i, scope): (i, scope)
+                    for scope, ids in scopes for i in ids}
 
         self.participant_images = image_map
 
@@ -113,12 +124,23 @@ SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img
                    "frame-ancestors 'none'")
 
 
+class JSONProvider(DefaultJSONProvider):
+    """A body nested too deep for the parser is malformed JSON like any other (a 400, not a 500)."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     config = load_config(overrides)
     require_secret_key(config)
     if not config["BUNDLE_DIR"]:
         raise RuntimeError("no bundle configured: set MACO_BUNDLE_DIR (or use maco-study serve --bundle)")
     app = Flask(__name__)
+    app.json = JSONProvider(app)
     app.config.update(config)
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",

@@ -11,6 +11,10 @@
 | ADMIN_REFRESH_S | MACO_ADMIN_REFRESH_S | seconds between the dashboard's refreshes of its live figures |
 | COMPLETION_CODE | MACO_COMPLETION_CODE | Prolific completion code shown/redirected to at the end |
 | COMPLETION_URL | MACO_COMPLETION_URL | redirect target, `{code}` replaced by the code |
+| NOCONSENT_CODE | MACO_NOCONSENT_CODE | Prolific code for consent declined (a "request return" code, e.g. NOCONSENT); empty: the page only asks to return the study |
+| NO_DEVICE_CODE | MACO_NO_DEVICE_CODE | Prolific code for "no suitable device" (no computer, window too small); empty: only the request to return |
+| INTER_TRIAL_MS | MACO_INTER_TRIAL_MS | blank screen with a fixation cross between two trials, ms |
+| BREAK_EVERY | MACO_BREAK_EVERY | a break page after every N main trials (0: none) |
 | ADMIN_PASSWORD_HASH | MACO_ADMIN_PASSWORD_HASH | argon2 hash; otherwise the one `maco-study admin set-password` stored |
 | PARTICIPANT_TIMEOUT_MIN | MACO_PARTICIPANT_TIMEOUT_MIN | an unfinished participant silent this long is timed out and frees the slot (match Prolific's maximum time) |
 | ADMIN_SESSION_MIN | MACO_ADMIN_SESSION_MIN | admin idle time-out |
@@ -37,6 +41,10 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,
     "COMPLETION_CODE": "CHANGE-ME",
     "COMPLETION_URL": "https://app.prolific.com/submissions/complete?cc={code}",
+    "NOCONSENT_CODE": "",
+    "NO_DEVICE_CODE": "",
+    "INTER_TRIAL_MS": 500,
+    "BREAK_EVERY": 40,
     "ADMIN_PASSWORD_HASH": None,
     "PARTICIPANT_TIMEOUT_MIN": 90,
     "ADMIN_SESSION_MIN": 30,

@@ -128,7 +128,9 @@ class Trial(Base):
     answer_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     chosen_side: Mapped[str | None] = mapped_column(String(5))
     confidence: Mapped[int | None] = mapped_column(Integer)
-    rt_ms: Mapped[float | None] = mapped_column(Float)
+    rt_ms: Mapped[float | None] = mapped_column(Float)  # the browser's clock: images on screen -> answer
+    # the server's clock: GET /api/trial sent the trial -> the answer arrived (answers.py)
+    server_elapsed_ms: Mapped[float | None] = mapped_column(Float)
     shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     window_width: Mapped[int | None] = mapped_column(Integer)

@@ -5,12 +5,15 @@ step to the JSON API and follows its `next`.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
 
 from . import flow
 from .admin import admin_session_active, start_participant_session
 from .app import db, read_db, state
 from .models import COMPLETED, Participant
+from .plan import EXAMPLE_SCOPE, example_images, image_token
 
 participant_bp = Blueprint("participant", __name__)
 
@@ -39,7 +42,7 @@ def index():  # noqa: ANN201
 @participant_bp.get("/start")
 def start():  # noqa: ANN201
     values = {name: request.args.get(name, "") for name in PROLIFIC_PARAMS}
-    bad = [name for name, value in values.items() if not flow.PROLIFIC_ID.match(value)]
+    bad = [name for name, value in values.items() if not flow.PROLIFIC_ID.fullmatch(value)]
     if bad:
         return _message("This link is incomplete",
                         "The study link must carry your Prolific details "
@@ -81,31 +84,59 @@ def preview():  # noqa: ANN201
     return redirect(url_for("participant.study"))
 
 
+RETURN_CODES = {"declined consent": "NOCONSENT_CODE", flow.NO_DEVICE: "NO_DEVICE_CODE"}  # reason -> config key
+
+
+def _completion(participant: Participant, code: str) -> dict[str, Any]:
+    """The Prolific code of an outcome and its redirect URL (none for a preview or an unset code)."""
+    url = None if participant.is_preview or not code else current_app.config["COMPLETION_URL"].format(code=code)
+    return {"code": code, "completion_url": url}
+
+
+def _page_context(participant: Participant) -> dict[str, Any]:
+    cfg, manifest = current_app.config, state().study.manifest
+    context: dict[str, Any] = {
+        "participant": participant, "condition": participant.condition,
+        "min_width": cfg["MIN_WINDOW_WIDTH"], "min_height": cfg["MIN_WINDOW_HEIGHT"],
+        "n_references": len(manifest.reference_images(manifest.units[0].key, participant.condition)),
+        "max_rounds": manifest.protocol.max_practice_rounds, "inter_trial_ms": cfg["INTER_TRIAL_MS"],
+    }
+    if participant.stage == "instructions":
+        example = example_images(manifest, participant.condition)
+        context["example"] = [url_for("participant.image", token=image_token(
+            state().token_secret, participant.id, i, EXAMPLE_SCOPE)) for i in example]
+        context["n_main"] = (manifest.protocol.main_trials_per_participant or len(manifest.query_pairs)) \
+            + len(manifest.catch_trials)
+        context["break_every"] = cfg["BREAK_EVERY"]
+    elif participant.stage == "done":
+        context.update(_completion(participant, cfg["COMPLETION_CODE"]))
+    elif participant.stage == "returned":
+        key = RETURN_CODES.get(participant.return_reason or "", "NO_DEVICE_CODE")
+        context.update(_completion(participant, cfg[key]))
+    return context
+
+
 @participant_bp.get("/study")
 def study():  # noqa: ANN201
     participant = session_participant(read_only=True)
     if participant is None:
         return _message("No study session", "Please open the study from Prolific.", 403)
-    stage = participant.stage
-    cfg = current_app.config
-    context = {"participant": participant, "condition": participant.condition,
-               "min_width": cfg["MIN_WINDOW_WIDTH"], "min_height": cfg["MIN_WINDOW_HEIGHT"],
-               "n_references": len(state().study.manifest.reference_images(
-                   state().study.manifest.units[0].key, participant.condition)),
-               "max_rounds": state().study.manifest.protocol.max_practice_rounds}
-    if stage == "done":
-        code = cfg["COMPLETION_CODE"]
-        context["completion_url"] = None if participant.is_preview else cfg["COMPLETION_URL"].format(code=code)
-        context["code"] = code
-    return render_template(f"{stage}.html", **context)
+    response = current_app.make_response(render_template(f"{participant.stage}.html",
+                                                         **_page_context(participant)))
+    # Back or a restored tab always asks for the page of where the participant is now
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @participant_bp.get("/img/<token>")
 def image(token: str):  # noqa: ANN201
     participant_id, served = session.get("participant"), session.get("served")
-    image_id = None if participant_id is None else state().participant_images(participant_id).get(token)
-    # an image of a trial not yet reached is refused even under its valid id
-    if image_id is None or served is None or image_id not in state().reached_images(participant_id, served):
+    image_id, scope = (None, None) if participant_id is None else \
+        state().participant_images(participant_id).get(token, (None, None))
+    # an image of a trial not yet reached is refused even under its valid id (the instructions'
+    # example, a practice pair whose side it never shows, is open from the start)
+    if image_id is None or (scope != EXAMPLE_SCOPE and (
+            served is None or image_id not in state().reached_images(participant_id, served))):
         abort(404)
     data = state().images.read(image_id)  # queries: a size that says nothing of the side
     # no ETag / Last-Modified / file name: nothing that identifies the image

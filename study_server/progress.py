@@ -19,7 +19,7 @@ from stimuli.manifest import Manifest
 from study_protocol.exclusions import CATCH_TOLERANCE, REASONS, ExclusionRules
 
 from .export import effective_status
-from .flow import StudyContext
+from .plan import StudyContext
 from .models import COMPLETED, IN_PROGRESS, Participant, QueryPair, Trial, Unit, as_utc
 
 STATUS_COLUMNS = ("started", "in progress", "completed", "returned", "timed out")

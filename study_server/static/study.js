@@ -48,10 +48,11 @@ function getJSON(url) {
 // Post a step and go where the server says; show its message on refusal.
 async function step(url, body) {
   const {status, data} = await postJSON(url, body);
-  if (status === 200 && data.next) { window.location.assign(data.next); return true; }
+  // replace, not assign: the steps leave no history entries for Back to return to
+  if (status === 200 && data.next) { window.location.replace(data.next); return true; }
   // 409: the step was taken already (its reply was lost and this was the retry, or another
   // tab took it): open the page of where the participant is now instead of a dead end
-  if (status === 409) { window.location.assign("/study"); return true; }
+  if (status === 409) { window.location.replace("/study"); return true; }
   showError(data.error || "Something went wrong.");
   return false;
 }
@@ -96,26 +97,41 @@ function loadImage(url) {
 }
 
 // ---------------------------------------------------------------- trials
+// One answer per key press: a held key's auto-repeat (event.repeat) never answers, and after a
+// press no digit key answers until that key is released. Between two trials a fixation cross
+// stays at least data-inter-trial-ms; the next trial is only asked for after it, so the server's
+// clock (GET /api/trial to the answer) does not include it.
 function trialsPage() {
+  const interTrialMs = Number(document.body.dataset.interTrialMs) || 0;
   let trial = null;
   let shownAt = null;   // performance.now() when every image is on screen
   let blurs = 0, fullscreenExits = 0;
-  let busy = true;
+  let heldKey = null;   // the digit key pressed last, until its keyup
+  let onEnter = null;   // what Enter does now (the feedback's and pause page's buttons)
   const buttons = Array.from(document.querySelectorAll(".answers button"));
 
-  window.addEventListener("blur", () => { if (shownAt !== null) blurs++; });
+  window.addEventListener("blur", () => { heldKey = null; if (shownAt !== null) blurs++; });
   document.addEventListener("fullscreenchange", () => {
     if (!document.fullscreenElement && shownAt !== null) fullscreenExits++;
   });
   document.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && onEnter && !event.repeat) { event.preventDefault(); onEnter(); return; }
     const index = "123456".indexOf(event.key);
-    if (index >= 0 && event.key.length === 1) buttons[index].click();
+    if (index < 0 || event.key.length !== 1 || event.repeat) return;
+    const released = heldKey === null;
+    heldKey = event.key;
+    if (released) buttons[index].click();
   });
+  document.addEventListener("keyup", (event) => { if (event.key === heldKey) heldKey = null; });
   buttons.forEach((button) => button.addEventListener("click", () => {
-    if (!busy && shownAt !== null) answer(button.dataset.side, Number(button.dataset.confidence));
+    if (shownAt !== null) answer(button.dataset.side, Number(button.dataset.confidence));
   }));
 
-  function setButtons(enabled) { busy = !enabled; buttons.forEach((b) => { b.disabled = !enabled; }); }
+  function setButtons(enabled) { buttons.forEach((b) => { b.disabled = !enabled; }); }
+
+  function show(id) {  // one of the board's views: the trial, the fixation cross, the pause page
+    for (const view of ["trial", "fixation", "pause"]) $(view).hidden = view !== id;
+  }
 
   function place(slot, img, alt) {
     const copy = img.cloneNode();
@@ -124,31 +140,62 @@ function trialsPage() {
     slot.replaceWith(copy);
   }
 
-  async function show() {
+  function waitForButton(button) {  // resolves on a click or Enter
+    return new Promise((resolve) => {
+      const go = () => { onEnter = null; button.removeEventListener("click", go); resolve(); };
+      onEnter = go;
+      button.addEventListener("click", go);
+      button.focus();
+    });
+  }
+
+  async function pause(kind, progress) {
+    const texts = {
+      main: ["The real trials start now",
+             `Practice is over. Now come ${progress.total} trials like the practice ones, without feedback. ` +
+             "Answer as accurately as you can."],
+      break: ["Time for a short break",
+              `You have done ${progress.done} of ${progress.total} trials. Rest a moment, then continue when you are ready.`],
+    };
+    [$("pause-title").textContent, $("pause-text").textContent] = texts[kind];
+    $("pause-continue").textContent = kind === "main" ? "Start the real trials" : "Continue";
+    show("pause");
+    await waitForButton($("pause-continue"));
+  }
+
+  async function next(resume) {
     setButtons(false);
     shownAt = null;
-    $("trial").hidden = true;
-    $("loading").hidden = false;
-    const {status, data} = await getJSON("/api/trial");
-    if (status !== 200) { showError(data.error || "Something went wrong."); return; }
-    if (data.done) { window.location.assign(data.next); return; }
+    show("fixation");
+    const slow = setTimeout(() => { $("loading").hidden = false; }, 1500);
+    const {status, data} = await getJSON(resume ? "/api/trial?resume=1" : "/api/trial");
+    if (status !== 200) { clearTimeout(slow); showError(data.error || "Something went wrong."); return; }
+    if (data.done) { window.location.replace(data.next); return; }
     trial = data.trial;
-    $("phase").textContent = trial.practice ? `Practice round ${trial.practice_round}` : "Trial";
-    $("progress").textContent = `${trial.progress.done + 1} / ${trial.progress.total}`;
+    $("phase").textContent = trial.practice ? `Practice round ${trial.practice_round}:` : "";
+    $("progress").textContent = `trial ${trial.progress.done + 1} of ${trial.progress.total}`;
     const urls = [trial.base, trial.left, trial.right, ...trial.references];
+    const loading = Promise.all(urls.map(loadImage));
+    loading.catch(() => {});
+    if (trial.pause && !resume) {
+      clearTimeout(slow); $("loading").hidden = true;
+      await pause(trial.pause, trial.progress);
+      return next(true);  // the server's clock starts again now
+    }
     let images;
-    try { images = await Promise.all(urls.map(loadImage)); } catch (e) {
+    try { images = await loading; } catch (e) {
+      clearTimeout(slow);
       showError("Images could not be loaded: please check your connection and reload the page.");
       return;
     }
-    place($("base"), images[0], "original photo");
-    place($("left"), images[1], "left choice");
-    place($("right"), images[2], "right choice");
-    const grid = $("references");
-    grid.replaceChildren(...images.slice(3).map((img) => { const c = img.cloneNode(); c.alt = "reference"; return c; }));
-    grid.hidden = trial.references.length === 0;
+    clearTimeout(slow);
     $("loading").hidden = true;
-    $("trial").hidden = false;
+    place($("base"), images[0], "original photo");
+    place($("left"), images[1], "left copy");
+    place($("right"), images[2], "right copy");
+    const grid = $("references");
+    if (grid) grid.replaceChildren(...images.slice(3).map((img) => { const c = img.cloneNode(); c.alt = "image that excites the unit"; return c; }));
+    show("trial");
     // the clock starts once the decoded images have been painted
     requestAnimationFrame(() => requestAnimationFrame(() => {
       shownAt = performance.now();
@@ -162,47 +209,61 @@ function trialsPage() {
     localStorage.setItem(PENDING_KEY, JSON.stringify(body));
     const {status, data} = await postJSON("/api/answer", body);
     localStorage.removeItem(PENDING_KEY);  // acknowledged (or refused for good)
-    if (status !== 200) { showError(data.error || "Something went wrong."); await sleep(1500); showError(""); return data; }
+    if (status !== 200) { showError(data.error || "Something went wrong."); await sleep(2500); showError(""); return data; }
     return data;
   }
 
   async function answer(side, confidence) {
-    setButtons(false);
     const rt = performance.now() - shownAt;
+    shownAt = null;  // one answer per trial, whatever else is pressed before the reply
+    setButtons(false);
+    const blank = sleep(interTrialMs);
     const body = {
       answer_id: newId(), position: trial.position, chosen_side: side, confidence: confidence,
       rt_ms: Math.round(rt * 10) / 10, window_width: window.innerWidth, window_height: window.innerHeight,
       device_pixel_ratio: window.devicePixelRatio || 1, blur_count: blurs, fullscreen_exit_count: fullscreenExits,
     };
     const reply = await send(body);
-    if (reply.feedback) await feedback(reply.feedback);
-    if (reply.next === "page") { window.location.assign("/study"); return; }
-    await show();
+    if (reply.feedback) await feedback(reply.feedback, side);
+    if (reply.next === "page") { window.location.replace("/study"); return; }
+    show("fixation");
+    await (reply.feedback ? sleep(interTrialMs) : blank);
+    await next(false);
   }
 
-  async function feedback(result) {
-    const box = $("feedback");
+  async function feedback(result, chosen) {
+    const favoured = result.correct_side;
+    const figure = $(`${favoured}-choice`);
     const messages = {
-      repeat: " Some practice answers were wrong: the practice starts again.",
-      passed: " Practice done: the real trials start now, without feedback.",
-      continue: " The real trials start now, without feedback.",
+      repeat: " Not every practice answer was right, so the practice starts again (in a new order).",
+      passed: " That was the last practice trial.",
+      continue: " That was the last practice trial.",
     };
-    box.textContent = (result.correct ? "Correct!" : `Wrong: the ${result.correct_side} image was the right answer.`)
-      + (messages[result.round_result] || "");
-    box.className = result.correct ? "right" : "wrong";
-    box.hidden = false;
-    await sleep(result.round_result ? 2500 : 1200);
-    box.hidden = true;
+    $("feedback-text").innerHTML = "";
+    const verdict = document.createElement("strong");
+    verdict.textContent = result.correct ? "Right." : "Not this time.";
+    $("feedback-text").append(verdict, ` You chose the ${chosen} copy; the unit responds more strongly to the ` +
+      `${favoured} one (outlined in green).` + (messages[result.round_result] || ""));
+    $("feedback").className = result.correct ? "right" : "wrong";
+    figure.classList.add("favoured");
+    document.querySelector(".answers").hidden = true;
+    $("feedback").hidden = false;
+    await waitForButton($("feedback-next"));
+    figure.classList.remove("favoured");
+    $("feedback").hidden = true;
+    document.querySelector(".answers").hidden = false;
   }
 
   (async () => {
     const pending = localStorage.getItem(PENDING_KEY);
     if (pending) await send(JSON.parse(pending));  // an answer from before a reload or a lost reply
-    await show();
+    await next(false);
   })();
 }
 
 // ---------------------------------------------------------------- other pages
+// A phone is asked to open the same link on a computer (the participant goes on there); only
+// "I cannot" returns the study.
 function devicePage() {
   const body = document.body;
   const minWidth = Number(body.dataset.minWidth), minHeight = Number(body.dataset.minHeight);
@@ -211,11 +272,28 @@ function devicePage() {
   window.addEventListener("resize", update);
   const isPhone = /Mobi|Android|iPhone|iPad/i.test(navigator.userAgent)
     || (navigator.maxTouchPoints > 0 && Math.min(screen.width, screen.height) < 600);
+  const refused = (phone) => {
+    $("phone-help").hidden = !phone;
+    $("give-up").textContent = phone ? "I cannot use a computer" : "I cannot enlarge my window";
+    $("give-up-help").hidden = false;
+  };
+  if (isPhone) { refused(true); $("check").hidden = true; }
   $("check").addEventListener("click", async () => {
+    const small = window.innerWidth < minWidth || window.innerHeight < minHeight;
     const ok = await step("/api/device", {window_width: window.innerWidth, window_height: window.innerHeight, is_phone: isPhone});
-    if (!ok && (window.innerWidth < minWidth || window.innerHeight < minHeight)) $("give-up").hidden = false;
+    if (!ok) refused(isPhone || !small);  // refused with a large window: the server saw a phone
   });
   $("give-up").addEventListener("click", () => step("/api/device/give-up", {}));
+}
+
+// Back would leave the study (or show a stale step): it stays on the page and says so.
+function guardBackButton() {
+  history.pushState({study: true}, "", window.location.href);
+  window.addEventListener("popstate", () => {
+    history.pushState({study: true}, "", window.location.href);
+    $("back-notice").hidden = false;
+    setTimeout(() => { $("back-notice").hidden = true; }, 6000);
+  });
 }
 
 const pages = {
@@ -239,4 +317,5 @@ const pages = {
   },
 };
 
+if (document.body.dataset.page !== "message") guardBackButton();
 (pages[document.body.dataset.page] || (() => {}))();

@@ -81,6 +81,29 @@ def app_factory():  # noqa: ANN201
 
 
 @pytest.fixture
+def live_server_factory(sqlite_url: str, bundle: Path):  # noqa: ANN201
+    """live_server_factory(**config) -> (app, base URL): the app served on 127.0.0.1 in a thread
+    (the browser tests); stopped after the test."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    started = []
+
+    def serve(**overrides: Any):  # noqa: ANN202
+        app = make_app(sqlite_url, bundle, **overrides)
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append((app, server))
+        return app, f"http://127.0.0.1:{server.server_port}"
+
+    yield serve
+    for app, server in started:
+        server.shutdown()
+        app.extensions["maco"].engine.dispose()
+
+
+@pytest.fixture
 def app(db_url: str, bundle: Path):  # noqa: ANN201
     app = make_app(db_url, bundle)
     yield app
@@ -121,8 +144,9 @@ class Walker:
                 Participant.prolific_pid == self.pid, Trial.position == position))
 
     def answer_body(self, position: int, side: str, confidence: int = 2, **extra: Any) -> dict[str, Any]:
+        # rt_ms below answers.CLOCK_TOLERANCE_MS: possible however fast the test answers after the GET
         body = {"answer_id": str(uuid.uuid4()), "position": position, "chosen_side": side,
-                "confidence": confidence, "rt_ms": 1234.5, "window_width": 1280, "window_height": 800,
+                "confidence": confidence, "rt_ms": 123.5, "window_width": 1280, "window_height": 800,
                 "device_pixel_ratio": 1.0, "blur_count": 0, "fullscreen_exit_count": 0}
         body.update(extra)
         return body

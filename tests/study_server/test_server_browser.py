@@ -6,13 +6,11 @@ CI installs both; locally the test skips with the reason when either is missing.
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from werkzeug.serving import make_server
 
 from study_server.models import Participant, Trial
 
@@ -24,14 +22,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM
 
 
 @pytest.fixture
-def live_server(sqlite_url: str, bundle: Path, app_factory):  # noqa: ANN001, ANN201
-    app = app_factory(sqlite_url, bundle)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield app, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    app.extensions["maco"].engine.dispose()
+def live_server(live_server_factory):  # noqa: ANN001, ANN201
+    return live_server_factory(INTER_TRIAL_MS=0)
 
 
 def test_one_participant_in_chromium(live_server, tmp_path: Path) -> None:  # noqa: ANN001
@@ -86,8 +78,14 @@ def test_one_participant_in_chromium(live_server, tmp_path: Path) -> None:  # no
 
         answers = 0
         reloaded = False
-        trial_ready = ".answers button:enabled, #finish"  # buttons are enabled once the images are on screen
-        while page.wait_for_selector(trial_ready, timeout=20_000).get_attribute("id") != "finish":
+        # answer buttons are enabled once the images are on screen; practice feedback and the
+        # pause page before the main trials wait for their button
+        trial_ready = ".answers button:enabled, #finish, #feedback-next:visible, #pause-continue:visible"
+        while (ready := page.wait_for_selector(trial_ready, timeout=20_000).get_attribute("id")) != "finish":
+            if ready in ("feedback-next", "pause-continue"):
+                page.click(f"#{ready}")
+                page.wait_for_selector(f"#{ready}", state="hidden")
+                continue
             if answers == 6 and not reloaded:  # reload in the middle: the same trial comes back
                 before = next(t.position for t in db_state()[1] if t.answer_id is None)
                 page.reload()

@@ -6,6 +6,8 @@ from sqlalchemy.orm import Session
 
 from study_server.models import Participant, Trial
 
+from .conftest import Walker
+
 
 def _trials(app, participant_id: int) -> list[Trial]:  # noqa: ANN001
     with Session(app.extensions["maco"].engine) as session:
@@ -97,22 +99,45 @@ def test_bad_entry_links_are_explained(app) -> None:  # noqa: ANN001
     assert client.get("/study").status_code == 403
 
 
-def test_declining_consent_or_a_phone_asks_to_return(app, walker) -> None:  # noqa: ANN001
+def test_declining_consent_asks_to_return(app, walker) -> None:  # noqa: ANN001
     w = walker()
     w.start()
     assert w.post("/api/consent", {"agree": False}).status_code == 200
     assert b"Please return the study" in w.client.get("/study").data
     assert w.participant().status == "returned"
 
+
+def test_a_phone_is_asked_for_a_computer_where_the_same_id_continues(app, walker) -> None:  # noqa: ANN001
     phone = walker()
     phone.start()
     phone.post("/api/consent", {"agree": True})
     small = phone.post("/api/device", {"window_width": 800, "window_height": 500, "is_phone": False})
     assert small.status_code == 422 and "800x500" in small.get_json()["error"]
-    assert phone.participant().stage == "device"  # may enlarge and retry
+    refused = phone.post("/api/device", {"window_width": 1400, "window_height": 900, "is_phone": True})
+    assert refused.status_code == 422 and "computer" in refused.get_json()["error"]
+    # a phone's user agent alone is enough
+    phone.client.environ_base["HTTP_USER_AGENT"] = "Mozilla/5.0 (Linux; Android 14) Mobile Safari/537.36"
     assert phone.post("/api/device", {"window_width": 1400, "window_height": 900,
-                                      "is_phone": True}).status_code == 200
-    assert phone.participant().status == "returned"
+                                      "is_phone": False}).status_code == 422
+    assert (phone.participant().status, phone.participant().stage) == ("in_progress", "device")
+    laptop = walker(phone.pid)  # the same Prolific link, opened on a computer: on at the device check
+    assert laptop.start().status_code == 302 and b'data-page="device"' in laptop.client.get("/study").data
+    assert laptop.post("/api/device", {"window_width": 1400, "window_height": 900,
+                                       "is_phone": False}).status_code == 200
+    assert laptop.participant().id == phone.participant().id and laptop.participant().stage == "instructions"
+
+
+def test_no_suitable_device_returns_with_its_code(app_factory, db_url: str, bundle) -> None:  # noqa: ANN001
+    app = app_factory(db_url, bundle, NO_DEVICE_CODE="NODEV1")
+    w = Walker(app)
+    w.start()
+    w.post("/api/consent", {"agree": True})
+    w.post("/api/device", {"window_width": 1400, "window_height": 900, "is_phone": True})
+    assert w.post("/api/device/give-up", {}).status_code == 200
+    assert (w.participant().status, w.participant().return_reason) == ("returned", "no suitable device")
+    page = w.client.get("/study").data.decode()
+    assert "Please return the study" in page and "cc=NODEV1" in page
+    app.extensions["maco"].engine.dispose()
 
 
 def test_preview_is_kept_apart(app) -> None:  # noqa: ANN001

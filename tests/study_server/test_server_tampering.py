@@ -232,7 +232,8 @@ def test_nothing_at_all_is_accepted_after_completion(app, walker) -> None:  # no
 def test_images_of_trials_not_yet_reached_are_refused_even_under_valid_ids(app, walker) -> None:  # noqa: ANN001
     """Image ids are HMACs only the server can make; even so, an id of a trial further on than the
     next one (which study.js preloads) is refused, e.g. were the key ever to leak."""
-    from study_server.flow import image_token, participant_trials, trial_images
+    from study_server.flow import participant_trials
+    from study_server.plan import image_token, trial_images
 
     mallory = walker()
     mallory.to_trials()
@@ -293,7 +294,7 @@ def test_nothing_sent_before_the_answer_depends_on_the_correct_side(app, walker,
         (left, left_headers), (right, right_headers) = image(trial["left"]), image(trial["right"])
         assert len(left) == len(right) and left_headers == right_headers  # same Content-Length too
         for url, data in ((trial["left"], left), (trial["right"], right)):  # the same pixels as the bundle's
-            image_id = tokens[url.removeprefix("/img/")]
+            image_id, _scope = tokens[url.removeprefix("/img/")]
             assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))),
                                   np.asarray(Image.open(bundle / "images" / f"{image_id}.png").convert("RGB")))
         first, first_headers = seen()

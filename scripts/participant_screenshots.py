@@ -1,0 +1,148 @@
+"""Screenshots of every participant page, as a participant sees them (docs/screenshots/).
+
+    python scripts/participant_screenshots.py --bundle BUNDLE [--out docs/screenshots] [--size 1366x768]
+
+Serves BUNDLE from a throw-away SQLite database on 127.0.0.1 and walks participants through it in
+Debian's Chromium (Playwright, never `playwright install`): consent, screen check (and a phone),
+instructions, a practice trial and its feedback, the pause before the main trials, a main trial,
+a break, the comment page, the end, and the "please return" page. A trial of the `none` condition
+too. The PNGs are quantized to 128 colours to stay small. Any bundle works; the demo's
+(`maco-study stimuli build demo/study_demo.toml --out BUNDLE`) has scikit-image's photos.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import tempfile
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from PIL import Image
+from playwright.sync_api import Page, sync_playwright
+from sqlalchemy.orm import Session
+from werkzeug.serving import make_server
+
+from study_server.app import create_app
+from study_server.bundle import import_bundle
+from study_server.db import make_engine, upgrade
+
+CHROMIUM = "/usr/bin/chromium"
+PHONE_AGENT = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1"
+READY = ".answers button:enabled"
+
+
+def serve(bundle: Path, folder: Path) -> str:
+    url = f"sqlite:///{folder / 'study.db'}"
+    upgrade(url)
+    with Session(make_engine(url)) as session:
+        import_bundle(session, bundle)
+        session.commit()
+    app = create_app({"DATABASE_URL": url, "BUNDLE_DIR": str(bundle), "SECRET_KEY": "screenshots",
+                      "COMPLETION_CODE": "C0MPL3TE", "NOCONSENT_CODE": "NOCONSENT", "BREAK_EVERY": 2,
+                      "RATE_LIMIT_ENABLED": 0, "COMPLETION_URL": "/study?cc={code}"})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}"
+
+
+def save(page: Page, out: Path, name: str) -> None:
+    path = out / f"{name}.png"
+    page.screenshot(path=str(path))
+    Image.open(path).convert("RGB").quantize(128).save(path, optimize=True)
+    print(path, f"{path.stat().st_size // 1024} KB")
+
+
+def at_instructions(browser, base_url: str, viewport: dict[str, int], with_references: bool,  # noqa: ANN001
+                    pids: Iterator[str], shots: Path | None = None, suffix: str = "") -> Page:
+    """A new participant at the instructions, in a condition with (or without) references; the
+    balanced assignment gives each condition once in every few participants."""
+    for pid in pids:
+        page = browser.new_page(viewport=viewport)
+        page.goto(f"{base_url}/start?PROLIFIC_PID={pid}&STUDY_ID=s&SESSION_ID=x")
+        if shots:
+            save(page, shots, f"1-consent{suffix}")
+        page.click("#agree")
+        page.wait_for_selector("#check")
+        if shots:
+            save(page, shots, f"2-screen-check{suffix}")
+        page.click("#check")
+        page.wait_for_selector("#start")
+        if page.locator(".stage.no-references").count() != with_references:
+            page.wait_for_load_state("networkidle")
+            return page
+        page.close()
+    raise RuntimeError("no participant got the condition asked for")
+
+
+def walk(page: Page, out: Path, suffix: str) -> None:
+    save(page, out, f"3-instructions{suffix}")
+    page.click("#start")
+    page.wait_for_selector(READY)
+    save(page, out, f"4-practice-trial{suffix}")
+    page.keyboard.press("1")
+    page.wait_for_selector("#feedback-next:visible")
+    save(page, out, f"5-practice-feedback{suffix}")
+    shots = {"main": f"6-pause-before-main{suffix}", "break": f"8-break{suffix}"}
+    while True:  # practice (right or wrong), then main trials until the comment page
+        page.wait_for_selector(f"{READY}, #feedback-next:visible, #pause-continue:visible, #finish")
+        if page.locator("#finish").count():
+            break
+        if page.locator("#feedback-next:visible").count():
+            page.keyboard.press("Enter")
+        elif page.locator("#pause-continue:visible").count():
+            kind = "main" if "real trials" in page.inner_text("#pause-title") else "break"
+            if shots.get(kind):
+                save(page, out, shots.pop(kind))
+                if kind == "main":
+                    page.click("#pause-continue")
+                    page.wait_for_selector(READY)
+                    save(page, out, f"7-main-trial{suffix}")
+                    continue
+            page.click("#pause-continue")
+        else:
+            page.keyboard.press("6")
+            page.wait_for_selector(READY, state="detached")
+    save(page, out, f"9-comment{suffix}")
+    page.click("#finish")
+    page.wait_for_selector("h1:has-text('Thank you')")
+    save(page, out, f"10-done{suffix}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
+    parser.add_argument("--size", default="1366x768", help="viewport WIDTHxHEIGHT")
+    parser.add_argument("--suffix", default="", help="appended to every file name (e.g. -1280x720)")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
+        base_url = serve(args.bundle, Path(folder))
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        viewport = {"width": width, "height": height}
+        pids = (f"screens{k}" for k in itertools.count())
+        walk(at_instructions(browser, base_url, viewport, True, pids, args.out, args.suffix), args.out, args.suffix)
+        declined = browser.new_page(viewport=viewport)
+        declined.goto(f"{base_url}/start?PROLIFIC_PID=declines&STUDY_ID=s&SESSION_ID=x")
+        declined.click("#decline")
+        declined.wait_for_selector("h1:has-text('return')")
+        save(declined, args.out, f"11-returned-no-consent{args.suffix}")
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, user_agent=PHONE_AGENT)
+        phone.goto(f"{base_url}/start?PROLIFIC_PID=phone&STUDY_ID=s&SESSION_ID=x")
+        phone.click("#agree")
+        phone.wait_for_selector("#phone-help:visible")
+        save(phone, args.out, f"12-phone{args.suffix}")
+        other = at_instructions(browser, base_url, viewport, False, pids)
+        save(other, args.out, f"13-instructions-condition-none{args.suffix}")
+        other.click("#start")
+        other.wait_for_selector(READY)
+        save(other, args.out, f"14-trial-condition-none{args.suffix}")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()

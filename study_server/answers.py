@@ -1,0 +1,166 @@
+"""Answers: the body checked field by field, stored once (idempotent on its id), and what comes next.
+
+Two clocks time a trial. The browser's `rt_ms` runs from the images on screen to the key press;
+the server's `server_elapsed_ms` from GET /api/trial sending the trial to the answer arriving. The
+browser's interval lies inside the server's, so an `rt_ms` longer than `server_elapsed_ms` (beyond
+CLOCK_TOLERANCE_MS) cannot come from study.js: such an answer is refused, never stored.
+"""
+from __future__ import annotations
+
+import math
+import re
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, lazyload
+
+from .flow import FlowError, first_unanswered, needs_touch, touch
+from .models import COMPLETED, Participant, Trial, utcnow
+from .plan import StudyContext, start_main, start_practice_round
+
+ANSWER_FIELDS: dict[str, tuple[type, float, float]] = {
+    # name: (type, minimum, maximum)
+    "position": (int, 0, 100_000),
+    "confidence": (int, 1, 3),
+    "rt_ms": (float, 0, 3_600_000),
+    "window_width": (int, 1, 100_000),
+    "window_height": (int, 1, 100_000),
+    "device_pixel_ratio": (float, 0.1, 20),
+    "blur_count": (int, 0, 100_000),
+    "fullscreen_exit_count": (int, 0, 100_000),
+}
+ANSWER_ID = re.compile(r"[A-Za-z0-9-]{8,64}")  # always fullmatch ("$" would accept a trailing newline)
+# timer rounding in the browser, and wall clocks of two server machines a little apart
+CLOCK_TOLERANCE_MS = 250
+
+
+def validate_answer(data: Any) -> dict[str, Any]:
+    """The answer body, checked field by field; FlowError(400) names the first bad one."""
+    if not isinstance(data, dict):
+        raise FlowError("the body must be a JSON object", 400)
+    expected = set(ANSWER_FIELDS) | {"answer_id", "chosen_side"}
+    for name in sorted(set(data) ^ expected):
+        raise FlowError(f"{name}: {'unknown field' if name in data else 'missing'}", 400)
+    if not isinstance(data["answer_id"], str) or not ANSWER_ID.fullmatch(data["answer_id"]):
+        raise FlowError("answer_id: must be 8-64 letters, digits or dashes", 400)
+    if data["chosen_side"] not in ("left", "right"):
+        raise FlowError('chosen_side: must be "left" or "right"', 400)
+    clean = {"answer_id": data["answer_id"], "chosen_side": data["chosen_side"]}
+    for name, (kind, lo, hi) in ANSWER_FIELDS.items():
+        value = data[name]
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not numeric or (kind is int and not float(value).is_integer()) or not math.isfinite(value):
+            raise FlowError(f"{name}: must be {'an integer' if kind is int else 'a number'}", 400)
+        if not lo <= value <= hi:
+            raise FlowError(f"{name}: must be between {lo:g} and {hi:g}", 400)
+        clean[name] = kind(value)
+    return clean
+
+
+def _answer_reply(participant: Participant, trial: Trial, round_result: str | None) -> dict[str, Any]:
+    reply: dict[str, Any] = {"stored": True, "position": trial.position,
+                             "next": "trial" if participant.stage == "trials" else "page"}
+    if trial.kind == "practice":  # feedback only for practice, only once the answer is stored
+        reply["feedback"] = {"correct": trial.chosen_side == trial.correct_side,
+                             "correct_side": trial.correct_side, "round_result": round_result}
+    return reply
+
+
+def store_answer(session: Session, ctx: StudyContext, participant_id: int, answer: dict[str, Any],
+                 served_position: int | None, served_at_ms: float | None) -> dict[str, Any]:
+    """Store one answer (idempotent on answer_id) and advance; the caller commits, then replies.
+
+    `served_position` is the last trial GET /api/trial sent to this browser session and
+    `served_at_ms` when (epoch ms, server clock), both kept in its signed cookie: a new answer
+    is accepted only for a trial whose images were sent, and only with a possible `rt_ms`."""
+    participant = session.scalar(select(Participant).where(Participant.id == participant_id)
+                                 .with_for_update())
+    if participant is None:
+        raise FlowError("no study session", 403)
+    # one round trip: the participant's plan, and whichever trial (anyone's) already holds this answer id
+    rows = list(session.scalars(select(Trial).options(lazyload(Trial.query_pair))
+                                .where(or_(Trial.participant_id == participant.id,
+                                           Trial.answer_id == answer["answer_id"]))
+                                .order_by(Trial.position)))
+    trials = [t for t in rows if t.participant_id == participant.id]
+    previous = next((t for t in rows if t.answer_id == answer["answer_id"]), None)
+    if previous is not None:
+        same = (previous.participant_id == participant.id and previous.position == answer["position"]
+                and previous.chosen_side == answer["chosen_side"]
+                and previous.confidence == answer["confidence"])
+        if not same:
+            raise FlowError("this answer id was already used for a different answer")
+        return _answer_reply(participant, previous, _round_result(trials, previous))
+    if participant.status == COMPLETED or participant.stage != "trials":
+        raise FlowError("no answers are accepted now (the trials are over)")
+    # the messages below reach the participant's screen: no internal trial numbers in them
+    trial = next((t for t in trials if t.position == answer["position"]), None)
+    if trial is None:
+        raise FlowError("there is no such trial: reload the page")
+    if trial.answer_id is not None:
+        raise FlowError("this trial is already answered: reload the page")
+    current = first_unanswered(trials)
+    if current is None or current.position != trial.position:
+        raise FlowError("this is not the current trial: reload the page")
+    if served_position != trial.position:
+        raise FlowError("this trial was not shown yet: reload the page")
+    now = utcnow()
+    elapsed_ms = None if served_at_ms is None else max(0.0, now.timestamp() * 1000 - served_at_ms)
+    if elapsed_ms is not None and answer["rt_ms"] > elapsed_ms + CLOCK_TOLERANCE_MS:
+        raise FlowError(f"rt_ms: {answer['rt_ms']:.0f} ms is longer than the trial has been on screen "
+                        f"({elapsed_ms:.0f} ms): reload the page", 422)
+    trial.answer_id = answer["answer_id"]
+    trial.chosen_side = answer["chosen_side"]
+    trial.confidence = answer["confidence"]
+    trial.rt_ms = answer["rt_ms"]
+    trial.server_elapsed_ms = elapsed_ms
+    trial.answered_at = now
+    trial.shown_at = now - timedelta(milliseconds=answer["rt_ms"])
+    for name in ("window_width", "window_height", "device_pixel_ratio", "blur_count",
+                 "fullscreen_exit_count"):
+        setattr(trial, name, answer[name])
+    if needs_touch(participant):  # the answer itself shows life; the slot's clock is kept per minute
+        touch(participant)
+    round_result = _advance(session, ctx, participant, trial, trials)
+    session.flush()
+    return _answer_reply(participant, trial, round_result)
+
+
+def _round_trials(trials: list[Trial], practice_round: int) -> list[Trial]:
+    return [t for t in trials if t.practice_round == practice_round]
+
+
+def _round_result(trials: list[Trial], trial: Trial) -> str | None:
+    """After a round's last practice answer: passed / repeat / continue (flagged); else None.
+    `trials` is the participant's whole plan."""
+    if trial.kind != "practice":
+        return None
+    round_trials = _round_trials(trials, trial.practice_round)
+    if any(t.answer_id is None for t in round_trials) or trial.position != max(t.position for t in round_trials):
+        return None
+    if all(t.chosen_side == t.correct_side for t in round_trials):
+        return "passed"
+    later_round = max(t.practice_round or 0 for t in trials)
+    return "repeat" if later_round > trial.practice_round else "continue"
+
+
+def _advance(session: Session, ctx: StudyContext, participant: Participant, trial: Trial,
+             trials: list[Trial]) -> str | None:
+    """After `trial` got its answer: the next practice round, the main trials, or the comment."""
+    if first_unanswered(trials) is not None:
+        return None
+    next_position = trial.position + 1
+    if trial.kind == "practice":
+        round_trials = _round_trials(trials, trial.practice_round)
+        if all(t.chosen_side == t.correct_side for t in round_trials):
+            start_main(session, ctx, participant, next_position)
+            return "passed"
+        if participant.practice_round < ctx.manifest.protocol.max_practice_rounds:
+            start_practice_round(session, ctx, participant, next_position)
+            return "repeat"
+        participant.practice_flagged = True
+        start_main(session, ctx, participant, next_position)
+        return "continue"
+    participant.stage = "comment"
+    return None

@@ -1,0 +1,141 @@
+"""A participant's trial plan, and the opaque ids under which the browser gets its images.
+
+Practice comes in rounds; each round is drawn afresh (order and sides from the round's own seed)
+and its images get ids of their own, so a repeated round cannot be passed by remembering the
+image URLs or the sides the previous round's feedback showed. Main trials of all networks are
+interleaved in a per-participant order, catch trials spread among them.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from stimuli.manifest import Manifest
+
+from .models import Participant, QueryPair, Trial, Unit
+
+
+@dataclass(frozen=True)
+class PairImages:
+    """What a trial shows of its query pair (the import never changes it while a server runs)."""
+
+    base_image: str
+    image_a: str
+    image_b: str
+    correct: str  # "a" / "b"
+    unit_key: str
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    study_id: int
+    manifest: Manifest
+    timeout: timedelta  # unfinished and silent this long: timed out
+    # query pair id -> its images, read once per process: trial pages need no join per request
+    pairs: Mapping[int, PairImages]
+
+
+def load_pairs(session: Session, study_id: int) -> dict[int, PairImages]:
+    rows = session.execute(select(QueryPair.id, QueryPair.base_image, QueryPair.image_a, QueryPair.image_b,
+                                  QueryPair.correct, Unit.key).join(Unit, QueryPair.unit_id == Unit.id)
+                           .where(QueryPair.study_id == study_id))
+    return {pair_id: PairImages(*images) for pair_id, *images in rows}
+
+
+def _pairs(session: Session, ctx: StudyContext, kind: str) -> list[QueryPair]:
+    return list(session.scalars(select(QueryPair).where(QueryPair.study_id == ctx.study_id,
+                                                        QueryPair.kind == kind)
+                                .order_by(QueryPair.pair_key)))
+
+
+def _balanced_sides(rng: random.Random, n: int) -> list[str]:
+    sides = ["left", "right"] * (n // 2) + ([rng.choice(["left", "right"])] if n % 2 else [])
+    rng.shuffle(sides)
+    return sides
+
+
+def _add_trials(session: Session, participant: Participant, plan: list[tuple[str, QueryPair]],
+                start_position: int, rng: random.Random, practice_round: int | None = None) -> None:
+    for offset, ((kind, pair), correct_side) in enumerate(zip(plan, _balanced_sides(rng, len(plan)))):
+        session.add(Trial(participant_id=participant.id, position=start_position + offset, kind=kind,
+                          practice_round=practice_round, query_pair_id=pair.id, correct_side=correct_side))
+    session.flush()
+
+
+def image_token(secret: bytes, participant_id: int, image_id: str, scope: str = "") -> str:
+    """The opaque id under which one participant gets one image: 22 URL-safe characters
+    of an HMAC, so it reveals nothing of the content hash and differs between participants
+    (and between `scope`s: each practice round and the instructions' example have their own)."""
+    message = f"{participant_id}:{image_id}" if not scope else f"{participant_id}:{scope}:{image_id}"
+    digest = hmac.new(secret, message.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+
+
+EXAMPLE_SCOPE = "example"
+
+
+def practice_scope(practice_round: int) -> str:
+    return f"practice-{practice_round}"
+
+
+def image_scope(trial: Trial) -> str:
+    return practice_scope(trial.practice_round) if trial.kind == "practice" else ""
+
+
+def example_images(manifest: Manifest, condition: str) -> list[str]:
+    """[base, a, b, *references] of the instructions' illustrated example: the bundle's first
+    practice pair, its side unrevealed ([] without practice trials)."""
+    if not manifest.practice_trials:
+        return []
+    pair = manifest.practice_trials[0]
+    return [pair.base_image, pair.image_a, pair.image_b, *manifest.reference_images(pair.unit, condition)]
+
+
+def trial_images(ctx: StudyContext, condition: str, trial: Trial) -> list[str]:
+    """[base, left, right, *references] image ids of a trial, as the participant sees them."""
+    pair = ctx.pairs[trial.query_pair_id]
+    correct = pair.image_a if pair.correct == "a" else pair.image_b
+    wrong = pair.image_b if pair.correct == "a" else pair.image_a
+    left, right = (correct, wrong) if trial.correct_side == "left" else (wrong, correct)
+    return [pair.base_image, left, right, *ctx.manifest.reference_images(pair.unit_key, condition)]
+
+
+def start_practice_round(session: Session, ctx: StudyContext, participant: Participant,
+                          start_position: int) -> None:
+    participant.practice_round += 1
+    pairs = _pairs(session, ctx, "practice")
+    if not pairs:
+        start_main(session, ctx, participant, start_position)
+        return
+    rng = random.Random(f"{participant.plan_seed}:practice:{participant.practice_round}")
+    rng.shuffle(pairs)
+    _add_trials(session, participant, [("practice", p) for p in pairs], start_position, rng,
+                practice_round=participant.practice_round)
+
+
+def start_main(session: Session, ctx: StudyContext, participant: Participant, start_position: int) -> None:
+    """Main trials, all networks interleaved in a per-participant random order, catch trials spread in."""
+    rng = random.Random(f"{participant.plan_seed}:main")
+    main = _pairs(session, ctx, "main")
+    rng.shuffle(main)
+    main = main[: ctx.manifest.protocol.main_trials_per_participant or len(main)]
+    plan: list[tuple[str, QueryPair]] = [("main", p) for p in main]
+    catch = _pairs(session, ctx, "catch")
+    rng.shuffle(catch)
+    # one catch trial at a random place in each of len(catch) equal stretches
+    for k, pair in reversed(list(enumerate(catch))):
+        lo = math.floor(k * len(main) / len(catch))
+        hi = math.floor((k + 1) * len(main) / len(catch))
+        plan.insert(rng.randint(lo, hi), ("catch", pair))
+    _add_trials(session, participant, plan, start_position, rng)
+
+
