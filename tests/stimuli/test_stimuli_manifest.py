@@ -91,6 +91,15 @@ def test_correct_image_is_the_argmax(bundle: Path) -> None:
     (lambda d: d["networks"][0].update(extra=1), "networks[0].extra: unknown field"),
     (lambda d: d["images"].pop(d["query_pairs"][0]["base_image"]), "is not listed"),
     (lambda d: d["conditions"].append("maco"), "conditions[4]: duplicate 'maco'"),
+    # "$" matches before a trailing newline: ids are matched whole
+    (lambda d: d.update(study=d["study"] + "\n"), "study: 'test-study\\n' does not match"),
+    (lambda d: d["query_pairs"][0].update(base_image=d["query_pairs"][0]["base_image"] + "\n"),
+     "query_pairs[0].base_image: "),
+    # an image in trials of two kinds: practice feedback would answer the other trial
+    (lambda d: d["catch_trials"][0].update(image_b=d["practice_trials"][0]["image_a"]),
+     "catch_trials: catch-0 shows image"),
+    (lambda d: d["query_pairs"][1].update(base_image=d["practice_trials"][1]["base_image"]),
+     "query_pairs: q-vgg16-"),
 ])
 def test_errors_name_the_broken_field(bundle: Path, tmp_path: Path, edit, message: str) -> None:
     with pytest.raises(ManifestError, match=_escape(message)):
@@ -134,3 +143,18 @@ def test_manifest_module_imports_nothing_heavy() -> None:
     code = "import sys, stimuli.manifest; print(sorted(m for m in ('torch','timm','numpy','PIL','flask') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_stimuli_check_refuses_a_bundle_sharing_an_image_between_trial_kinds(bundle: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from maco_study import main as cli
+
+    def share(d: dict) -> None:  # a catch trial's wrong image is a practice trial's image
+        catch = d["catch_trials"][0]
+        catch["image_a" if catch["correct"] == "b" else "image_b"] = d["practice_trials"][0]["image_a"]
+
+    result = CliRunner().invoke(cli, ["stimuli", "check", str(_broken(bundle, tmp_path, share))])
+    assert result.exit_code == 1
+    assert "no image may be shared between practice, main and catch trials" in result.output
+    assert len(result.output.strip().splitlines()) == 1
