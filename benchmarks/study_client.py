@@ -176,10 +176,11 @@ class SimulatedParticipant:
 
     def answer_body(self, trial: dict[str, Any]) -> dict[str, Any]:
         """The participant looks at the trial for a while, then answers as study.js posts it."""
-        time.sleep(self.think_s * self.rng.uniform(0.5, 1.5))
+        think_s = self.think_s * self.rng.uniform(0.5, 1.5)
+        time.sleep(think_s)  # the rt_ms it reports: the server refuses one longer than it waited
         return {"answer_id": str(uuid.uuid4()), "position": trial["position"],
                 "chosen_side": self.rng.choice(["left", "right"]), "confidence": self.rng.randint(1, 3),
-                "rt_ms": self.think_s * 1000, "window_width": 1280, "window_height": 800,
+                "rt_ms": round(think_s * 1000, 1), "window_width": 1280, "window_height": 800,
                 "device_pixel_ratio": 1.0, "blur_count": 0, "fullscreen_exit_count": 0}
 
     def run(self, ramp_s: float) -> None:

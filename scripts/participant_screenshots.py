@@ -6,14 +6,19 @@ Serves BUNDLE from a throw-away SQLite database on 127.0.0.1 and walks participa
 Debian's Chromium (Playwright, never `playwright install`): consent, screen check (and a phone),
 instructions, a practice trial and its feedback, the pause before the main trials, a main trial,
 a break, the comment page, the end, and the "please return" page. A trial of the `none` condition
-too. The PNGs are quantized to 128 colours to stay small. Any bundle works; the demo's
-(`maco-study stimuli build demo/study_demo.toml --out BUNDLE`) has scikit-image's photos.
+too (the phone page always at 390x844). The PNGs are quantized to 128 colours to stay small. Any
+bundle works; the demo's (`maco-study stimuli build demo/study_demo.toml --out BUNDLE`) has
+scikit-image's photos. The last line printed is one JSON object: the rendered query and reference
+sizes at that window against the fixed 180 px / 96 px of before, and the pages that scroll.
+A window below the screen check's minimum stops at the screen check.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import itertools
 import logging
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -47,11 +52,35 @@ def serve(bundle: Path, folder: Path) -> str:
     return f"http://127.0.0.1:{server.server_port}"
 
 
+SCROLLS = """() => document.documentElement.scrollHeight > window.innerHeight
+    || document.documentElement.scrollWidth > window.innerWidth"""
+OLD_QUERY_PX, OLD_REFERENCE_PX = 180, 96  # the fixed sizes before issue 12
+scrolling: list[str] = []  # pages that scroll
+sizes: dict[str, float] = {}
+
+
+def measure(page: Page, prefix: str) -> None:
+    """The rendered query and reference sizes of the trial on screen, against the old fixed ones."""
+    left, right = page.locator("#left").bounding_box(), page.locator("#right").bounding_box()
+    height = page.viewport_size["height"]
+    sizes[f"{prefix}query_px"] = round(left["height"])
+    sizes[f"{prefix}query_height_fraction"] = round(left["height"] / height, 3)
+    sizes[f"{prefix}query_vs_old"] = round(left["height"] / OLD_QUERY_PX, 2)
+    sizes[f"{prefix}centre_offset_px"] = round((left["x"] + right["x"] + right["width"]) / 2
+                                               - page.viewport_size["width"] / 2, 1)
+    if page.locator("#references img").count():
+        tile = page.locator("#references img").first.bounding_box()["height"]
+        sizes[f"{prefix}reference_px"] = round(tile)
+        sizes[f"{prefix}reference_vs_old"] = round(tile / OLD_REFERENCE_PX, 2)
+
+
 def save(page: Page, out: Path, name: str) -> None:
+    if page.evaluate(SCROLLS):
+        scrolling.append(name)
     path = out / f"{name}.png"
     page.screenshot(path=str(path))
     Image.open(path).convert("RGB").quantize(128).save(path, optimize=True)
-    print(path, f"{path.stat().st_size // 1024} KB")
+    print(path, f"{path.stat().st_size // 1024} KB", file=sys.stderr)
 
 
 def at_instructions(browser, base_url: str, viewport: dict[str, int], with_references: bool,  # noqa: ANN001
@@ -99,6 +128,7 @@ def walk(page: Page, out: Path, suffix: str) -> None:
                     page.click("#pause-continue")
                     page.wait_for_selector(READY)
                     save(page, out, f"7-main-trial{suffix}")
+                    measure(page, "")
                     continue
             page.click("#pause-continue")
         else:
@@ -141,7 +171,10 @@ def main() -> None:
         other.click("#start")
         other.wait_for_selector(READY)
         save(other, args.out, f"14-trial-condition-none{args.suffix}")
+        measure(other, "none_")
         browser.close()
+    # the last line: the measured sizes and their ratios to the old fixed ones, and what scrolls
+    print(json.dumps({"window": args.size, **sizes, "pages_scrolling": scrolling}))
 
 
 if __name__ == "__main__":

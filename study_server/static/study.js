@@ -241,7 +241,7 @@ function trialsPage() {
     };
     $("feedback-text").innerHTML = "";
     const verdict = document.createElement("strong");
-    verdict.textContent = result.correct ? "Right." : "Not this time.";
+    verdict.textContent = result.correct ? "Correct." : "Not correct.";
     $("feedback-text").append(verdict, ` You chose the ${chosen} copy; the unit responds more strongly to the ` +
       `${favoured} one (outlined in green).` + (messages[result.round_result] || ""));
     $("feedback").className = result.correct ? "right" : "wrong";

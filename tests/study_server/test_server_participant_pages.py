@@ -72,8 +72,12 @@ def _through_practice(page, app, pid: str) -> None:  # noqa: ANN001
 
 
 def _scrolls(page) -> bool:  # noqa: ANN001
-    return page.evaluate("() => document.documentElement.scrollHeight > window.innerHeight"
-                         " || document.documentElement.scrollWidth > window.innerWidth")
+    """The page scrolls, or a visible button lies (partly) outside the window."""
+    return page.evaluate("""() => document.documentElement.scrollHeight > window.innerHeight
+        || document.documentElement.scrollWidth > window.innerWidth
+        || [...document.querySelectorAll("button, a.button")].some((b) => {
+             const r = b.getBoundingClientRect();
+             return r.height > 0 && (r.bottom > window.innerHeight || r.right > window.innerWidth); })""")
 
 
 def test_a_held_key_answers_one_trial(live_server_factory, browser) -> None:  # noqa: ANN001
@@ -213,3 +217,21 @@ def test_a_phone_is_sent_to_a_computer_where_the_same_id_goes_on(live_server_fac
     other.wait_for_selector("h1:has-text('return')")
     assert (_participant(app, "phone2").status, _participant(app, "phone2").return_reason) == \
         ("returned", "no suitable device")
+
+
+def test_the_screenshot_script_walks_every_page(bundle, tmp_path) -> None:  # noqa: ANN001
+    """scripts/participant_screenshots.py in smoke mode: the smallest window, every page once."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[2] / "scripts" / "participant_screenshots.py"
+    size = f"{MIN_WINDOW['width']}x{MIN_WINDOW['height']}"
+    result = subprocess.run([sys.executable, str(script), "--bundle", str(bundle), "--out", str(tmp_path),
+                             "--size", size], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["pages_scrolling"] == [] and measured["none_centre_offset_px"] == 0
+    assert measured["query_vs_old"] > 1 and measured["reference_px"] >= 96  # never smaller than before
+    assert len(list(tmp_path.glob("*.png"))) == 14
