@@ -436,7 +436,7 @@ def _check_consistency(m: Manifest) -> None:
                                 f"{ref.unit} (maco and maco_mask show the same MACO images)")
 
     ids: set[str] = set()
-    for kind, name in _KIND_FIELDS.items():
+    for name in _KIND_FIELDS.values():
         for i, pair in enumerate(getattr(m, name)):
             where = f"{name}[{i}]"
             if pair.id in ids:
