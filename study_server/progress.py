@@ -19,8 +19,8 @@ from stimuli.manifest import Manifest
 from study_protocol.exclusions import CATCH_TOLERANCE, REASONS, ExclusionRules
 
 from .export import effective_status
-from .plan import StudyContext
 from .models import COMPLETED, IN_PROGRESS, Participant, QueryPair, Trial, Unit, as_utc
+from .plan import StudyContext
 
 STATUS_COLUMNS = ("started", "in progress", "completed", "returned", "timed out")
 EXCLUSION_RULES = ExclusionRules()  # the analysis defaults (study_protocol), previewed per participant
