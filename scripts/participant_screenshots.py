@@ -77,7 +77,7 @@ def measure(page: Page, prefix: str) -> None:
 def save(page: Page, out: Path, name: str) -> None:
     if page.evaluate(SCROLLS):
         scrolling.append(name)
-    path = out / f"{name}.png"
+    path = out / f"participant-{name}.png"
     page.screenshot(path=str(path))
     Image.open(path).convert("RGB").quantize(128).save(path, optimize=True)
     print(path, f"{path.stat().st_size // 1024} KB", file=sys.stderr)
@@ -91,11 +91,11 @@ def at_instructions(browser, base_url: str, viewport: dict[str, int], with_refer
         page = browser.new_page(viewport=viewport)
         page.goto(f"{base_url}/start?PROLIFIC_PID={pid}&STUDY_ID=s&SESSION_ID=x")
         if shots:
-            save(page, shots, f"1-consent{suffix}")
+            save(page, shots, f"01-consent{suffix}")
         page.click("#agree")
         page.wait_for_selector("#check")
         if shots:
-            save(page, shots, f"2-screen-check{suffix}")
+            save(page, shots, f"02-screen-check{suffix}")
         page.click("#check")
         page.wait_for_selector("#start")
         if page.locator(".stage.no-references").count() != with_references:
@@ -106,14 +106,14 @@ def at_instructions(browser, base_url: str, viewport: dict[str, int], with_refer
 
 
 def walk(page: Page, out: Path, suffix: str) -> None:
-    save(page, out, f"3-instructions{suffix}")
+    save(page, out, f"03-instructions{suffix}")
     page.click("#start")
     page.wait_for_selector(READY)
-    save(page, out, f"4-practice-trial{suffix}")
+    save(page, out, f"04-practice-trial{suffix}")
     page.keyboard.press("1")
     page.wait_for_selector("#feedback-next:visible")
-    save(page, out, f"5-practice-feedback{suffix}")
-    shots = {"main": f"6-pause-before-main{suffix}", "break": f"8-break{suffix}"}
+    save(page, out, f"05-practice-feedback{suffix}")
+    shots = {"main": f"06-pause-before-main{suffix}", "break": f"08-break{suffix}"}
     while True:  # practice (right or wrong), then main trials until the comment page
         page.wait_for_selector(f"{READY}, #feedback-next:visible, #pause-continue:visible, #finish")
         if page.locator("#finish").count():
@@ -127,14 +127,14 @@ def walk(page: Page, out: Path, suffix: str) -> None:
                 if kind == "main":
                     page.click("#pause-continue")
                     page.wait_for_selector(READY)
-                    save(page, out, f"7-main-trial{suffix}")
+                    save(page, out, f"07-main-trial{suffix}")
                     measure(page, "")
                     continue
             page.click("#pause-continue")
         else:
             page.keyboard.press("6")
             page.wait_for_selector(READY, state="detached")
-    save(page, out, f"9-comment{suffix}")
+    save(page, out, f"09-comment{suffix}")
     page.click("#finish")
     page.wait_for_selector("h1:has-text('Thank you')")
     save(page, out, f"10-done{suffix}")
