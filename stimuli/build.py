@@ -29,8 +29,8 @@ Practice and catch trials come from each unit's *spare* images (ranks
   (the easiest), one per unit before any unit is used twice;
 - catch: a spare pair of unit u whose wrong image is replaced, as in
   Zimmermann et al. (2021), by an occluded image of *another* unit's image
-  (that unit's argmin-occluded image, of a different photo that no practice or main trial
-  shows: `stimuli check` refuses a bundle sharing an image between trial kinds), chosen so that
+  (that unit's argmin-occluded image, of a different photo; never an image a practice or main
+  trial shows: `stimuli check` refuses a bundle sharing an image between trial kinds), chosen so that
   unit u's activation on it is below its activation on the correct image.
   The correct answer is then the only option that is a copy of the base
   image: answerable in every condition, `none` included, by anyone who
@@ -387,10 +387,11 @@ class Builder:
                 f"+ catch.trials = {config.practice.trials + config.catch.trials}; raise query.top_k")
         practice_keys = select_practice(spare, config.practice.trials)
         practice = [self._pair(f"practice-{n}-{u}-{r}", n, u, spare[(n, u, r)]) for n, u, r in practice_keys]
-        # no photo of a practice or main trial in a catch trial: feedback would give its answer away
+        # a catch trial's photo is no practice or main trial's photo (their base image would be the same)
         shown_files = main_files | {spare[k]["file"] for k in practice_keys}
+        shown_images = {i for pair in main + practice for i in (pair.base_image, pair.image_a, pair.image_b)}
         catch = self._catch_trials({k: q for k, q in spare.items() if q["file"] not in shown_files}, queries,
-                                   shown_files)
+                                   shown_files, shown_images)
         manifest = mf.Manifest(
             study=config.name, networks=self._networks(), units=self._units(),
             conditions=list(config.conditions), references=self._reference_sets(pieces["references"]),
@@ -421,9 +422,9 @@ class Builder:
                             occluder_b=occluder_b, note=note)
 
     def _catch_trials(self, candidates: dict[tuple, dict[str, Any]], queries: dict[tuple, dict[str, Any]],
-                      shown_files: set[str]) -> list[mf.QueryPair]:
-        """Catch trials from `candidates`, distractors from photos outside `shown_files` (those of
-        the main and practice trials): no image of a catch trial appears in a trial of another kind."""
+                      shown_files: set[str], shown_images: set[str]) -> list[mf.QueryPair]:
+        """Catch trials from `candidates`; a distractor is never one of `shown_images` (those of the
+        main and practice trials), and comes from a photo outside `shown_files` when there is one."""
         rng = np.random.default_rng([self.config.seed, 7])
         keys = sorted(k for k in candidates
                       if any(o[0] == k[0] and o[1] != k[1] for o in queries))  # another unit exists
@@ -434,7 +435,9 @@ class Builder:
                 break
             q = candidates[(network, unit, rank)]
             others = sorted(k for k in queries if k[0] == network and k[1] != unit
-                            and queries[k]["file"] not in shown_files | {q["file"]})
+                            and queries[k]["file"] != q["file"] and queries[k]["min_image"] not in shown_images)
+            # distractors from photos no other trial shows, when there are any
+            others = [k for k in others if queries[k]["file"] not in shown_files] or others
             model = self.models[network]
             for k in (others[i] for i in rng.permutation(len(others))):
                 distractor = queries[k]
