@@ -34,7 +34,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("confidence", "int", "1 (unsure), 2 (sure), 3 (very sure)"),
     ("rt_ms", "float", "reaction time in ms from all images decoded and on screen to the answer (browser clock)"),
     ("server_elapsed_ms", "float or empty", "ms from the server sending the trial to the answer arriving (server "
-     "clock; always >= rt_ms, which the server enforces; empty for answers stored before it was recorded)"),
+     "clock; the server refuses an rt_ms longer than it by over 250 ms; empty for answers stored before it was recorded)"),
     ("shown_at", "str", "ISO 8601 UTC time the trial was on screen (answered_at - rt_ms, server clock)"),
     ("answered_at", "str", "ISO 8601 UTC time the answer was stored (server clock)"),
     ("window_width", "int", "browser window inner width in CSS px at the answer"),
