@@ -14,7 +14,12 @@ def load_rgb(path: str | Path, size: int | tuple[int, int] | None = None) -> tor
         image = image.convert("RGB")
         if size is not None:
             image = fit_center(image, size)
-        array = np.asarray(image, dtype=np.float32) / 255.0
+        return from_pil(image)
+
+
+def from_pil(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> (3, H, W) float in [0, 1]."""
+    array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
@@ -26,9 +31,14 @@ def fit_center(image: Image.Image, size: int | tuple[int, int]) -> Image.Image:
         (max(width, round(image.width * scale)), max(height, round(image.height * scale))),
         Image.Resampling.BICUBIC,
     )
-    left = (resized.width - width) // 2
-    top = (resized.height - height) // 2
-    return resized.crop((left, top, left + width, top + height))
+    return center_crop(resized, (height, width))
+
+
+def center_crop(image: Image.Image, size: int | tuple[int, int]) -> Image.Image:
+    """The central ``size`` pixels (an int for a square, or (height, width)), without resampling."""
+    height, width = (size, size) if isinstance(size, int) else size
+    left, top = (image.width - width) // 2, (image.height - height) // 2
+    return image.crop((left, top, left + width, top + height))
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:

@@ -1,0 +1,110 @@
+"""Scoring: every variant's visualizations of every network, by one protocol.
+
+Each visualization is scored as the image a viewer gets (``Variant.scored_image``),
+quantised to 8 bits as in its PNG, then resized to each model's input
+(``fit_center``); FID sees it resized to ``FID_RESIZE`` and centre-cropped to
+``FID_CROP``, exactly like the natural images.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+from maco.evaluation.metrics import FrechetDistance, logits, nearest_neighbour_distance, penultimate_features, top1_hits
+from maco.evaluation.settings import FID_CROP, FID_RESIZE
+from maco.evaluation.variants import Variant, generate
+from maco.images import center_crop, fit_center, from_pil, to_pil
+from maco.models import Model
+from maco.optimize import Visualization
+from maco.spectra import Spectrum
+
+
+@dataclass
+class Evaluation:
+    rows: list[dict]  # one per network, variant, unit and seed
+    summary: list[dict]  # one per network and variant
+    visualizations: dict[str, dict[str, list[Visualization]]]  # network -> variant -> visualizations
+
+
+def model_view(images: Sequence[Image.Image], size: int) -> torch.Tensor:
+    return torch.stack([from_pil(fit_center(image, size)) for image in images])
+
+
+def fid_view(images: Sequence[Image.Image]) -> torch.Tensor:
+    return torch.stack([from_pil(center_crop(fit_center(image, FID_RESIZE), FID_CROP)) for image in images])
+
+
+def _mean(values) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def score_variant(
+    network: Model,
+    variant: Variant,
+    visualizations: Sequence[Visualization],
+    natural_features: dict[int, torch.Tensor],
+    fid: FrechetDistance,
+    transfer: dict[str, Model],
+) -> tuple[list[dict], dict]:
+    """Rows for each visualization, and the variant's summary (means, FID, accuracies in %)."""
+    pictures = [to_pil(variant.scored_image(viz)) for viz in visualizations]
+    units = torch.tensor([viz.unit for viz in visualizations])
+    view = model_view(pictures, network.input_size)
+    features = penultimate_features(network, view)
+    outputs = logits(network, view)
+    hits = {name: top1_hits(model, model_view(pictures, model.input_size), units) for name, model in transfer.items()}
+    rows = []
+    for i, viz in enumerate(visualizations):
+        row = {
+            "network": network.name, "variant": variant.name, "unit": viz.unit, "seed": viz.seed,
+            "plausibility": float(nearest_neighbour_distance(features[i:i + 1], natural_features[viz.unit])[0]),
+            "logit": float(outputs[i, viz.unit]),
+            **{f"top1_{name}": bool(hit[i]) for name, hit in hits.items()},
+        }
+        row["transferability"] = _mean([float(hit[i]) for hit in hits.values()])
+        rows.append(row)
+    summary = {
+        "network": network.name, "variant": variant.name, "images": len(rows),
+        "plausibility": _mean(r["plausibility"] for r in rows),
+        "fid": fid(fid_view(pictures)),
+        "logit": _mean(r["logit"] for r in rows),
+        "transferability": 100 * _mean(float(h.float().mean()) for h in hits.values()),
+        **{f"top1_{name}": 100 * float(hit.float().mean()) for name, hit in hits.items()},
+    }
+    return rows, summary
+
+
+def evaluate(
+    networks: Sequence[Model],
+    units: Sequence[int],
+    natural: dict[int, list[Image.Image]],
+    variants: Sequence[Variant],
+    fid_features: nn.Module,
+    transfer: dict[str, Model],
+    seeds: Sequence[int] = (0,),
+    method_options: dict | None = None,
+    spectrum: Spectrum | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Generate every variant for every network and score it against the natural images of each unit's class."""
+    fid = FrechetDistance(fid_features, fid_view([image for unit in units for image in natural[unit]]))
+    rows, summary, generated = [], [], {}
+    for network in networks:
+        visualizations = generate(network, units, variants, seeds, method_options, spectrum, progress=progress)
+        generated[network.name] = visualizations
+        natural_features = {
+            unit: penultimate_features(network, model_view(natural[unit], network.input_size)) for unit in units
+        }
+        for variant in tqdm(variants, desc=f"scoring {network.name}", unit="variant", disable=not progress):
+            variant_rows, variant_summary = score_variant(
+                network, variant, visualizations[variant.name], natural_features, fid, transfer)
+            rows += variant_rows
+            summary.append(variant_summary)
+    return Evaluation(rows, summary, generated)
