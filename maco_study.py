@@ -23,6 +23,8 @@ SUBCOMMANDS = {
                   "transparency and masked PNGs) and run.json."),
     "spectrum": ("maco.cli:spectrum", "Mean magnitude spectrum (decorrelated colour, rfft2 layout) of a folder of "
                  "images."),
+    "evaluate": ("maco.evaluation.cli:evaluate", "Score feature visualizations as in the MACO paper (Tables 1-3): "
+                 "CSV, markdown tables, contact sheets."),
     "stimuli": ("stimuli.cli:stimuli", "Generate and check stimulus bundles (reference visualizations, query "
                 "pairs)."),
     "serve": ("study_server.cli:serve", "Upgrade the database, import the bundle (idempotent) and serve the study "

@@ -23,13 +23,14 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def parse_units(text: str) -> list[int]:
+def parse_units(text: str, what: str = "unit") -> list[int]:
+    """A comma-separated list of integers (units, or seeds with ``what="seed"``)."""
     try:
         units = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of unit indices") from None
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of {what} indices") from None
     if not units:
-        raise click.BadParameter("no unit given")
+        raise click.BadParameter(f"no {what} given")
     return units
 
 

@@ -16,7 +16,13 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from maco.evaluation.metrics import FrechetDistance, logits, nearest_neighbour_distance, penultimate_features, top1_hits
+from maco.evaluation.metrics import (
+    FrechetDistance,
+    logits,
+    nearest_neighbour_distance,
+    penultimate_features,
+    top1_hits,
+)
 from maco.evaluation.settings import FID_CROP, FID_RESIZE
 from maco.evaluation.variants import Variant, generate
 from maco.images import center_crop, fit_center, from_pil, to_pil

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from maco.evaluation.settings import UNITS_PER_RUN
 from maco.models import Model
 from maco.optimize import METHODS, Visualization
 from maco.spectra import Spectrum
-from maco.evaluation.settings import UNITS_PER_RUN
 from maco.transparency import masked_image
 
 

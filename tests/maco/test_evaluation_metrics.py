@@ -2,7 +2,6 @@
 import math
 
 import pytest
-import timm
 import torch
 from torch import nn
 

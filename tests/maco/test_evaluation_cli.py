@@ -1,0 +1,107 @@
+"""`maco-study evaluate` end to end on random-weight timm test networks, and its bad-input errors."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from maco_study import main
+
+UNIT_WNID = "n01443537"  # ImageNet class 1, goldfish: a folder may be named by index or WordNet id
+FAST = ["--model", "test_resnet", "--random-weights", "--transfer-models", "test_efficientnet,test_convnext",
+        "--fid-model", "test_resnet", "--steps", "2", "--size", "48", "--quiet"]
+
+
+def smooth_image(path, seed, size=(40, 36)):
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)
+    Image.fromarray(small).resize(size, Image.Resampling.BICUBIC).save(path)
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    root = tmp_path / "natural"
+    for name, seeds in [(UNIT_WNID, (1, 2, 3)), ("2", (4, 5)), ("17", (6,))]:  # 17: a class not evaluated
+        (root / name).mkdir(parents=True)
+        for seed in seeds:
+            smooth_image(root / name / f"{seed}.png", seed)
+    return root
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, ["evaluate", *args], catch_exceptions=False)
+
+
+def test_evaluate_writes_tables_scores_contact_sheet_and_run_json(tmp_path, image_folder):
+    out = tmp_path / "out"
+    variants = "maco,olah,pixel,maco-no-noise,maco-no-transparency"
+    result = invoke(*FAST, "--units", "1,2", "--images", str(image_folder), "--variants", variants,
+                    "--seeds", "0,1", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    with (out / "scores.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 5 * 2 * 2  # variants x units x seeds
+    assert {r["variant"] for r in rows} == set(variants.split(","))
+    for row in rows:
+        assert float(row["plausibility"]) >= 0 and np.isfinite(float(row["logit"]))
+        hits = [row["top1_test_efficientnet"] == "True", row["top1_test_convnext"] == "True"]
+        assert float(row["transferability"]) == pytest.approx(sum(hits) / 2)
+    # MACO and MACO without transparency are one optimisation scored on two views of it
+    scored = {(r["variant"], r["unit"], r["seed"]): float(r["plausibility"]) for r in rows}
+    assert scored[("maco", "1", "0")] != scored[("maco-no-transparency", "1", "0")]
+    with (out / "summary.csv").open() as handle:
+        summary = {r["variant"]: r for r in csv.DictReader(handle)}
+    assert all(np.isfinite(float(s["fid"])) and float(s["fid"]) >= 0 for s in summary.values())
+    tables = (out / "tables.md").read_text()
+    assert "## Table 1" in tables and "## Table 2" in tables and "## Table 3" in tables
+    assert "| MACO - noise |" in tables and "| Fourier (Olah et al.) |" in tables
+    run = json.loads((out / "run.json").read_text())
+    assert run["random_weights"] is True and run["natural_images"]["per_unit"] == {"1": 3, "2": 2}
+    assert run["fid"]["resize"] == 512 and run["fid"]["crop"] == 299 and run["seeds"] == [0, 1]
+    assert run["variants"]["maco"]["scored"] == "masked" and run["variants"]["maco-no-noise"]["options"] == {"noise": 0.0}
+    with Image.open(out / "contact_sheet_test_resnet.png") as sheet:
+        # columns: MACO image + masked, Olah, pixel, MACO - noise image + masked; rows: 2 units x 2 seeds
+        assert sheet.size == (110 + 6 * 164, 2 * 34 + 4 * 164)
+    assert len(list((out / "images" / "test_resnet").glob("*.png"))) == 5 * 2 * 2
+
+
+def bad_input_cases(tmp_path, image_folder):
+    (image_folder / "3").mkdir()  # an empty class folder
+    broken = image_folder / "4"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"not a png")
+    (image_folder / "1000").mkdir()  # images of a class the networks do not have
+    smooth_image(image_folder / "1000" / "a.png", 7)
+    table = tmp_path / "images.csv"
+    table.write_text(f"path,class\n{image_folder / '2' / '4.png'},2\n{image_folder / '2' / '5.png'},tench\n")
+    return [
+        (["--units", "3"], f"class folder {image_folder / '3'} has no images"),
+        (["--units", "5"], "unknown class 5"),
+        (["--units", "4"], "cannot read image"),
+        (["--units", "2", "--images", str(table)], "line 3: unknown class 'tench'"),
+        (["--units", "2", "--images", str(tmp_path / "nowhere")], "does not exist"),
+        (["--units", "1", "--variants", "maco,fancy"], "unknown variant(s) fancy"),
+        (["--units", "1", "--transfer-models", "nosuchnet"], "unknown model 'nosuchnet'"),
+        (["--units", "1000"], "out of range"),
+    ]
+
+
+def test_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, image_folder):
+    for args, message in bad_input_cases(tmp_path, image_folder):
+        arguments = [*FAST, "--images", str(image_folder), *args, "--out", str(tmp_path / "o")]
+        result = CliRunner().invoke(main, ["evaluate", *arguments])
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
+        errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+        assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_pretrained_weights_are_one_clear_line(tmp_path, image_folder, monkeypatch):
+    monkeypatch.setattr("maco.models._hub_reachable", lambda timeout_s=3.0: False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    result = CliRunner().invoke(main, ["evaluate", "--model", "test_resnet", "--units", "1", "--images",
+                                       str(image_folder), "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0 and "pretrained weights for test_resnet" in result.output, result.output
+    assert not (tmp_path / "o").exists()
