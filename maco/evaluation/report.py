@@ -57,7 +57,7 @@ def markdown_tables(summary: Sequence[dict], variants: dict[str, Variant], class
         lines += ["## Table 2: logit magnitude and top-1 (%) of each other classifier", ""]
         for network in networks:
             rows = [[variants[m].label, _cell(by_key[(network, m)]["logit"], 2)]
-                    + [_cell(by_key[(network, m)][f"top1_{c}"], 1) for c in classifiers] for m in methods]
+                    + [_cell(by_key[(network, m)].get(f"top1_{c}", math.nan), 1) for c in classifiers] for m in methods]
             lines += [f"**{network}**", ""] + _table(["", "logit (↑)", *classifiers], rows) + [""]
     if len(ablation) > 1:
         lines += ["## Table 3: ablation", ""]

@@ -26,7 +26,7 @@ from maco.evaluation.metrics import (
 from maco.evaluation.settings import FID_CROP, FID_RESIZE
 from maco.evaluation.variants import Variant, generate
 from maco.images import center_crop, fit_center, from_pil, to_pil
-from maco.models import Model
+from maco.models import Model, resolve_name
 from maco.optimize import Visualization
 from maco.spectra import Spectrum
 
@@ -87,6 +87,11 @@ def score_variant(
     return rows, summary
 
 
+def _same_classifier(first: Model, second: Model) -> bool:
+    """Transferability counts only the *other* classifiers: a network never scores its own visualizations."""
+    return (resolve_name(first.name), first.weights) == (resolve_name(second.name), second.weights)
+
+
 def evaluate(
     networks: Sequence[Model],
     units: Sequence[int],
@@ -108,9 +113,10 @@ def evaluate(
         natural_features = {
             unit: penultimate_features(network, model_view(natural[unit], network.input_size)) for unit in units
         }
+        others = {column: model for column, model in transfer.items() if not _same_classifier(model, network)}
         for variant in tqdm(variants, desc=f"scoring {network.name}", unit="variant", disable=not progress):
             variant_rows, variant_summary = score_variant(
-                network, variant, visualizations[variant.name], natural_features, fid, transfer)
+                network, variant, visualizations[variant.name], natural_features, fid, others)
             rows += variant_rows
             summary.append(variant_summary)
     return Evaluation(rows, summary, generated)

@@ -10,7 +10,7 @@ from PIL import Image
 from maco_study import main
 
 UNIT_WNID = "n01443537"  # ImageNet class 1, goldfish: a folder may be named by index or WordNet id
-FAST = ["--model", "test_resnet", "--random-weights", "--transfer-models", "test_efficientnet,test_convnext",
+FAST = ["--model", "test_resnet", "--random-weights", "--transfer-models", "test_efficientnet,test_convnext,test_resnet",
         "--fid-model", "test_resnet", "--steps", "2", "--size", "48", "--quiet"]
 
 
@@ -44,6 +44,7 @@ def test_evaluate_writes_tables_scores_contact_sheet_and_run_json(tmp_path, imag
         rows = list(csv.DictReader(handle))
     assert len(rows) == 5 * 2 * 2  # variants x units x seeds
     assert {r["variant"] for r in rows} == set(variants.split(","))
+    assert "top1_test_resnet" not in rows[0]  # the network itself is no "other classifier"
     for row in rows:
         assert float(row["plausibility"]) >= 0 and np.isfinite(float(row["logit"]))
         hits = [row["top1_test_efficientnet"] == "True", row["top1_test_convnext"] == "True"]
@@ -56,6 +57,7 @@ def test_evaluate_writes_tables_scores_contact_sheet_and_run_json(tmp_path, imag
     assert all(np.isfinite(float(s["fid"])) and float(s["fid"]) >= 0 for s in summary.values())
     tables = (out / "tables.md").read_text()
     assert "## Table 1" in tables and "## Table 2" in tables and "## Table 3" in tables
+    assert "| logit (↑) | test_efficientnet | test_convnext | test_resnet |" in tables
     assert "| MACO - noise |" in tables and "| Fourier (Olah et al.) |" in tables
     run = json.loads((out / "run.json").read_text())
     assert run["random_weights"] is True and run["natural_images"]["per_unit"] == {"1": 3, "2": 2}
