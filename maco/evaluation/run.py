@@ -26,7 +26,7 @@ from maco.evaluation.metrics import (
 from maco.evaluation.settings import FID_CROP, FID_RESIZE
 from maco.evaluation.variants import Variant, generate
 from maco.images import center_crop, fit_center, from_pil, to_pil
-from maco.models import Model, resolve_name
+from maco.models import PRESETS, Model
 from maco.optimize import Visualization
 from maco.spectra import Spectrum
 
@@ -89,7 +89,7 @@ def score_variant(
 
 def _same_classifier(first: Model, second: Model) -> bool:
     """Transferability counts only the *other* classifiers: a network never scores its own visualizations."""
-    return (resolve_name(first.name), first.weights) == (resolve_name(second.name), second.weights)
+    return (PRESETS.get(first.name, first.name), first.weights) == (PRESETS.get(second.name, second.name), second.weights)
 
 
 def evaluate(
