@@ -55,3 +55,12 @@ def test_bench_admin_smoke() -> None:
     result = run_benchmark("bench_admin.py", "--participants", "8", "--rounds", "1")
     assert result["participants"] == 8
     assert result["batched_over_per_participant"] > 0 and result["live_refresh_over_per_participant"] > 0
+
+
+def test_bench_evaluate_smoke(tmp_path) -> None:
+    result = run_benchmark("bench_evaluate.py", "--steps", "2", "--size", "64", "--train-steps", "5", "--natural",
+                           "3", "--seeds", "0", "--variants", "maco,olah,maco-no-transparency", "--out", str(tmp_path))
+    assert set(result) == {"olah_over_maco", "maco-no-transparency_over_maco", "maco_over_natural", "tables"}
+    assert set(result["tables"]) == {"maco", "olah", "maco-no-transparency", "natural"}
+    assert all(result["tables"][name]["plausibility"] > 0 for name in ("maco", "olah"))
+    assert (tmp_path / "contact_sheet.png").is_file() and "## Table 3" in (tmp_path / "tables.md").read_text()
