@@ -120,8 +120,8 @@ def main() -> None:
     result = evaluate([network], list(range(len(PHOTOS))), natural, variants, PenultimateFeatures(fid_network),
                       transfer, seeds=seeds,
                       method_options={"steps": args.steps, "size": args.size}, progress=False)
-    fid = FrechetDistance(PenultimateFeatures(fid_network),
-                          fid_view([image for images in natural.values() for image in images]))
+    fid = FrechetDistance(PenultimateFeatures(fid_network)).add_natural(
+        fid_view([image for images in natural.values() for image in images]))
     reference = natural_reference(network, natural, held_out, transfer, fid)
     summary = {s["variant"]: s for s in result.summary}
     summary["natural"] = reference

@@ -9,6 +9,7 @@ import click
 import timm
 import torch
 import torchmetrics
+from tqdm import tqdm
 
 from maco.cli import default_device, parse_units
 from maco.evaluation.metrics import PenultimateFeatures
@@ -90,7 +91,8 @@ def evaluate(model_names, weights, random_weights, units, images, variant_names,
     shared_weights = RANDOM_WEIGHTS if random_weights else "pretrained"
     try:
         natural_files = find_natural_images(images, unit_list)
-        natural = {unit: [open_rgb(path) for path in paths] for unit, paths in natural_files.items()}
+        natural = {unit: [open_rgb(path) for path in paths]
+                   for unit, paths in tqdm(natural_files.items(), desc="natural images", unit="class", disable=quiet)}
         networks = [_load_checked(name, RANDOM_WEIGHTS if random_weights else weights, device, unit_list)
                     for name in dict.fromkeys(model_names)]
         transfer = {column: _load_checked(name, shared_weights, device, unit_list)

@@ -74,12 +74,16 @@ class FrechetDistance:
 
     ``features`` maps a batch to (N, D) features (``PenultimateFeatures`` of
     Inception-v3 for the paper's FID). The natural set's statistics are
-    accumulated once and kept across the generated sets.
+    accumulated once, batch by batch (``add_natural``), and kept across the
+    generated sets.
     """
 
-    def __init__(self, features: nn.Module, natural: torch.Tensor):
+    def __init__(self, features: nn.Module):
         self.metric = FrechetInceptionDistance(feature=features, normalize=True, reset_real_features=False)
-        self.metric.update(natural, real=True)
+
+    def add_natural(self, images: torch.Tensor) -> FrechetDistance:
+        self.metric.update(images, real=True)
+        return self
 
     def __call__(self, generated: torch.Tensor) -> float:
         """FID between ``generated`` and the natural set (NaN with fewer than 2 images on a side)."""

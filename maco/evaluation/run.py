@@ -105,7 +105,9 @@ def evaluate(
     progress: bool = True,
 ) -> Evaluation:
     """Generate every variant for every network and score it against the natural images of each unit's class."""
-    fid = FrechetDistance(fid_features, fid_view([image for unit in units for image in natural[unit]]))
+    fid = FrechetDistance(fid_features)
+    for unit in units:  # one class at a time: the 299 px crops of every class at once may not fit in memory
+        fid.add_natural(fid_view(natural[unit]))
     rows, summary, generated = [], [], {}
     for network in networks:
         visualizations = generate(network, units, variants, seeds, method_options, spectrum, progress=progress)

@@ -27,7 +27,7 @@ class Identity(nn.Identity):
 
 def test_fid_of_a_set_against_itself_is_zero(tiny_model):
     images = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    fid = FrechetDistance(PenultimateFeatures(tiny_model), images)
+    fid = FrechetDistance(PenultimateFeatures(tiny_model)).add_natural(images)
     assert fid(images) == pytest.approx(0.0, abs=1e-3)
     assert fid(images.flip(-1) * 0.5) > 0.01  # and it does see a different set
 
@@ -42,8 +42,10 @@ def test_fid_of_shifted_gaussians_matches_the_closed_form():
     natural = torch.randn(samples, dimensions, generator=generator) * s1
     generated = mu2 + torch.randn(samples, dimensions, generator=generator) * s2
     expected = float((mu2 ** 2).sum() + ((s1 - s2) ** 2).sum())
-    fid = FrechetDistance(Identity(dimensions), natural)
+    fid = FrechetDistance(Identity(dimensions)).add_natural(natural)
     assert fid(generated) == pytest.approx(expected, rel=0.02)
+    in_halves = FrechetDistance(Identity(dimensions)).add_natural(natural[:15_000]).add_natural(natural[15_000:])
+    assert in_halves(generated) == pytest.approx(fid(generated), rel=1e-5)  # batches accumulate exactly
     assert fid(natural[:20_000] + 3.0) == pytest.approx(9.0 * dimensions, rel=0.02)  # a pure shift
     assert math.isnan(fid(generated[:1]))  # one image has no covariance
 

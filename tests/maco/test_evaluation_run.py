@@ -41,7 +41,7 @@ def test_a_natural_image_scores_zero_plausibility_and_its_own_logit(tiny_model):
     pictures = [to_pil(image) for image in natural]
     natural_by_unit = {u: [p for p, label in zip(pictures, labels.tolist()) if label == u] for u in range(4)}
     natural_features = {u: PenultimateFeatures(tiny_model)(model_view(ims, 32)) for u, ims in natural_by_unit.items()}
-    fid = FrechetDistance(PenultimateFeatures(tiny_model), fid_view(pictures))
+    fid = FrechetDistance(PenultimateFeatures(tiny_model)).add_natural(fid_view(pictures))
     # the "visualizations" are natural images themselves (8-bit, as scored)
     shown = [Visualization(unit=u, method="olah", seed=0, image=model_view([natural_by_unit[u][0]], 32)[0],
                            objective=0.0, history=[]) for u in range(4)]
