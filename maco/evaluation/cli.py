@@ -111,8 +111,12 @@ def evaluate(model_names, weights, random_weights, units, images, variant_names,
     out.mkdir(parents=True, exist_ok=True)
     write_csv(result.rows, out / "scores.csv")
     write_csv(result.summary, out / "summary.csv")
-    (out / "tables.md").write_text(markdown_tables(result.summary, {v.name: v for v in variants}, list(transfer)))
     tag = " (RANDOM weights)" if random_weights else ""
+    preamble = [f"- {n.name}: {n.weights}" for n in [*networks, *transfer.values(), fid_network]]
+    if random_weights:
+        preamble.insert(0, "**RANDOM weights (a test run): these figures say nothing about the methods.**\n")
+    (out / "tables.md").write_text(
+        markdown_tables(result.summary, {v.name: v for v in variants}, list(transfer), preamble))
     for network in networks:
         shown = result.visualizations[network.name]
         contact_sheet(shown, variants, f"{network.name}{tag}").save(out / f"contact_sheet_{network.name}.png")

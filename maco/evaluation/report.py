@@ -39,13 +39,16 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def markdown_tables(summary: Sequence[dict], variants: dict[str, Variant], classifiers: Sequence[str]) -> str:
-    """Table 1 (methods x networks per metric), Table 2 (logits and each classifier), Table 3 (ablation)."""
+def markdown_tables(summary: Sequence[dict], variants: dict[str, Variant], classifiers: Sequence[str],
+                    preamble: Sequence[str] = ()) -> str:
+    """Table 1 (methods x networks per metric), Table 2 (logits and each classifier), Table 3 (ablation).
+
+    ``preamble``: lines under the title (the weights, and a warning when they are random)."""
     by_key = {(s["network"], s["variant"]): s for s in summary}
     networks = list(dict.fromkeys(s["network"] for s in summary))
     methods = [name for name in TABLE1 if name in variants]
     ablation = [name for name in ABLATION if name in variants]
-    lines = ["# Feature visualization benchmark (MACO paper, section 4)", ""]
+    lines = ["# Feature visualization benchmark (MACO paper, section 4)", "", *preamble, ""]
     if methods:
         lines += ["## Table 1: plausibility, FID and transferability", ""]
         rows = []

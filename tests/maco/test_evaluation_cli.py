@@ -56,6 +56,7 @@ def test_evaluate_writes_tables_scores_contact_sheet_and_run_json(tmp_path, imag
         summary = {r["variant"]: r for r in csv.DictReader(handle)}
     assert all(np.isfinite(float(s["fid"])) and float(s["fid"]) >= 0 for s in summary.values())
     tables = (out / "tables.md").read_text()
+    assert "**RANDOM weights" in tables and "- test_efficientnet: random" in tables
     assert "## Table 1" in tables and "## Table 2" in tables and "## Table 3" in tables
     assert "| logit (↑) | test_efficientnet | test_convnext | test_resnet |" in tables
     assert "| MACO - noise |" in tables and "| Fourier (Olah et al.) |" in tables
