@@ -5,8 +5,10 @@ from pathlib import Path
 
 import click
 
+from analysis.contrasts import CATALOGUE, PAPER_SET
 from analysis.exclusions import ExclusionRules
 from analysis.models import ENGINES, PRIORS, ModelSpec
+from analysis.pipeline import MIN_PARTICIPANTS_PER_CONDITION
 
 DEFAULT_RULES = ExclusionRules()
 
@@ -38,7 +40,16 @@ def _levels(text: str | None) -> list[str] | None:
               "(default: those in the export).")
 @click.option("--networks", default=None, help="Comma-separated networks that must all have data "
               "(default: those in the export).")
-@click.option("--vit", default="vit_b16", show_default=True, help="The network compared with each CNN.")
+@click.option("--vit", default="vit_b16", show_default=True, help="The network compared with each CNN (vit_vs_cnns).")
+@click.option("--contrast", "contrasts", multiple=True, metavar="[FAMILY =] NAME | FACTOR: LEVEL vs VERSUS",
+              help=f"A contrast to test (repeatable): a name ({', '.join(CATALOGUE)}) or e.g. "
+                   "'condition: MACO vs Olah'; contrasts with one FAMILY share a Holm correction (default: "
+                   f"condition and network contrasts apart). Default: {', '.join(PAPER_SET)}.")
+@click.option("--allow-unconverged", is_flag=True, help="Exit 0 even when the model did not converge.")
+@click.option("--min-participants", type=int, default=MIN_PARTICIPANTS_PER_CONDITION, show_default=True,
+              help="Warn when a condition has fewer included participants.")
+@click.option("--min-rt-ms", type=float, default=DEFAULT_RULES.min_rt_ms, show_default=True,
+              help="Drop main trials answered faster (client rt_ms or server_elapsed_ms); 0 keeps all.")
 @click.option("--min-catch-accuracy", type=float, default=DEFAULT_RULES.min_catch_accuracy, show_default=True)
 @click.option("--min-instruction-s", type=float, default=DEFAULT_RULES.min_instruction_s, show_default=True)
 @click.option("--min-total-s", type=float, default=DEFAULT_RULES.min_total_s, show_default=True)
@@ -47,35 +58,46 @@ def _levels(text: str | None) -> list[str] | None:
 @click.option("--side-check/--no-side-check", default=True, show_default=True,
               help="Exclude participants who answered on one side only.")
 def analyze(responses, out, engine, query, ref_condition, ref_network, interaction, random_slopes,
-            slope_correlations, prior, conditions, networks, vit,
-            min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, max_practice_rounds, side_check):
+            slope_correlations, prior, conditions, networks, vit, contrasts, allow_unconverged, min_participants,
+            min_rt_ms, min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, max_practice_rounds,
+            side_check):
     """Analyse an export (CSV file or database URL) into a report folder.
 
     Writes fixed_effects.csv, contrasts.csv, descriptives.csv, exclusions.csv,
-    the figures (PNG and SVG) and report.md / report.html into OUT.
+    the figures (PNG and SVG) and report.md / report.html into OUT. Exits
+    non-zero, after writing the report, when the model did not converge.
     """
     from analysis.load import ExportError, load_export
     from analysis.models import EngineError
     from analysis.pipeline import run_analysis
-    from analysis.report import file_sha256, write_report
+    from analysis.report import file_sha256, verdict, write_report
 
     rules = ExclusionRules(min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, side_check,
-                           max_practice_rounds)
+                           max_practice_rounds, min_rt_ms)
     spec = ModelSpec(ref_condition, ref_network, interaction, random_slopes=random_slopes,
                      slope_correlations=slope_correlations, prior=prior)
     try:
         df = load_export(responses, query=query)
         analysis = run_analysis(df, spec=spec, engine=engine, rules=rules, conditions=_levels(conditions),
-                                networks=_levels(networks), vit=vit)
+                                networks=_levels(networks), vit=vit, contrasts=list(contrasts) or None,
+                                min_participants=min_participants)
     except (ExportError, EngineError, ValueError) as error:
         raise click.ClickException(str(error)) from error
+    for warning in analysis.warnings:
+        click.echo(f"warning: {warning}", err=True)
     digest = file_sha256(Path(responses)) if Path(responses).is_file() else None
     write_report(analysis, out, source=responses, source_sha256=digest, n_rows=len(df))
     fit = analysis.fit
     click.echo(f"{fit.engine}: {fit.n_obs} trials, {fit.n_groups['participant']} participants, "
                f"converged: {'yes' if fit.converged else 'NO'}")
-    click.echo(analysis.contrasts[["contrast", "estimate", "se", "p_holm"]].to_string(index=False))
+    for row in analysis.contrasts.itertuples(index=False):
+        click.echo(verdict(row))
     click.echo(f"report: {out / 'report.html'}")
+    if not fit.converged and not allow_unconverged:
+        raise click.ClickException(
+            f"the model did not converge, so its contrasts and p-values cannot be trusted (see the box at the top "
+            f"of {out / 'report.md'}); rerun with --allow-unconverged to accept it"
+        )
 
 
 @click.command()

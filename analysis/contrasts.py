@@ -1,18 +1,33 @@
-"""Planned contrasts and cell log-odds from the fitted fixed effects and their covariance.
+"""Planned contrasts, declared before the fit and never inferred from the data.
 
-A contrast between two levels of one factor is the difference of their
-population-level log-odds averaged over the levels of the other factor (with
-no interaction in the model this is simply a difference of coefficients). Its
-variance is ``L V L'``; p-values are Holm-corrected across the family.
+A contrast compares two levels of one factor (``condition: maco vs olah``)
+and belongs to one multiplicity family: the contrasts of a family share one
+Holm correction. The paper's contrasts have names (:data:`CATALOGUE`); a
+study declares the ones it tests with ``--contrast``, by name or as
+``factor: level vs versus``, each optionally prefixed by ``family =``. With
+no declaration the study tests the whole :data:`PAPER_SET`.
+
+Every declared level must be a level of the data: a missing one is an error
+listing the levels found (and the catalogue contrasts the data can support),
+never a silently shorter family.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import pandas as pd
+FACTORS = ("condition", "network")
+# the default families: one per factor, as the paper tests them
+DEFAULT_FAMILY = {"condition": "conditions", "network": "networks"}
+FAMILY_REASON = (
+    "Condition contrasts and network contrasts are Holm-corrected separately, as the paper tests them: they "
+    "answer two different questions (does a visualization method help participants? does the network "
+    "matter?), each with its own claims, so a test in one family does not spend the error rate of the other."
+)
+PAPER_SET = ("maco_vs_olah", "olah_vs_none", "mask_vs_no_mask", "vit_vs_cnns")
 
-from analysis.models import FitResult, wald_table
+
+class ContrastError(ValueError):
+    """A declared contrast is malformed or needs a level the data does not have."""
 
 
 @dataclass(frozen=True)
@@ -21,69 +36,83 @@ class Contrast:
     factor: str  # "condition" or "network"
     level: str
     versus: str
+    family: str  # the contrasts of one family share one Holm correction
+    name: str = ""  # the catalogue name it came from, if any
 
 
-def default_contrasts(conditions: list[str], networks: list[str], vit: str = "vit_b16") -> list[Contrast]:
-    """MACO vs Olah, Olah vs none, MACO with mask vs without, ViT vs each CNN.
-
-    Contrasts whose levels the study does not have are left out.
-    """
-    planned = [
-        Contrast("MACO vs Olah", "condition", "maco", "olah"),
-        Contrast("Olah vs none", "condition", "olah", "none"),
-        Contrast("MACO with mask vs without", "condition", "maco_mask", "maco"),
-    ]
-    planned += [Contrast(f"{vit} vs {cnn}", "network", vit, cnn) for cnn in networks if cnn != vit]
-    levels = {"condition": set(conditions), "network": set(networks)}
-    return [c for c in planned if {c.level, c.versus} <= levels[c.factor]]
+# name -> (factor, level, versus, label); vit_vs_cnns expands per network (see catalogue_contrasts)
+CATALOGUE = {
+    "maco_vs_olah": ("condition", "maco", "olah", "MACO vs Olah"),
+    "olah_vs_none": ("condition", "olah", "none", "Olah vs none"),
+    "mask_vs_no_mask": ("condition", "maco_mask", "maco", "MACO with mask vs without"),
+    "vit_vs_cnns": ("network", "{vit}", "each other network", "{vit} vs each other network"),
+}
 
 
-def contrast_vector(fit: FitResult, contrast: Contrast) -> np.ndarray:
-    design = fit.design
-    if contrast.factor == "condition":
-        pairs = [((contrast.level, n), (contrast.versus, n)) for n in design.networks]
-    else:
-        pairs = [((c, contrast.level), (c, contrast.versus)) for c in design.conditions]
-    return np.mean([design.row(*a) - design.row(*b) for a, b in pairs], axis=0)
+def catalogue_contrasts(name: str, networks: list[str], vit: str, family: str | None = None) -> list[Contrast]:
+    """The contrasts a catalogue name stands for; ``vit_vs_cnns``: ``vit`` against every other network."""
+    if name not in CATALOGUE:
+        raise ContrastError(
+            f"unknown contrast {name!r}: use one of {', '.join(CATALOGUE)} or declare "
+            "'factor: level vs versus' (e.g. 'condition: maco vs olah')"
+        )
+    factor, level, versus, label = CATALOGUE[name]
+    family = family or DEFAULT_FAMILY[factor]
+    if name == "vit_vs_cnns":
+        return [Contrast(f"{vit} vs {n}", factor, vit, n, family, name) for n in networks if n != vit]
+    return [Contrast(label, factor, level, versus, family, name)]
 
 
-def holm(p: np.ndarray) -> np.ndarray:
-    """Holm's step-down adjusted p-values."""
-    p = np.asarray(p, dtype=float)
-    order = np.argsort(p)
-    m = len(p)
-    adjusted = np.empty(m)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, (m - rank) * p[index])
-        adjusted[index] = min(1.0, running)
-    return adjusted
+def parse_contrast(text: str, networks: list[str], vit: str) -> list[Contrast]:
+    """``[family =] name`` or ``[family =] factor: level vs versus``."""
+    family, _, body = text.rpartition("=")
+    family, body = family.strip() or None, body.strip()
+    if ":" not in body:
+        return catalogue_contrasts(body, networks, vit, family)
+    factor, _, levels = (part.strip() for part in body.partition(":"))
+    if factor not in FACTORS:
+        raise ContrastError(f"contrast {text!r}: the factor must be one of {', '.join(FACTORS)}, not {factor!r}")
+    level, sep, versus = (part.strip() for part in levels.partition(" vs "))
+    if not sep or not level or not versus or level == versus:
+        raise ContrastError(f"contrast {text!r}: write two different levels as 'level vs versus'")
+    return [Contrast(f"{level} vs {versus}", factor, level, versus, family or DEFAULT_FAMILY[factor])]
 
 
-def estimate_contrasts(fit: FitResult, contrasts: list[Contrast], level: float = 0.95) -> pd.DataFrame:
-    """Log-odds difference, SE, Wald interval, z, p, Holm p and odds ratio per contrast."""
-    if not contrasts:
-        return pd.DataFrame(columns=["contrast", "estimate", "se", "z", "p", "p_holm"])
-    L = np.array([contrast_vector(fit, c) for c in contrasts])
-    estimate = L @ fit.beta
-    se = np.sqrt(np.einsum("ij,jk,ik->i", L, fit.vcov, L))
-    table = wald_table([c.label for c in contrasts], estimate, se, level).rename(columns={"name": "contrast"})
-    table.insert(1, "factor", [c.factor for c in contrasts])
-    table.insert(2, "level", [c.level for c in contrasts])
-    table.insert(3, "versus", [c.versus for c in contrasts])
-    table.insert(table.columns.get_loc("p") + 1, "p_holm", holm(table["p"].to_numpy()))
-    return table
+def declare_contrasts(texts: list[str] | None, networks: list[str], vit: str = "vit_b16") -> list[Contrast]:
+    """The contrasts of ``--contrast`` declarations, or the whole paper set when there are none."""
+    contrasts = []
+    for text in texts or PAPER_SET:
+        parsed = parse_contrast(text, networks, vit)
+        if not parsed:
+            raise ContrastError(
+                f"contrast {text!r} needs a network besides {vit} (networks found: {', '.join(networks)})"
+            )
+        contrasts += parsed
+    labels = [c.label for c in contrasts]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ContrastError(f"contrast(s) declared twice: {', '.join(repeated)}")
+    return contrasts
 
 
-def cell_log_odds(fit: FitResult, level: float = 0.95) -> pd.DataFrame:
-    """Population-level log-odds of a correct choice per condition x network, with intervals."""
-    design = fit.design
-    cells = [(c, n) for c in design.conditions for n in design.networks]
-    L = np.array([design.row(c, n) for c, n in cells])
-    estimate = L @ fit.beta
-    se = np.sqrt(np.einsum("ij,jk,ik->i", L, fit.vcov, L))
-    table = wald_table([f"{c} x {n}" for c, n in cells], estimate, se, level)
-    table.insert(0, "condition", [c for c, _ in cells])
-    table.insert(1, "network", [n for _, n in cells])
-    table["probability"] = 1 / (1 + np.exp(-estimate))
-    return table.drop(columns=["name", "z", "p", "odds_ratio", "or_lower", "or_upper"])
+def check_contrasts(contrasts: list[Contrast], levels: dict[str, list[str]], vit: str = "vit_b16") -> None:
+    """Every level a contrast names is present; otherwise one error listing what the data has."""
+    needed: dict[tuple[str, str], list[str]] = {}  # (factor, missing level) -> contrasts needing it
+    for c in contrasts:
+        for level in (c.level, c.versus):
+            if level not in levels[c.factor]:
+                needed.setdefault((c.factor, level), []).append(repr(c.label))
+    if not needed:
+        return
+    missing = "; ".join(f"{factor} {level!r} (needed by {', '.join(labels)})" for (factor, level), labels in needed.items())
+    found = "; ".join(f"{factor}s found: {', '.join(values)}" for factor, values in levels.items())
+    possible = []
+    for name in CATALOGUE:
+        expanded = catalogue_contrasts(name, levels["network"], vit)
+        if expanded and all({c.level, c.versus} <= set(levels[c.factor]) for c in expanded):
+            possible.append(name)
+    hint = " ".join(f"--contrast {name}" for name in possible) or "--contrast 'condition: LEVEL vs LEVEL'"
+    raise ContrastError(
+        f"missing level(s) for the declared contrasts: {missing} ({found}). "
+        f"Declare the contrasts this study tests, e.g. {hint}"
+    )

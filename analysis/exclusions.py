@@ -4,6 +4,14 @@ The rules and their defaults live in study_protocol.exclusions (shared with the 
 dashboard's preview). A session that did not finish (``participant_status`` other than
 ``completed``, or ``total_ms`` empty) is excluded as incomplete. Practice and catch trials
 never enter the model.
+
+One rule acts on trials, not participants: a main trial answered faster than
+``min_rt_ms`` (200 ms by default: faster than one can see two images and
+press a key) is dropped. It reads the client's ``rt_ms`` and, when the export
+has it, the server's ``server_elapsed_ms`` (trial served to answer stored, so
+never shorter than the true time), and drops the trial when either is under
+the floor: a forged or broken client clock cannot hide an answer the server
+saw arrive too soon.
 """
 from __future__ import annotations
 
@@ -12,7 +20,8 @@ import pandas as pd
 
 from study_protocol.exclusions import CATCH_TOLERANCE, REASONS, ExclusionRules
 
-__all__ = ["REASONS", "ExclusionRules", "exclusion_summary", "model_rows", "participant_table"]
+__all__ = ["REASONS", "ExclusionRules", "exclusion_summary", "fast_trial_summary", "fast_trials", "model_rows",
+           "participant_table", "sample_size_warnings"]
 
 
 def participant_table(df: pd.DataFrame, rules: ExclusionRules = ExclusionRules()) -> pd.DataFrame:
@@ -74,8 +83,54 @@ def exclusion_summary(table: pd.DataFrame, conditions: list[str] | None = None) 
     return summary.reset_index().astype({c: int for c in summary.columns})
 
 
-def model_rows(df: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """The main trials of the included participants: what the model sees."""
+RT_CLOCKS = {"rt_ms": "client", "server_elapsed_ms": "server"}  # clock columns read by the RT floor
+
+
+def fast_trials(df: pd.DataFrame, rules: ExclusionRules = ExclusionRules()) -> pd.DataFrame:
+    """Per row, whether each clock present in the export is under the RT floor (main trials only)."""
+    main = df["trial_kind"].eq("main")
+    return pd.DataFrame(
+        {clock: main & (df[column] < rules.min_rt_ms) for column, clock in RT_CLOCKS.items() if column in df}
+    )
+
+
+def fast_trial_summary(
+    df: pd.DataFrame, table: pd.DataFrame, conditions: list[str], rules: ExclusionRules = ExclusionRules()
+) -> pd.DataFrame:
+    """Per condition, among included participants' main trials: how many each clock puts under the floor."""
+    included = df["participant_id"].isin(set(table.loc[~table["excluded"], "participant_id"]))
+    main = df["trial_kind"].eq("main") & included
+    fast = fast_trials(df, rules)[main]
+    summary = fast.groupby(df.loc[main, "condition"]).sum()
+    summary.columns = [f"under_floor_{clock}" for clock in summary.columns]
+    summary.insert(0, "main_trials", df[main].groupby("condition").size())
+    summary["dropped"] = fast.any(axis=1).groupby(df.loc[main, "condition"]).sum()
+    summary = summary.reindex(conditions, fill_value=0)
+    summary.loc["all"] = summary.sum()
+    summary.index.name = "condition"
+    return summary.reset_index().astype({c: int for c in summary.columns})
+
+
+def model_rows(df: pd.DataFrame, table: pd.DataFrame, rules: ExclusionRules = ExclusionRules()) -> pd.DataFrame:
+    """The main trials of the included participants, minus those under the RT floor: what the model sees."""
     included = set(table.loc[~table["excluded"], "participant_id"])
-    keep = df["trial_kind"].eq("main") & df["participant_id"].isin(included)
+    keep = df["trial_kind"].eq("main") & df["participant_id"].isin(included) & ~fast_trials(df, rules).any(axis=1)
     return df[keep].reset_index(drop=True)
+
+
+def sample_size_warnings(summary: pd.DataFrame, minimum: int) -> list[str]:
+    """A warning per condition with fewer than ``minimum`` included participants (``exclusion_summary``)."""
+    warnings = []
+    for row in summary[summary["condition"] != "all"].itertuples():
+        if row.included == 1:
+            warnings.append(
+                f"condition {row.condition!r} has 1 included participant: condition and participant are confounded, "
+                "so the participant SD cannot be estimated (it collapses towards 0) and the p-values of its "
+                "contrasts are meaningless"
+            )
+        elif row.included < minimum:
+            warnings.append(
+                f"condition {row.condition!r} has {row.included} included participants, fewer than {minimum} "
+                "(--min-participants): its estimates and the participant SD are unstable"
+            )
+    return warnings

@@ -1,11 +1,13 @@
 """Figures (matplotlib, PNG and SVG), drawn on Figure objects: no pyplot, no global state."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from scipy.special import expit, logit
 
 CONDITION_COLOURS = {"maco": "#c0392b", "maco_mask": "#e67e22", "olah": "#2c7fb8", "none": "#7f7f7f"}
 FALLBACK = ["#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
@@ -23,8 +25,15 @@ def _save(fig: Figure, stem: Path) -> list[Path]:
     return paths
 
 
-def _grouped(ax, table: pd.DataFrame, value: str, lower: str, upper: str, bars: bool) -> None:
-    """One group per network, one mark (or bar) per condition within it, with its interval."""
+def _grouped(
+    ax, table: pd.DataFrame, value: str, lower: str, upper: str, bars: bool, joined: bool = False,
+    legend_x: float = 1.0,
+) -> None:
+    """One group per network, one mark (or bar) per condition within it, with its interval.
+
+    ``joined``: a thin line links a condition's marks across networks (shows parallel profiles);
+    ``legend_x``: where the legend starts, in axes widths (past a right-hand axis).
+    """
     conditions = list(dict.fromkeys(table["condition"]))
     networks = list(dict.fromkeys(table["network"]))
     width = 0.8 / len(conditions)
@@ -37,21 +46,46 @@ def _grouped(ax, table: pd.DataFrame, value: str, lower: str, upper: str, bars: 
         if bars:
             ax.bar(x, y, width * 0.9, color=colour, label=condition, yerr=error, capsize=3, ecolor="black")
         else:
-            ax.errorbar(x, y, yerr=error, fmt="o", color=colour, label=condition, capsize=3, markersize=6)
+            ax.errorbar(x, y, yerr=error, fmt="o-" if joined else "o", color=colour, label=condition, capsize=3,
+                        markersize=6, lw=0.8, alpha=0.85)
     ax.set_xticks(np.arange(len(networks)), networks)
     ax.set_xlabel("network")
-    ax.legend(title="condition", frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(title="condition", frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(legend_x, 1.0))
     ax.spines[["top", "right"]].set_visible(False)
 
 
-def plot_log_odds(cells: pd.DataFrame, stem: Path) -> list[Path]:
-    """Figure 5 layout: model log-odds of a correct choice per condition per network, 95% CI."""
-    fig = Figure(figsize=(6.5, 4))
+FIGURE5_INTERVALS = (
+    "Bars: 95% Wald interval of each cell's prediction for a typical participant and unit. They include the "
+    "intercept's uncertainty, shared by all cells, so they overlap even where a contrast is significant: "
+    "read differences from the contrasts table, not from overlap."
+)
+
+
+def figure5_model(interaction: bool) -> str:
+    """Which model Figure 5 shows, in words (also the report's caption)."""
+    if interaction:
+        return "interaction model (condition x network): each cell has its own mean"
+    return "additive model (condition + network): the lines are parallel across networks by construction"
+
+
+def plot_log_odds(cells: pd.DataFrame, stem: Path, interaction: bool, converged: bool = True) -> list[Path]:
+    """Figure 5 layout: predicted log-odds of a correct choice per condition per network, 95% CI.
+
+    Says which model it shows, what its intervals are, and when the fit did not converge; the right
+    axis reads the same values as probabilities.
+    """
+    fig = Figure(figsize=(7.5, 4.8))
     ax = fig.subplots()
     ax.axhline(0.0, color="grey", lw=0.8, ls="--")
-    _grouped(ax, cells, "estimate", "ci_lower", "ci_upper", bars=False)
+    _grouped(ax, cells, "log_odds", "ci_lower", "ci_upper", bars=False, joined=True, legend_x=1.14)
     ax.set_ylabel("log-odds of a correct choice (95% CI)")
-    ax.set_title("Fitted log-odds by condition and network", fontsize=10)
+    ax.set_title(f"Predicted log-odds by condition and network\n{figure5_model(interaction)}", fontsize=9)
+    right = ax.secondary_yaxis("right", functions=(expit, logit))
+    right.set_ylabel("probability correct")
+    fig.text(0.01, -0.02, textwrap.fill(FIGURE5_INTERVALS, 115), fontsize=7, va="top", color="#444")
+    if not converged:
+        ax.text(0.5, 0.97, "THE MODEL DID NOT CONVERGE: do not interpret", transform=ax.transAxes, ha="center",
+                va="top", color="#c0392b", fontsize=11, fontweight="bold")
     return _save(fig, stem)
 
 

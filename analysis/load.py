@@ -49,10 +49,14 @@ EXPORT_COLUMNS: dict[str, str] = {
     "practice_rounds": "int?",
     "total_ms": "number?",
 }
+# columns a newer export may add; checked (and used) only when present
+OPTIONAL_COLUMNS: dict[str, str] = {
+    "server_elapsed_ms": "number?",  # server clock: trial served -> answer stored (an upper bound of the RT)
+}
 # what the analysis reads; the other columns are checked only when present
 REQUIRED_COLUMNS = (
     "participant_id", "participant_status", "condition", "network", "unit", "trial_kind", "trial_index",
-    "correct_side", "chosen_side", "correct", "confidence", "rt_ms", "instruction_ms", "practice_rounds",
+    "query_id", "correct_side", "chosen_side", "correct", "confidence", "rt_ms", "instruction_ms", "practice_rounds",
     "total_ms",
 )
 PER_PARTICIPANT_COLUMNS = ("participant_status", "condition", "instruction_ms", "practice_rounds", "total_ms")
@@ -102,9 +106,10 @@ def validate_export(raw: pd.DataFrame) -> pd.DataFrame:
             f"missing column(s): {', '.join(missing)} (docs/export.md; the analysis needs "
             f"{', '.join(REQUIRED_COLUMNS)})"
         )
-    ordered = [c for c in EXPORT_COLUMNS if c in raw.columns] + [c for c in raw.columns if c not in EXPORT_COLUMNS]
+    known = {**EXPORT_COLUMNS, **OPTIONAL_COLUMNS}
+    ordered = [c for c in known if c in raw.columns] + [c for c in raw.columns if c not in known]
     df = raw[ordered].copy().reset_index(drop=True)
-    for column, kind in EXPORT_COLUMNS.items():
+    for column, kind in known.items():
         if column not in df.columns:
             continue
         optional = kind.endswith("?")
@@ -155,13 +160,14 @@ def validate_export(raw: pd.DataFrame) -> pd.DataFrame:
     if inconsistent.any():
         raise _bad("correct", inconsistent, raw["correct"], "disagree with chosen_side == correct_side")
     main = df["trial_kind"].eq("main")
-    for column in ("network", "unit"):
+    for column in ("network", "unit", "query_id"):
         empty = main & df[column].eq("")
         if empty.any():
             raise _bad(column, empty, raw[column], "are empty on main trials")
     duplicated = df.duplicated(["participant_id", "trial_index"], keep=False)
     if duplicated.any():
         raise _bad("trial_index", duplicated, raw["trial_index"], "repeat within a participant")
+    _check_one_answer_per_query(df)
     for column in PER_PARTICIPANT_COLUMNS:
         distinct = df.groupby("participant_id")[column].nunique(dropna=False)
         varying = distinct[distinct > 1]
@@ -171,6 +177,23 @@ def validate_export(raw: pd.DataFrame) -> pd.DataFrame:
                 f"{len(varying)} participant(s), e.g. {list(varying.index[:3])}"
             )
     return df
+
+
+def _check_one_answer_per_query(df: pd.DataFrame) -> None:
+    """One answer per (participant_id, query_id) among main trials: a re-logged answer is not new evidence."""
+    key = ["participant_id", "query_id", "trial_kind"]
+    repeated = df["trial_kind"].eq("main") & df.duplicated(key, keep=False)
+    if not repeated.any():
+        return
+    groups = df[repeated].groupby(key, sort=False).groups
+    shown = "; ".join(
+        f"{pid} {query} in rows {', '.join(str(i + 1) for i in index)}"
+        for (pid, query, _), index in list(groups.items())[:5]
+    )
+    raise ExportError(
+        f"column 'query_id': {len(groups)} main-trial query pair(s) answered more than once by one participant "
+        f"({int(repeated.sum())} rows; the design allows one answer per participant and query): {shown}"
+    )
 
 
 def check_levels(rows: pd.DataFrame, column: str, expected: list[str], where: str) -> None:

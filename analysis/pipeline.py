@@ -1,28 +1,44 @@
-"""From a validated export to every number the report shows."""
+"""From a validated export to every number the report shows.
+
+The checks that can fail come before the fit: the levels of the export, the
+declared contrasts (each level present), the reference levels; then the
+warnings that do not stop the analysis (few participants per condition).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.contrasts import cell_log_odds, default_contrasts, estimate_contrasts
-from analysis.descriptives import cell_accuracy, participant_accuracy
-from analysis.exclusions import ExclusionRules, exclusion_summary, model_rows, participant_table
+from analysis.contrasts import Contrast, check_contrasts, declare_contrasts
+from analysis.descriptives import cell_accuracy, participant_accuracy, trial_summary
+from analysis.effects import cell_predictions, estimate_contrasts, marginal_predictions, simple_effects
+from analysis.exclusions import (
+    ExclusionRules, exclusion_summary, fast_trial_summary, model_rows, participant_table, sample_size_warnings,
+)
 from analysis.load import check_levels
 from analysis.models import FitResult, ModelSpec, build_design, fit_model
+
+MIN_PARTICIPANTS_PER_CONDITION = 10  # below this, a warning: condition effects and the participant SD are unstable
 
 
 @dataclass
 class Analysis:
     participants: pd.DataFrame  # one row per participant: rule measures, exclusion and reasons
     exclusions: pd.DataFrame  # per condition: counts per rule, excluded, included
+    fast_trials: pd.DataFrame  # per condition: main trials under the RT floor, by clock
     rows: pd.DataFrame  # the main trials the model sees
     per_participant: pd.DataFrame  # accuracy per participant x network
     descriptives: pd.DataFrame  # accuracy per condition x network, +-2 SEM
+    trial_summary: pd.DataFrame  # catch and main accuracy and RT per condition
     fit: FitResult
+    declared: list[Contrast]  # the contrasts tested, with their families
     contrasts: pd.DataFrame
-    cells: pd.DataFrame  # model log-odds per condition x network
+    simple_effects: pd.DataFrame  # condition contrasts within each network (interaction models; else empty)
+    cells: pd.DataFrame  # predicted log-odds and probability per condition x network
+    marginals: pd.DataFrame  # the same per condition and per network
     rules: ExclusionRules
+    warnings: list[str]  # data warnings that did not stop the analysis
 
 
 def run_analysis(
@@ -34,30 +50,43 @@ def run_analysis(
     networks: list[str] | None = None,
     vit: str = "vit_b16",
     lrt: bool = True,
+    contrasts: list[str] | None = None,
+    min_participants: int = MIN_PARTICIPANTS_PER_CONDITION,
 ) -> Analysis:
     """Exclusions, descriptives, model, contrasts for a validated export (``load.validate_export``).
 
     ``conditions`` and ``networks`` default to the levels present in the export;
     each must keep main trials after the exclusions, or this raises ``ExportError``.
+    ``contrasts`` are ``--contrast`` declarations (default: the paper's set); a
+    level they need and the data lacks raises ``ContrastError`` before any fit.
     """
     conditions = list(conditions or sorted(set(df["condition"])))
     networks = list(networks or sorted(set(df.loc[df["trial_kind"].eq("main"), "network"])))
     check_levels(df, "condition", conditions, "rows")
+    declared = declare_contrasts(contrasts, networks, vit)
+    check_contrasts(declared, {"condition": conditions, "network": networks}, vit)
     participants = participant_table(df, rules)
-    rows = model_rows(df, participants)
-    where = "main trials from included participants"
+    rows = model_rows(df, participants, rules)
+    where = "main trials from included participants above the RT floor"
     check_levels(rows, "condition", conditions, where)
     check_levels(rows, "network", networks, where)
     design = build_design(rows, spec, conditions, networks)
+    exclusions = exclusion_summary(participants, design.conditions)
     fit = fit_model(design, engine=engine, lrt=lrt)
     return Analysis(
         participants=participants,
-        exclusions=exclusion_summary(participants, design.conditions),
+        exclusions=exclusions,
+        fast_trials=fast_trial_summary(df, participants, design.conditions, rules),
         rows=rows,
         per_participant=participant_accuracy(rows),
         descriptives=cell_accuracy(rows, design.conditions, design.networks),
+        trial_summary=trial_summary(df, participants, design.conditions),
         fit=fit,
-        contrasts=estimate_contrasts(fit, default_contrasts(design.conditions, design.networks, vit)),
-        cells=cell_log_odds(fit),
+        declared=declared,
+        contrasts=estimate_contrasts(fit, declared),
+        simple_effects=simple_effects(fit, declared) if spec.interaction else pd.DataFrame(),
+        cells=cell_predictions(fit),
+        marginals=marginal_predictions(fit),
         rules=rules,
+        warnings=sample_size_warnings(exclusions, min_participants),
     )

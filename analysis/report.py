@@ -1,23 +1,31 @@
-"""The report folder: CSV tables, figures, report.md and report.html from one list of blocks."""
+"""The report folder: CSV tables, figures, report.md and report.html from one list of blocks.
+
+What can mislead comes first: a fit that did not converge (or is singular) and
+the data warnings sit in a box at the top, and every contrast carries the
+fit's ``converged`` flag in ``contrasts.csv``.
+"""
 from __future__ import annotations
 
 import hashlib
-import html
 import platform
-import re
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from analysis.contrasts import DEFAULT_FAMILY, FAMILY_REASON
 from analysis.exclusions import REASONS
-from analysis.figures import plot_accuracy, plot_log_odds
+from analysis.figures import FIGURE5_INTERVALS, figure5_model, plot_accuracy, plot_log_odds
 from analysis.pipeline import Analysis
+from analysis.render import Block, render_html, render_markdown
 
-# a block: ("h1"|"h2"|"p", text) | ("list", [text]) | ("table", DataFrame) | ("img", file name, alt)
-Block = tuple
+TITLE = "MACO study: analysis report"
+CONTRAST_COLUMNS = ["contrast", "family", "estimate", "se", "ci_lower", "ci_upper", "odds_ratio", "or_lower",
+                    "or_upper", "z", "p", "p_holm"]
+POINTS_COLUMNS = ["contrast", "pp", "pp_se", "pp_lower", "pp_upper"]
+PREDICTION_COLUMNS = ["condition", "network", "probability", "probability_lower", "probability_upper", "log_odds",
+                      "ci_lower", "ci_upper"]
 
 
 def software_versions(engine_versions: dict[str, str]) -> dict[str, str]:
@@ -39,73 +47,59 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fmt(value) -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return str(value)
-    if isinstance(value, (float, np.floating)):
-        if np.isnan(value):
-            return ""
-        if value != 0 and abs(value) < 1e-3:
-            return f"{value:.2e}"
-        return f"{value:.3f}"
-    return str(value)
+def _p(value: float) -> str:
+    return f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}"
 
 
-def render_markdown(blocks: list[Block]) -> str:
-    out = []
-    for block in blocks:
-        kind = block[0]
-        if kind in ("h1", "h2"):
-            out.append(("# " if kind == "h1" else "## ") + block[1])
-        elif kind == "p":
-            out.append(block[1])
-        elif kind == "list":
-            out.append("\n".join(f"- {item}" for item in block[1]))
-        elif kind == "table":
-            table = block[1]
-            lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
-            lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in table.itertuples(index=False)]
-            out.append("\n".join(lines))
-        elif kind == "img":
-            out.append(f"![{block[2]}]({block[1]})")
-    return "\n\n".join(out) + "\n"
+def verdict(row) -> str:
+    """One line per contrast: ``MACO vs Olah: +0.22 log-odds [0.01, 0.42], +4.1 pp [...], p_holm = 0.16``."""
+    within = f" within {row.within}" if "within" in row._fields and row.within else ""
+    line = (f"{row.contrast}{within}: {row.estimate:+.2f} log-odds [{row.ci_lower:.2f}, {row.ci_upper:.2f}], "
+            f"{row.pp:+.1f} percentage points [{row.pp_lower:.1f}, {row.pp_upper:.1f}], p_holm = {_p(row.p_holm)}")
+    return line if row.converged else line + " (the fit did not converge: not interpretable)"
 
 
-def _inline_html(text: str) -> str:
-    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
+def alert(analysis: Analysis) -> list[str]:
+    """The warning box's heading and items, or [] when nothing needs saying."""
+    fit = analysis.fit
+    items = []
+    if not fit.converged:
+        fixed = fit.fixed_effects()
+        worst = fixed.loc[fixed["estimate"].abs().idxmax()]
+        cells = analysis.descriptives
+        extreme = cells[(cells["accuracy"] >= 1) | (cells["accuracy"] <= 0)]
+        items += [
+            "The model did not converge: do not interpret its estimates, standard errors, contrasts, LRTs or "
+            "p-values (contrasts.csv and fixed_effects.csv say so per row).",
+            f"Largest |estimate|: {worst['term']} {worst['estimate']:.3g} (SE {worst['se']:.3g}). A huge estimate "
+            "or SE is the mark of separation: a condition or cell where every answer is correct (or wrong), "
+            "whose log-odds run off to infinity."
+            + (" Cells at 0% or 100%: " + ", ".join(f"{c} x {n} ({a:.0%})" for c, n, a in zip(
+                extreme["condition"], extreme["network"], extreme["accuracy"])) + "." if len(extreme) else ""),
+            "Remedies: a weakly-informative prior on the fixed effects (as R's blme::bglmer) keeps the estimates "
+            "finite; or drop the degenerate level and declare the contrasts that remain (--contrast). "
+            "maco-study analyze exits non-zero on such a fit unless --allow-unconverged.",
+        ]
+        items += [f"engine message: {m}" for m in fit.messages]
+    if fit.singular:
+        items.append("Singular fit: a random-effect SD is (near) zero, so its variance is not supported by the data.")
+    items += [f"data: {w}" for w in analysis.warnings]
+    if not items:
+        return []
+    return ["Read this first: the model did not converge." if not fit.converged else "Read this first.", *items]
 
 
-def render_html(blocks: list[Block], title: str) -> str:
-    body = []
-    for block in blocks:
-        kind = block[0]
-        if kind in ("h1", "h2", "p"):
-            body.append(f"<{kind}>{_inline_html(block[1])}</{kind}>")
-        elif kind == "list":
-            body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in block[1]) + "</ul>")
-        elif kind == "table":
-            table = block[1]
-            head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
-                for row in table.itertuples(index=False)
-            )
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        elif kind == "img":
-            body.append(f'<img src="{html.escape(block[1])}" alt="{html.escape(block[2])}">')
-    style = (
-        "body{font-family:sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}"
-        "table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}"
-        "td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}"
-        "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%}"
-        "code{background:#f3f3f3}"
-    )
-    return (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{style}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
-    )
+def family_blocks(analysis: Analysis) -> list[Block]:
+    families: dict[str, list[str]] = {}
+    for c in analysis.declared:
+        families.setdefault(c.family, []).append(c.label)
+    default = all(c.family == DEFAULT_FAMILY[c.factor] for c in analysis.declared)
+    reason = FAMILY_REASON if default else "Families as declared with `--contrast 'family = ...'`."
+    return [
+        ("p", "Multiplicity families (the contrasts of a family share one Holm correction, `p_holm`). " + reason),
+        ("list", [f"{name} ({len(labels)} test{'s' * (len(labels) > 1)}): {', '.join(labels)}"
+                  for name, labels in families.items()]),
+    ]
 
 
 def report_blocks(
@@ -116,22 +110,31 @@ def report_blocks(
     spec = fit.spec
     included = int((~analysis.participants["excluded"]).sum())
     origin = f"`{source}`" + (f" (sha256 {source_sha256[:16]}...)" if source_sha256 else "")
-    fixed = fit.fixed_effects()
+    convergence = ("yes" if fit.converged else "NO") + ("; singular fit" if fit.singular else "")
+    warning = alert(analysis)
     contrasts = analysis.contrasts
-    convergence = "yes" if fit.converged else "NO"
-    if fit.singular:
-        convergence += "; singular fit (a random-effect SD is near zero)"
     blocks: list[Block] = [
-        ("h1", "MACO study: analysis report"),
+        ("h1", TITLE),
+        *([("alert", warning)] if warning else []),
         *([("p", notice)] if notice else []),  # e.g. the demo's "random weights, simulated data"
         ("p", f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {origin}: "
               f"{n_rows} answered trials from {len(analysis.participants)} participants."),
+        ("h2", "Verdicts"),
+        ("list", [verdict(row) for row in contrasts.itertuples(index=False)]),
         ("h2", "Exclusions"),
         ("list", [rules.reason(key) for key in REASONS if key != "sides" or rules.require_both_sides]),
         ("p", f"{len(analysis.participants) - included} participants excluded, {included} included; "
               "a participant may fail several rules. Practice and catch trials never enter the model. "
               "Who was excluded and why: `exclusions.csv`."),
         ("table", analysis.exclusions),
+        ("p", f"Main trials of included participants answered faster than {rules.min_rt_ms:g} ms are dropped, "
+              "by the client's `rt_ms` and, where the export has it, the server's `server_elapsed_ms` "
+              "(`fast_trials.csv`):"),
+        ("table", analysis.fast_trials),
+        ("h2", "Catch trials and response times"),
+        ("p", "Per condition, for all participants and for the included ones: accuracy and reaction-time "
+              "quartiles (client `rt_ms`, before the RT floor; `trial_summary.csv`)."),
+        ("table", analysis.trial_summary),
         ("h2", "Accuracy"),
         ("p", "Main trials of included participants: mean of participants' accuracies per cell, ± 2 SEM "
               "across participants (`descriptives.csv`; per participant: `participants.csv`)."),
@@ -140,28 +143,46 @@ def report_blocks(
         ("img", "accuracy.png", "accuracy per condition and network"),
         ("h2", "Logistic mixed model"),
         ("p", f"`{spec.formula}`, binomial logit, Laplace approximation (as lme4's `glmer`); "
-              f"unit = network and class (`<network>:<class_index>`). Reference levels: condition `{spec.ref_condition}`, "
-              f"network `{spec.ref_network}`."),
+              f"unit = network and class (`<network>:<class_index>`). Reference levels: condition "
+              f"`{spec.ref_condition}`, network `{spec.ref_network}`."),
         ("p", f"Engine: `{fit.engine}` ({', '.join(f'{k} {v}' for k, v in fit.engine_versions.items())}); "
               f"standard errors: {fit.vcov_method}; 95% Wald intervals. {fit.n_obs} trials, "
               f"{fit.n_groups['participant']} participants, {fit.n_groups['unit']} units; "
               f"log-likelihood {fit.loglik:.2f}; converged: {convergence}; fit in {fit.fit_s:.1f} s."),
-    ]
-    if fit.messages:
-        blocks.append(("list", [f"engine message: {m}" for m in fit.messages]))
-    blocks += [
-        ("table", fixed),
+        ("table", fit.fixed_effects()),
         ("p", "Random effects (standard deviations on the log-odds scale):"),
         ("table", pd.DataFrame({"group": list(fit.re_sd), "sd": list(fit.re_sd.values())})),
         ("p", "Likelihood-ratio tests: condition and network each dropped from the additive model; "
               "the interaction, when fitted, dropped from the full model."),
-        ("table", fit.lrt[["term", "df", "chisq", "p"]]),
-        ("img", "log_odds.png", "fitted log-odds per condition and network"),
+        ("table", fit.lrt),
+        ("h2", "Predicted accuracy"),
+        ("p", "Probability of a correct choice for a typical participant and unit (random effects at zero), with "
+              "95% intervals back-transformed from the log-odds scale (emmeans' `type = \"response\"`; "
+              "`cell_predictions.csv`). Per condition averaged over networks and per network averaged over "
+              "conditions, on the log-odds scale (`marginal_predictions.csv`):"),
+        ("table", analysis.marginals[PREDICTION_COLUMNS]),
+        ("p", "Per cell:"),
+        ("table", analysis.cells[PREDICTION_COLUMNS]),
+        ("img", "log_odds.png", "predicted log-odds per condition and network"),
+        ("p", f"Figure 5 shows the {figure5_model(spec.interaction)}. {FIGURE5_INTERVALS}"),
         ("h2", "Contrasts"),
-        ("p", "Log-odds differences from the fitted covariance, averaged over the other factor's levels; "
-              "p-values Holm-corrected across these contrasts (`p_holm`)."),
-        ("table", contrasts[["contrast", "estimate", "se", "ci_lower", "ci_upper", "odds_ratio", "or_lower",
-                             "or_upper", "z", "p", "p_holm"]]),
+        ("p", "Declared contrasts (`--contrast`; default: the paper's). A contrast is the difference of two "
+              "levels' log-odds averaged over the other factor's levels; its difference in percentage points "
+              "is that of the two predicted probabilities above, with a delta-method interval (`contrasts.csv`)."),
+        *family_blocks(analysis),
+        ("table", contrasts[CONTRAST_COLUMNS]),
+        ("table", contrasts[POINTS_COLUMNS]),
+    ]
+    if len(analysis.simple_effects):
+        blocks += [
+            ("h2", "Simple effects per network"),
+            ("p", "The condition contrasts within each network, from the interaction model; Holm within each "
+                  "family and network, as emmeans' `contrast(emmeans(m, ~ condition | network))` "
+                  "(`simple_effects.csv`)."),
+            ("list", [verdict(row) for row in analysis.simple_effects.itertuples(index=False)]),
+            ("table", analysis.simple_effects[["contrast", "within", *CONTRAST_COLUMNS[2:], *POINTS_COLUMNS[1:]]]),
+        ]
+    blocks += [
         ("h2", "Software"),
         ("table", pd.DataFrame(list(software_versions(fit.engine_versions).items()), columns=["software", "version"])),
     ]
@@ -182,11 +203,16 @@ def write_report(
         "descriptives.csv": analysis.descriptives,
         "exclusions.csv": analysis.participants,
         "exclusion_summary.csv": analysis.exclusions,
+        "fast_trials.csv": analysis.fast_trials,
+        "trial_summary.csv": analysis.trial_summary,
         "participants.csv": analysis.per_participant,
-        "cell_log_odds.csv": analysis.cells,
+        "cell_predictions.csv": analysis.cells,
+        "marginal_predictions.csv": analysis.marginals,
         "random_effects.csv": pd.DataFrame({"group": list(fit.re_sd), "sd": list(fit.re_sd.values())}),
         "lrt.csv": fit.lrt,
     }
+    if len(analysis.simple_effects):
+        tables["simple_effects.csv"] = analysis.simple_effects
     written = []
     for name, table in tables.items():
         table.to_csv(out / name, index=False)
@@ -194,8 +220,8 @@ def write_report(
     fit.vcov_frame().to_csv(out / "vcov.csv")
     written.append(out / "vcov.csv")
     written += plot_accuracy(analysis.descriptives, out / "accuracy")
-    written += plot_log_odds(analysis.cells, out / "log_odds")
+    written += plot_log_odds(analysis.cells, out / "log_odds", fit.spec.interaction, fit.converged)
     blocks = report_blocks(analysis, source, source_sha256, n_rows, notice)
     (out / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
-    (out / "report.html").write_text(render_html(blocks, "MACO study: analysis report"), encoding="utf-8")
+    (out / "report.html").write_text(render_html(blocks, TITLE), encoding="utf-8")
     return written + [out / "report.md", out / "report.html"]

@@ -178,15 +178,19 @@ def unit_keys(model: GenerativeModel, network: str) -> list[tuple[str, int]]:
     return [(f"{network}:{c}", c) for c in classes]
 
 
-def _trial_plan(model: GenerativeModel, rng: np.random.Generator) -> list[tuple[str, str, str, int | None]]:
-    """(trial_kind, network, unit, class_index) of the main and catch trials, interleaved at random."""
-    trials: list[tuple[str, str, str, int | None]] = []
+def _trial_plan(model: GenerativeModel, rng: np.random.Generator) -> list[tuple[str, str, str, int | None, str]]:
+    """(trial_kind, network, unit, class_index, query_id) of the main and catch trials, interleaved at random.
+
+    A unit seen again shows its next query pair: one answer per participant and query, as the server serves.
+    """
+    trials: list[tuple[str, str, str, int | None, str]] = []
     for network in model.networks:
         units = unit_keys(model, network)
         order = rng.permutation(len(units))
         for k in range(model.main_trials_per_network):
-            trials.append(("main", network, *units[order[k % len(units)]]))
-    trials += [("catch", "", "", None)] * model.catch_trials
+            unit, class_index = units[order[k % len(units)]]
+            trials.append(("main", network, unit, class_index, f"{unit}/q{k // len(units)}"))
+    trials += [("catch", "", "", None, "")] * model.catch_trials
     return [trials[i] for i in rng.permutation(len(trials))]
 
 
@@ -207,12 +211,12 @@ def simulate_export(
         elapsed = 60_000.0 + participant.instruction_ms  # consent, device check, instructions
         plan = []
         for round_ in range(1, participant.practice_rounds + 1):
-            plan += [("practice", "", "", None, round_)] * model.practice_trials
+            plan += [("practice", "", "", None, "", round_)] * model.practice_trials
         plan += [(*trial, None) for trial in _trial_plan(model, rng)]
         stop = participant.drops_after if participant.drops_after is not None else len(plan)
         finished = participant.drops_after is None
         answered: list[dict] = []
-        for index, (kind, network, unit, class_index, round_) in enumerate(plan[:stop]):
+        for index, (kind, network, unit, class_index, query_id, round_) in enumerate(plan[:stop]):
             correct_side = "left" if rng.random() < 0.5 else "right"
             unit_re = unit_effect(model, seed, network, unit) if kind == "main" else 0.0
             reply = answer(model, participant, kind, network, unit_re, correct_side, rng)
@@ -236,7 +240,7 @@ def simulate_export(
                     "trial_kind": kind,
                     "practice_round": round_,
                     "trial_index": index,
-                    "query_id": f"{unit}/q{rng.integers(10**6):06d}" if kind == "main" else f"{kind}-{index}",
+                    "query_id": query_id or f"{kind}-{index}",
                     "correct_side": correct_side,
                     **reply,
                     "shown_at": _iso(shown),

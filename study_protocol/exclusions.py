@@ -2,7 +2,8 @@
 
 Defaults follow DESIGN.md: catch trials at least 2/3 correct, at least 15 s on the
 instructions, total time within bounds (DESIGN.md gives no numbers; the defaults are 2 to 90
-minutes), at least one answer on each side, practice rounds at most 3. analysis.exclusions
+minutes), at least one answer on each side, practice rounds at most 3; main trials faster than
+200 ms dropped. analysis.exclusions
 applies them to the export; the admin dashboard previews them per participant.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ class ExclusionRules:
     max_total_s: float = 5400.0
     require_both_sides: bool = True
     max_practice_rounds: int = 3
+    min_rt_ms: float = 200.0  # main trials answered faster are dropped (a trial rule: analysis.exclusions)
 
     def reason(self, key: str) -> str:
         values = {**self.__dict__}

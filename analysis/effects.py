@@ -1,0 +1,125 @@
+"""Contrasts, simple effects and predicted accuracies from the fitted fixed effects and their covariance.
+
+Everything here is a linear function ``L beta`` (log-odds) or a back-transform
+of one, with the delta method for standard errors, as R's ``emmeans`` computes
+them for a ``glmer`` fit (asymptotic, no degrees of freedom):
+
+- a cell is one condition x network at the population level (random effects
+  at zero: a typical participant and unit);
+- a marginal mean averages the cells of one level over the other factor's
+  levels on the log-odds scale (``emmeans(m, ~ condition)``);
+- a contrast is the difference of two marginal means in log-odds; its
+  difference in percentage points is that of the two back-transformed marginal
+  means (``regrid``), with a delta-method interval;
+- a simple effect is a condition contrast within one network
+  (``emmeans(m, ~ condition | network)``), for models with the interaction.
+
+P-values are Holm-corrected within each family (``contrasts.Contrast.family``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.special import expit
+
+from analysis.contrasts import Contrast
+from analysis.models import Design, FitResult, wald_table
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values."""
+    p = np.asarray(p, dtype=float)
+    order = np.argsort(p)
+    m = len(p)
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, (m - rank) * p[index])
+        adjusted[index] = min(1.0, running)
+    return adjusted
+
+
+def marginal_row(design: Design, factor: str, level: str, within: str | None = None) -> np.ndarray:
+    """The design row of one level averaged over the other factor (or, ``within``, at one of its levels)."""
+    if factor == "condition":
+        return np.mean([design.row(level, n) for n in ([within] if within else design.networks)], axis=0)
+    return np.mean([design.row(c, level) for c in ([within] if within else design.conditions)], axis=0)
+
+
+def _quantile(level: float) -> float:
+    return float(stats.norm.ppf(0.5 + level / 2))
+
+
+def _estimate(fit: FitResult, rows: list[tuple[Contrast, str | None]], level: float) -> pd.DataFrame:
+    """Log-odds and percentage-point differences, Holm within each family, the fit's convergence."""
+    a = np.array([marginal_row(fit.design, c.factor, c.level, within) for c, within in rows])
+    b = np.array([marginal_row(fit.design, c.factor, c.versus, within) for c, within in rows])
+    L = a - b
+    estimate = L @ fit.beta
+    se = np.sqrt(np.einsum("ij,jk,ik->i", L, fit.vcov, L))
+    table = wald_table([c.label for c, _ in rows], estimate, se, level).rename(columns={"name": "contrast"})
+    families = [c.family + (f" | {within}" if within else "") for c, within in rows]
+    table.insert(1, "family", families)
+    table.insert(2, "factor", [c.factor for c, _ in rows])
+    table.insert(3, "level", [c.level for c, _ in rows])
+    table.insert(4, "versus", [c.versus for c, _ in rows])
+    if any(within for _, within in rows):
+        table.insert(5, "within", [within for _, within in rows])
+    p_holm = pd.Series(np.nan, index=table.index)
+    for _, members in table.groupby("family", sort=False).groups.items():
+        p_holm[members] = holm(table.loc[members, "p"].to_numpy())
+    table.insert(table.columns.get_loc("p") + 1, "p_holm", p_holm.to_numpy())
+    pa, pb = expit(a @ fit.beta), expit(b @ fit.beta)
+    gradient = 100 * ((pa * (1 - pa))[:, None] * a - (pb * (1 - pb))[:, None] * b)
+    pp_se = np.sqrt(np.einsum("ij,jk,ik->i", gradient, fit.vcov, gradient))
+    table["pp"] = 100 * (pa - pb)
+    table["pp_se"] = pp_se
+    table["pp_lower"] = table["pp"] - _quantile(level) * pp_se
+    table["pp_upper"] = table["pp"] + _quantile(level) * pp_se
+    table["converged"] = fit.converged
+    return table
+
+
+def estimate_contrasts(fit: FitResult, contrasts: list[Contrast], level: float = 0.95) -> pd.DataFrame:
+    """Per contrast: log-odds difference with Wald interval, z, p, p_holm, odds ratio, percentage points."""
+    return _estimate(fit, [(c, None) for c in contrasts], level)
+
+
+def simple_effects(fit: FitResult, contrasts: list[Contrast], level: float = 0.95) -> pd.DataFrame:
+    """Each condition contrast within each network; Holm within the contrasts of one family and network."""
+    rows = [(c, n) for n in fit.design.networks for c in contrasts if c.factor == "condition"]
+    return _estimate(fit, rows, level)
+
+
+def _predictions(fit: FitResult, names: list[tuple[str, str]], L: np.ndarray, level: float) -> pd.DataFrame:
+    """Log-odds with Wald intervals and their back-transform (emmeans' ``type = "response"``)."""
+    estimate = L @ fit.beta
+    se = np.sqrt(np.einsum("ij,jk,ik->i", L, fit.vcov, L))
+    q = _quantile(level)
+    table = pd.DataFrame(names, columns=["condition", "network"])
+    table["log_odds"] = estimate
+    table["se"] = se
+    table["ci_lower"] = estimate - q * se
+    table["ci_upper"] = estimate + q * se
+    table["probability"] = expit(estimate)
+    table["probability_se"] = table["probability"] * (1 - table["probability"]) * se
+    table["probability_lower"] = expit(table["ci_lower"])
+    table["probability_upper"] = expit(table["ci_upper"])
+    return table
+
+
+def cell_predictions(fit: FitResult, level: float = 0.95) -> pd.DataFrame:
+    """Predicted log-odds and probability of a correct choice per condition x network."""
+    design = fit.design
+    cells = [(c, n) for c in design.conditions for n in design.networks]
+    return _predictions(fit, cells, np.array([design.row(c, n) for c, n in cells]), level)
+
+
+def marginal_predictions(fit: FitResult, level: float = 0.95) -> pd.DataFrame:
+    """Per condition (averaged over networks) and per network (averaged over conditions); "all" marks the average."""
+    design = fit.design
+    names = [(c, "all") for c in design.conditions] + [("all", n) for n in design.networks]
+    L = [marginal_row(design, "condition", c) for c in design.conditions]
+    L += [marginal_row(design, "network", n) for n in design.networks]
+    return _predictions(fit, names, np.array(L), level)
