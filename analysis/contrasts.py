@@ -88,8 +88,10 @@ def declare_contrasts(texts: list[str] | None, networks: list[str], vit: str = "
                 f"contrast {text!r} needs a network besides {vit} (networks found: {', '.join(networks)})"
             )
         contrasts += parsed
+    # the same two levels twice (in either order) would be one test counted twice in its family
+    keys = [(c.factor, frozenset((c.level, c.versus))) for c in contrasts]
     labels = [c.label for c in contrasts]
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    repeated = [c.label for i, c in enumerate(contrasts) if keys.index(keys[i]) != i or labels.index(c.label) != i]
     if repeated:
         raise ContrastError(f"contrast(s) declared twice: {', '.join(repeated)}")
     return contrasts
@@ -112,6 +114,8 @@ def check_contrasts(contrasts: list[Contrast], levels: dict[str, list[str]], vit
         if expanded and all({c.level, c.versus} <= set(levels[c.factor]) for c in expanded):
             possible.append(name)
     hint = " ".join(f"--contrast {name}" for name in possible) or "--contrast 'condition: LEVEL vs LEVEL'"
+    if ("network", vit) in needed:
+        hint += f", or name the study's ViT with --vit (now {vit})"
     raise ContrastError(
         f"missing level(s) for the declared contrasts: {missing} ({found}). "
         f"Declare the contrasts this study tests, e.g. {hint}"

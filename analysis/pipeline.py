@@ -63,6 +63,7 @@ def run_analysis(
     conditions = list(conditions or sorted(set(df["condition"])))
     networks = list(networks or sorted(set(df.loc[df["trial_kind"].eq("main"), "network"])))
     check_levels(df, "condition", conditions, "rows")
+    check_levels(df[df["trial_kind"].eq("main")], "network", networks, "main trials")
     declared = declare_contrasts(contrasts, networks, vit)
     check_contrasts(declared, {"condition": conditions, "network": networks}, vit)
     participants = participant_table(df, rules)

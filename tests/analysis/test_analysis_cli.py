@@ -13,8 +13,9 @@ from maco_study import main
 
 REPORT_FILES = [
     "fixed_effects.csv", "contrasts.csv", "descriptives.csv", "exclusions.csv", "exclusion_summary.csv",
-    "participants.csv", "cell_log_odds.csv", "random_effects.csv", "lrt.csv", "vcov.csv",
-    "accuracy.png", "accuracy.svg", "log_odds.png", "log_odds.svg", "report.md", "report.html",
+    "fast_trials.csv", "trial_summary.csv", "participants.csv", "cell_predictions.csv", "marginal_predictions.csv",
+    "random_effects.csv", "lrt.csv", "vcov.csv", "accuracy.png", "accuracy.svg", "log_odds.png", "log_odds.svg",
+    "report.md", "report.html",
 ]
 
 
@@ -34,11 +35,13 @@ def test_analyze_writes_every_report_file(tmp_path):
     assert len(exclusions) == 40 and {"condition", "excluded", "reasons"} <= set(exclusions.columns)
     report = (out / "report.md").read_text()
     for needle in ["correct ~ condition + network + (1|participant) + (1|unit)", "Engine: `mixedlm`",
-                   "| mixedlm | ", "| pandas | ", "Holm", "![accuracy", "excluded"]:
+                   "| mixedlm | ", "| pandas | ", "Holm", "![accuracy", "excluded", "- MACO vs Olah: ",
+                   "Figure 5 shows the additive model (condition + network): the lines are parallel"]:
         assert needle in report, needle
+    assert not (out / "simple_effects.csv").exists()  # additive model: no simple effects
     html = (out / "report.html").read_text()
     md_tables = sum(line.startswith("|---") for line in report.splitlines())
-    assert html.startswith("<!doctype html>") and html.count("<table>") == md_tables == 7
+    assert html.startswith("<!doctype html>") and html.count("<table>") == md_tables == 12
     assert '<img src="log_odds.png"' in html and "<code>correct ~ condition" in html
 
 

@@ -1,0 +1,155 @@
+"""The report never misleads silently: each defect of issue 13 gives its message and exit code."""
+from __future__ import annotations
+
+from collections import namedtuple
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from analysis.cli import analyze
+from analysis.render import format_number
+from analysis.report import verdict
+from analysis.simulate import simulate_export
+
+BANNER = "> **Read this first: the model did not converge.**"
+
+
+def run(tmp_path, export: pd.DataFrame, *options: str):
+    responses = tmp_path / "responses.csv"
+    export.to_csv(responses, index=False)
+    out = tmp_path / "report"
+    return CliRunner().invoke(analyze, [str(responses), "--out", str(out), *options]), out
+
+
+def test_numbers_beyond_1e4_print_in_scientific_notation():
+    assert format_number(6.6e43) == "6.60e+43"
+    assert format_number(12345.0) == "1.23e+04"
+    assert format_number(9999.0) == "9999.000"
+    assert format_number(0.0005) == "5.00e-04"
+    assert format_number(float("inf")) == "inf"
+    assert format_number(0.0) == "0.000"
+
+
+def test_verdict_line():
+    Row = namedtuple("Row", "contrast estimate ci_lower ci_upper pp pp_lower pp_upper p_holm converged")
+    row = Row("MACO vs Olah", 0.2209, 0.0061, 0.4157, 4.12, 0.21, 8.03, 0.1612, True)
+    assert verdict(row) == ("MACO vs Olah: +0.22 log-odds [0.01, 0.42], +4.1 percentage points [0.2, 8.0], "
+                            "p_holm = 0.16")
+    assert verdict(row._replace(p_holm=4.6e-5, converged=False)).endswith(
+        "p_holm = 4.6e-05 (the fit did not converge: not interpretable)")
+
+
+@pytest.fixture()
+def separated(small_model) -> pd.DataFrame:
+    """Every main answer in condition maco is correct: complete separation."""
+    raw = simulate_export(small_model, n_participants=24, seed=5)
+    maco = raw["condition"].eq("maco") & raw["trial_kind"].eq("main")
+    raw.loc[maco, "chosen_side"] = raw.loc[maco, "correct_side"]
+    raw.loc[maco, "correct"] = 1
+    return raw
+
+
+def test_separation_exits_non_zero_with_a_banner_and_flags_every_contrast(tmp_path, separated):
+    result, out = run(tmp_path, separated)
+    assert result.exit_code == 1, result.output
+    assert "Error: the model did not converge, so its contrasts and p-values cannot be trusted" in result.stderr
+    assert "rerun with --allow-unconverged" in result.stderr
+    report = (out / "report.md").read_text()
+    assert report.splitlines()[2] == BANNER  # right under the title
+    assert "Cells at 0% or 100%: maco x resnet50 (100%), maco x vgg16 (100%), maco x vit_b16 (100%)" in report
+    assert "(the fit did not converge: not interpretable)" in report
+    contrasts = pd.read_csv(out / "contrasts.csv")
+    assert "converged" in contrasts.columns and not contrasts["converged"].any()
+    assert '<div class="alert" role="alert">' in (out / "report.html").read_text()
+
+    accepted, _ = run(tmp_path, separated, "--allow-unconverged")
+    assert accepted.exit_code == 0, accepted.output
+    assert "converged: NO" in accepted.stdout
+
+
+@pytest.fixture()
+def no_control(small_model) -> pd.DataFrame:
+    return simulate_export(small_model, n_participants=18, seed=6).query("condition != 'none'")
+
+
+def test_a_missing_condition_is_an_error_listing_the_levels_found(tmp_path, no_control):
+    result, out = run(tmp_path, no_control)
+    assert result.exit_code == 1
+    assert "condition 'none' (needed by 'Olah vs none')" in result.stderr
+    assert "conditions found: maco, maco_mask, olah" in result.stderr
+    assert "--contrast maco_vs_olah --contrast mask_vs_no_mask --contrast vit_vs_cnns" in result.stderr
+    assert not out.exists()  # stopped before the fit, nothing written
+
+
+def test_a_named_set_without_the_missing_level_runs_and_says_its_families(tmp_path, no_control):
+    result, out = run(tmp_path, no_control, "--contrast", "maco_vs_olah", "--contrast", "mask_vs_no_mask",
+                      "--contrast", "vit_vs_cnns", "--min-participants", "4")
+    assert result.exit_code == 0, result.output
+    contrasts = pd.read_csv(out / "contrasts.csv")
+    assert contrasts["contrast"].tolist() == ["MACO vs Olah", "MACO with mask vs without", "vit_b16 vs resnet50",
+                                              "vit_b16 vs vgg16"]
+    report = (out / "report.md").read_text()
+    assert "- conditions (2 tests): MACO vs Olah, MACO with mask vs without" in report
+    assert "- networks (2 tests): vit_b16 vs resnet50, vit_b16 vs vgg16" in report
+    assert "Holm-corrected separately, as the paper tests them" in report
+    assert "Read this first" not in report  # converged, 4 or 5 per condition: no box
+    assert "MACO vs Olah: " in result.stdout and "p_holm = " in result.stdout
+
+
+def test_a_renamed_vit_is_an_error(tmp_path, small_model):
+    raw = simulate_export(small_model, n_participants=8, seed=7)
+    raw["network"] = raw["network"].replace("vit_b16", "vit_l16")
+    raw["unit"] = raw["unit"].str.replace("vit_b16:", "vit_l16:")
+    result, _ = run(tmp_path, raw)
+    assert result.exit_code == 1
+    assert "network 'vit_b16' (needed by 'vit_b16 vs resnet50', 'vit_b16 vs vgg16', 'vit_b16 vs vit_l16')" in (
+        result.stderr)
+    assert "networks found: resnet50, vgg16, vit_l16" in result.stderr
+    assert "or name the study's ViT with --vit (now vit_b16)" in result.stderr
+
+
+def test_conditions_spelled_differently_are_an_error_not_a_shorter_family(tmp_path, small_model):
+    raw = simulate_export(small_model, n_participants=8, seed=8)
+    raw["condition"] = raw["condition"].replace({"maco": "MACO", "olah": "Olah"})
+    result, _ = run(tmp_path, raw, "--ref-condition", "Olah")
+    assert result.exit_code == 1
+    assert "condition 'maco' (needed by 'MACO vs Olah', 'MACO with mask vs without')" in result.stderr
+    assert "condition 'olah' (needed by 'MACO vs Olah', 'Olah vs none')" in result.stderr
+    assert "conditions found: MACO, Olah, maco_mask, none" in result.stderr
+
+
+def test_duplicated_answers_are_an_error(tmp_path, small_model):
+    raw = simulate_export(small_model, n_participants=4, seed=9)
+    again = raw[raw["trial_kind"].eq("main")].head(3).copy()
+    again["trial_index"] += 1000
+    result, out = run(tmp_path, pd.concat([raw, again]))
+    assert result.exit_code == 1
+    assert "column 'query_id': 3 main-trial query pair(s) answered more than once by one participant" in result.stderr
+    assert not out.exists()
+
+
+def test_tiny_samples_warn_on_stderr_and_in_the_report(tmp_path, small_model):
+    raw = simulate_export(small_model, n_participants=8, seed=10)
+    first_olah = raw.loc[raw["condition"].eq("olah"), "participant_id"].iloc[0]
+    raw = raw[raw["condition"].ne("olah") | raw["participant_id"].eq(first_olah)]  # olah: 1, others: 2
+    result, out = run(tmp_path, raw, "--allow-unconverged")
+    assert result.exit_code == 0, result.output
+    assert "warning: condition 'olah' has 1 included participant: condition and participant are confounded" in (
+        result.stderr)
+    assert "warning: condition 'maco' has 2 included participants, fewer than 10 (--min-participants)" in (
+        result.stderr)
+    report = (out / "report.md").read_text()
+    assert "> - data: condition 'olah' has 1 included participant" in report
+
+
+def test_interaction_adds_simple_effects_and_labels_figure_5(tmp_path, small_model):
+    raw = simulate_export(small_model, n_participants=24, seed=11)
+    result, out = run(tmp_path, raw, "--interaction", "--allow-unconverged")
+    assert result.exit_code == 0, result.output
+    simple = pd.read_csv(out / "simple_effects.csv")
+    assert len(simple) == 9 and set(simple["within"]) == {"resnet50", "vgg16", "vit_b16"}
+    assert set(simple["family"]) == {"conditions | resnet50", "conditions | vgg16", "conditions | vit_b16"}
+    report = (out / "report.md").read_text()
+    assert "## Simple effects per network" in report and "- MACO vs Olah within vgg16: " in report
+    assert "Figure 5 shows the interaction model (condition x network)" in report
