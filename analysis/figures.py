@@ -80,8 +80,9 @@ def plot_log_odds(cells: pd.DataFrame, stem: Path, interaction: bool, converged:
     _grouped(ax, cells, "log_odds", "ci_lower", "ci_upper", bars=False, joined=True, legend_x=1.14)
     ax.set_ylabel("log-odds of a correct choice (95% CI)")
     ax.set_title(f"Predicted log-odds by condition and network\n{figure5_model(interaction)}", fontsize=9)
-    right = ax.secondary_yaxis("right", functions=(expit, logit))
-    right.set_ylabel("probability correct")
+    if converged:  # log-odds in the hundreds (separation) leave no probability scale to read
+        right = ax.secondary_yaxis("right", functions=(expit, logit))
+        right.set_ylabel("probability correct")
     fig.text(0.01, -0.02, textwrap.fill(FIGURE5_INTERVALS, 115), fontsize=7, va="top", color="#444")
     if not converged:
         ax.text(0.5, 0.97, "THE MODEL DID NOT CONVERGE: do not interpret", transform=ax.transAxes, ha="center",

@@ -70,7 +70,7 @@ def alert(analysis: Analysis) -> list[str]:
         extreme = cells[(cells["accuracy"] >= 1) | (cells["accuracy"] <= 0)]
         items += [
             "The model did not converge: do not interpret its estimates, standard errors, contrasts, LRTs or "
-            "p-values (contrasts.csv and fixed_effects.csv say so per row).",
+            "p-values (every row of contrasts.csv has converged = False).",
             f"Largest |estimate|: {worst['term']} {worst['estimate']:.3g} (SE {worst['se']:.3g}). A huge estimate "
             "or SE is the mark of separation: a condition or cell where every answer is correct (or wrong), "
             "whose log-odds run off to infinity."
