@@ -106,7 +106,9 @@ def check_contrasts(contrasts: list[Contrast], levels: dict[str, list[str]], vit
                 needed.setdefault((c.factor, level), []).append(repr(c.label))
     if not needed:
         return
-    missing = "; ".join(f"{factor} {level!r} (needed by {', '.join(labels)})" for (factor, level), labels in needed.items())
+    missing = "; ".join(
+        f"{factor} {level!r} (needed by {', '.join(labels)})" for (factor, level), labels in needed.items()
+    )
     found = "; ".join(f"{factor}s found: {', '.join(values)}" for factor, values in levels.items())
     possible = []
     for name in CATALOGUE:

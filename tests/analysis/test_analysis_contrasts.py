@@ -94,8 +94,8 @@ def test_missing_none_is_an_error_listing_levels_and_the_contrasts_that_fit():
 
 def test_a_renamed_vit_is_an_error_not_a_lost_family():
     networks = ["resnet50", "vgg16", "vit_l16"]
-    with pytest.raises(ContrastError, match=r"network 'vit_b16' \(needed by 'vit_b16 vs resnet50', 'vit_b16 vs "
-                                            r"vgg16', 'vit_b16 vs vit_l16'\).*networks found: resnet50, vgg16, vit_l16"):
+    needed = r"network 'vit_b16' \(needed by 'vit_b16 vs resnet50', 'vit_b16 vs vgg16', 'vit_b16 vs vit_l16'\)"
+    with pytest.raises(ContrastError, match=needed + ".*networks found: resnet50, vgg16, vit_l16"):
         check_contrasts(declare_contrasts(None, networks), {"condition": CONDITIONS, "network": networks})
     declared = declare_contrasts(["vit_vs_cnns"], networks, vit="vit_l16")
     assert [c.label for c in declared] == ["vit_l16 vs resnet50", "vit_l16 vs vgg16"]
