@@ -13,7 +13,7 @@ from analysis.models import ModelSpec
 from analysis.pipeline import run_analysis
 from analysis.simulate import GenerativeModel, simulate_export
 
-CONTRAST = "MACO vs Olah"
+CONTRAST = "maco_vs_olah"  # the one contrast each simulated study tests (analysis.contrasts.CATALOGUE)
 
 
 def parse_range(text: str) -> list[int]:
@@ -42,10 +42,10 @@ def _one_study(task: tuple) -> dict:
     model, n, seed, engine, rules, spec = task
     df = validate_export(simulate_export(model, n, seed=seed))
     try:
-        analysis = run_analysis(df, spec=spec, engine=engine, rules=rules, lrt=False)
+        analysis = run_analysis(df, spec=spec, engine=engine, rules=rules, lrt=False, contrasts=[CONTRAST])
     except Exception as error:  # noqa: BLE001 - a study that cannot be fitted counts as not detected
         return {"participants": n, "ok": False, "error": f"{type(error).__name__}: {error}"}
-    row = analysis.contrasts.set_index("contrast").loc[CONTRAST]
+    row = analysis.contrasts.iloc[0]
     return {
         "participants": n,
         "ok": True,
