@@ -80,9 +80,9 @@ def render_html(blocks: list[Block], title: str) -> str:
         elif kind == "img":
             body.append(f'<img src="{html.escape(block[1])}" alt="{html.escape(block[2])}">')
     style = (
-        "body{font-family:sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}"
+        "body{font-family:sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}"
         "table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}"
-        "td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}"
+        "td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right;white-space:nowrap}"
         "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%}"
         "code{background:#f3f3f3}"
         ".alert{border:2px solid #c0392b;background:#fdecea;padding:.5rem 1rem;margin:1rem 0}"

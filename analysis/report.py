@@ -22,8 +22,10 @@ from analysis.render import Block, render_html, render_markdown
 
 TITLE = "MACO study: analysis report"
 CONTRAST_COLUMNS = ["contrast", "family", "estimate", "se", "ci_lower", "ci_upper", "odds_ratio", "or_lower",
-                    "or_upper", "z", "p", "p_holm"]
+                    "or_upper", "p", "p_holm"]  # z: contrasts.csv
 POINTS_COLUMNS = ["contrast", "pp", "pp_se", "pp_lower", "pp_upper"]
+SIMPLE_EFFECT_COLUMNS = ["contrast", "within", "estimate", "se", "ci_lower", "ci_upper", "p", "p_holm", "pp",
+                         "pp_lower", "pp_upper"]  # odds ratios and z: simple_effects.csv
 PREDICTION_COLUMNS = ["condition", "network", "probability", "probability_lower", "probability_upper", "log_odds",
                       "ci_lower", "ci_upper"]
 
@@ -180,7 +182,7 @@ def report_blocks(
                   "family and network, as emmeans' `contrast(emmeans(m, ~ condition | network))` "
                   "(`simple_effects.csv`)."),
             ("list", [verdict(row) for row in analysis.simple_effects.itertuples(index=False)]),
-            ("table", analysis.simple_effects[["contrast", "within", *CONTRAST_COLUMNS[2:], *POINTS_COLUMNS[1:]]]),
+            ("table", analysis.simple_effects[SIMPLE_EFFECT_COLUMNS]),
         ]
     blocks += [
         ("h2", "Software"),
