@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis.exclusions import included_ids
+
 
 def participant_accuracy(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per participant and network: main trials answered and the share correct."""
@@ -38,8 +40,7 @@ def trial_summary(df: pd.DataFrame, participants: pd.DataFrame, conditions: list
     Catch accuracy of all participants shows what the catch rule saw; RTs are the client's ``rt_ms``,
     before the RT floor.
     """
-    included = set(participants.loc[~participants["excluded"], "participant_id"])
-    samples = {"all": df, "included": df[df["participant_id"].isin(included)]}
+    samples = {"all": df, "included": df[df["participant_id"].isin(included_ids(participants))]}
     parts = []
     for sample, rows in samples.items():
         rows = rows[rows["trial_kind"].isin(["catch", "main"])]

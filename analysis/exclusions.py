@@ -86,6 +86,11 @@ def exclusion_summary(table: pd.DataFrame, conditions: list[str] | None = None) 
 RT_CLOCKS = {"rt_ms": "client", "server_elapsed_ms": "server"}  # clock columns read by the RT floor
 
 
+def included_ids(table: pd.DataFrame) -> set[str]:
+    """The participants of ``participant_table`` that no rule excluded."""
+    return set(table.loc[~table["excluded"], "participant_id"])
+
+
 def fast_trials(df: pd.DataFrame, rules: ExclusionRules = ExclusionRules()) -> pd.DataFrame:
     """Per row, whether each clock present in the export is under the RT floor (main trials only)."""
     main = df["trial_kind"].eq("main")
@@ -98,8 +103,7 @@ def fast_trial_summary(
     df: pd.DataFrame, table: pd.DataFrame, conditions: list[str], rules: ExclusionRules = ExclusionRules()
 ) -> pd.DataFrame:
     """Per condition, among included participants' main trials: how many each clock puts under the floor."""
-    included = df["participant_id"].isin(set(table.loc[~table["excluded"], "participant_id"]))
-    main = df["trial_kind"].eq("main") & included
+    main = df["trial_kind"].eq("main") & df["participant_id"].isin(included_ids(table))
     fast = fast_trials(df, rules)[main]
     summary = fast.groupby(df.loc[main, "condition"]).sum()
     summary.columns = [f"under_floor_{clock}" for clock in summary.columns]
@@ -113,8 +117,8 @@ def fast_trial_summary(
 
 def model_rows(df: pd.DataFrame, table: pd.DataFrame, rules: ExclusionRules = ExclusionRules()) -> pd.DataFrame:
     """The main trials of the included participants, minus those under the RT floor: what the model sees."""
-    included = set(table.loc[~table["excluded"], "participant_id"])
-    keep = df["trial_kind"].eq("main") & df["participant_id"].isin(included) & ~fast_trials(df, rules).any(axis=1)
+    included = df["participant_id"].isin(included_ids(table))
+    keep = df["trial_kind"].eq("main") & included & ~fast_trials(df, rules).any(axis=1)
     return df[keep].reset_index(drop=True)
 
 
