@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis.contrasts import DEFAULT_FAMILY, FAMILY_REASON
@@ -67,7 +68,7 @@ def alert(analysis: Analysis) -> list[str]:
     items = []
     if not fit.converged:
         fixed = fit.fixed_effects()
-        worst = fixed.loc[fixed["estimate"].abs().idxmax()]
+        worst = fixed.loc[fixed["estimate"].abs().fillna(np.inf).idxmax()]  # a NaN estimate is the worst
         cells = analysis.descriptives
         extreme = cells[(cells["accuracy"] >= 1) | (cells["accuracy"] <= 0)]
         items += [
