@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter
 from scipy.special import expit, logit
 
 CONDITION_COLOURS = {"maco": "#c0392b", "maco_mask": "#e67e22", "olah": "#2c7fb8", "none": "#7f7f7f"}
@@ -54,6 +55,7 @@ def _grouped(
     ax.spines[["top", "right"]].set_visible(False)
 
 
+PROBABILITY_TICKS = [0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999]
 FIGURE5_INTERVALS = (
     "Bars: 95% Wald interval of each cell's prediction for a typical participant and unit. They include the "
     "intercept's uncertainty, shared by all cells, so they overlap even where a contrast is significant: "
@@ -82,6 +84,8 @@ def plot_log_odds(cells: pd.DataFrame, stem: Path, interaction: bool, converged:
     ax.set_title(f"Predicted log-odds by condition and network\n{figure5_model(interaction)}", fontsize=9)
     if converged:  # log-odds in the hundreds (separation) leave no probability scale to read
         right = ax.secondary_yaxis("right", functions=(expit, logit))
+        right.set_ticks(PROBABILITY_TICKS)  # the default locator leaves the compressed end near 1 bare
+        right.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         right.set_ylabel("probability correct")
     fig.text(0.01, -0.02, textwrap.fill(FIGURE5_INTERVALS, 115), fontsize=7, va="top", color="#444")
     if not converged:
