@@ -214,7 +214,7 @@ def analyse(paths: DemoPaths, time_scale: float, notice: str):  # noqa: ANN201 -
     real = ExclusionRules()
     rules = ExclusionRules(min_instruction_s=real.min_instruction_s * time_scale,
                            min_total_s=real.min_total_s * time_scale,
-                           max_total_s=real.max_total_s * time_scale)
+                           max_total_s=real.max_total_s * time_scale, min_rt_ms=real.min_rt_ms * time_scale)
     df = load_export(paths.responses)
     conditions = sorted(set(df["condition"]))
     networks = sorted(set(df.loc[df["trial_kind"].eq("main"), "network"]))
