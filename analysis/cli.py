@@ -45,7 +45,8 @@ def _levels(text: str | None) -> list[str] | None:
               help=f"A contrast to test (repeatable): a name ({', '.join(CATALOGUE)}) or e.g. "
                    "'condition: MACO vs Olah'; contrasts with one FAMILY share a Holm correction (default: "
                    f"condition and network contrasts apart). Default: {', '.join(PAPER_SET)}.")
-@click.option("--allow-unconverged", is_flag=True, help="Exit 0 even when the model did not converge.")
+@click.option("--allow-unconverged", is_flag=True,
+              help="Exit 0 even when the fit did not converge or has problems (separation, a failed LRT).")
 @click.option("--min-participants", type=int, default=MIN_PARTICIPANTS_PER_CONDITION, show_default=True,
               help="Warn when a condition has fewer included participants.")
 @click.option("--min-rt-ms", type=float, default=DEFAULT_RULES.min_rt_ms, show_default=True,
@@ -65,12 +66,12 @@ def analyze(responses, out, engine, query, ref_condition, ref_network, interacti
 
     Writes fixed_effects.csv, contrasts.csv, descriptives.csv, exclusions.csv,
     the figures (PNG and SVG) and report.md / report.html into OUT. Exits
-    non-zero, after writing the report, when the model did not converge.
+    non-zero, after writing the report, when the fit did not converge or has problems.
     """
     from analysis.load import ExportError, load_export
     from analysis.models import EngineError
     from analysis.pipeline import run_analysis
-    from analysis.report import file_sha256, verdict, write_report
+    from analysis.report import file_sha256, trusted, verdict, write_report
 
     rules = ExclusionRules(min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, side_check,
                            max_practice_rounds, min_rt_ms)
@@ -93,10 +94,11 @@ def analyze(responses, out, engine, query, ref_condition, ref_network, interacti
     for row in analysis.contrasts.itertuples(index=False):
         click.echo(verdict(row))
     click.echo(f"report: {out / 'report.html'}")
-    if not fit.converged and not allow_unconverged:
+    if not trusted(fit) and not allow_unconverged:
+        kinds = ", ".join(dict.fromkeys(w.kind for w in fit.problems)) or "no convergence"
         raise click.ClickException(
-            f"the model did not converge, so its contrasts and p-values cannot be trusted (see the box at the top "
-            f"of {out / 'report.md'}); rerun with --allow-unconverged to accept it"
+            f"the fit has problems ({kinds}), so the contrasts and p-values they touch cannot be trusted (see the "
+            f"box at the top of {out / 'report.md'}); rerun with --allow-unconverged to accept it"
         )
 
 

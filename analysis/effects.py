@@ -15,6 +15,8 @@ them for a ``glmer`` fit (asymptotic, no degrees of freedom):
   (``emmeans(m, ~ condition | network)``), for models with the interaction.
 
 P-values are Holm-corrected within each family (``contrasts.Contrast.family``).
+Each row carries the fit's ``converged`` flag and ``warning``: the kinds of the
+diagnosed problems (``models.FitResult.warnings``) that touch its terms.
 """
 from __future__ import annotations
 
@@ -78,6 +80,7 @@ def _estimate(fit: FitResult, rows: list[tuple[Contrast, str | None]], level: fl
     table["pp_lower"] = table["pp"] - _quantile(level) * pp_se
     table["pp_upper"] = table["pp"] + _quantile(level) * pp_se
     table["converged"] = fit.converged
+    table["warning"] = [fit.warning_for(row) for row in L]  # the diagnosed problems touching its terms
     return table
 
 

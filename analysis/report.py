@@ -1,8 +1,9 @@
 """The report folder: CSV tables, figures, report.md and report.html from one list of blocks.
 
-What can mislead comes first: a fit that did not converge (or is singular) and
-the data warnings sit in a box at the top, and every contrast carries the
-fit's ``converged`` flag in ``contrasts.csv``.
+What can mislead comes first: the fit's diagnosed problems (no convergence,
+separation, a failed LRT: ``FitResult.problems``), its notes (singular fit, RX
+covariance) and the data warnings sit in a box at the top, and every contrast
+carries the fit's ``converged`` flag and the ``warning`` kinds that touch it.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.contrasts import DEFAULT_FAMILY, FAMILY_REASON
+from analysis.diagnostics import warnings_frame
 from analysis.exclusions import REASONS
 from analysis.figures import FIGURE5_INTERVALS, figure5_model, plot_accuracy, plot_log_odds
 from analysis.pipeline import Analysis
@@ -54,42 +56,47 @@ def _p(value: float) -> str:
     return f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}"
 
 
+def trusted(fit) -> bool:  # noqa: ANN001 - models.FitResult
+    """The main model converged and no diagnosed problem voids an estimate or a test."""
+    return fit.converged and not fit.problems
+
+
 def verdict(row) -> str:
     """One line per contrast: ``MACO vs Olah: +0.22 log-odds [0.01, 0.42], +4.1 pp [...], p_holm = 0.16``."""
     within = f" within {row.within}" if "within" in row._fields and row.within else ""
     line = (f"{row.contrast}{within}: {row.estimate:+.2f} log-odds [{row.ci_lower:.2f}, {row.ci_upper:.2f}], "
             f"{row.pp:+.1f} percentage points [{row.pp_lower:.1f}, {row.pp_upper:.1f}], p_holm = {_p(row.p_holm)}")
-    return line if row.converged else line + " (the fit did not converge: not interpretable)"
+    if not row.converged:
+        return line + " (the fit did not converge: not interpretable)"
+    return line + (f" (fit warning: {row.warning})" if row.warning else "")
 
 
 def alert(analysis: Analysis) -> list[str]:
     """The warning box's heading and items, or [] when nothing needs saying."""
     fit = analysis.fit
     items = []
-    if not fit.converged:
-        fixed = fit.fixed_effects()
-        worst = fixed.loc[fixed["estimate"].abs().fillna(np.inf).idxmax()]  # a NaN estimate is the worst
-        cells = analysis.descriptives
-        extreme = cells[(cells["accuracy"] >= 1) | (cells["accuracy"] <= 0)]
-        items += [
-            "The model did not converge: do not interpret its estimates, standard errors, contrasts, LRTs or "
-            "p-values (every row of contrasts.csv has converged = False).",
-            f"Largest |estimate|: {worst['term']} {worst['estimate']:.3g} (SE {worst['se']:.3g}). A huge estimate "
-            "or SE is the mark of separation: a condition or cell where every answer is correct (or wrong), "
-            "whose log-odds run off to infinity."
-            + (" Cells at 0% or 100%: " + ", ".join(f"{c} x {n} ({a:.0%})" for c, n, a in zip(
-                extreme["condition"], extreme["network"], extreme["accuracy"])) + "." if len(extreme) else ""),
-            "Remedies: a weakly-informative prior on the fixed effects (as R's blme::bglmer) keeps the estimates "
-            "finite; or drop the degenerate level and declare the contrasts that remain (--contrast). "
-            "maco-study analyze exits non-zero on such a fit unless --allow-unconverged.",
-        ]
-        items += [f"engine message: {m}" for m in fit.messages]
-    if fit.singular:
-        items.append("Singular fit: a random-effect SD is (near) zero, so its variance is not supported by the data.")
+    if not trusted(fit):
+        items.append(
+            "Do not interpret the estimates, standard errors, contrasts, LRTs or p-values these problems concern: "
+            "the `warning` column of fixed_effects.csv, contrasts.csv and lrt.csv names them"
+            + ("" if fit.converged else ", and every row has converged = no")
+            + ". maco-study analyze exits 1 on such a fit unless --allow-unconverged."
+        )
+    if not fit.converged and not fit.problems:
+        items.append("The main model did not converge (the engine's messages are under the model).")
+    lines: dict[tuple[str, str], list[str]] = {}  # (severity, message) -> the fitted models it concerns
+    for w in [*fit.problems, *(w for w in fit.warnings if w.severity != "error")]:
+        fitted = lines.setdefault((w.severity, w.message), [])
+        fitted += [m for m in w.models if m not in fitted]
+    items += [("" if severity == "error" else "note: ") + message
+              + ("" if fitted == ["full"] else f" (model{'s' * (len(fitted) > 1)} {', '.join(fitted)})")
+              for (severity, message), fitted in lines.items()]
     items += [f"data: {w}" for w in analysis.warnings]
     if not items:
         return []
-    return ["Read this first: the model did not converge." if not fit.converged else "Read this first.", *items]
+    heading = ("the model did not converge." if not fit.converged else
+               "the fit has problems." if fit.problems else "notes on the fit and the data.")
+    return [f"Read this first: {heading}", *items]
 
 
 def family_blocks(analysis: Analysis) -> list[Block]:
@@ -152,11 +159,16 @@ def report_blocks(
               f"standard errors: {fit.vcov_method}; 95% Wald intervals. {fit.n_obs} trials, "
               f"{fit.n_groups['participant']} participants, {fit.n_groups['unit']} units; "
               f"log-likelihood {fit.loglik:.2f}; converged: {convergence}; fit in {fit.fit_s:.1f} s."),
+        *([("list", [f"engine message: {m}" for m in fit.messages])] if fit.messages else []),
         ("table", fit.fixed_effects()),
-        ("p", "Random effects (standard deviations on the log-odds scale):"),
-        ("table", pd.DataFrame({"group": list(fit.re_sd), "sd": list(fit.re_sd.values())})),
+        ("p", "Random effects (lme4's `VarCorr`: standard deviations, and correlations where `var2` is set, "
+              "on the log-odds scale; `random_effects.csv`) and latent-scale intraclass correlations (a group's "
+              "variance over all random variances plus pi^2/3; per condition with random slopes; `icc.csv`):"),
+        ("table", fit.varcorr),
+        ("table", fit.icc()),
         ("p", "Likelihood-ratio tests: condition and network each dropped from the additive model; "
-              "the interaction, when fitted, dropped from the full model."),
+              "the interaction, when fitted, dropped from the full model. A negative chi-square is a failed "
+              "fit, not a zero (`warning`)."),
         ("table", fit.lrt),
         ("h2", "Predicted accuracy"),
         ("p", "Probability of a correct choice for a typical participant and unit (random effects at zero), with "
@@ -211,8 +223,10 @@ def write_report(
         "participants.csv": analysis.per_participant,
         "cell_predictions.csv": analysis.cells,
         "marginal_predictions.csv": analysis.marginals,
-        "random_effects.csv": pd.DataFrame({"group": list(fit.re_sd), "sd": list(fit.re_sd.values())}),
+        "random_effects.csv": fit.varcorr,
+        "icc.csv": fit.icc(),
         "lrt.csv": fit.lrt,
+        "fit_warnings.csv": warnings_frame(fit.warnings),
     }
     if len(analysis.simple_effects):
         tables["simple_effects.csv"] = analysis.simple_effects
@@ -223,7 +237,7 @@ def write_report(
     fit.vcov_frame().to_csv(out / "vcov.csv")
     written.append(out / "vcov.csv")
     written += plot_accuracy(analysis.descriptives, out / "accuracy")
-    written += plot_log_odds(analysis.cells, out / "log_odds", fit.spec.interaction, fit.converged)
+    written += plot_log_odds(analysis.cells, out / "log_odds", fit.spec.interaction, trusted(fit))
     blocks = report_blocks(analysis, source, source_sha256, n_rows, notice)
     (out / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
     (out / "report.html").write_text(render_html(blocks, TITLE), encoding="utf-8")

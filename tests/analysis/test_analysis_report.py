@@ -32,12 +32,13 @@ def test_numbers_beyond_1e4_print_in_scientific_notation():
 
 
 def test_verdict_line():
-    Row = namedtuple("Row", "contrast estimate ci_lower ci_upper pp pp_lower pp_upper p_holm converged")
-    row = Row("MACO vs Olah", 0.2209, 0.0061, 0.4157, 4.12, 0.21, 8.03, 0.1612, True)
+    Row = namedtuple("Row", "contrast estimate ci_lower ci_upper pp pp_lower pp_upper p_holm converged warning")
+    row = Row("MACO vs Olah", 0.2209, 0.0061, 0.4157, 4.12, 0.21, 8.03, 0.1612, True, "")
     assert verdict(row) == ("MACO vs Olah: +0.22 log-odds [0.01, 0.42], +4.1 percentage points [0.2, 8.0], "
                             "p_holm = 0.16")
     assert verdict(row._replace(p_holm=4.6e-5, converged=False)).endswith(
         "p_holm = 4.6e-05 (the fit did not converge: not interpretable)")
+    assert verdict(row._replace(warning="separation")).endswith("p_holm = 0.16 (fit warning: separation)")
 
 
 @pytest.fixture()
@@ -53,19 +54,32 @@ def separated(small_model) -> pd.DataFrame:
 def test_separation_exits_non_zero_with_a_banner_and_flags_every_contrast(tmp_path, separated):
     result, out = run(tmp_path, separated)
     assert result.exit_code == 1, result.output
-    assert "Error: the model did not converge, so its contrasts and p-values cannot be trusted" in result.stderr
-    assert "rerun with --allow-unconverged" in result.stderr
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith("Error: the fit has problems (") and "separation" in error
+    assert error.endswith("rerun with --allow-unconverged to accept it")
     report = (out / "report.md").read_text()
     assert report.splitlines()[2] == BANNER  # right under the title
-    assert "Cells at 0% or 100%: maco x resnet50 (100%), maco x vgg16 (100%), maco x vit_b16 (100%)" in report
+    assert "main trials of condition maco are correct, so its log-odds are unbounded" in report
+    assert "refit with --prior normal" in report
     assert "(the fit did not converge: not interpretable)" in report
-    contrasts = pd.read_csv(out / "contrasts.csv")
-    assert "converged" in contrasts.columns and not contrasts["converged"].any()
+    contrasts = pd.read_csv(out / "contrasts.csv", keep_default_na=False).set_index("contrast")
+    assert not contrasts["converged"].any()
+    assert "separation" in contrasts.loc["MACO vs Olah", "warning"]
+    assert "separation" not in contrasts.loc["vit_b16 vs vgg16", "warning"]  # maco's terms are not in it
     assert '<div class="alert" role="alert">' in (out / "report.html").read_text()
 
     accepted, _ = run(tmp_path, separated, "--allow-unconverged")
     assert accepted.exit_code == 0, accepted.output
     assert "converged: NO" in accepted.stdout
+
+    # the remedy the box offers: the normal prior keeps the estimates finite, separation becomes a note
+    remedied, out = run(tmp_path, separated, "--prior", "normal", "--min-participants", "6")
+    assert remedied.exit_code == 0, remedied.output
+    report = (out / "report.md").read_text()
+    assert report.splitlines()[2] == "> **Read this first: notes on the fit and the data.**"
+    assert "> - note: separation in the data: all " in report and "report them as prior-regularised" in report
+    contrasts = pd.read_csv(out / "contrasts.csv", keep_default_na=False).set_index("contrast")
+    assert contrasts["converged"].all() and abs(contrasts.loc["MACO vs Olah", "estimate"]) < 10
 
 
 @pytest.fixture()
