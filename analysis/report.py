@@ -13,13 +13,13 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from analysis.contrasts import DEFAULT_FAMILY, FAMILY_REASON
 from analysis.diagnostics import warnings_frame
 from analysis.exclusions import REASONS
 from analysis.figures import FIGURE5_INTERVALS, figure5_model, plot_accuracy, plot_log_odds
+from analysis.models import FitResult
 from analysis.pipeline import Analysis
 from analysis.render import Block, render_html, render_markdown
 
@@ -56,7 +56,7 @@ def _p(value: float) -> str:
     return f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}"
 
 
-def trusted(fit) -> bool:  # noqa: ANN001 - models.FitResult
+def trusted(fit: FitResult) -> bool:
     """The main model converged and no diagnosed problem voids an estimate or a test."""
     return fit.converged and not fit.problems
 
