@@ -15,8 +15,9 @@ them for a ``glmer`` fit (asymptotic, no degrees of freedom):
   (``emmeans(m, ~ condition | network)``), for models with the interaction.
 
 P-values are Holm-corrected within each family (``contrasts.Contrast.family``).
-Each row carries the fit's ``converged`` flag and ``warning``: the kinds of the
-diagnosed problems (``models.FitResult.warnings``) that touch its terms.
+Each row carries the fit's ``converged`` flag, ``warning`` (the kinds of the
+diagnosed problems and notes, ``models.FitResult.warnings``, that touch its
+terms) and ``trusted`` (converged, and no problem of the main model touches it).
 """
 from __future__ import annotations
 
@@ -80,7 +81,10 @@ def _estimate(fit: FitResult, rows: list[tuple[Contrast, str | None]], level: fl
     table["pp_lower"] = table["pp"] - _quantile(level) * pp_se
     table["pp_upper"] = table["pp"] + _quantile(level) * pp_se
     table["converged"] = fit.converged
-    table["warning"] = [fit.warning_for(row) for row in L]  # the diagnosed problems touching its terms
+    table["warning"] = [fit.warning_for(row) for row in L]  # kinds of the diagnosed problems and notes touching it
+    # an error of the main model on one of its terms voids it; a note (singular, prior-regularised) does not
+    terms = [{t for t, w in zip(fit.terms, row) if w != 0} for row in L]
+    table["trusted"] = [fit.converged and not any(w.concerns("full", t) for w in fit.problems) for t in terms]
     return table
 
 

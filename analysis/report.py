@@ -3,7 +3,8 @@
 What can mislead comes first: the fit's diagnosed problems (no convergence,
 separation, a failed LRT: ``FitResult.problems``), its notes (singular fit, RX
 covariance) and the data warnings sit in a box at the top, and every contrast
-carries the fit's ``converged`` flag and the ``warning`` kinds that touch it.
+carries the fit's ``converged`` flag, the ``warning`` kinds that touch it and
+whether it can be ``trusted``.
 """
 from __future__ import annotations
 
@@ -66,9 +67,9 @@ def verdict(row) -> str:
     within = f" within {row.within}" if "within" in row._fields and row.within else ""
     line = (f"{row.contrast}{within}: {row.estimate:+.2f} log-odds [{row.ci_lower:.2f}, {row.ci_upper:.2f}], "
             f"{row.pp:+.1f} percentage points [{row.pp_lower:.1f}, {row.pp_upper:.1f}], p_holm = {_p(row.p_holm)}")
-    if not row.converged:
-        return line + " (the fit did not converge: not interpretable)"
-    return line + (f" (fit warning: {row.warning})" if row.warning else "")
+    if not row.trusted:
+        return line + f" (not interpretable: {row.warning or 'the fit did not converge'})"
+    return line + (f" (note: {row.warning})" if row.warning else "")
 
 
 def alert(analysis: Analysis) -> list[str]:
@@ -78,7 +79,8 @@ def alert(analysis: Analysis) -> list[str]:
     if not trusted(fit):
         items.append(
             "Do not interpret the estimates, standard errors, contrasts, LRTs or p-values these problems concern: "
-            "the `warning` column of fixed_effects.csv, contrasts.csv and lrt.csv names them"
+            "the `warning` column of fixed_effects.csv, contrasts.csv and lrt.csv names them (contrasts.csv: "
+            "`trusted` = no)"
             + ("" if fit.converged else ", and every row has converged = no")
             + ". maco-study analyze exits 1 on such a fit unless --allow-unconverged."
         )

@@ -1,6 +1,8 @@
 """Declared contrasts and their families; estimates against hand computations from beta and the covariance."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,6 +10,7 @@ from scipy import stats
 from scipy.special import expit
 
 from analysis.contrasts import Contrast, ContrastError, check_contrasts, declare_contrasts
+from analysis.diagnostics import FitWarning
 from analysis.effects import cell_predictions, estimate_contrasts, holm
 from analysis.exclusions import model_rows, participant_table
 from analysis.load import validate_export
@@ -184,3 +187,16 @@ def test_cell_predictions_by_hand(small_model):
     assert cells.loc[("none", "vgg16"), "probability"] == pytest.approx(expit(expected))
     upper = cells.loc[("none", "vgg16"), "ci_upper"]
     assert cells.loc[("none", "vgg16"), "probability_upper"] == pytest.approx(expit(upper))
+
+
+def test_a_problem_on_one_term_voids_only_the_contrasts_that_use_it(small_model):
+    separated = FitWarning("separation", "all maco trials correct", "error", ("full",), ("condition[maco]",))
+    note = FitWarning("singular", "boundary (singular) fit", "note")
+    fit = replace(fake_fit(small_model, interaction=False), warnings=[separated, note])
+    table = estimate_contrasts(fit, declare_contrasts(None, NETWORKS)).set_index("contrast")
+    assert table["trusted"].to_dict() == {
+        "MACO vs Olah": False, "Olah vs none": True, "MACO with mask vs without": False,
+        "vit_b16 vs vgg16": True, "vit_b16 vs resnet50": True,
+    }
+    assert table.loc["MACO vs Olah", "warning"] == "separation; singular"
+    assert table.loc["Olah vs none", "warning"] == "singular"  # a note touches every term, voids none

@@ -32,13 +32,15 @@ def test_numbers_beyond_1e4_print_in_scientific_notation():
 
 
 def test_verdict_line():
-    Row = namedtuple("Row", "contrast estimate ci_lower ci_upper pp pp_lower pp_upper p_holm converged warning")
-    row = Row("MACO vs Olah", 0.2209, 0.0061, 0.4157, 4.12, 0.21, 8.03, 0.1612, True, "")
+    Row = namedtuple("Row", "contrast estimate ci_lower ci_upper pp pp_lower pp_upper p_holm warning trusted")
+    row = Row("MACO vs Olah", 0.2209, 0.0061, 0.4157, 4.12, 0.21, 8.03, 0.1612, "", True)
     assert verdict(row) == ("MACO vs Olah: +0.22 log-odds [0.01, 0.42], +4.1 percentage points [0.2, 8.0], "
                             "p_holm = 0.16")
-    assert verdict(row._replace(p_holm=4.6e-5, converged=False)).endswith(
-        "p_holm = 4.6e-05 (the fit did not converge: not interpretable)")
-    assert verdict(row._replace(warning="separation")).endswith("p_holm = 0.16 (fit warning: separation)")
+    assert verdict(row._replace(p_holm=4.6e-5, trusted=False)).endswith(
+        "p_holm = 4.6e-05 (not interpretable: the fit did not converge)")
+    assert verdict(row._replace(warning="optimizer; separation", trusted=False)).endswith(
+        "(not interpretable: optimizer; separation)")
+    assert verdict(row._replace(warning="singular")).endswith("p_holm = 0.16 (note: singular)")
 
 
 @pytest.fixture()
@@ -61,9 +63,9 @@ def test_separation_exits_non_zero_with_a_banner_and_flags_every_contrast(tmp_pa
     assert report.splitlines()[2] == BANNER  # right under the title
     assert "main trials of condition maco are correct, so its log-odds are unbounded" in report
     assert "refit with --prior normal" in report
-    assert "(the fit did not converge: not interpretable)" in report
+    assert "- MACO vs Olah: " in report and "(not interpretable: " in report
     contrasts = pd.read_csv(out / "contrasts.csv", keep_default_na=False).set_index("contrast")
-    assert not contrasts["converged"].any()
+    assert not contrasts["converged"].any() and not contrasts["trusted"].any()
     assert "separation" in contrasts.loc["MACO vs Olah", "warning"]
     assert "separation" not in contrasts.loc["vit_b16 vs vgg16", "warning"]  # maco's terms are not in it
     assert '<div class="alert" role="alert">' in (out / "report.html").read_text()
@@ -80,6 +82,8 @@ def test_separation_exits_non_zero_with_a_banner_and_flags_every_contrast(tmp_pa
     assert "> - note: separation in the data: all " in report and "report them as prior-regularised" in report
     contrasts = pd.read_csv(out / "contrasts.csv", keep_default_na=False).set_index("contrast")
     assert contrasts["converged"].all() and abs(contrasts.loc["MACO vs Olah", "estimate"]) < 10
+    assert contrasts["trusted"].all()  # a prior-regularised estimate is a note, not a problem
+    assert "(note: separation)" in report
 
 
 @pytest.fixture()
