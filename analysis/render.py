@@ -76,7 +76,8 @@ def render_html(blocks: list[Block], title: str) -> str:
                 "<tr>" + "".join(f"<td>{html.escape(format_number(v))}</td>" for v in row) + "</tr>"
                 for row in table.itertuples(index=False)
             )
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            # a wide table scrolls in its box; the page keeps its width
+            body.append(f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>')
         elif kind == "img":
             body.append(f'<img src="{html.escape(block[1])}" alt="{html.escape(block[2])}">')
     style = (
@@ -85,6 +86,7 @@ def render_html(blocks: list[Block], title: str) -> str:
         "td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right;white-space:nowrap}"
         "td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}img{max-width:100%}"
         "code{background:#f3f3f3}"
+        ".wide{overflow-x:auto}"
         ".alert{border:2px solid #c0392b;background:#fdecea;padding:.5rem 1rem;margin:1rem 0}"
     )
     return (
