@@ -49,10 +49,6 @@ EXPORT_COLUMNS: dict[str, str] = {
     "practice_rounds": "int?",
     "total_ms": "number?",
 }
-# columns a newer export may add; checked (and used) only when present
-OPTIONAL_COLUMNS: dict[str, str] = {
-    "server_elapsed_ms": "number?",  # server clock: trial served -> answer stored (an upper bound of the RT)
-}
 # what the analysis reads; the other columns are checked only when present
 REQUIRED_COLUMNS = (
     "participant_id", "participant_status", "condition", "network", "unit", "trial_kind", "trial_index",
@@ -106,10 +102,9 @@ def validate_export(raw: pd.DataFrame) -> pd.DataFrame:
             f"missing column(s): {', '.join(missing)} (docs/export.md; the analysis needs "
             f"{', '.join(REQUIRED_COLUMNS)})"
         )
-    known = {**EXPORT_COLUMNS, **OPTIONAL_COLUMNS}
-    ordered = [c for c in known if c in raw.columns] + [c for c in raw.columns if c not in known]
+    ordered = [c for c in EXPORT_COLUMNS if c in raw.columns] + [c for c in raw.columns if c not in EXPORT_COLUMNS]
     df = raw[ordered].copy().reset_index(drop=True)
-    for column, kind in known.items():
+    for column, kind in EXPORT_COLUMNS.items():
         if column not in df.columns:
             continue
         optional = kind.endswith("?")

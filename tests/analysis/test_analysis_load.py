@@ -6,7 +6,7 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from analysis.load import EXPORT_COLUMNS, OPTIONAL_COLUMNS, ExportError, load_export, validate_export
+from analysis.load import EXPORT_COLUMNS, ExportError, load_export, validate_export
 from analysis.pipeline import run_analysis
 
 
@@ -100,8 +100,7 @@ def test_database_url_with_query(tmp_path, small_export):
 
 def test_contract_matches_the_server_export():
     export = pytest.importorskip("study_server.export")
-    # the server may already write the optional columns (server_elapsed_ms); the rest in the contract's order
-    assert [c for c in export.COLUMN_NAMES if c not in OPTIONAL_COLUMNS] == list(EXPORT_COLUMNS)
+    assert list(EXPORT_COLUMNS) == export.COLUMN_NAMES
 
 
 def test_expected_condition_without_rows_is_an_error(small_export):
