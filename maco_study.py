@@ -19,8 +19,8 @@ SUBCOMMANDS = {
     "analyze": ("maco_study:analyze_export_or_database",
                 "Analyse an export (CSV file or database URL) into a report folder."),
     "power": ("analysis.cli:power", "Estimate the power to detect MACO vs Olah by simulating whole studies."),
-    "visualize": ("maco.cli:visualize", "Feature visualizations of output units: one PNG per unit (MACO adds "
-                  "transparency and masked PNGs) and run.json."),
+    "visualize": ("maco.cli:visualize", "Feature visualizations of output units or internal channels: one PNG "
+                  "each (MACO adds transparency and masked PNGs) and run.json."),
     "spectrum": ("maco.cli:spectrum", "Mean magnitude spectrum (decorrelated colour, rfft2 layout) of a folder of "
                  "images."),
     "evaluate": ("maco.evaluation.cli:evaluate", "Score feature visualizations as in the MACO paper (Tables 1-3): "

@@ -1,4 +1,4 @@
-"""`maco-study visualize` and `maco-study spectrum`."""
+"""`maco-study visualize` and `maco-study spectrum`, and the model and spectrum options other commands share."""
 from __future__ import annotations
 
 import json
@@ -11,10 +11,11 @@ from PIL.PngImagePlugin import PngInfo
 
 from maco.images import to_pil
 from maco.models import RANDOM_WEIGHTS, ModelError, load_model
-from maco.objectives import ObjectiveError
+from maco.objectives import ObjectiveError, logit
 from maco.optimize import METHODS, Visualization, check_units
 from maco.spectra import SpectrumError, load_spectrum, resize_spectrum, resolve_spectrum, save_spectrum, spectrum_from_folder
 from maco.transparency import alpha_map, masked_image
+from maco.units import TOKEN_CHOICES, channel_objectives
 
 DEFAULT_STEPS = {"maco": 256, "olah": 512, "pixel": 512}
 
@@ -50,11 +51,61 @@ def _write_outputs(viz: Visualization, out: Path, stem: str, metadata: dict[str,
     return files
 
 
+def model_options(command):
+    """--model, --weights, --random-weights and --device, shared by every command that loads a network."""
+    for option in reversed([
+        click.option("--model", "model_name", required=True, help="preset (vgg16, resnet50, vit_b16) or any timm name"),
+        click.option("--weights", default="pretrained", show_default=True,
+                     help="'pretrained' or a local checkpoint file"),
+        click.option("--random-weights", is_flag=True, help="random weights (tests and demos only; every output says so)"),
+        click.option("--device", default=default_device, show_default="cuda if available"),
+    ]):
+        command = option(command)
+    return command
+
+
+def open_model(model_name: str, weights: str, random_weights: bool, device: str):
+    """The model, or one line naming the problem; random weights are announced on stderr."""
+    try:
+        model = load_model(model_name, weights=RANDOM_WEIGHTS if random_weights else weights, device=device)
+    except ModelError as error:
+        raise click.ClickException(str(error)) from None
+    if model.random_weights:
+        click.echo(f"WARNING: {model_name} has RANDOM weights; every output is labelled as such", err=True)
+    return model
+
+
+def open_spectrum(spectrum_path: Path | None, size: int):
+    """The MACO spectrum at ``size``: the file given, else the default chain (announced on stderr)."""
+    try:
+        spectrum = resize_spectrum(load_spectrum(spectrum_path), size) if spectrum_path else resolve_spectrum(size)
+    except SpectrumError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"spectrum: {spectrum.source}", err=True)
+    return spectrum
+
+
+def _targets(model, units: str | None, layer: str | None, channels: str | None, tokens: str):
+    """(file stem part, run.json fields, objective) per unit or channel, checked before any heavy work."""
+    if (units is None) == (layer is None) or (layer is None) != (channels is None):
+        raise click.UsageError("give either --units, or --layer with --channels")
+    if units is not None:
+        unit_list = parse_units(units)
+        check_units(model, unit_list)
+        return [(f"unit{u}", {"unit": u}, logit(u)) for u in unit_list]
+    channel_list = parse_units(channels)
+    objectives = channel_objectives(model, layer, channel_list, tokens)
+    return [(f"{layer}_channel{c}", {"layer": layer, "channel": c, "tokens": tokens}, objective)
+            for c, objective in zip(channel_list, objectives)]
+
+
 @click.command()
-@click.option("--model", "model_name", required=True, help="preset (vgg16, resnet50, vit_b16) or any timm name")
-@click.option("--weights", default="pretrained", show_default=True, help="'pretrained' or a local checkpoint file")
-@click.option("--random-weights", is_flag=True, help="random weights (tests and demos only; every output says so)")
-@click.option("--units", required=True, help="comma-separated output units (ImageNet classes), e.g. 1,2,3")
+@model_options
+@click.option("--units", help="comma-separated output units (ImageNet classes), e.g. 1,2,3")
+@click.option("--layer", help="an internal layer (a name from the model's named_modules, e.g. layer3, blocks.6)")
+@click.option("--channels", help="with --layer: comma-separated channel indices, e.g. 1,2,3")
+@click.option("--tokens", type=click.Choice(TOKEN_CHOICES), default="all", show_default=True,
+              help="ViT layers: the tokens a channel is averaged over (all, patch tokens, CLS token)")
 @click.option("--method", type=click.Choice(sorted(METHODS)), default="maco", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), help="optimisation steps [maco 256, olah/pixel 512]")
 @click.option("--size", type=click.IntRange(min=16), help="working image side in px [maco 512, others the model input]")
@@ -64,27 +115,18 @@ def _write_outputs(viz: Visualization, out: Path, stem: str, metadata: dict[str,
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--spectrum", "spectrum_path", type=click.Path(path_type=Path),
               help="MACO magnitude spectrum .npy [default: ImageNet's, else the analytic one]")
-@click.option("--device", default=default_device, show_default="cuda if available")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def visualize(model_name, weights, random_weights, units, method, steps, size, crops, units_per_run, seed,
-              spectrum_path, device, out, quiet):
-    """Feature visualizations of output units: one PNG per unit (MACO adds transparency and masked PNGs) and run.json."""
-    unit_list = parse_units(units)
+def visualize(model_name, weights, random_weights, device, units, layer, channels, tokens, method, steps, size, crops,
+              units_per_run, seed, spectrum_path, out, quiet):
+    """Feature visualizations of output units or internal channels: one PNG each (MACO adds transparency and masked PNGs) and run.json."""
     started = time.perf_counter()
+    model = open_model(model_name, weights, random_weights, device)
     try:
-        model = load_model(model_name, weights=RANDOM_WEIGHTS if random_weights else weights, device=device)
-        check_units(model, unit_list)
-        spectrum = None
-        if method == "maco":
-            working = size or 512
-            spectrum = resize_spectrum(load_spectrum(spectrum_path), working) if spectrum_path else resolve_spectrum(working)
-    except (ModelError, ObjectiveError, SpectrumError) as error:
+        targets = _targets(model, units, layer, channels, tokens)
+    except ObjectiveError as error:
         raise click.ClickException(str(error)) from None
-    if model.random_weights:
-        click.echo(f"WARNING: {model_name} has RANDOM weights; every output is labelled as such", err=True)
-    if spectrum is not None:
-        click.echo(f"spectrum: {spectrum.source}", err=True)
+    spectrum = open_spectrum(spectrum_path, size or 512) if method == "maco" else None
 
     out.mkdir(parents=True, exist_ok=True)
     kwargs = {"steps": steps or DEFAULT_STEPS[method], "seed": seed, "progress": not quiet}
@@ -95,14 +137,14 @@ def visualize(model_name, weights, random_weights, units, method, steps, size, c
     weights_tag = "_random-weights" if model.random_weights else ""
     metadata = {"model": model_name, "weights": model.weights, "method": method, "seed": str(seed)}
     records = []
-    for first in range(0, len(unit_list), units_per_run):
-        for viz in METHODS[method](model, unit_list[first:first + units_per_run], **kwargs):
-            stem = f"{method}_{model_name}{weights_tag}_unit{viz.unit}_seed{seed}"
-            files = _write_outputs(viz, out, stem, {**metadata, "unit": str(viz.unit)})
-            records.append({
-                "unit": viz.unit, "files": files, "objective": viz.objective, "run_seconds": round(viz.seconds, 3),
-            })
+    for first in range(0, len(targets), units_per_run):
+        chunk = targets[first:first + units_per_run]
+        for (stem_part, fields, _), viz in zip(chunk, METHODS[method](model, objectives=[t[2] for t in chunk], **kwargs)):
+            stem = f"{method}_{model_name}{weights_tag}_{stem_part}_seed{seed}"
+            files = _write_outputs(viz, out, stem, {**metadata, **{k: str(v) for k, v in fields.items()}})
+            records.append({**fields, "files": files, "objective": viz.objective, "run_seconds": round(viz.seconds, 3)})
     run = {
+        "command": "visualize",
         "model": model_name,
         "weights": model.weights,
         "random_weights": model.random_weights,

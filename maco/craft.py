@@ -74,13 +74,6 @@ def pooled_features(activations: torch.Tensor) -> torch.Tensor:
     return _pooled(activations.clamp(min=0))
 
 
-def channel_count(model: Model, layer: str) -> int:
-    """Channels of the layer's output (probed with one blank image)."""
-    resolve_layers(model.net, [layer])
-    blank = torch.full((1, 3, model.input_size, model.input_size), 0.5)
-    return pooled_features(layer_activations(model, layer, blank)).shape[1]
-
-
 def fit_concepts(features: torch.Tensor, layer: str, count: int, seed: int = 0) -> tuple[ConceptBasis, torch.Tensor]:
     """NMF of (P, C) non-negative features into ``count`` concepts; returns the basis and the (P, K) coefficients."""
     samples, channels = features.shape

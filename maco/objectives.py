@@ -84,9 +84,16 @@ def logit(unit: int) -> Objective:
     return Objective(fn, [], f"logit {unit}")
 
 
-def channel(layer: str, index: int) -> Objective:
-    """Mean activation of one channel: over positions (NCHW) or over tokens (ViT, (B, N, C))."""
-    return Objective(lambda a: _channel_values(a[layer], index), [layer], f"channel {layer}:{index}")
+def channel(layer: str, index: int, tokens: slice | None = None) -> Objective:
+    """Mean activation of one channel: over positions (NCHW) or over tokens (ViT, (B, N, C)).
+
+    ``tokens`` picks the ViT tokens averaged (``slice(0, 1)``: the CLS token); all of them by default.
+    """
+    def fn(a: Activations) -> torch.Tensor:
+        activation = a[layer]
+        return _channel_values(activation if tokens is None else activation[:, tokens], index)
+
+    return Objective(fn, [layer], f"channel {layer}:{index}")
 
 
 def neuron(layer: str, index: int, position: tuple[int, int] | int | None = None) -> Objective:

@@ -108,8 +108,8 @@ def parts_vit() -> Model:
     """A two-block timm ViT (8 px patches, CLS token) trained on the same classes."""
     torch.manual_seed(0)
     net = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=SIZE, patch_size=8, depth=2,
-                            embed_dim=64, num_heads=2, num_classes=len(CLASS_PARTS))
-    return train(net, "parts-vit", 200)
+                            embed_dim=32, num_heads=2, num_classes=len(CLASS_PARTS))
+    return train(net, "parts-vit", 100)
 
 
 def overlap(box: torch.Tensor, corner, side: float = PART) -> float:
