@@ -21,6 +21,10 @@ SUBCOMMANDS = {
     "power": ("analysis.cli:power", "Estimate the power to detect MACO vs Olah by simulating whole studies."),
     "visualize": ("maco.cli:visualize", "Feature visualizations of output units or internal channels: one PNG "
                   "each (MACO adds transparency and masked PNGs) and run.json."),
+    "concepts": ("applications.concepts_cli:concepts", "CRAFT concepts of one class, each visualized with MACO: "
+                 "PNGs, concepts.json, run.json and concepts.png."),
+    "gallery": ("applications.gallery:gallery", "One static HTML page of every visualize, concepts, invert and "
+                "evaluate output and stimuli bundle under FOLDER."),
     "spectrum": ("maco.cli:spectrum", "Mean magnitude spectrum (decorrelated colour, rfft2 layout) of a folder of "
                  "images."),
     "evaluate": ("maco.evaluation.cli:evaluate", "Score feature visualizations as in the MACO paper (Tables 1-3): "

@@ -64,6 +64,21 @@ def model_options(command):
     return command
 
 
+def maco_options(command):
+    """--steps, --size, --crops, --seed, --spectrum and --quiet of a MACO run (commands with MACO only)."""
+    for option in reversed([
+        click.option("--steps", type=click.IntRange(min=1), default=DEFAULT_STEPS["maco"], show_default=True),
+        click.option("--size", type=click.IntRange(min=16), default=512, show_default=True, help="image side in px"),
+        click.option("--crops", type=click.IntRange(min=1), default=6, show_default=True, help="MACO crops per step"),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--spectrum", "spectrum_path", type=click.Path(path_type=Path),
+                     help="MACO magnitude spectrum .npy [default: ImageNet's, else the analytic one]"),
+        click.option("--quiet", is_flag=True, help="no progress bars"),
+    ]):
+        command = option(command)
+    return command
+
+
 def open_model(model_name: str, weights: str, random_weights: bool, device: str):
     """The model, or one line naming the problem; random weights are announced on stderr."""
     try:

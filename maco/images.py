@@ -8,6 +8,14 @@ import torch
 from PIL import Image
 
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """Every image file under ``folder`` (recursive, by suffix), sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def load_rgb(path: str | Path, size: int | tuple[int, int] | None = None) -> torch.Tensor:
     """Read an image as RGB in [0, 1]; with ``size``, resize the shorter side and centre-crop."""
     with Image.open(path) as image:

@@ -32,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from maco.color import decorrelate
-from maco.images import load_rgb
+from maco.images import image_files, load_rgb
 
 IMAGENET_SPECTRUM_URL = "https://storage.googleapis.com/serrelab/loupe/spectrums/imagenet_decorrelated.npy"
 IMAGENET_SPECTRUM_SHA256 = "a4810ea049ef9a0fe4e3f26660188e53222281879b333e8fd61377f7491aafc8"
@@ -51,8 +51,6 @@ ANALYTIC_PARAMS = [
 # way), 0.381 rms over all bins unweighted (the misfit sits in the corners near
 # Nyquist, where the measured magnitudes fall to ~1e-6).
 ANALYTIC_FIT_RMS_LOG_ERROR = 0.158
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
 
 class SpectrumError(ValueError):
@@ -165,7 +163,7 @@ def spectrum_from_folder(folder: str | Path, size: int | tuple[int, int], progre
     if not folder.is_dir():
         raise SpectrumError(f"image folder {folder} does not exist or is not a folder")
     height, width = _pair(size)
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(folder)
     total = torch.zeros(3, height, width // 2 + 1, dtype=torch.float64)
     used = skipped = 0
     for file in tqdm(files, desc="spectrum", unit="img", disable=not progress):
