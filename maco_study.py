@@ -25,6 +25,8 @@ SUBCOMMANDS = {
                  "PNGs, concepts.json, run.json and concepts.png."),
     "gallery": ("applications.gallery:gallery", "One static HTML page of every visualize, concepts, invert and "
                 "evaluate output and stimuli bundle under FOLDER."),
+    "invert": ("applications.invert_cli:invert_command", "Feature inversion with MACO: per image the inversion, "
+               "transparency and masked PNGs; inversion.png; run.json."),
     "spectrum": ("maco.cli:spectrum", "Mean magnitude spectrum (decorrelated colour, rfft2 layout) of a folder of "
                  "images."),
     "evaluate": ("maco.evaluation.cli:evaluate", "Score feature visualizations as in the MACO paper (Tables 1-3): "

@@ -30,7 +30,7 @@ from maco.parameterizations import (
     pixel_init,
 )
 from maco.spectra import Spectrum, resize_spectrum, resolve_spectrum
-from maco.transforms import NOISE, crop_and_resize, lucid_transforms, maco_crop_boxes, uniform_noise
+from maco.transforms import CROP_MEAN, CROP_STD, NOISE, crop_and_resize, lucid_transforms, maco_crop_boxes, uniform_noise
 
 # called after every step with (step, parameters, per-unit objective values)
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
@@ -144,6 +144,7 @@ def maco(
     steps: int = 256,
     size: int = 512,
     crops: int = 6,
+    crop_size: tuple[float, float] = (CROP_MEAN, CROP_STD),
     lr: float = 1.0,
     noise: float = NOISE,
     seed: int = 0,
@@ -154,7 +155,7 @@ def maco(
     """MACO (Fel et al. 2023): optimise only the phase of a fixed natural-image magnitude spectrum.
 
     Per step and unit: ``crops`` random crops (side ~N(0.25, 0.1) of the
-    image), resized to the model's input, plus uniform noise; the objective
+    image; ``crop_size`` is that mean and deviation), resized to the model's input, plus uniform noise; the objective
     is averaged over the crops; NAdam on the phase. The transparency map is
     the sum over steps of |dL/dx| at the working resolution, over channels.
     """
@@ -167,7 +168,7 @@ def maco(
     phase = maco_init(len(objectives), size, size, generator).requires_grad_()
 
     def augment(images: torch.Tensor) -> torch.Tensor:
-        boxes = maco_crop_boxes(len(objectives), crops, size, size, generator)
+        boxes = maco_crop_boxes(len(objectives), crops, size, size, generator, *crop_size)
         return uniform_noise(crop_and_resize(images, boxes, model.input_size), noise, generator)
 
     images, transparency, history = _optimize(
