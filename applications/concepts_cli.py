@@ -5,15 +5,23 @@ import time
 from pathlib import Path
 
 import click
+import torch
 
 from applications.figures import ConceptPanel, concepts_figure, mosaic
 from applications.runs import load_images, run_settings, write_json
-from maco.cli import _save, _write_outputs, maco_options, model_options, open_model, open_spectrum
-from maco.concepts import concept_objectives, extract_concepts
+from maco.cli import (
+    _save,
+    _write_outputs,
+    maco_options,
+    model_options,
+    open_model,
+    open_spectrum,
+)
+from maco.concepts import ClassConcepts, concept_objectives, extract_concepts
 from maco.craft import PATCH_FRACTION, SOBOL_DESIGNS, ConceptError
 from maco.images import image_files
 from maco.objectives import ObjectiveError
-from maco.optimize import maco
+from maco.optimize import Visualization, maco
 from maco.transforms import crop_and_resize
 from maco.transparency import masked_image
 from maco.units import channel_width, layer_output_shape
@@ -83,30 +91,7 @@ def concepts(model_name, weights, random_weights, device, class_index, folder, l
                 seed=seed, spectrum=spectrum, progress=not quiet)
 
     out.mkdir(parents=True, exist_ok=True)
-    tag = "_random-weights" if model.random_weights else ""
-    metadata = {"model": model_name, "weights": model.weights, "layer": layer, "class": str(class_index)}
-    tile = max(16, round(patch_fraction * model.input_size))
-    records, panels = [], []
-    for rank, (k, viz) in enumerate(zip(shown, vizs), start=1):
-        stem = f"concept{rank}_c{k}{tag}"
-        top_patches = found.top_patches(k, MOSAIC_PATCHES)
-        sheet = mosaic(crop_and_resize(images, found.boxes[top_patches], tile), columns=4)
-        files_written = {**_write_outputs(viz, out, stem, {**metadata, "concept": str(k)}),
-                         "patches": _save(sheet, out / f"{stem}_patches.png", metadata)}
-        records.append({
-            "rank": rank, "concept": k, "importance": float(found.importance[k]), "files": files_written,
-            "objective": viz.objective,
-            "top_patches": [{"image": str(files[int(found.boxes[i, 0])].relative_to(folder)),
-                             "box": [round(float(v), 1) for v in found.boxes[i, 1:]]} for i in top_patches],
-        })
-        panels.append(ConceptPanel(k, float(found.importance[k]), viz.image, masked_image(viz.image, viz.transparency), sheet))
-    title = f"{model_name} class {class_index}: CRAFT concepts at {layer}"
-    concepts_figure(panels, found.importance.tolist(), title, model.random_weights, out / "concepts.png")
-    write_json(out / "concepts.json", {
-        "class": class_index, "layer": layer, "importance_measure": "total Sobol index on the class logit (CRAFT)",
-        "reconstruction_error": found.reconstruction_error, "importance": found.importance.tolist(),
-        "ranking": found.ranking, "concepts": records, "figure": "concepts.png",
-    })
+    records = write_concepts(out, model, found, vizs, images, files, folder, patch_fraction)
     write_json(out / "run.json", run_settings(
         "concepts", model, spectrum, class_index=class_index, images=str(folder), image_count=len(files), layer=layer,
         concepts=concept_count, patches_per_image=patches, patch_fraction=patch_fraction, top=top,
@@ -114,3 +99,35 @@ def concepts(model_name, weights, random_weights, device, class_index, folder, l
         crops=crops, seed=seed, wall_seconds=round(time.perf_counter() - started, 3),
     ))
     click.echo(f"wrote {len(records)} concept visualization(s), concepts.json and concepts.png to {out}")
+
+
+def write_concepts(out: Path, model, found: ClassConcepts, vizs: list[Visualization], images: torch.Tensor,
+                   files: list[Path], folder: Path, patch_fraction: float) -> list[dict]:
+    """Per visualized concept its PNGs (MACO, transparency, masked, top patches), concepts.png and concepts.json."""
+    layer, class_index = found.basis.layer, found.class_index
+    tag = "_random-weights" if model.random_weights else ""
+    metadata = {"model": model.name, "weights": model.weights, "layer": layer, "class": str(class_index)}
+    tile = max(16, round(patch_fraction * model.input_size))
+    records, panels = [], []
+    for rank, (k, viz) in enumerate(zip(found.ranking, vizs), start=1):
+        stem = f"concept{rank}_c{k}{tag}"
+        top_patches = found.top_patches(k, MOSAIC_PATCHES)
+        sheet = mosaic(crop_and_resize(images, found.boxes[top_patches], tile), columns=4)
+        written = {**_write_outputs(viz, out, stem, {**metadata, "concept": str(k)}),
+                   "patches": _save(sheet, out / f"{stem}_patches.png", metadata)}
+        records.append({
+            "rank": rank, "concept": k, "importance": float(found.importance[k]), "files": written,
+            "objective": viz.objective,
+            "top_patches": [{"image": str(files[int(found.boxes[i, 0])].relative_to(folder)),
+                             "box": [round(float(v), 1) for v in found.boxes[i, 1:]]} for i in top_patches],
+        })
+        masked = masked_image(viz.image, viz.transparency)
+        panels.append(ConceptPanel(k, float(found.importance[k]), viz.image, masked, sheet))
+    title = f"{model.name} class {class_index}: CRAFT concepts at {layer}"
+    concepts_figure(panels, found.importance.tolist(), title, model.random_weights, out / "concepts.png")
+    write_json(out / "concepts.json", {
+        "class": class_index, "layer": layer, "importance_measure": "total Sobol index on the class logit (CRAFT)",
+        "reconstruction_error": found.reconstruction_error, "importance": found.importance.tolist(),
+        "ranking": found.ranking, "concepts": records, "figure": "concepts.png",
+    })
+    return records

@@ -18,7 +18,13 @@ from pathlib import Path
 import click
 
 from maco.images import image_files
-from stimuli.manifest import MANIFEST_FILE, ManifestError, Manifest, image_path, load_manifest
+from stimuli.manifest import (
+    MANIFEST_FILE,
+    Manifest,
+    ManifestError,
+    image_path,
+    load_manifest,
+)
 
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }

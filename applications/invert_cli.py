@@ -8,7 +8,13 @@ import click
 
 from applications.figures import inversion_figure
 from applications.runs import load_images, run_settings, write_json
-from maco.cli import _write_outputs, maco_options, model_options, open_model, open_spectrum
+from maco.cli import (
+    _write_outputs,
+    maco_options,
+    model_options,
+    open_model,
+    open_spectrum,
+)
 from maco.inversion import INVERSION_CROP_SIZE, feature_distance, invert
 from maco.objectives import ObjectiveError
 from maco.transparency import alpha_map, masked_image

@@ -75,6 +75,16 @@ def overlap(box: torch.Tensor, corner, side: float) -> float:
     return width * height / side**2
 
 
+def parts_cnn_net() -> nn.Sequential:
+    """A small CNN for the parts classes; module "4" (the second block) separates the parts, module "6" the classes."""
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Sequential(nn.Conv2d(32, 32, 3, padding=1), nn.ReLU()),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, len(CLASS_PARTS)),
+    )
+
+
 def train_on_parts(net: nn.Module, model: Model, steps: int, batch: int = 48, lr: float = 3e-3) -> float:
     """Train ``net`` (the network inside ``model``) on the parts classes; returns held-out accuracy."""
     generator = torch.Generator().manual_seed(0)

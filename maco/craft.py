@@ -25,7 +25,6 @@ from sklearn.decomposition import NMF
 
 from maco.models import Model
 from maco.objectives import ObjectiveError, _pooled, capture, resolve_layers
-from maco.transforms import crop_and_resize
 
 PATCH_FRACTION = 0.3  # patch side / image side: CRAFT's 64 px patches of 224 px images
 SOBOL_DESIGNS = 32  # CRAFT's nb_design

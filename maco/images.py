@@ -7,7 +7,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
 

@@ -30,7 +30,15 @@ from maco.parameterizations import (
     pixel_init,
 )
 from maco.spectra import Spectrum, resize_spectrum, resolve_spectrum
-from maco.transforms import CROP_MEAN, CROP_STD, NOISE, crop_and_resize, lucid_transforms, maco_crop_boxes, uniform_noise
+from maco.transforms import (
+    CROP_MEAN,
+    CROP_STD,
+    NOISE,
+    crop_and_resize,
+    lucid_transforms,
+    maco_crop_boxes,
+    uniform_noise,
+)
 
 # called after every step with (step, parameters, per-unit objective values)
 StepCallback = Callable[[int, torch.Tensor, torch.Tensor], None]

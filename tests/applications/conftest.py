@@ -8,7 +8,14 @@ import timm
 import torch
 from torch import nn
 
-from applications.parts import CLASS_PARTS, PART_FRACTION, draw, overlap, train_on_parts
+from applications.parts import (
+    CLASS_PARTS,
+    PART_FRACTION,
+    draw,
+    overlap,
+    parts_cnn_net,
+    train_on_parts,
+)
 from maco.models import Model
 
 SIZE = 48
@@ -24,14 +31,9 @@ def trained(net: nn.Module, name: str, steps: int) -> Model:
 
 @pytest.fixture(scope="session")
 def parts_cnn() -> Model:
-    """A small CNN; its module "6" (the last convolutional block) is the concept layer."""
+    """The small CNN of applications.parts, trained here."""
     torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Sequential(nn.Conv2d(32, 32, 3, padding=1), nn.ReLU()),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, len(CLASS_PARTS)),
-    )
+    net = parts_cnn_net()
     return trained(net, "parts-cnn", 100)
 
 

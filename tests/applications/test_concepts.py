@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from maco.concepts import concept_directions, concept_objectives, extract_concepts
-from maco.craft import ConceptError, fit_concepts, jansen_total_indices, layer_activations, pooled_features, sobol_masks
+from maco.craft import (
+    ConceptError,
+    fit_concepts,
+    jansen_total_indices,
+    layer_activations,
+    pooled_features,
+    sobol_masks,
+)
 from maco.optimize import maco
 from maco.transforms import crop_and_resize, maco_crop_boxes
 
@@ -78,3 +85,11 @@ def test_concept_visualization_raises_its_own_coefficient(parts_cnn, parts, clas
 def test_more_concepts_than_channels_is_refused():
     with pytest.raises(ConceptError, match="only 4 channels"):
         fit_concepts(torch.rand(50, 4), "layer", 5)
+
+
+def test_jansen_estimator_matches_craft_xai():
+    estimators = pytest.importorskip("craft.sobol.estimators")  # the authors' package (its torch module needs TF)
+    masks = sobol_masks(5, 32)
+    outputs = torch.sin(3 * masks[:, 0]) + masks[:, 1] * masks[:, 2] + 0.1 * masks[:, 4]
+    reference = estimators.JansenEstimator()(masks.numpy(), outputs.numpy(), 32)
+    assert torch.allclose(jansen_total_indices(outputs, 5, 32), torch.from_numpy(reference), rtol=1e-4, atol=1e-6)
