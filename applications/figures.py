@@ -51,8 +51,10 @@ def concepts_figure(panels: list[ConceptPanel], importance: list[float], title: 
                     path: Path) -> None:
     """Figure 6b: all concepts' importance, then per top concept its patches, its MACO image and the masked one."""
     rows = len(panels)
-    figure = plt.figure(figsize=(8.4, 1.0 + 2.2 * (rows + 1)))
-    grid = figure.add_gridspec(rows + 1, 3, height_ratios=[0.8] + [1] * rows, hspace=0.35, wspace=0.05)
+    height = 1.0 + 2.2 * (rows + 1)
+    figure = plt.figure(figsize=(8.4, height))
+    grid = figure.add_gridspec(rows + 1, 3, height_ratios=[0.8] + [1] * rows, hspace=0.35, wspace=0.05,
+                               top=1 - 0.7 / height, bottom=0.4 / height)
     bars = figure.add_subplot(grid[0, :])
     shown = {p.concept for p in panels}
     bars.bar(range(len(importance)), importance,

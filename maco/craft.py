@@ -111,20 +111,21 @@ def jansen_total_indices(outputs: torch.Tensor, concepts: int, designs: int) -> 
     return ((a - replicated) ** 2).sum(dim=1) / (2 * designs * variance)
 
 
-def _logits_with_layer_replaced(model: Model, layer: str, image: torch.Tensor, replacement: torch.Tensor):
+def _logits_with_layer_replaced(model: Model, layer: str, image: torch.Tensor, replacement: torch.Tensor,
+                                widen: bool = True):
     """Logits when ``layer`` outputs ``replacement`` (M rows) for one image.
 
-    The image is fed once and the layer's output widened to M rows, so the
-    part before the layer runs once; a network that mixes the layer's input
-    into later blocks broadcasts it (the same for every row) or, where it
-    cannot, gets the image repeated M times.
+    With ``widen``, the image is fed once and the layer's output widened to M
+    rows, so the part before the layer runs once; a network that mixes the
+    layer's input into later blocks broadcasts it (the same for every row) or,
+    where it cannot, gets the image repeated M times, as without ``widen``.
     """
     module = resolve_layers(model.net, [layer])[layer]
     handle = module.register_forward_hook(lambda _module, _inputs, _output: replacement)
     try:
         with torch.no_grad():
             try:
-                logits = model(image[None])
+                logits = model(image[None]) if widen else None
             except RuntimeError:
                 logits = None
             if logits is None or logits.shape[0] != len(replacement):
@@ -135,8 +136,12 @@ def _logits_with_layer_replaced(model: Model, layer: str, image: torch.Tensor, r
 
 
 def sobol_importance(model: Model, basis: ConceptBasis, images: torch.Tensor, class_index: int,
-                     designs: int = SOBOL_DESIGNS) -> torch.Tensor:
-    """(K,) mean over images of each concept's total Sobol index on the class logit."""
+                     designs: int = SOBOL_DESIGNS, widen: bool = True) -> torch.Tensor:
+    """(K,) mean over images of each concept's total Sobol index on the class logit.
+
+    ``widen=False`` feeds every image once per mask (what craft-xai's split
+    network costs); the benchmark compares both.
+    """
     if not 0 <= class_index < model.num_classes:
         raise ObjectiveError(f"class {class_index} out of range: {model.name} has outputs 0..{model.num_classes - 1}")
     concepts = len(basis.vectors)
@@ -153,6 +158,6 @@ def sobol_importance(model: Model, basis: ConceptBasis, images: torch.Tensor, cl
         if channels_first:
             rewritten = rewritten.transpose(1, 2)
         rewritten = rewritten.reshape(len(masks), *activation.shape)
-        logits = _logits_with_layer_replaced(model, basis.layer, image.to(model.device), rewritten)
+        logits = _logits_with_layer_replaced(model, basis.layer, image.to(model.device), rewritten, widen)
         indices.append(jansen_total_indices(logits[:, class_index].float().cpu(), concepts, designs))
     return torch.stack(indices).mean(dim=0)

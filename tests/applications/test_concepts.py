@@ -93,3 +93,4 @@ def test_jansen_estimator_matches_craft_xai():
     outputs = torch.sin(3 * masks[:, 0]) + masks[:, 1] * masks[:, 2] + 0.1 * masks[:, 4]
     reference = estimators.JansenEstimator()(masks.numpy(), outputs.numpy(), 32)
     assert torch.allclose(jansen_total_indices(outputs, 5, 32), torch.from_numpy(reference), rtol=1e-4, atol=1e-6)
+

@@ -64,3 +64,8 @@ def test_bench_evaluate_smoke(tmp_path) -> None:
     assert set(result["tables"]) == {"maco", "olah", "maco-no-transparency", "natural"}
     assert all(result["tables"][name]["plausibility"] > 0 for name in ("maco", "olah"))
     assert (tmp_path / "contact_sheet.png").is_file() and "## Table 3" in (tmp_path / "tables.md").read_text()
+
+
+def test_bench_concepts_smoke() -> None:
+    result = run_benchmark("bench_concepts.py", "--smoke")  # it asserts that both importance paths agree
+    assert result["widened_over_repeated"] > 0
