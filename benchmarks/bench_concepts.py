@@ -31,8 +31,8 @@ def main(model_name, layer, image_count, concepts, repeats, smoke):
     torch.manual_seed(0)
     model = load_model(model_name, weights="random")
     images = torch.rand(image_count, 3, model.input_size, model.input_size)
-    basis, _ = fit_concepts(pooled_features(layer_activations(model, layer, images.repeat(4, 1, 1, 1))), layer,
-                            concepts)
+    patches = torch.rand(4 * concepts, 3, model.input_size, model.input_size)
+    basis, _ = fit_concepts(pooled_features(layer_activations(model, layer, patches)), layer, concepts)
     seconds = {True: [], False: []}
     results = {}
     for _ in range(repeats):
