@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from maco.craft import (
+    BATCH,
     PATCH_FRACTION,
     SOBOL_DESIGNS,
     ConceptBasis,
@@ -66,8 +67,11 @@ def extract_concepts(
     """CRAFT on (N, 3, S, S) images of one class at the model's input size S."""
     generator = torch.Generator().manual_seed(seed)
     boxes = random_patch_boxes(len(images), patches_per_image, images.shape[-1], patch_fraction, generator)
-    patches = crop_and_resize(images, boxes, model.input_size)
-    features = pooled_features(layer_activations(model, layer, patches))
+    features = torch.cat([  # a batch of patches at a time: all of them at once would not fit in memory
+        pooled_features(layer_activations(model, layer, crop_and_resize(images, boxes[start:start + BATCH],
+                                                                        model.input_size)))
+        for start in range(0, len(boxes), BATCH)
+    ])
     basis, coefficients = fit_concepts(features, layer, concepts, seed)
     importance = sobol_importance(model, basis, images[:importance_images], class_index, designs)
     return ClassConcepts(basis, class_index, boxes, coefficients, importance,
