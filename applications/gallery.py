@@ -26,6 +26,8 @@ from stimuli.manifest import (
     load_manifest,
 )
 
+DOCUMENT_SUFFIXES = {".md", ".csv", ".json", ".html"}
+WIDE_FIGURES = {"inversion", "concepts"}  # figures that hold several panels
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
 section { border-top: 1px solid #ccc; padding: 0.5em 0; }
@@ -54,11 +56,17 @@ class Page:
     def add(self, html: str) -> None:
         self.parts.append(html)
 
+    def href(self, path: Path) -> str:
+        return escape(Path(os.path.relpath(path, self.page.parent)).as_posix())
+
     def figure(self, path: Path, caption: str = "", css: str = "") -> None:
         self.linked.add(path.resolve())
-        href = escape(Path(os.path.relpath(path, self.page.parent)).as_posix())
+        href = self.href(path)
         self.add(f'<figure class="{css}"><a href="{href}"><img src="{href}" loading="lazy" alt="{escape(path.name)}">'
                  f"</a><figcaption>{escape(caption or path.name)}</figcaption></figure>")
+
+    def link(self, path: Path) -> str:
+        return f'<a href="{self.href(path)}">{escape(path.name)}</a>'
 
     def html(self, title: str) -> str:
         return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
@@ -77,7 +85,8 @@ def settings_table(settings: dict) -> str:
     return f'<table class="settings">{"".join(rows)}</table>'
 
 
-def run_section(page: Page, folder: Path) -> None:
+def run_section(page: Page, folder: Path, images: list[Path]) -> None:
+    """One run: its settings, its documents (tables, CSV) as links and ``images``, the images it owns."""
     settings = json.loads((folder / "run.json").read_text())
     name = escape(str(folder.relative_to(page.root)) if folder != page.root else folder.name)
     warning = ' <span class="random">random weights</span>' if is_random(settings) else ""
@@ -88,16 +97,20 @@ def run_section(page: Page, folder: Path) -> None:
     if concepts_file.is_file():
         concepts = json.loads(concepts_file.read_text())
         page.figure(folder / concepts["figure"], "figure (Fig. 6b layout)", "wide")
-        shown.add(concepts["figure"])
+        shown.add(folder / concepts["figure"])
         for record in concepts["concepts"]:
             page.add(f'<h3>concept {record["concept"]} (rank {record["rank"]}, importance '
                      f'{record["importance"]:.3f})</h3>')
             for kind, file in record["files"].items():
                 page.figure(folder / file, kind)
-                shown.add(file)
-    for path in image_files(folder):
-        if path.parent == folder and path.name not in shown:
-            page.figure(path, path.stem, "wide" if path.stem in ("inversion", "figure") else "")
+                shown.add(folder / file)
+    documents = [p for p in sorted(folder.iterdir()) if p.suffix in DOCUMENT_SUFFIXES]
+    if documents:
+        page.add("<p>" + " · ".join(page.link(p) for p in documents) + "</p>")
+    for path in images:
+        if path not in shown:
+            caption = str(path.relative_to(folder).with_suffix(""))
+            page.figure(path, caption, "wide" if path.stem in WIDE_FIGURES else "")
     page.add("</section>")
 
 
@@ -134,15 +147,21 @@ def bundle_section(page: Page, folder: Path, manifest: Manifest) -> None:
 def build_gallery(root: Path, page_path: Path) -> Page:
     """The page for every run folder and bundle under ``root``, then every image not shown yet."""
     page = Page(root.resolve(), page_path.resolve())
-    folders = sorted({p.parent for p in root.rglob("run.json")} | {p.parent for p in root.rglob(MANIFEST_FILE)})
+    folders = sorted({p.parent.resolve() for p in root.rglob("run.json")}
+                     | {p.parent.resolve() for p in root.rglob(MANIFEST_FILE)})
+    owned: dict[Path, list[Path]] = {folder: [] for folder in folders}
+    for path in image_files(root):  # an image belongs to the deepest run folder above it
+        owners = [f for f in folders if f in path.resolve().parents]
+        if owners:
+            owned[max(owners, key=lambda f: len(f.parts))].append(path.resolve())
     for folder in folders:
         if (folder / MANIFEST_FILE).is_file():
             try:
-                bundle_section(page, folder.resolve(), load_manifest(folder))
+                bundle_section(page, folder, load_manifest(folder))
             except ManifestError as error:
                 raise click.ClickException(f"bundle {folder}: {error}") from None
         else:
-            run_section(page, folder.resolve())
+            run_section(page, folder, owned[folder])
     rest = [p for p in image_files(root) if p.resolve() not in page.linked and p.resolve() != page.page]
     if rest:
         page.add("<section><h2>other images</h2>")
