@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from wtforms import PasswordField
 from wtforms.validators import DataRequired
 
-from .app import db, read_db, state
+from .state import db, read_db, state
 from .export import write_responses
 from .models import COMPLETED, LoginFailure, Participant, Setting, Trial, utcnow
 from .progress import (STATUS_COLUMNS, attrition, condition_progress, dashboard_status, exclusion_previews,

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, lazyload
 
-from .flow import FlowError, first_unanswered, needs_touch, touch
+from .flow import FlowError, first_unanswered, move, needs_touch, touch
 from .models import COMPLETED, Participant, Trial, utcnow
 from .plan import StudyContext, start_main, start_practice_round
 
@@ -162,5 +162,5 @@ def _advance(session: Session, ctx: StudyContext, participant: Participant, tria
         participant.practice_flagged = True
         start_main(session, ctx, participant, next_position)
         return "continue"
-    participant.stage = "comment"
+    move(participant, "comment")
     return None

@@ -7,7 +7,7 @@ from flask import Blueprint, abort, current_app, jsonify, request, session, url_
 from sqlalchemy.exc import IntegrityError
 
 from . import answers, flow
-from .app import db, read_db, state
+from .state import db, read_db, state
 from .models import Participant, utcnow
 from .participant import session_participant
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, lazyload
 
+from . import stages
 from .models import COMPLETED, IN_PROGRESS, RETURNED, TIMED_OUT, Participant, Study, Trial, as_utc, utcnow
 from .plan import StudyContext, image_scope, image_token, start_practice_round, trial_images
 
@@ -85,7 +86,7 @@ def start(session: Session, ctx: StudyContext, pid: str | None, prolific_study_i
     participant = Participant(
         public_id=public_id, study_id=ctx.study_id, prolific_pid=pid,
         prolific_study_id=prolific_study_id, prolific_session_id=prolific_session_id,
-        is_preview=pid is None, condition=condition, status=IN_PROGRESS, stage="consent",
+        is_preview=pid is None, condition=condition, status=IN_PROGRESS, stage=stages.FIRST,
         plan_seed=secrets.randbelow(2**31), created_at=now, last_seen_at=now,
         user_agent=user_agent[:400], practice_round=0, practice_flagged=False)
     session.add(participant)
@@ -121,11 +122,17 @@ def _require_stage(participant: Participant, stage: str) -> None:
         raise FlowError(f"this step is not available now (current step: {participant.stage})")
 
 
+def move(participant: Participant, to: str) -> None:
+    """The participant's next stage, as the stage table (stages.py) allows."""
+    stages.check_move(participant.stage, to)
+    participant.stage = to
+
+
 def give_consent(session: Session, ctx: StudyContext, participant: Participant, agree: bool) -> None:
     _require_stage(participant, "consent")
     if agree:
         participant.consented_at = utcnow()
-        participant.stage = "device"
+        move(participant, "device")
     else:
         _return(participant, "declined consent")
 
@@ -144,7 +151,7 @@ def check_device(session: Session, ctx: StudyContext, participant: Participant, 
     if width < min_width or height < min_height:
         raise FlowError(f"the browser window is {width}x{height}; at least {min_width}x{min_height} "
                         "is needed: enlarge it and check again", status=422)
-    participant.stage = "instructions"
+    move(participant, "instructions")
     # the instructions page opens right after this reply: their clock starts here, which
     # saves a write per participant (the navigation adds tens of ms to seconds of reading)
     participant.instructions_shown_at = utcnow()
@@ -157,7 +164,7 @@ def give_up_device(participant: Participant) -> None:
 
 def _return(participant: Participant, reason: str) -> None:
     participant.status = RETURNED
-    participant.stage = "returned"
+    move(participant, "returned")
     participant.return_reason = reason
 
 
@@ -165,7 +172,7 @@ def finish_instructions(session: Session, ctx: StudyContext, participant: Partic
     _require_stage(participant, "instructions")
     shown = as_utc(participant.instructions_shown_at) or utcnow()
     participant.instruction_ms = (utcnow() - shown).total_seconds() * 1000
-    participant.stage = "trials"
+    move(participant, "trials")
     start_practice_round(session, ctx, participant, start_position=0)
 
 
@@ -178,7 +185,7 @@ def complete(session: Session, ctx: StudyContext, participant: Participant, comm
     participant.comment = comment or None
     participant.completed_at = utcnow()
     participant.status = COMPLETED
-    participant.stage = "done"
+    move(participant, "done")
 
 
 # ---------------------------------------------------------------------------

@@ -20,11 +20,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from .stages import FIRST as FIRST_STAGE
+
 # participant status values (the export contract's `participant_status`)
 IN_PROGRESS, COMPLETED, RETURNED, TIMED_OUT = "in_progress", "completed", "returned", "timed_out"
-STATUSES = (IN_PROGRESS, COMPLETED, RETURNED, TIMED_OUT)
-# where a participant is in the session, in order
-STAGES = ("consent", "device", "instructions", "trials", "comment", "done", "returned")
 
 
 def utcnow() -> datetime:
@@ -96,7 +95,7 @@ class Participant(Base):
     is_preview: Mapped[bool] = mapped_column(Boolean, default=False)
     condition: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default=IN_PROGRESS)
-    stage: Mapped[str] = mapped_column(String(20), default="consent")
+    stage: Mapped[str] = mapped_column(String(20), default=FIRST_STAGE)  # stages.py
     plan_seed: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -9,9 +9,9 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
 
-from . import flow
+from . import flow, stages
 from .admin import admin_session_active, start_participant_session
-from .app import db, read_db, state
+from .state import db, read_db, state
 from .models import COMPLETED, Participant
 from .plan import EXAMPLE_SCOPE, example_images, image_token
 
@@ -121,7 +121,7 @@ def study():  # noqa: ANN201
     participant = session_participant(read_only=True)
     if participant is None:
         return _message("No study session", "Please open the study from Prolific.", 403)
-    response = current_app.make_response(render_template(f"{participant.stage}.html",
+    response = current_app.make_response(render_template(stages.stage(participant.stage).template,
                                                          **_page_context(participant)))
     # Back or a restored tab always asks for the page of where the participant is now
     response.headers["Cache-Control"] = "no-store"

@@ -18,10 +18,12 @@ from sqlalchemy.orm import Session
 from stimuli.manifest import Manifest
 from study_protocol.exclusions import CATCH_TOLERANCE, REASONS, ExclusionRules
 
+from . import stages
 from .export import effective_status
 from .models import COMPLETED, IN_PROGRESS, Participant, QueryPair, Trial, Unit, as_utc
 from .plan import StudyContext
 
+BEFORE_TRIALS = stages.before("trials")
 STATUS_COLUMNS = ("started", "in progress", "completed", "returned", "timed out")
 EXCLUSION_RULES = ExclusionRules()  # the analysis defaults (study_protocol), previewed per participant
 
@@ -29,7 +31,7 @@ EXCLUSION_RULES = ExclusionRules()  # the analysis defaults (study_protocol), pr
 def dashboard_status(participant: Participant, timeout: timedelta, now: datetime) -> str:
     """The status in words; "started" for someone not yet past the instructions."""
     status = effective_status(participant, timeout, now)
-    if status == IN_PROGRESS and participant.stage in ("consent", "device", "instructions"):
+    if status == IN_PROGRESS and participant.stage in BEFORE_TRIALS:
         return "started"
     return status.replace("_", " ")
 

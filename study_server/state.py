@@ -1,0 +1,100 @@
+"""The server's request state, a leaf module as the Flask tutorial's db.py: the blueprints
+import `state`, `db` and `read_db` from here, and only the factory (app.py) imports the blueprints.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from flask import Flask, current_app, g
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from .flow import participant_trials
+from .images import ImageStore
+from .models import Participant
+from .plan import EXAMPLE_SCOPE, StudyContext, example_images, image_token, practice_scope, trial_images
+
+EXTENSION = "maco"
+
+
+@dataclass
+class ServerState:
+    engine: Engine
+    sessions: sessionmaker[Session]
+    read_engine: Engine
+    read_sessions: sessionmaker[Session]  # for requests that never write
+    study: StudyContext
+    bundle_dir: Path
+    token_secret: bytes  # keys the opaque image ids
+    # participant id -> {opaque token: (image id, scope)}, built once per participant and process
+    participant_images: Callable[[int], dict[str, tuple[str, str]]] = field(init=False)
+    # (participant id, last trial sent) -> image ids the participant may fetch, read once per trial and process
+    reached_images: Callable[[int, int], frozenset[str]] = field(init=False)
+    images: ImageStore = field(init=False)  # the bytes served for an image id
+
+    def __post_init__(self) -> None:
+        manifest = self.study.manifest
+        self.images = ImageStore(self.bundle_dir, manifest)
+        # (scope, image ids): main and catch trials share the plain scope; each practice round and
+        # the instructions' example have their own ids (plan.image_token)
+        practice = {i for pair in manifest.practice_trials for i in (pair.base_image, pair.image_a, pair.image_b)}
+        practice |= {i for pair in manifest.practice_trials for c in manifest.conditions
+                     for i in manifest.reference_images(pair.unit, c)}
+        scopes = [("", tuple(manifest.images)),
+                  *((practice_scope(r), tuple(practice)) for r in range(1, manifest.protocol.max_practice_rounds + 1)),
+                  (EXAMPLE_SCOPE, tuple({i for c in manifest.conditions for i in example_images(manifest, c)}))]
+
+        @lru_cache(maxsize=4096)
+        def image_map(participant_id: int) -> dict[str, tuple[str, str]]:
+            return {image_token(self.token_secret, participant_id, i, scope): (i, scope)
+                    for scope, ids in scopes for i in ids}
+
+        self.participant_images = image_map
+
+        @lru_cache(maxsize=8192)
+        def reached(participant_id: int, served_position: int) -> frozenset[str]:
+            """The images of every trial up to the one after the last sent (study.js preloads it):
+            an image of a trial further on is not served even under a valid id. The plan up to
+            there never changes once that trial was sent, so the cache cannot go stale."""
+            with self.read_sessions() as session:
+                participant = session.get(Participant, participant_id)
+                if participant is None:
+                    return frozenset()
+                return frozenset(image for trial in participant_trials(session, participant)
+                                 if trial.position <= served_position + 1
+                                 for image in trial_images(self.study, participant.condition, trial))
+
+        self.reached_images = reached
+
+
+def state() -> ServerState:
+    return current_app.extensions[EXTENSION]
+
+
+def db() -> Session:
+    """The request's database session (closed at teardown)."""
+    if "db" not in g:
+        g.db = state().sessions()
+    return g.db
+
+
+def read_db() -> Session:
+    """The request's read-only session: never takes SQLite's write lock."""
+    if "read_db" not in g:
+        g.read_db = state().read_sessions()
+    return g.read_db
+
+
+def init_state(app: Flask, server_state: ServerState) -> None:
+    """Attach the state to the app and close the request's sessions at teardown."""
+    app.extensions[EXTENSION] = server_state
+
+    @app.teardown_appcontext
+    def _close_db(_exc: BaseException | None) -> None:
+        for name in ("db", "read_db"):
+            session = g.pop(name, None)
+            if session is not None:
+                session.close()
