@@ -113,8 +113,15 @@ def create_app_when_database_answers():  # noqa: ANN201 - a Flask app
 @click.option("--study", default=None, help="only this study (default: every study in the database)")
 @click.option("--timeout-min", default=DEFAULTS["PARTICIPANT_TIMEOUT_MIN"], show_default=True, type=int,
               help="unfinished participants silent this long are exported as timed_out")
-def export(db_url: str, out: str, study: str | None, timeout_min: int) -> None:
+@click.option("--codebook", "codebook_path", default=None, type=click.Path(dir_okay=False),
+              help="only write the codebook (the export contract) to this file, e.g. docs/export.md")
+def export(db_url: str, out: str, study: str | None, timeout_min: int, codebook_path: str | None) -> None:
     """Write responses.csv (one row per answered trial), codebook.md and prolific_ids.csv."""
+    if codebook_path is not None:
+        from study_protocol.export import codebook_markdown
+
+        Path(codebook_path).write_text(codebook_markdown(), encoding="utf-8")
+        return
     from .db import make_engine, make_sessionmaker
     from .export import export as run_export
 

@@ -1,6 +1,6 @@
-"""The export: responses.csv (the docs/export.md contract), its codebook, and Prolific ids apart.
+"""The export: responses.csv, its codebook, and Prolific ids apart.
 
-COLUMNS is the single source of both the CSV header and the codebook.
+The columns and the codebook are the contract in study_protocol/export.py (docs/export.md).
 """
 from __future__ import annotations
 
@@ -13,42 +13,9 @@ from typing import Any, Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from study_protocol.export import COLUMN_NAMES, PROLIFIC_COLUMNS, codebook_markdown
+
 from .models import COMPLETED, IN_PROGRESS, TIMED_OUT, Participant, QueryPair, Study, Trial, Unit, as_utc, utcnow
-
-# (column, type, meaning) in the contract's order
-COLUMNS: list[tuple[str, str, str]] = [
-    ("participant_id", "str", "pseudonymous participant id (e.g. p-3f9a1c), never the Prolific PID"),
-    ("participant_status", "str", "completed, in_progress, returned or timed_out (at export time)"),
-    ("condition", "str", "between-subject condition: olah, maco_mask, maco or none"),
-    ("network", "str", "study network key from the manifest (vgg16, resnet50, vit_b16, ...)"),
-    ("unit", "str", "unit key unique across networks: <network>:<class_index>"),
-    ("class_index", "int", "ImageNet class index of the unit (an output logit)"),
-    ("class_label", "str", "human-readable class name"),
-    ("trial_kind", "str", "practice, main or catch"),
-    ("practice_round", "int or empty", "1..3 for practice trials, empty otherwise"),
-    ("trial_index", "int", "0-based position of the trial in the participant's whole sequence"),
-    ("query_id", "str", "manifest id of the query pair"),
-    ("correct_side", "str", "left or right: where the server put the image the unit favours (argmax)"),
-    ("chosen_side", "str", "left or right: the side the participant chose"),
-    ("correct", "int", "1 if chosen_side == correct_side else 0"),
-    ("confidence", "int", "1 (unsure), 2 (sure), 3 (very sure)"),
-    ("rt_ms", "float", "reaction time in ms from all images decoded and on screen to the answer (browser clock)"),
-    ("server_elapsed_ms", "float or empty", "ms from the server sending the trial to the answer arriving (server "
-     "clock; the server refuses an rt_ms longer than it by over 250 ms; empty for answers stored before it was recorded)"),
-    ("shown_at", "str", "ISO 8601 UTC time the trial was on screen (answered_at - rt_ms, server clock)"),
-    ("answered_at", "str", "ISO 8601 UTC time the answer was stored (server clock)"),
-    ("window_width", "int", "browser window inner width in CSS px at the answer"),
-    ("window_height", "int", "browser window inner height in CSS px at the answer"),
-    ("device_pixel_ratio", "float", "window.devicePixelRatio at the answer"),
-    ("blur_count", "int", "times the window lost focus during this trial"),
-    ("fullscreen_exit_count", "int", "times the browser left full screen during this trial"),
-    ("instruction_ms", "float", "per participant (repeated on each row): time on the instructions page"),
-    ("practice_rounds", "int", "per participant: practice rounds used (1..3; 3 and still wrong = flagged)"),
-    ("total_ms", "float or empty", "per participant: /start to completion; empty if not completed"),
-]
-COLUMN_NAMES = [name for name, _, _ in COLUMNS]
-PROLIFIC_COLUMNS = ["participant_id", "prolific_pid", "study_id", "session_id"]
-
 
 def iso(value: datetime | None) -> str:
     value = as_utc(value)
@@ -113,15 +80,6 @@ def write_responses(session: Session, out: io.TextIOBase, study: str | None = No
         writer.writerow(row)
         n += 1
     return n
-
-
-def codebook_markdown() -> str:
-    lines = ["# responses.csv codebook", "",
-             "UTF-8, comma-separated, header row, one row per answered trial (practice, main and",
-             "catch); preview participants are never included. Prolific ids are in prolific_ids.csv.",
-             "", "| column | type | meaning |", "|---|---|---|"]
-    lines += [f"| {name} | {kind} | {meaning} |" for name, kind, meaning in COLUMNS]
-    return "\n".join(lines) + "\n"
 
 
 def export(session: Session, out_csv: Path, study: str | None = None,

@@ -20,10 +20,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from study_protocol.export import PARTICIPANT_STATUSES
+
 from .stages import FIRST as FIRST_STAGE
 
 # participant status values (the export contract's `participant_status`)
-IN_PROGRESS, COMPLETED, RETURNED, TIMED_OUT = "in_progress", "completed", "returned", "timed_out"
+COMPLETED, IN_PROGRESS, RETURNED, TIMED_OUT = PARTICIPANT_STATUSES
 
 
 def utcnow() -> datetime:

@@ -13,24 +13,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from maco_study import main as maco_study
+from study_protocol.export import COLUMN_NAMES, COLUMNS, codebook_markdown
 from study_server.db import make_engine, upgrade
-from study_server.export import COLUMN_NAMES
 from study_server.models import Base, QueryPair, Study
 
 CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "export.md"
 
 
-def _contract_columns() -> list[str]:
-    names = []
-    for line in CONTRACT.read_text().splitlines():
-        match = re.match(r"^\| ([a-z_, ]+) \| (str|int|float)", line)
-        if match:
-            names += [n.strip() for n in match.group(1).split(",")]
-    return names
-
-
-def test_export_columns_are_the_contract() -> None:
-    assert COLUMN_NAMES == _contract_columns()
+def test_docs_export_md_is_the_generated_codebook(tmp_path: Path) -> None:
+    written = tmp_path / "export.md"
+    result = CliRunner().invoke(maco_study, ["export", "--codebook", str(written)])
+    assert result.exit_code == 0, result.output
+    assert written.read_text(encoding="utf-8") == codebook_markdown()
+    assert CONTRACT.read_text(encoding="utf-8") == codebook_markdown(), \
+        "docs/export.md is stale: run maco-study export --codebook docs/export.md"
+    table = [line.split(" | ")[0].lstrip("| ") for line in codebook_markdown().splitlines()[-len(COLUMNS):]]
+    assert table == list(COLUMN_NAMES)
 
 
 def _finished(walker, comment: str = ""):  # noqa: ANN001, ANN202
@@ -54,7 +52,7 @@ def test_export_rows_codebook_and_ids(app, walker, db_url: str, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     with out.open(encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        assert reader.fieldnames == COLUMN_NAMES
+        assert reader.fieldnames == list(COLUMN_NAMES)
         rows = list(reader)
     assert len(rows) == 14 + 1
     mine = [r for r in rows if r["participant_id"] == done.participant().public_id]
