@@ -3,8 +3,8 @@
 The export is the contract between ``study_server`` and ``analysis``
 (docs/export.md): a long table, one row per answered trial (practice, main and
 catch), with the per-participant session facts repeated on each of that
-participant's rows. ``EXPORT_COLUMNS`` below is that contract as this package
-reads it; every check failure raises :class:`ExportError` naming the column.
+participant's rows. Its columns are defined once, in ``study_protocol.export``;
+every check failure raises :class:`ExportError` naming the column.
 """
 from __future__ import annotations
 
@@ -13,49 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-TRIAL_KINDS = ("practice", "main", "catch")
-SIDES = ("left", "right")
-STATUSES = ("completed", "in_progress", "returned", "timed_out")
+from study_protocol.export import COLUMNS, PARTICIPANT_STATUSES, SIDES, TRIAL_KINDS
 
-# docs/export.md, in its order: column -> kind. Kinds: "id" (non-empty text),
-# "text" (may be empty), "int", "number", "binary" (0/1), and the value sets
-# "kind", "side", "status"; a trailing "?" lets the value be empty.
-EXPORT_COLUMNS: dict[str, str] = {
-    "participant_id": "id",
-    "participant_status": "status",
-    "condition": "id",
-    "network": "text",
-    "unit": "text",  # unique across networks: <network>:<class_index>
-    "class_index": "int?",
-    "class_label": "text",
-    "trial_kind": "kind",
-    "practice_round": "int?",
-    "trial_index": "int",
-    "query_id": "text",
-    "correct_side": "side",
-    "chosen_side": "side",
-    "correct": "binary",
-    "confidence": "int",
-    "rt_ms": "number",
-    "server_elapsed_ms": "number?",
-    "shown_at": "text",
-    "answered_at": "text",
-    "window_width": "int?",
-    "window_height": "int?",
-    "device_pixel_ratio": "number?",
-    "blur_count": "int?",
-    "fullscreen_exit_count": "int?",
-    "instruction_ms": "number?",
-    "practice_rounds": "int?",
-    "total_ms": "number?",
-}
+# column -> check (study_protocol.export.Column.check), in the contract's order
+EXPORT_COLUMNS: dict[str, str] = {column.name: column.check for column in COLUMNS}
 # what the analysis reads; the other columns are checked only when present
-REQUIRED_COLUMNS = (
-    "participant_id", "participant_status", "condition", "network", "unit", "trial_kind", "trial_index",
-    "query_id", "correct_side", "chosen_side", "correct", "confidence", "rt_ms", "instruction_ms", "practice_rounds",
-    "total_ms",
-)
-PER_PARTICIPANT_COLUMNS = ("participant_status", "condition", "instruction_ms", "practice_rounds", "total_ms")
+REQUIRED_COLUMNS = tuple(column.name for column in COLUMNS if column.required)
+PER_PARTICIPANT_COLUMNS = tuple(column.name for column in COLUMNS if column.per_participant)
 
 
 class ExportError(ValueError):
@@ -121,7 +85,7 @@ def validate_export(raw: pd.DataFrame) -> pd.DataFrame:
         elif kind == "text":
             df[column] = text.where(~empty, "")
         elif kind in ("kind", "side", "status"):
-            allowed = {"kind": TRIAL_KINDS, "side": SIDES, "status": STATUSES}[kind]
+            allowed = {"kind": TRIAL_KINDS, "side": SIDES, "status": PARTICIPANT_STATUSES}[kind]
             lowered = text.str.lower()
             wrong = ~lowered.isin(allowed)
             if wrong.any():

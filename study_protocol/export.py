@@ -41,7 +41,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("practice_round", "int or empty", "int?", "1..3 for practice trials, empty otherwise"),
     Column("trial_index", "int", "int", "0-based position of the trial in the participant's whole sequence",
            required=True),
-    Column("query_id", "str", "text", "manifest id of the query pair"),
+    Column("query_id", "str", "text", "manifest id of the query pair", required=True),
     Column("correct_side", "str", "side", "`left` or `right`: where the server put the image the unit favours "
            "(argmax)", required=True),
     Column("chosen_side", "str", "side", "`left` or `right`: the side the participant chose", required=True),
