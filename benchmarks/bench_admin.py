@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from stimuli.manifest import build_test_bundle
+from stimuli.testing import build_test_bundle
 from study_server.app import create_app
 from study_server.bundle import import_bundle
 from study_server.db import make_engine, upgrade

@@ -46,7 +46,7 @@ def free_port() -> int:
 
 def build_bundle(folder: Path) -> Path:
     """3 networks x 3 units x 2 pairs = 18 main trials, 2 practice, 2 catch: 22 trials each."""
-    from stimuli.manifest import build_test_bundle
+    from stimuli.testing import build_test_bundle
 
     build_test_bundle(folder, networks=("vgg16", "resnet50", "vit_b16"), units_per_network=3,
                       pairs_per_unit=2, image_size=224)

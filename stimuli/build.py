@@ -220,7 +220,7 @@ class Builder:
         return json.loads(self.record_path(piece).read_text())
 
     def write(self, piece: Piece, record: dict[str, Any]) -> None:
-        mf._atomic_write(self.record_path(piece), json.dumps(record, sort_keys=True).encode())
+        mf.atomic_write(self.record_path(piece), json.dumps(record, sort_keys=True).encode())
 
     def add_image(self, image: torch.Tensor) -> str:
         return mf.add_image(self.out, to_pil(image))
@@ -260,7 +260,7 @@ class Builder:
             if foreign and not plan_file.is_file():
                 raise StimuliError(f"{self.out}: folder is not empty and holds no stimulus build")
             if not plan_file.is_file():
-                mf._atomic_write(plan_file, json.dumps(plan).encode())
+                mf.atomic_write(plan_file, json.dumps(plan).encode())
         if json.loads(plan_file.read_text()) != plan:
             raise StimuliError(f"{self.out}: this bundle was started from a different config or "
                                "pool; build into a new --out folder")

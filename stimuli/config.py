@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .manifest import _NAME as NAME_PATTERN
+from .manifest import CONDITIONS, NAME_PATTERN
 
-KNOWN_CONDITIONS = ("olah", "maco_mask", "maco", "none")
 IMAGENET_CLASSES = 1000
 SKIMAGE_POOL = "skimage"  # the offline pool: scikit-image's bundled photos
 
@@ -248,13 +247,13 @@ def parse_config(data: dict[str, Any], base_dir: Path, source_text: str = "") ->
     study = root.table("study")
     name = _name(study, "name")
     seed = study.int("seed", 0)
-    conditions = study.raw("conditions", list(KNOWN_CONDITIONS))
+    conditions = study.raw("conditions", list(CONDITIONS))
     if not isinstance(conditions, list) or not conditions:
         raise ConfigError("study.conditions: must be a non-empty list")
     for c in conditions:
-        if c not in KNOWN_CONDITIONS:
+        if c not in CONDITIONS:
             raise ConfigError(f"study.conditions: unknown condition {c!r} "
-                              f"(known: {', '.join(KNOWN_CONDITIONS)})")
+                              f"(known: {', '.join(CONDITIONS)})")
     if len(set(conditions)) != len(conditions):
         raise ConfigError("study.conditions: duplicate condition")
     main_trials = study.raw("main_trials_per_participant", None)

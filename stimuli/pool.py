@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from maco.spectra import IMAGE_SUFFIXES  # one list of the image files a folder may hold
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from .config import SKIMAGE_POOL, StimuliError
 from .models import RESAMPLING, Preprocessing, StudyModel
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 # scikit-image's bundled natural photographs (no synthetic patterns, no masks)
 SKIMAGE_PHOTOS = (
     "astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "clock_motion.png",

@@ -9,7 +9,7 @@ import pytest
 
 from demo.driver import PROFILES, BundleIndex, DriverError, Profile
 from analysis.simulate import GenerativeModel
-from stimuli.manifest import build_test_bundle
+from stimuli.testing import build_test_bundle
 
 
 @pytest.fixture(scope="module")

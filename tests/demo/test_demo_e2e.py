@@ -75,7 +75,7 @@ def test_report_recovers_the_profile_signs(demo_dir: Path) -> None:
 
 def test_simulate_command_against_a_running_server(demo_dir: Path, tmp_path: Path) -> None:
     from demo.run import DemoPaths, Server, free_port
-    from stimuli.manifest import build_test_bundle
+    from stimuli.testing import build_test_bundle
 
     paths = DemoPaths(demo_dir)
     other_bundle = tmp_path / "other"

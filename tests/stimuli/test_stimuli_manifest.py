@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from stimuli.testing import build_test_bundle
 from stimuli.manifest import (
     MANIFEST_FILE,
     ManifestError,
     add_image,
-    build_test_bundle,
     image_path,
     load_manifest,
+    parse_manifest,
     write_manifest,
 )
 
@@ -47,7 +48,7 @@ def test_round_trip_keeps_everything(bundle: Path) -> None:
             assert len(manifest.reference_images(unit.key, condition)) == 9
         assert manifest.reference_images(unit.key, "none") == []
     again = json.loads(json.dumps(manifest.to_dict()))
-    assert type(manifest).from_dict(again).fingerprint() == manifest.fingerprint()
+    assert parse_manifest(again).fingerprint() == manifest.fingerprint()
 
 
 def test_maco_mask_masks_the_maco_images(bundle: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
-from stimuli.manifest import build_test_bundle
+from stimuli.testing import build_test_bundle
 from study_server.app import create_app
 from study_server.bundle import import_bundle
 from study_server.db import make_engine, upgrade

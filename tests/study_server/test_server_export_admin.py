@@ -146,7 +146,7 @@ def test_migrations_match_the_models(db_url: str) -> None:
 
 
 def test_serve_imports_once_and_refuses_another_bundle(tmp_path: Path, bundle: Path) -> None:
-    from stimuli.manifest import build_test_bundle
+    from stimuli.testing import build_test_bundle
 
     db = f"sqlite:///{tmp_path / 'serve.db'}"
     runner = CliRunner()

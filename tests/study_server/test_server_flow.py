@@ -178,7 +178,7 @@ def test_configuration_from_file_and_environment(tmp_path, monkeypatch) -> None:
 def test_the_app_refuses_a_bundle_that_is_not_imported(sqlite_url, tmp_path) -> None:  # noqa: ANN001
     import pytest
 
-    from stimuli.manifest import build_test_bundle
+    from stimuli.testing import build_test_bundle
     from study_server.app import create_app
     from study_server.db import upgrade
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from stimuli.manifest import build_test_bundle
+from stimuli.testing import build_test_bundle
 from study_server.config import DEFAULTS, ConfigError
 
 from .conftest import FakeClock, Walker, make_app

@@ -1,0 +1,154 @@
+"""The bundle manifest's schema: its constants and typed records (see the package docstring)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from study_protocol.study import CONDITIONS, CONDITIONS_WITHOUT_REFERENCES
+
+__all__ = ["CONDITIONS", "CONDITIONS_WITHOUT_REFERENCES"]  # re-exported: the schema's value sets
+
+SCHEMA_NAME = "maco-study-bundle"
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+IMAGES_DIR = "images"
+IMAGE_ID_PATTERN = re.compile(r"[0-9a-f]{64}")  # always fullmatch: "$" would let a trailing newline in
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+KIND_FIELDS = {"practice": "practice_trials", "main": "query_pairs", "catch": "catch_trials"}  # trial kind -> field
+
+
+class ManifestError(ValueError):
+    """A bundle that does not follow the schema; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Network:
+    key: str
+    timm_name: str
+    weights: str  # a description; exactly "random" for untrained weights
+    num_classes: int = 1000
+    input_size: int = 224
+
+
+@dataclass(frozen=True)
+class Unit:
+    key: str  # "<network>:<class_index>", unique across networks
+    network: str
+    class_index: int
+    label: str
+
+
+@dataclass(frozen=True)
+class ReferenceSet:
+    network: str
+    unit: str
+    condition: str
+    seeds: list[int]
+    images: list[str]
+    # maco_mask only: the unmasked MACO images these renderings come from
+    source_images: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class Occluder:
+    x: int  # left, in pixels of the base image
+    y: int  # top
+    size: int  # side of the square
+
+
+@dataclass(frozen=True)
+class QueryPair:
+    id: str
+    unit: str
+    base_image: str
+    image_a: str
+    image_b: str
+    correct: str  # "a" or "b": which occluded image the unit favours
+    activation_base: float
+    activation_max: float
+    activation_min: float | None
+    occluder_a: Occluder
+    occluder_b: Occluder
+    note: str = ""
+
+    @property
+    def correct_image(self) -> str:
+        return self.image_a if self.correct == "a" else self.image_b
+
+    @property
+    def wrong_image(self) -> str:
+        return self.image_b if self.correct == "a" else self.image_a
+
+
+@dataclass(frozen=True)
+class Protocol:
+    main_trials_per_participant: int | None = None  # None: every query pair
+    max_practice_rounds: int = 3
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    width: int
+    height: int
+
+
+@dataclass
+class Manifest:
+    study: str
+    networks: list[Network]
+    units: list[Unit]
+    conditions: list[str]
+    references: list[ReferenceSet]
+    query_pairs: list[QueryPair]
+    practice_trials: list[QueryPair]
+    catch_trials: list[QueryPair]
+    images: dict[str, ImageInfo] = field(default_factory=dict)
+    protocol: Protocol = field(default_factory=Protocol)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    # -- lookups used by the server -------------------------------------
+    def network(self, key: str) -> Network:
+        return next(n for n in self.networks if n.key == key)
+
+    def unit(self, key: str) -> Unit:
+        return next(u for u in self.units if u.key == key)
+
+    def reference_images(self, unit: str, condition: str) -> list[str]:
+        """The images shown in the reference grid; [] for `none`."""
+        for ref in self.references:
+            if ref.unit == unit and ref.condition == condition:
+                return list(ref.images)
+        return []
+
+    def all_query_pairs(self) -> Iterator[tuple[str, QueryPair]]:
+        """(trial kind, pair) for every pair: practice, main, catch."""
+        for kind, pairs in (("practice", self.practice_trials), ("main", self.query_pairs),
+                            ("catch", self.catch_trials)):
+            for pair in pairs:
+                yield kind, pair
+
+    def referenced_images(self) -> set[str]:
+        ids = {i for ref in self.references for i in ref.images + (ref.source_images or [])}
+        for _, pair in self.all_query_pairs():
+            ids.update((pair.base_image, pair.image_a, pair.image_b))
+        return ids
+
+    # -- (de)serialisation ----------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data = {"schema": SCHEMA_NAME, **data}
+        for ref in data["references"]:
+            if ref["source_images"] is None:
+                del ref["source_images"]
+        return data
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON: equal bundles have equal fingerprints."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()

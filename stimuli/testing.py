@@ -1,0 +1,98 @@
+"""A tiny valid bundle with generated images, for the tests and benchmarks of stimuli, the server and the demo."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from study_protocol.study import CONDITIONS
+
+from .manifest import Manifest, Network, Occluder, QueryPair, ReferenceSet, Unit, add_image, write_manifest
+
+
+def build_test_bundle(
+    bundle_dir: str | os.PathLike,
+    study: str = "test-study",
+    networks: tuple[str, ...] = ("vgg16", "resnet50"),
+    units_per_network: int = 2,
+    pairs_per_unit: int = 2,
+    conditions: tuple[str, ...] = CONDITIONS,
+    n_references: int = 9,
+    n_practice: int = 2,
+    n_catch: int = 2,
+    image_size: int = 32,
+    seed: int = 0,
+) -> Manifest:
+    """Write a small valid bundle of random-colour images and return its manifest."""
+    import random
+
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+
+    def random_image() -> Any:
+        image = Image.new("RGB", (image_size, image_size),
+                          tuple(rng.randrange(256) for _ in range(3)))
+        draw = ImageDraw.Draw(image)
+        for _ in range(4):
+            x, y = rng.randrange(image_size), rng.randrange(image_size)
+            draw.ellipse((x - 4, y - 4, x + 4, y + 4), fill=tuple(rng.randrange(256) for _ in range(3)))
+        return image
+
+    occluder_size = max(1, int(image_size * 0.4))
+
+    def make_pair(pair_id: str, unit: str) -> QueryPair:
+        base = random_image()
+        occluders = []
+        images = []
+        for _ in range(2):
+            occ = Occluder(rng.randrange(image_size - occluder_size + 1),
+                           rng.randrange(image_size - occluder_size + 1), occluder_size)
+            occluded = base.copy()
+            ImageDraw.Draw(occluded).rectangle(
+                (occ.x, occ.y, occ.x + occ.size - 1, occ.y + occ.size - 1),
+                fill=tuple(rng.randrange(256) for _ in range(3)))
+            occluders.append(occ)
+            images.append(add_image(bundle_dir, occluded))
+        activation_max = rng.uniform(5, 10)
+        correct = rng.choice("ab")
+        if correct == "b":
+            occluders.reverse()
+            images.reverse()
+        return QueryPair(pair_id, unit, add_image(bundle_dir, base), images[0], images[1], correct,
+                         activation_base=activation_max - 1, activation_max=activation_max,
+                         activation_min=rng.uniform(0, 4), occluder_a=occluders[0],
+                         occluder_b=occluders[1])
+
+    net_list = [Network(key, f"{key}.test", "random", 1000, image_size) for key in networks]
+    units = [Unit(f"{n}:{c}", n, c, f"class {c}")
+             for n in networks for c in rng.sample(range(1000), units_per_network)]
+    references = []
+    for unit in units:
+        maco_images: list[str] = []
+        for condition in ("olah", "maco", "maco_mask"):
+            if condition not in conditions:
+                continue
+            if condition == "maco_mask":
+                # masked renderings of the MACO images (generated here if maco is absent)
+                source = maco_images or [add_image(bundle_dir, random_image()) for _ in range(n_references)]
+                images = [add_image(bundle_dir, random_image()) for _ in source]
+                references.append(ReferenceSet(unit.network, unit.key, condition,
+                                               list(range(n_references)), images, source))
+            else:
+                images = [add_image(bundle_dir, random_image()) for _ in range(n_references)]
+                if condition == "maco":
+                    maco_images = images
+                references.append(ReferenceSet(unit.network, unit.key, condition,
+                                               list(range(n_references)), images))
+    query_pairs = [make_pair(f"q-{u.network}-{u.class_index}-{k}", u.key)
+                   for u in units for k in range(pairs_per_unit)]
+    practice = [make_pair(f"practice-{k}", units[k % len(units)].key) for k in range(n_practice)]
+    catch = [make_pair(f"catch-{k}", units[k % len(units)].key) for k in range(n_catch)]
+    manifest = Manifest(
+        study=study, networks=net_list, units=units, conditions=list(conditions),
+        references=references, query_pairs=query_pairs, practice_trials=practice,
+        catch_trials=catch,
+        provenance={"created_at": "2026-01-01T00:00:00Z", "config": {"generator": "build_test_bundle",
+                    "seed": seed}, "software": {"maco-study": "test"}})
+    write_manifest(bundle_dir, manifest)
+    return manifest
