@@ -1,6 +1,8 @@
 """``maco-study analyze`` and ``maco-study power``."""
 from __future__ import annotations
 
+from study_protocol.study import REFERENCE_NETWORK, TRANSFORMER_NETWORK
+
 from pathlib import Path
 
 import click
@@ -25,7 +27,7 @@ def _levels(text: str | None) -> list[str] | None:
               help="mixedlm (Python, Rust core) or lme4 (R, needs Rscript).")
 @click.option("--query", default=None, help="SQL selecting the export rows when RESPONSES is a database URL.")
 @click.option("--ref-condition", default="olah", show_default=True)
-@click.option("--ref-network", default="resnet50", show_default=True)
+@click.option("--ref-network", default=REFERENCE_NETWORK, show_default=True)
 @click.option("--interaction/--no-interaction", default=False, show_default=True,
               help="Add condition:network to the model.")
 @click.option("--random-slopes/--no-random-slopes", default=False, show_default=True,
@@ -40,7 +42,7 @@ def _levels(text: str | None) -> list[str] | None:
               "(default: those in the export).")
 @click.option("--networks", default=None, help="Comma-separated networks that must all have data "
               "(default: those in the export).")
-@click.option("--vit", default="vit_b16", show_default=True, help="The network compared with each CNN (vit_vs_cnns).")
+@click.option("--vit", default=TRANSFORMER_NETWORK, show_default=True, help="The network compared with each CNN (vit_vs_cnns).")
 @click.option("--contrast", "contrasts", multiple=True, metavar="[FAMILY =] NAME | FACTOR: LEVEL vs VERSUS",
               help=f"A contrast to test (repeatable): a name ({', '.join(CATALOGUE)}) or e.g. "
                    "'condition: MACO vs Olah'; contrasts with one FAMILY share a Holm correction (default: "

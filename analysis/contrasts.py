@@ -13,6 +13,8 @@ never a silently shorter family.
 """
 from __future__ import annotations
 
+from study_protocol.study import TRANSFORMER_NETWORK
+
 from dataclasses import dataclass
 
 FACTORS = ("condition", "network")
@@ -78,7 +80,7 @@ def parse_contrast(text: str, networks: list[str], vit: str) -> list[Contrast]:
     return [Contrast(f"{level} vs {versus}", factor, level, versus, family or DEFAULT_FAMILY[factor])]
 
 
-def declare_contrasts(texts: list[str] | None, networks: list[str], vit: str = "vit_b16") -> list[Contrast]:
+def declare_contrasts(texts: list[str] | None, networks: list[str], vit: str = TRANSFORMER_NETWORK) -> list[Contrast]:
     """The contrasts of ``--contrast`` declarations, or the whole paper set when there are none."""
     contrasts = []
     for text in texts or PAPER_SET:
@@ -97,7 +99,7 @@ def declare_contrasts(texts: list[str] | None, networks: list[str], vit: str = "
     return contrasts
 
 
-def check_contrasts(contrasts: list[Contrast], levels: dict[str, list[str]], vit: str = "vit_b16") -> None:
+def check_contrasts(contrasts: list[Contrast], levels: dict[str, list[str]], vit: str = TRANSFORMER_NETWORK) -> None:
     """Every level a contrast names is present; otherwise one error listing what the data has."""
     needed: dict[tuple[str, str], list[str]] = {}  # (factor, missing level) -> contrasts needing it
     for c in contrasts:

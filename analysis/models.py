@@ -16,6 +16,8 @@ singularity and the LRTs' signs land in ``FitResult.warnings`` and in a
 """
 from __future__ import annotations
 
+from study_protocol.study import REFERENCE_NETWORK
+
 import time
 from dataclasses import dataclass, field, replace
 
@@ -49,7 +51,7 @@ SIMPLIFY = ("simplify the random part step by step (docs/analysis-models.md): fi
 @dataclass(frozen=True)
 class ModelSpec:
     ref_condition: str = "olah"
-    ref_network: str = "resnet50"
+    ref_network: str = REFERENCE_NETWORK
     interaction: bool = False
     random_slopes: bool = False  # (1 + condition|unit): Barr et al.'s (2013) maximal model for condition
     slope_correlations: bool = True  # False: (1 + condition||unit), the first simplification

@@ -6,6 +6,8 @@ warnings that do not stop the analysis (few participants per condition).
 """
 from __future__ import annotations
 
+from study_protocol.study import TRANSFORMER_NETWORK
+
 from dataclasses import dataclass
 
 import pandas as pd
@@ -48,7 +50,7 @@ def run_analysis(
     rules: ExclusionRules = ExclusionRules(),
     conditions: list[str] | None = None,
     networks: list[str] | None = None,
-    vit: str = "vit_b16",
+    vit: str = TRANSFORMER_NETWORK,
     lrt: bool = True,
     contrasts: list[str] | None = None,
     min_participants: int = MIN_PARTICIPANTS_PER_CONDITION,

@@ -14,6 +14,8 @@ instructions, some leave before the end (their ``total_ms`` stays empty).
 """
 from __future__ import annotations
 
+from study_protocol.study import REFERENCE_NETWORK
+
 import zlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -63,7 +65,7 @@ class GenerativeModel:
     def with_effect(self, condition: str, value: float) -> "GenerativeModel":
         return replace(self, condition_effects={**self.condition_effects, condition: value})
 
-    def true_coefficients(self, ref_condition: str = "olah", ref_network: str = "resnet50") -> dict[str, float]:
+    def true_coefficients(self, ref_condition: str = "olah", ref_network: str = REFERENCE_NETWORK) -> dict[str, float]:
         """The fixed effects a correct fit estimates, named as in ``analysis.models``."""
         c0 = self.condition_effects[ref_condition]
         n0 = self.network_effects[ref_network]

@@ -20,6 +20,8 @@ by the same factor, so the same participants are excluded as at real speed.
 """
 from __future__ import annotations
 
+from study_protocol.study import REFERENCE_NETWORK, TRANSFORMER_NETWORK
+
 import os
 import secrets
 import socket
@@ -219,8 +221,8 @@ def analyse(paths: DemoPaths, time_scale: float, notice: str):  # noqa: ANN201 -
     conditions = sorted(set(df["condition"]))
     networks = sorted(set(df.loc[df["trial_kind"].eq("main"), "network"]))
     spec = ModelSpec(ref_condition="olah" if "olah" in conditions else conditions[0],
-                     ref_network="resnet50" if "resnet50" in networks else networks[0])
-    analysis = run_analysis(df, spec=spec, rules=rules, vit="vit_b16" if "vit_b16" in networks else networks[-1])
+                     ref_network=REFERENCE_NETWORK if REFERENCE_NETWORK in networks else networks[0])
+    analysis = run_analysis(df, spec=spec, rules=rules, vit=TRANSFORMER_NETWORK if TRANSFORMER_NETWORK in networks else networks[-1])
     write_report(analysis, paths.report, source=str(paths.responses), source_sha256=file_sha256(paths.responses),
                  n_rows=len(df), notice=notice)
     return analysis

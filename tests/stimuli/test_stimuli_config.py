@@ -96,3 +96,12 @@ def test_fingerprint_ignores_speed_settings_only(tmp_path):
     faster = load_config(write(tmp_path, MINIMAL + "batch_size = 999\n"))
     other = load_config(write(tmp_path, MINIMAL + "stride = 3\n"))
     assert base.fingerprint() == faster.fingerprint() != other.fingerprint()
+
+
+def test_every_study_network_key_is_a_maco_preset() -> None:
+    # study_protocol names the study's networks; maco (which imports none of our packages) keeps its own table
+    from maco.models import PRESETS
+    from study_protocol.study import NETWORKS, REFERENCE_NETWORK, TRANSFORMER_NETWORK
+
+    assert set(NETWORKS) <= set(PRESETS)
+    assert {REFERENCE_NETWORK, TRANSFORMER_NETWORK} <= set(NETWORKS)
