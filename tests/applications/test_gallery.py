@@ -11,7 +11,8 @@ from PIL import Image
 
 from maco.images import image_files
 from maco_study import main
-from stimuli.manifest import build_test_bundle, load_manifest
+from stimuli.manifest import load_manifest
+from stimuli.testing import build_test_bundle
 
 
 class Links(HTMLParser):
