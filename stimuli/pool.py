@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from maco.spectra import IMAGE_SUFFIXES  # one list of the image files a folder may hold
+from maco.images import IMAGE_SUFFIXES  # one list of the image files a folder may hold
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
