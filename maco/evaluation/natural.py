@@ -15,7 +15,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from timm.data import ImageNetInfo
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+from maco.images import image_files
+
 IMAGENET_CLASSES = 1000
 
 
@@ -50,7 +51,7 @@ def _from_folder(root: Path, units: Sequence[int]) -> dict[int, list[Path]]:
         if folder is None:
             tried = " or ".join(f"'{n}'" for n in names)
             raise EvaluationError(f"unknown class {unit}: {root} has no class folder {tried}")
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(folder)
         if not files:
             raise EvaluationError(f"class folder {folder} has no images")
         found[unit] = files
