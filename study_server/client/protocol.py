@@ -57,8 +57,11 @@ def page_name(html: str) -> str:
 class StudyClient:
     """One participant's browser tab.
 
-    ``request`` applies the retry rule (default: study.js's, see retry.py); when the rule gives
-    up on a status it returns that reply, on network errors it raises ProtocolError.
+    ``request`` does exactly what study.js's ``fetchJSON`` does: network errors, 5xx and 429 are
+    sent again after ``min(8 s, 0.25 s x 2^n)``, a 429 after the larger of that and its
+    Retry-After, every other status is returned (retry.py). study.js never gives up; a
+    bounded ``RetryRule`` does, returning the last reply (a status) or raising ProtocolError
+    (network errors).
     ``on_response(method, path, ms)`` is told the time of each reply the client accepts
     (the attempt that got it); ``retries`` counts why requests were sent again."""
 

@@ -2,6 +2,7 @@
 through all three transports against one app."""
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -10,8 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from study_server.client import (STUDY_JS, FlaskTransport, LightTransport, ProtocolError, RequestsTransport,
-                                 RetryRule, StudyClient, TransportError, answer_body, backoff_s, retry_after_s,
-                                 start_path)
+                                 RetryRule, ServerProcess, ServerStartError, StudyClient, TransportError,
+                                 answer_body, backoff_s, retry_after_s, start_path)
 from study_server.models import Participant, Trial
 
 
@@ -108,3 +109,10 @@ def test_one_participant_per_transport_completes(live_server_factory) -> None:  
                                    .where(Participant.status == "completed"))
         stored = session.scalar(select(func.count()).select_from(Trial).where(Trial.answer_id.is_not(None)))
     assert completed == 3 and stored == sum(answered.values()) and len(set(answered.values())) == 1
+
+
+def test_launcher_says_why_the_server_did_not_start(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with pytest.raises(ServerStartError, match="exited with status [1-9]") as refused:
+        ServerProcess(tmp_path / "no-bundle", f"sqlite:///{tmp_path / 'study.db'}", log=log, timeout_s=60)
+    assert str(log) in str(refused.value) and "no-bundle" in str(refused.value)  # its log's last lines
