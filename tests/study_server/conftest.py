@@ -118,8 +118,16 @@ class Walker:
     def __init__(self, app, pid: str | None = None):  # noqa: ANN001
         self.app = app
         self.study = StudyClient(FlaskTransport(app), NO_RETRY)
-        self.client = self.study.transport.client  # Flask's test client, for requests outside the protocol
         self.pid = pid or secrets.token_hex(12)
+
+    @property
+    def client(self):  # noqa: ANN201
+        """Flask's test client (the browser's cookie jar), also for requests outside the protocol."""
+        return self.study.transport.client
+
+    @client.setter
+    def client(self, client) -> None:  # noqa: ANN001 - another browser walks on
+        self.study.transport.client = client
 
     def start(self):  # noqa: ANN201
         return self.study.request("GET", start_path(self.pid, "s1", "x1"))
@@ -147,7 +155,7 @@ class Walker:
 
     def answer_body(self, position: int, side: str, confidence: int = 2, **extra: Any) -> dict[str, Any]:
         # rt_ms below answers.CLOCK_TOLERANCE_MS: possible however fast the test answers after the GET
-        return answer_body(position, side, confidence, rt_ms=123.5, **extra)
+        return answer_body(position, side, confidence, **{"rt_ms": 123.5, **extra})
 
     def current(self) -> dict[str, Any] | None:
         data = self.study.trial()
