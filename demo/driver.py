@@ -36,22 +36,20 @@ this module is the behaviour model. It never imports torch.
 """
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from PIL import Image
 
 from analysis.simulate import GenerativeModel, SimulatedParticipant, answer, draw_participants, unit_effect
-from stimuli.manifest import Manifest, QueryPair, image_path, load_manifest
 from study_server.client import ProtocolError, RequestsTransport, RetryRule, StudyClient, answer_body, start_path
+
+from .bundle_index import BundleIndex, DriverError
+from .records import ParticipantRecord, SimulationResult
 
 
 @dataclass(frozen=True)
@@ -80,142 +78,6 @@ WINDOW_SIZES = [(1280, 800), (1440, 900), (1536, 864), (1920, 1080)]
 STUDY_ID = "SIMSTUDY"
 RETRY = RetryRule(tries=6)  # study.js's rule, bounded: a participant that cannot get through fails
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) maco-study-simulate"
-
-
-class DriverError(Exception):
-    """The server or the bundle does not behave as the browser expects; the message says where."""
-
-
-# ---------------------------------------------------------------------------
-# what the bundle says about the images the server shows
-def pixel_digest(png: bytes) -> str:
-    """sha256 of an image's size and RGB pixels: the same for an image and its re-encodings."""
-    with Image.open(io.BytesIO(png)) as image:
-        rgb = image.convert("RGB")
-    return hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode() + rgb.tobytes()).hexdigest()
-
-
-@dataclass(frozen=True)
-class PairInfo:
-    kind: str  # practice, main, catch
-    pair: QueryPair
-    network: str
-
-
-class BundleIndex:
-    """Looks up the trial a participant is shown from the ids (sha256) of its images."""
-
-    def __init__(self, manifest: Manifest, pixel_ids: dict[str, str]):
-        self.manifest = manifest
-        self.pixel_ids = pixel_ids  # pixel_digest -> the bundle's image id
-        networks = {u.key: u.network for u in manifest.units}
-        self.pairs: dict[tuple[str, frozenset[str]], PairInfo] = {}
-        for kind, pair in manifest.all_query_pairs():
-            key = (pair.base_image, frozenset((pair.image_a, pair.image_b)))
-            self.pairs[key] = PairInfo(kind, pair, networks[pair.unit])
-        # the grid's order is the server's business: a set of images identifies the reference set
-        self.reference_condition: dict[frozenset[str], str] = {
-            frozenset(ref.images): ref.condition for ref in manifest.references}
-
-    @classmethod
-    def load(cls, bundle_dir: str | Path) -> "BundleIndex":
-        manifest = load_manifest(bundle_dir)
-        return cls(manifest, {pixel_digest(image_path(bundle_dir, image).read_bytes()): image
-                              for image in manifest.images})
-
-    def image_id(self, png: bytes) -> str:
-        """The bundle's id of an image the server sent (its pixel digest when the bundle has none:
-        the trial or reference set it is part of is then not found)."""
-        digest = pixel_digest(png)
-        return self.pixel_ids.get(digest, digest)
-
-    def trial(self, base: str, left: str, right: str) -> PairInfo:
-        info = self.pairs.get((base, frozenset((left, right))))
-        if info is None:
-            raise DriverError("the server showed a trial whose images are not a query pair of this bundle: "
-                              "is --bundle the bundle the server serves?")
-        return info
-
-    def condition(self, references: list[str]) -> str:
-        if not references:
-            return "none"
-        condition = self.reference_condition.get(frozenset(references))
-        if condition is None:
-            raise DriverError("the server showed reference images that are not a reference set of this bundle")
-        return condition
-
-    def model_for(self, profile: Profile) -> GenerativeModel:
-        """The profile's model on this study's levels and trial counts.
-
-        A condition or network the profile does not name gets effect 0 (the reference level).
-        """
-        m = self.manifest
-        per_participant = m.protocol.main_trials_per_participant or len(m.query_pairs)
-        model = profile.model
-        return replace(
-            model,
-            condition_effects={c: model.condition_effects.get(c, 0.0) for c in m.conditions},
-            network_effects={n.key: model.network_effects.get(n.key, 0.0) for n in m.networks},
-            main_trials_per_network=max(1, round(per_participant / len(m.networks))),
-            catch_trials=len(m.catch_trials), practice_trials=len(m.practice_trials))
-
-
-# ---------------------------------------------------------------------------
-# results
-ANSWER_COLUMNS = ["prolific_pid", "answer_id", "trial_index", "trial_kind", "practice_round", "network",
-                  "unit", "query_id", "correct_side", "chosen_side", "correct", "confidence", "rt_ms"]
-PARTICIPANT_COLUMNS = ["prolific_pid", "condition", "outcome", "answers", "reloads", "planned_practice_rounds",
-                       "attentive", "one_side", "rushed", "drops_after", "error"]
-
-
-@dataclass
-class ParticipantRecord:
-    prolific_pid: str
-    simulated: SimulatedParticipant
-    condition: str = ""
-    outcome: str = "started"  # completed, dropped, failed
-    reloads: int = 0
-    error: str = ""
-    answers: list[dict[str, Any]] = field(default_factory=list)  # acknowledged by the server
-
-    def row(self) -> dict[str, Any]:
-        s = self.simulated
-        return {"prolific_pid": self.prolific_pid, "condition": self.condition, "outcome": self.outcome,
-                "answers": len(self.answers), "reloads": self.reloads,
-                "planned_practice_rounds": s.practice_rounds, "attentive": int(s.attentive),
-                "one_side": s.one_side or "", "rushed": int(s.rushed),
-                "drops_after": "" if s.drops_after is None else s.drops_after, "error": self.error}
-
-
-@dataclass
-class SimulationResult:
-    participants: list[ParticipantRecord]
-    wall_s: float
-
-    @property
-    def answers(self) -> list[dict[str, Any]]:
-        return [a for p in self.participants for a in p.answers]
-
-    def count(self, outcome: str) -> int:
-        return sum(p.outcome == outcome for p in self.participants)
-
-    def summary(self) -> str:
-        return (f"{len(self.participants)} simulated participants in {self.wall_s:.1f} s: "
-                f"{self.count('completed')} completed, {self.count('dropped')} dropped out, "
-                f"{self.count('failed')} failed; {len(self.answers)} answers acknowledged, "
-                f"{sum(p.reloads for p in self.participants)} reloads")
-
-    def write(self, folder: Path) -> tuple[Path, Path]:
-        """answers.csv (every acknowledged answer) and participants.csv into folder."""
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = folder / "answers.csv", folder / "participants.csv"
-        for path, columns, rows in ((paths[0], ANSWER_COLUMNS, self.answers),
-                                    (paths[1], PARTICIPANT_COLUMNS, [p.row() for p in self.participants])):
-            with path.open("w", encoding="utf-8", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
-                writer.writeheader()
-                writer.writerows(rows)
-        return paths
 
 
 # ---------------------------------------------------------------------------
