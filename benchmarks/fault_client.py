@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 from study_client import SimulatedParticipant
 
-from study_server.client import RequestsTransport, RetryRule, StudyClient, TransportError
+from study_server.client import (ANSWER, STEP_PAGES, STUDY_PAGE, RequestsTransport, RetryRule, StudyClient,
+                                 TransportError, step_request)
 from study_server.client.retry import BACKOFF_FIRST_S
 
 
@@ -87,7 +88,7 @@ class FaultyParticipant(SimulatedParticipant):
 
     def reload(self) -> str | None:
         self.events["reloads"] += 1
-        return self.page(self.start_path if self.rng.random() < 0.5 else "/study")
+        return self.page(self.start_path if self.rng.random() < 0.5 else STUDY_PAGE)
 
     # -- the session
     def run(self, ramp_s: float) -> None:
@@ -98,10 +99,6 @@ class FaultyParticipant(SimulatedParticipant):
         page = self.page(self.start_path)
         if self.tab is not None:
             other.join()
-        steps = {"consent": ("/api/consent", {"agree": True}),
-                 "device": ("/api/device", {"window_width": 1280, "window_height": 800, "is_phone": False}),
-                 "instructions": ("/api/instructions", {}),
-                 "comment": ("/api/complete", {"comment": ""})}
         for _ in range(500):  # a bound, should a server send it in circles
             if page is None or page == "done":
                 break
@@ -109,8 +106,8 @@ class FaultyParticipant(SimulatedParticipant):
                 page = self.reload()
             elif page == "trials":
                 page = self.trials()
-            elif page in steps:
-                page = self.step(*steps[page])
+            elif page in STEP_PAGES:
+                page = self.step(*step_request(page))
             else:
                 self.errors.append(f"the server showed an unexpected page {page!r}")
                 return
@@ -126,7 +123,7 @@ class FaultyParticipant(SimulatedParticipant):
             # "this step is not available now": the first try was stored and its reply lost (or the
             # other tab took the step); study.js then opens /study, the page of the current stage
             self.events["step_already_taken"] += 1
-            return self.page("/study")
+            return self.page(STUDY_PAGE)
         self.errors.append(f"POST {path}: HTTP {response.status_code} {response.text[:200]}")
         return None
 
@@ -138,12 +135,12 @@ class FaultyParticipant(SimulatedParticipant):
                 return self.reload()
             trial = self.show_trial()
             if trial is None:
-                return self.page("/study")
+                return self.page(STUDY_PAGE)
             reply = self.send_answer(self.answer_body(trial))
             if reply is None:
                 return None
             if reply.get("next") == "page":
-                return self.page("/study")
+                return self.page(STUDY_PAGE)
 
     def send_answer(self, body: dict[str, Any]) -> dict[str, Any] | None:
         """Post an answer until the server acknowledges or refuses it; a second tab posts it too."""
@@ -169,7 +166,7 @@ class FaultyParticipant(SimulatedParticipant):
             "chosen_side": body["chosen_side"], "confidence": body["confidence"], "acked": False, "refused": 0})
         client = tab or self.client
         if self.rng.random() < self.faults.lose_reply:
-            lost = self.lose_reply("/api/answer", body, client)
+            lost = self.lose_reply(ANSWER, body, client)
             entry["acked"] |= lost is not None and lost.status_code == 200  # the server did say so
             time.sleep(BACKOFF_FIRST_S)
             if tab is None and self.rng.random() < 0.3:

@@ -46,7 +46,8 @@ from typing import Any, Callable
 import numpy as np
 
 from analysis.simulate import GenerativeModel, SimulatedParticipant, answer, draw_participants, unit_effect
-from study_server.client import ProtocolError, RequestsTransport, RetryRule, StudyClient, answer_body, start_path
+from study_server.client import (STUDY_PAGE, ProtocolError, RequestsTransport, RetryRule, StudyClient, answer_body,
+                                 start_path)
 
 from .bundle_index import BundleIndex, DriverError
 from .records import ParticipantRecord, SimulationResult
@@ -178,7 +179,7 @@ class SimulatedSession:
             # study.js sends the answer it kept in localStorage once more
             client.answer(body)
             record.reloads += 1
-            self.expect_page(self.start_url if self.rng.random() < 0.5 else "/study", "trials", "a reload")
+            self.expect_page(self.start_url if self.rng.random() < 0.5 else STUDY_PAGE, "trials", "a reload")
         reply = client.answer(body)
         if not reply.get("stored"):
             raise DriverError(f"trial {trial['position']}: answer not acknowledged ({reply})")
@@ -195,7 +196,7 @@ class SimulatedSession:
             self.practice_index = 0 if feedback["round_result"] else self.practice_index + 1
             self.wait(2.5 if feedback["round_result"] else 1.2)  # the feedback on screen
         if reply["next"] == "page":
-            self.expect_page("/study", "comment", "the last trial")
+            self.expect_page(STUDY_PAGE, "comment", "the last trial")
             return False
         return True
 

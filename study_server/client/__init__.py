@@ -3,10 +3,12 @@ launcher of `maco-study serve`. Standard library only (requests when a RequestsT
 never flask, the server's modules or torch."""
 from .launcher import ServerProcess, ServerStartError, free_port, port_in_use
 from .light_http import LightTransport
-from .protocol import ProtocolError, StudyClient, answer_body, page_name, start_path, trial_images
+from .protocol import (ANSWER, STEP_PAGES, STUDY_PAGE, ProtocolError, StudyClient, answer_body, page_name, start_path,
+                       step_request, trial_images)
 from .retry import NO_RETRY, STUDY_JS, RetryRule, backoff_s, retry_after_s
 from .transports import FlaskTransport, RequestsTransport, Transport, TransportError
 
-__all__ = ["FlaskTransport", "LightTransport", "NO_RETRY", "ProtocolError", "RequestsTransport", "RetryRule",
+__all__ = ["ANSWER", "STEP_PAGES", "STUDY_PAGE", "FlaskTransport", "LightTransport", "NO_RETRY", "ProtocolError", "RequestsTransport", "RetryRule",
            "STUDY_JS", "ServerProcess", "ServerStartError", "StudyClient", "Transport", "TransportError", "answer_body",
-           "backoff_s", "free_port", "page_name", "port_in_use", "retry_after_s", "start_path", "trial_images"]
+           "backoff_s", "free_port", "page_name", "port_in_use", "retry_after_s", "start_path", "step_request",
+           "trial_images"]

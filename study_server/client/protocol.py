@@ -20,9 +20,8 @@ START = "/start"
 STUDY_PAGE = "/study"  # the page of the participant's current stage
 TRIAL = "/api/trial"
 ANSWER = "/api/answer"
-# a stage's POST: its path and what study.js sends
-CONSENT, DEVICE, INSTRUCTIONS, COMPLETE = "/api/consent", "/api/device", "/api/instructions", "/api/complete"
 WINDOW = (1280, 800)  # the inner window size reported when a caller gives none
+STEP_PAGES = ("consent", "device", "instructions", "comment")  # the pages left by a POST
 
 
 class ProtocolError(Exception):
@@ -40,6 +39,15 @@ def answer_body(position: int, chosen_side: str, confidence: int, rt_ms: float, 
     return {"answer_id": answer_id or str(uuid.uuid4()), "position": position, "chosen_side": chosen_side,
             "confidence": confidence, "rt_ms": rt_ms, "window_width": window[0], "window_height": window[1],
             "device_pixel_ratio": 1.0, "blur_count": 0, "fullscreen_exit_count": 0, **extra}
+
+
+def step_request(page: str, window: tuple[int, int] = WINDOW, agree: bool = True, is_phone: bool = False,
+                 comment: str = "") -> tuple[str, dict[str, Any]]:
+    """The POST study.js sends to leave `page` (one of STEP_PAGES): its path and body."""
+    return {"consent": ("/api/consent", {"agree": agree}),
+            "device": ("/api/device", {"window_width": window[0], "window_height": window[1], "is_phone": is_phone}),
+            "instructions": ("/api/instructions", {}),
+            "comment": ("/api/complete", {"comment": comment})}[page]
 
 
 def trial_images(trial: dict[str, Any]) -> list[str]:
@@ -115,17 +123,16 @@ class StudyClient:
 
     # the stages' steps, with study.js's bodies; each returns the server's reply ({"next": url})
     def consent(self, agree: bool = True) -> dict[str, Any]:
-        return self.post(CONSENT, {"agree": agree})
+        return self.post(*step_request("consent", agree=agree))
 
     def device(self, is_phone: bool = False) -> dict[str, Any]:
-        return self.post(DEVICE, {"window_width": self.window[0], "window_height": self.window[1],
-                                  "is_phone": is_phone})
+        return self.post(*step_request("device", self.window, is_phone=is_phone))
 
     def instructions(self) -> dict[str, Any]:
-        return self.post(INSTRUCTIONS, {})
+        return self.post(*step_request("instructions"))
 
     def complete(self, comment: str = "") -> dict[str, Any]:
-        return self.post(COMPLETE, {"comment": comment})
+        return self.post(*step_request("comment", comment=comment))
 
     def trial(self, resume: bool = False) -> dict[str, Any]:
         """GET /api/trial: {"done": false, "trial": {...}} or {"done": true, "next": url}."""

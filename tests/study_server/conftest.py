@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from stimuli.manifest import build_test_bundle
 from study_server.app import create_app
 from study_server.bundle import import_bundle
-from study_server.client import NO_RETRY, FlaskTransport, StudyClient, answer_body, start_path
+from study_server.client import NO_RETRY, FlaskTransport, StudyClient, answer_body, start_path, step_request
 from study_server.db import make_engine, upgrade
 from study_server.models import Participant, Trial
 
@@ -176,7 +176,7 @@ class Walker:
         return n
 
     def complete(self, comment: str = ""):  # noqa: ANN201
-        return self.post("/api/complete", {"comment": comment})
+        return self.post(*step_request("comment", comment=comment))
 
 
 @pytest.fixture
