@@ -26,7 +26,7 @@ two queries and a confidence rating, so the request rate errs on the high side).
 
 Client and server share this machine's cores, so every latency here includes the
 wait of the client's own threads for the CPU. The participants therefore talk
-through `light_http.LightSession` (http.client with keep-alive and a cookie jar,
+through `study_server.client.LightTransport` (http.client with keep-alive and a cookie jar,
 like a browser's one connection per origin: the same requests and cookies as
 `requests`, at under a third of its client CPU: 0.4-0.5 against 1.5-1.6 ms per
 request here); `--client requests` runs the requests library instead, for comparison. To show what is left, each client process
@@ -42,7 +42,6 @@ import argparse
 import json
 import os
 import resource
-import sys
 import tempfile
 import threading
 import time
@@ -50,30 +49,34 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
-import requests
-from light_http import LightSession
 from study_client import SimulatedParticipant, build_bundle, percentile, postgres_schema_url, start_server
+
+from study_server.client import LightTransport, RequestsTransport, TransportError
 
 FLOOR_PATH = "/static/study.css"
 FLOOR_INTERVAL_S = 0.25
 
 
+TRANSPORTS = {"light": LightTransport, "requests": RequestsTransport}
+
+
 def run_participant(base_url: str, think_s: float, ramp_s: float, client: str, seed: int
                     ) -> tuple[dict[str, list[float]], list[str]]:
-    participant = SimulatedParticipant(base_url, seed, think_s)
-    if client == "light":
-        participant.http = LightSession()
+    participant = SimulatedParticipant(TRANSPORTS[client](base_url), seed, think_s)
     participant.run(ramp_s)
     return participant.latencies, participant.errors
 
 
 def probe_floor(base_url: str, client: str, stop: threading.Event, latencies: list[float]) -> None:
     """A static file fetched at a steady pace: the latency of a request that does no work in the app."""
-    http = LightSession() if client == "light" else requests.Session()
+    http = TRANSPORTS[client](base_url)
     while not stop.wait(FLOOR_INTERVAL_S):
         t0 = time.perf_counter()
-        if http.request("GET", base_url + FLOOR_PATH, timeout=30).status_code == 200:
-            latencies.append((time.perf_counter() - t0) * 1000)
+        try:
+            if http.request("GET", FLOOR_PATH).status_code == 200:
+                latencies.append((time.perf_counter() - t0) * 1000)
+        except TransportError:
+            pass
 
 
 def run_client_process(base_url: str, seeds: list[int], think_s: float, ramp_s: float, client: str
@@ -136,8 +139,8 @@ def main() -> None:
                         help="participants arrive uniformly over this many seconds")
     parser.add_argument("--client-processes", type=int, default=4)
     parser.add_argument("--server-log", default=None, help="append the server's output (errors) to this file")
-    parser.add_argument("--client", choices=("light", "requests"), default="light",
-                        help="participants' HTTP: light (http.client, see light_http.py) or the requests library")
+    parser.add_argument("--client", choices=sorted(TRANSPORTS), default="light",
+                        help="participants' HTTP: light (http.client, study_server/client/light_http.py) or requests")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="maco-load-"))
@@ -148,8 +151,9 @@ def main() -> None:
         backend = "postgresql"
     else:
         db_url, backend = args.db or f"sqlite:///{tmp / 'load.db'}", "sqlite"
-    server, base_url = start_server(bundle, db_url, args.workers, args.threads,
-                                    log=Path(args.server_log) if args.server_log else None)
+    server = start_server(bundle, db_url, args.workers, args.threads,
+                          log=Path(args.server_log) if args.server_log else None)
+    base_url = server.url
     try:
         seeds = list(range(args.participants))
         chunks = [seeds[i::args.client_processes] for i in range(args.client_processes)]
@@ -162,8 +166,7 @@ def main() -> None:
     finally:
         # the client processes are reaped by now: what the children add from here on is the server's CPU
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     client_cpu_s = before.ru_utime + before.ru_stime

@@ -29,7 +29,9 @@ def demo(folder: Path, participants: int, exit_after: bool, port: int, config: P
          seed: int, no_progress: bool) -> None:
     """The whole study on this machine: build a small bundle (random-weight stand-in networks),
     serve it on 127.0.0.1, and with --simulate N run, export and analyse N synthetic participants."""
-    from .run import DemoError, free_port, run_demo
+    from study_server.client import free_port
+
+    from .run import DemoError, run_demo
 
     host = "127.0.0.1"
     # a plain `kill` must stop the server subprocess too: exit through run_demo's clean-up

@@ -18,11 +18,11 @@ with the same ``answer_id`` (the server must store it once).
 
 Knowing which image is correct: the server never says so before the answer
 is stored, and this is a test tool, not a participant. The driver is given
-the bundle the server serves: it hashes the PNG bytes it downloads (image ids
-are their sha256, see stimuli.manifest) and looks the trial's images up in
-the manifest, which gives the query pair, its unit and network, which side
-holds the argmax image, and, from the reference grid, the condition the
-server assigned.
+the bundle the server serves and recognises each image it downloads by its
+pixels (the server may re-encode an image, never change a pixel): it looks
+the trial's images up in the manifest, which gives the query pair, its unit
+and network, which side holds the argmax image, and, from the reference grid,
+the condition the server assigned.
 
 Time: every wait (reading the consent form, the instructions, looking at a
 trial, the feedback) is the simulated duration times ``time_scale``, and the
@@ -31,26 +31,26 @@ stays consistent. ``time_scale=1`` paces participants like people (a load
 test of a staging server); the demo runs at 0.02 and scales the exclusion
 rules' time limits by the same factor.
 
-This module talks HTTP with requests and never imports torch.
+The protocol (paths, bodies, study.js's retry rule) is study_server.client's;
+this module is the behaviour model. It never imports torch.
 """
 from __future__ import annotations
 
-import csv
-import hashlib
 import secrets
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urljoin
 
 import numpy as np
-import requests
 
 from analysis.simulate import GenerativeModel, SimulatedParticipant, answer, draw_participants, unit_effect
-from stimuli.manifest import Manifest, QueryPair, load_manifest
+from study_server.client import (STUDY_PAGE, ProtocolError, RequestsTransport, RetryRule, StudyClient, answer_body,
+                                 start_path)
+
+from .bundle_index import BundleIndex, DriverError
+from .records import ParticipantRecord, SimulationResult
 
 
 @dataclass(frozen=True)
@@ -77,206 +77,12 @@ PROFILES: dict[str, Profile] = {
 
 WINDOW_SIZES = [(1280, 800), (1440, 900), (1536, 864), (1920, 1080)]
 STUDY_ID = "SIMSTUDY"
-
-
-class DriverError(Exception):
-    """The server or the bundle does not behave as the browser expects; the message says where."""
-
-
-# ---------------------------------------------------------------------------
-# what the bundle says about the images the server shows
-@dataclass(frozen=True)
-class PairInfo:
-    kind: str  # practice, main, catch
-    pair: QueryPair
-    network: str
-
-
-class BundleIndex:
-    """Looks up the trial a participant is shown from the ids (sha256) of its images."""
-
-    def __init__(self, manifest: Manifest, served_ids: dict[str, str] | None = None):
-        self.manifest = manifest
-        # sha256 of the bytes the server sends -> the bundle's id, where they differ (query images
-        # are sent re-encoded, see study_server.images)
-        self.served_ids = served_ids or {}
-        networks = {u.key: u.network for u in manifest.units}
-        self.pairs: dict[tuple[str, frozenset[str]], PairInfo] = {}
-        for kind, pair in manifest.all_query_pairs():
-            key = (pair.base_image, frozenset((pair.image_a, pair.image_b)))
-            self.pairs[key] = PairInfo(kind, pair, networks[pair.unit])
-        # the grid's order is the server's business: a set of images identifies the reference set
-        self.reference_condition: dict[frozenset[str], str] = {
-            frozenset(ref.images): ref.condition for ref in manifest.references}
-
-    @classmethod
-    def load(cls, bundle_dir: str | Path) -> "BundleIndex":
-        from study_server.images import ImageStore
-
-        manifest = load_manifest(bundle_dir)
-        store = ImageStore(Path(bundle_dir), manifest)
-        return cls(manifest, {hashlib.sha256(store.read(image)).hexdigest(): image for image in store.queries})
-
-    def image_id(self, served_sha256: str) -> str:
-        """The bundle's id of an image the server sent (identified by the sha256 of its bytes)."""
-        return self.served_ids.get(served_sha256, served_sha256)
-
-    def trial(self, base: str, left: str, right: str) -> PairInfo:
-        info = self.pairs.get((base, frozenset((left, right))))
-        if info is None:
-            raise DriverError("the server showed a trial whose images are not a query pair of this bundle: "
-                              "is --bundle the bundle the server serves?")
-        return info
-
-    def condition(self, references: list[str]) -> str:
-        if not references:
-            return "none"
-        condition = self.reference_condition.get(frozenset(references))
-        if condition is None:
-            raise DriverError("the server showed reference images that are not a reference set of this bundle")
-        return condition
-
-    def model_for(self, profile: Profile) -> GenerativeModel:
-        """The profile's model on this study's levels and trial counts.
-
-        A condition or network the profile does not name gets effect 0 (the reference level).
-        """
-        m = self.manifest
-        per_participant = m.protocol.main_trials_per_participant or len(m.query_pairs)
-        model = profile.model
-        return replace(
-            model,
-            condition_effects={c: model.condition_effects.get(c, 0.0) for c in m.conditions},
-            network_effects={n.key: model.network_effects.get(n.key, 0.0) for n in m.networks},
-            main_trials_per_network=max(1, round(per_participant / len(m.networks))),
-            catch_trials=len(m.catch_trials), practice_trials=len(m.practice_trials))
+RETRY = RetryRule(tries=6)  # study.js's rule, bounded: a participant that cannot get through fails
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) maco-study-simulate"
 
 
 # ---------------------------------------------------------------------------
-# results
-ANSWER_COLUMNS = ["prolific_pid", "answer_id", "trial_index", "trial_kind", "practice_round", "network",
-                  "unit", "query_id", "correct_side", "chosen_side", "correct", "confidence", "rt_ms"]
-PARTICIPANT_COLUMNS = ["prolific_pid", "condition", "outcome", "answers", "reloads", "planned_practice_rounds",
-                       "attentive", "one_side", "rushed", "drops_after", "error"]
-
-
-@dataclass
-class ParticipantRecord:
-    prolific_pid: str
-    simulated: SimulatedParticipant
-    condition: str = ""
-    outcome: str = "started"  # completed, dropped, failed
-    reloads: int = 0
-    error: str = ""
-    answers: list[dict[str, Any]] = field(default_factory=list)  # acknowledged by the server
-
-    def row(self) -> dict[str, Any]:
-        s = self.simulated
-        return {"prolific_pid": self.prolific_pid, "condition": self.condition, "outcome": self.outcome,
-                "answers": len(self.answers), "reloads": self.reloads,
-                "planned_practice_rounds": s.practice_rounds, "attentive": int(s.attentive),
-                "one_side": s.one_side or "", "rushed": int(s.rushed),
-                "drops_after": "" if s.drops_after is None else s.drops_after, "error": self.error}
-
-
-@dataclass
-class SimulationResult:
-    participants: list[ParticipantRecord]
-    wall_s: float
-
-    @property
-    def answers(self) -> list[dict[str, Any]]:
-        return [a for p in self.participants for a in p.answers]
-
-    def count(self, outcome: str) -> int:
-        return sum(p.outcome == outcome for p in self.participants)
-
-    def summary(self) -> str:
-        return (f"{len(self.participants)} simulated participants in {self.wall_s:.1f} s: "
-                f"{self.count('completed')} completed, {self.count('dropped')} dropped out, "
-                f"{self.count('failed')} failed; {len(self.answers)} answers acknowledged, "
-                f"{sum(p.reloads for p in self.participants)} reloads")
-
-    def write(self, folder: Path) -> tuple[Path, Path]:
-        """answers.csv (every acknowledged answer) and participants.csv into folder."""
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = folder / "answers.csv", folder / "participants.csv"
-        for path, columns, rows in ((paths[0], ANSWER_COLUMNS, self.answers),
-                                    (paths[1], PARTICIPANT_COLUMNS, [p.row() for p in self.participants])):
-            with path.open("w", encoding="utf-8", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n")
-                writer.writeheader()
-                writer.writerows(rows)
-        return paths
-
-
-# ---------------------------------------------------------------------------
-# one participant's browser
-class Browser:
-    """A cookie jar and an image cache, with study.js's retry rule: network errors, 5xx and 429
-    are retried with back-off (here a bounded number of times), other 4xx go to the caller."""
-
-    RETRIES = 6
-
-    def __init__(self, base_url: str, window: tuple[int, int]):
-        self.base_url = base_url.rstrip("/") + "/"
-        self.window = window  # inner width and height, reported at the device check and each answer
-        self.http = requests.Session()
-        self.http.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) maco-study-simulate"
-        self.images: dict[str, str] = {}  # url -> image id (sha256 of the bytes)
-
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        url = urljoin(self.base_url, path.lstrip("/"))
-        for attempt in range(self.RETRIES):
-            try:
-                response = self.http.request(method, url, timeout=30, **kwargs)
-                if response.status_code < 500 and response.status_code != 429:
-                    return response
-                problem = f"HTTP {response.status_code}"
-                if response.status_code == 429:  # rate limited: wait as long as the server asks
-                    time.sleep(min(60.0, float(response.headers.get("Retry-After", 1))))
-            except requests.ConnectionError as exc:
-                problem = f"connection error ({exc.__class__.__name__})"
-            time.sleep(min(8.0, 0.25 * 2 ** attempt))
-        raise DriverError(f"{method} {path}: {problem} after {self.RETRIES} tries")
-
-    def page(self, path: str) -> str:
-        """Open a page (following redirects) and return its data-page name."""
-        response = self.request("GET", path)
-        if response.status_code != 200:
-            raise DriverError(f"GET {path}: HTTP {response.status_code}")
-        marker = 'data-page="'
-        start = response.text.find(marker)
-        return "" if start < 0 else response.text[start + len(marker):response.text.index('"', start + len(marker))]
-
-    def get_json(self, path: str) -> dict[str, Any]:
-        response = self.request("GET", path)
-        if response.status_code != 200:
-            raise DriverError(f"GET {path}: HTTP {response.status_code} {response.text[:200]}")
-        return response.json()
-
-    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.request("POST", path, json=body)
-        if response.status_code != 200:
-            raise DriverError(f"POST {path}: HTTP {response.status_code} {response.text[:200]}")
-        return response.json()
-
-    def step(self, path: str, body: dict[str, Any], expect_page: str) -> None:
-        """A stage's POST, then the page the server sends the browser to."""
-        reply = self.post(path, body)
-        page = self.page(reply["next"])
-        if page != expect_page:
-            raise DriverError(f"after POST {path} the server showed the {page!r} page, not {expect_page!r}")
-
-    def image_id(self, url: str) -> str:
-        if url not in self.images:
-            response = self.request("GET", url)
-            if response.status_code != 200:
-                raise DriverError(f"GET {url}: HTTP {response.status_code}")
-            self.images[url] = hashlib.sha256(response.content).hexdigest()
-        return self.images[url]
-
-
+# one participant
 def _wait(seconds: float) -> None:
     if seconds > 0:
         time.sleep(seconds)
@@ -291,8 +97,10 @@ class SimulatedSession:
         self.seed, self.time_scale = seed, time_scale
         self.record = ParticipantRecord(pid, person)
         self.rng = np.random.default_rng([seed, number])  # its own stream: the same behaviour in any thread order
-        self.browser = Browser(base_url, WINDOW_SIZES[int(self.rng.integers(len(WINDOW_SIZES)))])
-        self.start_url = f"/start?PROLIFIC_PID={pid}&STUDY_ID={STUDY_ID}&SESSION_ID={secrets.token_hex(8)}"
+        self.client = StudyClient(RequestsTransport(base_url, user_agent=USER_AGENT), RETRY,
+                                  window=WINDOW_SIZES[int(self.rng.integers(len(WINDOW_SIZES)))])
+        self.image_ids: dict[str, str] = {}  # url -> the bundle's image id
+        self.start_url = start_path(pid, STUDY_ID, secrets.token_hex(8))
         n_trials = model.practice_trials + len(model.networks) * model.main_trials_per_network + model.catch_trials
         # answers stored before the reload (the reply of the next one is lost)
         self.reload_at = int(self.rng.integers(0, n_trials)) if self.rng.random() < profile.p_reload else None
@@ -301,49 +109,57 @@ class SimulatedSession:
     def wait(self, simulated_s: float) -> None:
         _wait(simulated_s * self.time_scale)
 
+    def expect_page(self, path: str, page: str, after: str) -> None:
+        shown = self.client.page(path)
+        if shown != page:
+            raise DriverError(f"after {after} the server showed the {shown!r} page, not {page!r}")
+
+    def step(self, reply: dict[str, Any], page: str, after: str) -> None:
+        """A stage's POST was answered: the page the server sends the browser to must be `page`."""
+        self.expect_page(reply["next"], page, after)
+
     def run(self) -> ParticipantRecord:
-        browser, rng = self.browser, self.rng
+        client, rng = self.client, self.rng
         try:
-            if browser.page(self.start_url) != "consent":
-                raise DriverError("GET /start did not lead to the consent page")
+            self.expect_page(self.start_url, "consent", "GET /start")
             self.wait(rng.lognormal(np.log(20), 0.4))  # reading the consent form
-            browser.step("/api/consent", {"agree": True}, "device")
+            self.step(client.consent(), "device", "the consent")
             self.wait(rng.lognormal(np.log(5), 0.4))
             # opening the instructions page starts the server's instruction clock
-            browser.step("/api/device", {"window_width": browser.window[0], "window_height": browser.window[1],
-                                          "is_phone": False}, "instructions")
+            self.step(client.device(), "instructions", "the device check")
             self.wait(self.person.instruction_ms / 1000)
-            browser.step("/api/instructions", {}, "trials")
+            self.step(client.instructions(), "trials", "the instructions")
             while self.record.outcome == "started" and self.trial():
                 pass
             if self.record.outcome == "dropped":
                 return self.record
             self.wait(rng.lognormal(np.log(10), 0.5))
             comment = "Simulated participant: all fine." if rng.random() < self.profile.p_comment else ""
-            browser.step("/api/complete", {"comment": comment}, "done")
+            self.step(client.complete(comment), "done", "the comment")
             self.record.outcome = "completed"
-        except (DriverError, requests.RequestException, KeyError, ValueError) as exc:
+        except (DriverError, ProtocolError, KeyError, ValueError) as exc:
             self.record.outcome, self.record.error = "failed", f"{type(exc).__name__}: {exc}"
         return self.record
 
     def trial(self) -> bool:
         """Show, answer and store the current trial; False once the trials are over."""
-        browser, record = self.browser, self.record
-        data = browser.get_json("/api/trial")
+        client, record = self.client, self.record
+        data = client.trial()
         if data["done"]:
-            if browser.page(data["next"]) != "comment":
-                raise DriverError("after the last trial the server did not show the comment page")
+            self.expect_page(data["next"], "comment", "the last trial")
             return False
         if self.person.drops_after is not None and len(record.answers) >= self.person.drops_after:
             record.outcome = "dropped"  # closes the tab: nothing more is sent
             return False
         trial = data["trial"]
-        ids = {name: self.index.image_id(browser.image_id(trial[name])) for name in ("base", "left", "right")}
+        for url, png in client.images(trial).items():
+            self.image_ids[url] = self.index.image_id(png)
+        ids = {name: self.image_ids[trial[name]] for name in ("base", "left", "right")}
         info = self.index.trial(ids["base"], ids["left"], ids["right"])
         if trial["practice"] != (info.kind == "practice"):
             raise DriverError(f"trial {trial['position']}: the server calls it "
                               f"{'practice' if trial['practice'] else 'not practice'}, the bundle {info.kind}")
-        condition = self.index.condition([browser.image_id(url) for url in trial["references"]])
+        condition = self.index.condition([self.image_ids[url] for url in trial["references"]])
         if record.condition and condition != record.condition:
             raise DriverError(f"trial {trial['position']}: references of condition {condition}, "
                               f"earlier ones of {record.condition}")
@@ -357,18 +173,14 @@ class SimulatedSession:
             choice["chosen_side"] = {"left": "right", "right": "left"}[correct_side] if wrong else correct_side
         rt_ms = round(choice["rt_ms"] * self.time_scale, 1)
         _wait(rt_ms / 1000)
-        body = {"answer_id": str(uuid.uuid4()), "position": trial["position"], "chosen_side": choice["chosen_side"],
-                "confidence": choice["confidence"], "rt_ms": rt_ms, "window_width": browser.window[0],
-                "window_height": browser.window[1], "device_pixel_ratio": 1.0, "blur_count": 0,
-                "fullscreen_exit_count": 0}
+        body = answer_body(trial["position"], choice["chosen_side"], choice["confidence"], rt_ms, client.window)
         if self.reload_at == len(record.answers):
             # the reply is lost; the page is reloaded (or the Prolific link opened again) and
             # study.js sends the answer it kept in localStorage once more
-            browser.post("/api/answer", body)
+            client.answer(body)
             record.reloads += 1
-            if browser.page(self.start_url if self.rng.random() < 0.5 else "/study") != "trials":
-                raise DriverError("coming back during the trials did not show the trials page")
-        reply = browser.post("/api/answer", body)
+            self.expect_page(self.start_url if self.rng.random() < 0.5 else STUDY_PAGE, "trials", "a reload")
+        reply = client.answer(body)
         if not reply.get("stored"):
             raise DriverError(f"trial {trial['position']}: answer not acknowledged ({reply})")
         record.answers.append({
@@ -384,10 +196,10 @@ class SimulatedSession:
             self.practice_index = 0 if feedback["round_result"] else self.practice_index + 1
             self.wait(2.5 if feedback["round_result"] else 1.2)  # the feedback on screen
         if reply["next"] == "page":
-            if browser.page("/study") != "comment":
-                raise DriverError("after the last trial the server did not show the comment page")
+            self.expect_page(STUDY_PAGE, "comment", "the last trial")
             return False
         return True
+
 
 def simulate(base_url: str, bundle_dir: str | Path, participants: int, profile: str | Profile = "default",
              seed: int = 0, time_scale: float = 1.0, concurrency: int = 8,

@@ -20,13 +20,7 @@ by the same factor, so the same participants are excluded as at real speed.
 """
 from __future__ import annotations
 
-from study_protocol.study import REFERENCE_NETWORK, TRANSFORMER_NETWORK
-
-import os
 import secrets
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,7 +28,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Callable
 
-import requests
+from study_protocol.study import REFERENCE_NETWORK, TRANSFORMER_NETWORK
+from study_server.client import ServerProcess, ServerStartError, port_in_use
 
 DEMO_CONFIG = "study_demo.toml"
 DEMO_TIME_SCALE = 0.02  # 50x faster than people: 40 s of instructions take 0.8 s
@@ -125,72 +120,22 @@ def fresh_database(paths: DemoPaths) -> str:
     return password
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex((host, port)) == 0
-
-
-class Server:
-    """`maco-study serve` in a subprocess; stopped by stop() (or on leaving a with block)."""
-
-    def __init__(self, paths: DemoPaths, host: str, port: int):
-        if port_in_use(host, port):
-            raise DemoError(f"port {port} on {host} is already in use: choose another with --port")
-        self.url = f"http://{host}:{port}"
-        self.log_path = paths.server_log
-        # a fresh signing key per run; no rate limits (study_server/limits.py): the simulated
-        # participants all come from this machine and run 50x faster than people
-        env = {**os.environ, "MACO_COMPLETION_CODE": "DEMO-CODE",
-               "MACO_COMPLETION_URL": f"{self.url}/?completed={{code}}",
-               "MACO_SECRET_KEY": secrets.token_hex(32), "MACO_RATE_LIMIT_ENABLED": "0",
-               "MACO_PUBLIC_PREVIEW": "1"}  # the demo's participant view link works without an admin login
-        command = [sys.executable, "-c", "from maco_study import main; main()", "serve", "--bundle",
-                   str(paths.bundle), "--db", paths.db_url, "--host", host, "--port", str(port),
-                   "--workers", "1", "--threads", "8"]
-        self.log = self.log_path.open("w", encoding="utf-8")
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        self._wait_until_up()
-
-    def _wait_until_up(self) -> None:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.stop()
-                tail = self.log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
-                raise DemoError("the study server stopped at start:\n  " + "\n  ".join(tail)
-                                + f"\n(full log: {self.log_path})")
-            try:
-                requests.get(self.url + "/", timeout=2)
-                return
-            except requests.RequestException:
-                time.sleep(0.2)
-        self.stop()
-        raise DemoError(f"the study server did not answer within {SERVER_START_TIMEOUT_S} s (log: {self.log_path})")
-
-    def wait(self) -> None:
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-
-    def __enter__(self) -> "Server":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+def start_server(paths: DemoPaths, host: str, port: int) -> ServerProcess:
+    """`maco-study serve` on host:port for the demo, its log in DIR/server.log."""
+    if port_in_use(host, port):
+        raise DemoError(f"port {port} on {host} is already in use: choose another with --port")
+    url = f"http://{host}:{port}"
+    # a fresh signing key per run; no rate limits (study_server/limits.py): the simulated
+    # participants all come from this machine and run 50x faster than people
+    env = {"MACO_COMPLETION_CODE": "DEMO-CODE", "MACO_COMPLETION_URL": f"{url}/?completed={{code}}",
+           "MACO_SECRET_KEY": secrets.token_hex(32), "MACO_RATE_LIMIT_ENABLED": "0",
+           "MACO_PUBLIC_PREVIEW": "1"}  # the demo's participant view link works without an admin login
+    paths.server_log.unlink(missing_ok=True)  # this run's log only
+    try:
+        return ServerProcess(paths.bundle, paths.db_url, host=host, port=port, workers=1, threads=8, env=env,
+                             log=paths.server_log, timeout_s=SERVER_START_TIMEOUT_S)
+    except ServerStartError as exc:
+        raise DemoError(f"the study server did not start: {exc}") from None
 
 
 def export_responses(paths: DemoPaths, study: str) -> dict:
@@ -252,7 +197,7 @@ def run_demo(folder: Path, simulate: int = 0, exit_after: bool = False, host: st
     echo(f"[2/4] a fresh database {paths.database}")
     password = fresh_database(paths)
     result: dict = {"folder": str(paths.root), "build_s": round(build_s, 1)}
-    server = Server(paths, host, port)
+    server = start_server(paths, host, port)
     try:
         echo(f"[3/4] the study server is running ({paths.server_log})\n"
              f"      participant view (preview, never exported): {server.url}/preview\n"

@@ -69,3 +69,12 @@ def test_bench_evaluate_smoke(tmp_path) -> None:
 def test_bench_concepts_smoke() -> None:
     result = run_benchmark("bench_concepts.py", "--smoke")  # it asserts that both importance paths agree
     assert result["widened_over_repeated"] > 0
+
+
+def test_fault_server_smoke() -> None:
+    # client faults only (no worker to kill in one-worker SQLite, no database to restart)
+    result = run_benchmark("fault_server.py", "--db", "sqlite", "--participants", "2", "--scenarios", "client_faults",
+                           "--think-ms", "100", "--ramp-s", "0.2", "--client-processes", "0", "--workers", "1",
+                           "--threads", "4")
+    assert result["ok"] and result["lost"] == result["duplicated"] == result["stuck"] == 0
+    assert result["acknowledged"] == result["stored"] >= 2 * 20  # both participants answered every trial

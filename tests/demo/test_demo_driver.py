@@ -1,22 +1,31 @@
 """The simulate driver's pieces that need no server: reading the bundle, the profiles, its imports."""
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from demo.driver import PROFILES, BundleIndex, DriverError, Profile
 from analysis.simulate import GenerativeModel
+from stimuli.manifest import image_path
 from stimuli.testing import build_test_bundle
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory) -> BundleIndex:
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bundle = tmp_path_factory.mktemp("bundle")
     build_test_bundle(bundle, networks=("vgg16", "vit_b16"), units_per_network=2, pairs_per_unit=2,
                       n_practice=2, n_catch=2)
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def index(bundle: Path) -> BundleIndex:
     return BundleIndex.load(bundle)
 
 
@@ -51,6 +60,22 @@ def test_model_on_the_study_levels(index: BundleIndex) -> None:
     assert set(PROFILES) >= {"default", "strong"}
 
 
+def test_the_server_re_encoding_of_query_images_is_recognised(index: BundleIndex, bundle: Path) -> None:
+    from study_server.images import uncompressed_png  # what the server sends for a query image
+
+    pair = index.manifest.query_pairs[0]
+    for image in (pair.image_a, pair.image_b, pair.base_image):
+        stored = image_path(bundle, image).read_bytes()
+        served = uncompressed_png(image_path(bundle, image))
+        assert served != stored and index.image_id(served) == index.image_id(stored) == image
+    other = np.array(Image.open(image_path(bundle, pair.image_a)).convert("RGB"))
+    other[0, 0] ^= 1  # one pixel differs: another image
+    buffer = io.BytesIO()
+    Image.fromarray(other).save(buffer, format="PNG")
+    assert index.image_id(buffer.getvalue()) not in index.manifest.images
+
+
 def test_the_driver_never_imports_torch() -> None:
-    code = "import sys, demo.driver, demo.cli; sys.exit('torch' in sys.modules)"
+    code = ("import sys, demo.driver, demo.cli; "
+            "sys.exit(any(m in sys.modules for m in ('torch', 'flask', 'study_server.images')))")
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0

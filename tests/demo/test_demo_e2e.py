@@ -74,14 +74,15 @@ def test_report_recovers_the_profile_signs(demo_dir: Path) -> None:
 
 
 def test_simulate_command_against_a_running_server(demo_dir: Path, tmp_path: Path) -> None:
-    from demo.run import DemoPaths, Server, free_port
+    from demo.run import DemoPaths, start_server
     from stimuli.testing import build_test_bundle
+    from study_server.client import free_port
 
     paths = DemoPaths(demo_dir)
     other_bundle = tmp_path / "other"
     build_test_bundle(other_bundle, networks=("vgg16", "resnet50", "vit_b16"))
     runner = CliRunner()
-    with Server(paths, "127.0.0.1", free_port("127.0.0.1")) as server:
+    with start_server(paths, "127.0.0.1", free_port()) as server:
         good = runner.invoke(main, ["simulate", "--url", server.url, "--bundle", str(paths.bundle),
                                     "--participants", "3", "--time-scale", "0", "--out", str(tmp_path / "good")])
         wrong = runner.invoke(main, ["simulate", "--url", server.url, "--bundle", str(other_bundle),

@@ -1,10 +1,10 @@
 """Fixtures: a tiny bundle, a database per test (SQLite file, and PostgreSQL when
-MACO_TEST_POSTGRES_URL is set, as CI does), the app, and a scripted participant."""
+MACO_TEST_POSTGRES_URL is set, as CI does), the app, and a scripted participant (the protocol
+client on Flask's test client)."""
 from __future__ import annotations
 
 import os
 import secrets
-import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from stimuli.testing import build_test_bundle
 from study_server.app import create_app
 from study_server.bundle import import_bundle
+from study_server.client import NO_RETRY, FlaskTransport, StudyClient, answer_body, start_path, step_request
 from study_server.db import make_engine, upgrade
 from study_server.models import Participant, Trial
 
@@ -111,26 +112,35 @@ def app(db_url: str, bundle: Path):  # noqa: ANN201
 
 
 class Walker:
-    """A participant driven through the JSON API like study.js does."""
+    """A participant driven through the JSON API by the protocol client (study_server.client) on
+    Flask's test client, without retries (a test sees every status); the oracles read the database."""
 
     def __init__(self, app, pid: str | None = None):  # noqa: ANN001
         self.app = app
-        self.client = app.test_client()
+        self.study = StudyClient(FlaskTransport(app), NO_RETRY)
         self.pid = pid or secrets.token_hex(12)
 
+    @property
+    def client(self):  # noqa: ANN201
+        """Flask's test client (the browser's cookie jar), also for requests outside the protocol."""
+        return self.study.transport.client
+
+    @client.setter
+    def client(self, client) -> None:  # noqa: ANN001 - another browser walks on
+        self.study.transport.client = client
+
     def start(self):  # noqa: ANN201
-        return self.client.get(f"/start?PROLIFIC_PID={self.pid}&STUDY_ID=s1&SESSION_ID=x1")
+        return self.study.request("GET", start_path(self.pid, "s1", "x1"))
 
     def post(self, url: str, body: Any):  # noqa: ANN201
-        return self.client.post(url, json=body)
+        return self.study.request("POST", url, json=body)
 
     def to_trials(self) -> None:
         assert self.start().status_code == 302
-        assert self.post("/api/consent", {"agree": True}).status_code == 200
-        assert self.post("/api/device", {"window_width": 1280, "window_height": 800,
-                                         "is_phone": False}).status_code == 200
-        assert self.client.get("/study").status_code == 200  # the instructions page
-        assert self.post("/api/instructions", {}).status_code == 200
+        self.study.consent()
+        self.study.device()
+        assert self.study.page() == "instructions"
+        self.study.instructions()
         self.current()  # the trials page opens and asks for its first trial (its images are sent)
 
     def participant(self) -> Participant:
@@ -145,14 +155,10 @@ class Walker:
 
     def answer_body(self, position: int, side: str, confidence: int = 2, **extra: Any) -> dict[str, Any]:
         # rt_ms below answers.CLOCK_TOLERANCE_MS: possible however fast the test answers after the GET
-        body = {"answer_id": str(uuid.uuid4()), "position": position, "chosen_side": side,
-                "confidence": confidence, "rt_ms": 123.5, "window_width": 1280, "window_height": 800,
-                "device_pixel_ratio": 1.0, "blur_count": 0, "fullscreen_exit_count": 0}
-        body.update(extra)
-        return body
+        return answer_body(position, side, confidence, **{"rt_ms": 123.5, **extra})
 
     def current(self) -> dict[str, Any] | None:
-        data = self.client.get("/api/trial").get_json()
+        data = self.study.trial()
         return None if data["done"] else data["trial"]
 
     def answer_current(self, correct: bool = True) -> dict[str, Any]:
@@ -160,9 +166,7 @@ class Walker:
         side = self.correct_side(trial["position"])
         if not correct:
             side = "left" if side == "right" else "right"
-        response = self.post("/api/answer", self.answer_body(trial["position"], side))
-        assert response.status_code == 200, response.get_json()
-        return response.get_json()
+        return self.study.answer(self.answer_body(trial["position"], side))
 
     def answer_all(self, correct: bool = True) -> int:
         n = 0
@@ -172,7 +176,7 @@ class Walker:
         return n
 
     def complete(self, comment: str = ""):  # noqa: ANN201
-        return self.post("/api/complete", {"comment": comment})
+        return self.post(*step_request("comment", comment=comment))
 
 
 @pytest.fixture

@@ -1,15 +1,11 @@
-"""A browser's HTTP for the load benchmark at under a third of requests' CPU cost.
+"""A browser's HTTP at under a third of requests' CPU cost: a transport for the load benchmark.
 
 The load benchmark runs its simulated participants on the same cores as the server,
 so the client's own CPU time shows up in every latency it measures. A `requests`
 call costs about 1.5 ms of client CPU here; this keep-alive `http.client`
 connection with a plain cookie jar about 0.4 ms (load_server's
 client_cpu_ms_per_request), for the same requests, headers that matter and
-cookies as the server set them.
-
-`LightSession.request` takes the arguments `SimulatedParticipant` passes to
-`requests.Session.request` and raises `requests.ConnectionError` for transport
-failures, so the participant's retry rule works unchanged.
+cookies as the server set them. Standard library only.
 """
 from __future__ import annotations
 
@@ -19,7 +15,9 @@ import select
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
+from .transports import TransportError
+
+REDIRECTS = (301, 302, 303)  # answered with a GET, as browsers do (the study only sends 302)
 
 
 class LightResponse:
@@ -36,10 +34,11 @@ class LightResponse:
         return jsonlib.loads(self.content)
 
 
-class LightSession:
+class LightTransport:
     """One keep-alive connection to one server and the cookies it set (name -> value)."""
 
-    def __init__(self) -> None:
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
         self.cookies: dict[str, str] = {}
         self._conn: http.client.HTTPConnection | None = None
         self._netloc: str | None = None
@@ -57,11 +56,19 @@ class LightSession:
             self._conn, self._netloc = conn, netloc
         return conn
 
-    def request(self, method: str, url: str, json: Any = None, timeout: float = 30,
-                allow_redirects: bool = False) -> LightResponse:
-        if allow_redirects:
-            raise ValueError("LightSession does not follow redirects")
-        parts = urlsplit(url)
+    def request(self, method: str, path: str, json: Any = None, follow_redirects: bool = False,
+                timeout: float = 30) -> LightResponse:
+        response = self._send(method, path, json, timeout)
+        for _ in range(10 if follow_redirects else 0):
+            location = response.headers.get("Location")
+            if response.status_code not in REDIRECTS or not location:
+                break
+            target = urlsplit(location)
+            response = self._send("GET", target.path + (f"?{target.query}" if target.query else ""), None, timeout)
+        return response
+
+    def _send(self, method: str, path: str, json: Any, timeout: float) -> LightResponse:
+        parts = urlsplit(self.base_url + path)
         headers = {"Accept-Encoding": "identity", "User-Agent": "maco-study load benchmark"}
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -79,7 +86,7 @@ class LightSession:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-            raise requests.ConnectionError(f"{type(exc).__name__}: {exc}") from exc
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
         for header in response.headers.get_all("Set-Cookie") or []:
             self._store_cookie(header)
         if response.will_close:

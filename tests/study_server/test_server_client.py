@@ -1,0 +1,118 @@
+"""The participant-protocol client: study.js's retry rule (known waits), and the same participant
+through all three transports against one app."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from study_server.client import (STUDY_JS, FlaskTransport, LightTransport, ProtocolError, RequestsTransport,
+                                 RetryRule, ServerProcess, ServerStartError, StudyClient, TransportError,
+                                 answer_body, backoff_s, retry_after_s, start_path)
+from study_server.models import Participant, Trial
+
+
+def test_backoff_is_study_js() -> None:
+    # Math.min(8000, 250 * 2 ** attempt) ms
+    assert [backoff_s(n) for n in range(7)] == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+    # a 429 waits the larger of the back-off and Retry-After (Number(h) || 1, at most 60)
+    assert backoff_s(0, 429, "3") == 3.0
+    assert backoff_s(5, 429, "3") == 8.0
+    assert backoff_s(0, 429, None) == 1.0 and backoff_s(3, 429, None) == 2.0
+    assert backoff_s(0, 503, "30") == 0.25  # Retry-After only counts on a 429, as in study.js
+    assert [retry_after_s(h) for h in (None, "", "0", "abc", "2.5", "600", "-4")] == [1, 1, 1, 1, 2.5, 60, -4]
+
+
+class ScriptedTransport:
+    """Replies from a list: an int is a status, None a dropped connection, (429, "5") a Retry-After."""
+
+    base_url = ""
+
+    def __init__(self, script: list[Any]):
+        self.script, self.sent = list(script), 0
+
+    def request(self, method: str, path: str, json: Any = None, follow_redirects: bool = False,
+                timeout: float = 30) -> Any:
+        self.sent += 1
+        step = self.script.pop(0)
+        if step is None:
+            raise TransportError("connection reset")
+        status, retry_after = step if isinstance(step, tuple) else (step, None)
+        headers = {"Retry-After": retry_after} if retry_after else {}
+        return SimpleNamespace(status_code=status, headers=headers, text='{"ok": true}', content=b"")
+
+
+def scripted(script: list[Any], rule: RetryRule = STUDY_JS) -> tuple[StudyClient, list[float]]:
+    waits: list[float] = []
+    return StudyClient(ScriptedTransport(script), rule, sleep=waits.append), waits
+
+
+def test_retries_network_errors_5xx_and_429_but_returns_4xx() -> None:
+    client, waits = scripted([None, 502, (429, "3"), 503, 200])
+    assert client.request("GET", "/api/trial").status_code == 200
+    assert waits == [0.25, 0.5, 3.0, 2.0]
+    assert client.retries == {"connection": 1, "HTTP 502": 1, "HTTP 429": 1, "HTTP 503": 1}
+    client, waits = scripted([409, 200])
+    assert client.request("POST", "/api/consent", json={}).status_code == 409 and waits == []
+
+
+def test_bounded_rules_give_up() -> None:
+    client, waits = scripted([503, 503, 503], RetryRule(tries=3))
+    assert client.request("GET", "/x").status_code == 503 and len(waits) == 2  # the last reply is returned
+    with pytest.raises(ProtocolError, match=r"GET /x: HTTP 503"):
+        scripted([503, 503], RetryRule(tries=2))[0].call("GET", "/x")
+    with pytest.raises(ProtocolError, match="connection .* after 2 tries"):
+        scripted([None, None], RetryRule(tries=2))[0].request("GET", "/x")
+    client, waits = scripted([500], RetryRule(tries=3, server_errors=False))  # a load test counts it
+    assert client.request("GET", "/x").status_code == 500 and waits == []
+
+
+def test_answer_body_is_the_one_study_js_posts() -> None:
+    body = answer_body(7, "left", 3, 812.5, window=(1440, 900))
+    assert set(body) == {"answer_id", "position", "chosen_side", "confidence", "rt_ms", "window_width",
+                         "window_height", "device_pixel_ratio", "blur_count", "fullscreen_exit_count"}
+    assert (body["window_width"], body["window_height"], body["rt_ms"]) == (1440, 900, 812.5)
+    assert answer_body(7, "left", 3, 1.0)["answer_id"] != body["answer_id"]
+    assert start_path("P", "S", "X") == "/start?PROLIFIC_PID=P&STUDY_ID=S&SESSION_ID=X"
+
+
+def walk(client: StudyClient, pid: str) -> int:
+    """The straight path through the study; the number of answers stored."""
+    assert client.start(start_path(pid, "s1", "x1")).status_code == 302
+    assert client.page(client.consent()["next"]) == "device"
+    assert client.page(client.device()["next"]) == "instructions"
+    assert client.page(client.instructions()["next"]) == "trials"
+    answered = 0
+    while not (data := client.trial())["done"]:
+        trial = data["trial"]
+        images = client.images(trial)
+        assert all(png.startswith(b"\x89PNG") for png in images.values())
+        assert client.images(trial) == {}  # cached, as a browser does
+        reply = client.answer(answer_body(trial["position"], "left", 2, 50.0))
+        assert reply["stored"]
+        answered += 1
+    assert client.page(data["next"]) == "comment"
+    assert client.page(client.complete("fine")["next"]) == "done"
+    return answered
+
+
+def test_one_participant_per_transport_completes(live_server_factory) -> None:  # noqa: ANN001
+    app, url = live_server_factory()
+    transports = {"flask": FlaskTransport(app), "requests": RequestsTransport(url), "light": LightTransport(url)}
+    answered = {name: walk(StudyClient(transport), f"PID{name.upper()}") for name, transport in transports.items()}
+    with Session(app.extensions["maco"].engine) as session:
+        completed = session.scalar(select(func.count()).select_from(Participant)
+                                   .where(Participant.status == "completed"))
+        stored = session.scalar(select(func.count()).select_from(Trial).where(Trial.answer_id.is_not(None)))
+    assert completed == 3 and stored == sum(answered.values()) and len(set(answered.values())) == 1
+
+
+def test_launcher_says_why_the_server_did_not_start(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with pytest.raises(ServerStartError, match="exited with status [1-9]") as refused:
+        ServerProcess(tmp_path / "no-bundle", f"sqlite:///{tmp_path / 'study.db'}", log=log, timeout_s=60)
+    assert str(log) in str(refused.value) and "no-bundle" in str(refused.value)  # its log's last lines
