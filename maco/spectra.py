@@ -12,10 +12,9 @@ Sources, in the order ``resolve_spectrum`` tries them:
 
 Every ``Spectrum`` carries a ``source`` string that outputs record.
 
-Sizes: frequencies are matched in cycles per image, so a spectrum measured at
-512 px gives a 224 px one by keeping its low frequencies, as a downscaled photo
-keeps the same scene; frequencies beyond the measured range follow the
-analytic model's shape.
+Sizes (``resize_spectrum``): shrinking matches frequencies in cycles per image
+(a 224 px spectrum keeps the low frequencies of a 512 px one, as a downscaled
+photo keeps the same scene); growing matches them as a fraction of Nyquist.
 """
 from __future__ import annotations
 
@@ -99,35 +98,46 @@ def _analytic_magnitude(height: int, width: int) -> torch.Tensor:
 
 
 def analytic_spectrum(size: int | tuple[int, int] = REFERENCE_SIZE) -> Spectrum:
-    """The offline default: a smooth fit to the published ImageNet spectrum."""
-    height, width = _pair(size)
-    return Spectrum(
-        _analytic_magnitude(height, width),
+    """The offline default: a smooth fit to the published ImageNet spectrum, resized like any other."""
+    fit = Spectrum(
+        _analytic_magnitude(REFERENCE_SIZE, REFERENCE_SIZE),
         f"analytic (offline fit to the ImageNet spectrum, octave-weighted rms log error {ANALYTIC_FIT_RMS_LOG_ERROR})",
     )
+    resized = resize_spectrum(fit, size)
+    return Spectrum(resized.magnitude, fit.source)
 
 
 def resize_spectrum(spectrum: Spectrum, size: int | tuple[int, int]) -> Spectrum:
-    """The spectrum for another image size, matching frequencies in cycles per image."""
+    """The spectrum for another image size.
+
+    Shrinking matches frequencies in cycles per image (a downscaled photo
+    keeps its low frequencies). Growing matches them as a fraction of the
+    Nyquist frequency, as Horama does, interpolated bilinearly: natural
+    spectra are close to scale-free (1/f^alpha), and the measured roll-off
+    near Nyquist stays at the new Nyquist instead of leaving the frequencies
+    beyond the measured range empty.
+    """
     height, width = _pair(size)
     if (height, width) == spectrum.image_size:
         return spectrum
     src_height, src_width = spectrum.image_size
     fy, fx = frequency_grid(height, width)
-    max_y, max_x = src_height // 2, src_width // 2
-    clamped_y = fy.clamp(-max_y, max_y)
-    clamped_x = fx.clamp(0, max_x)
-    rows = clamped_y.long() % src_height
-    cols = clamped_x.long()
-    magnitude = spectrum.magnitude[:, rows, cols].double()
-    outside = (fy != clamped_y) | (fx != clamped_x)
-    if outside.any():
-        # continue the measured spectrum beyond its range with the analytic shape
-        params = torch.tensor(ANALYTIC_PARAMS, dtype=torch.float64)
-        for channel, p in enumerate(params):
-            ratio = (analytic_log_magnitude(fy, fx, p) - analytic_log_magnitude(clamped_y, clamped_x, p)).exp()
-            magnitude[channel] = torch.where(outside, magnitude[channel] * ratio, magnitude[channel])
+    # source coordinates: rows fftshifted (row r holds frequency r - src_height // 2), columns as in rfft
+    rows = fy * min(1.0, src_height / height) + src_height // 2
+    cols = fx * min(1.0, src_width / width)
+    shifted = torch.fft.fftshift(spectrum.magnitude.double(), dim=-2)
+    magnitude = _bilinear(shifted, rows.clamp(0, src_height - 1), cols.clamp(0, shifted.shape[-1] - 1))
     return Spectrum(magnitude.float(), f"{spectrum.source}, resized to {height}x{width}")
+
+
+def _bilinear(grid: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``grid[..., rows, cols]`` at fractional coordinates (already inside the grid); exact at integers."""
+    r0, c0 = rows.floor().long(), cols.floor().long()
+    r1, c1 = (r0 + 1).clamp(max=grid.shape[-2] - 1), (c0 + 1).clamp(max=grid.shape[-1] - 1)
+    wr, wc = rows - r0, cols - c0
+    top = grid[:, r0, c0] * (1 - wc) + grid[:, r0, c1] * wc
+    bottom = grid[:, r1, c0] * (1 - wc) + grid[:, r1, c1] * wc
+    return top * (1 - wr) + bottom * wr
 
 
 def load_spectrum(path: str | Path) -> Spectrum:

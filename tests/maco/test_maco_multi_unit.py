@@ -16,7 +16,8 @@ UNITS = [0, 1, 2, 3]
 def crop_drive(model, images: list[torch.Tensor], crops: int = 64) -> torch.Tensor:
     """M[i, j]: mean logit of unit j over fixed random crops of the image made for unit i."""
     stacked = torch.stack(images)
-    boxes = maco_crop_boxes(1, crops, stacked.shape[-2], stacked.shape[-1], torch.Generator().manual_seed(123))
+    boxes = maco_crop_boxes(1, crops, stacked.shape[-2], stacked.shape[-1], torch.Generator().manual_seed(123),
+                            centre_std=None)
     with torch.no_grad():
         return torch.stack([
             model(crop_and_resize(image.unsqueeze(0), boxes, model.input_size)).mean(0)[UNITS] for image in stacked
