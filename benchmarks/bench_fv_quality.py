@@ -123,7 +123,7 @@ def run_horama(model: Model, unit: int, seed: int, args, workdir: Path) -> tuple
     with contextlib.chdir(workdir), contextlib.redirect_stderr(open(os.devnull, "w")):
         image, transparency = horama.maco(
             lambda images: model(images)[:, unit].mean(), total_steps=args.steps, learning_rate=1.0,
-            image_size=args.size, model_input_size=INPUT, crops_per_iteration=args.crops,
+            image_size=args.size, model_input_size=model.input_size, crops_per_iteration=args.crops,
             values_range=(0.0, 1.0), device="cpu")
     return image.detach(), transparency.sum(0)
 

@@ -164,7 +164,7 @@ def maco(
     crops: int = 6,
     crop_size: tuple[float, float] = (CROP_MEAN, CROP_STD),
     lr: float = 1.0,
-    noise: float = 0.1,
+    noise: float = 0.05,
     seed: int = 0,
     spectrum: Spectrum | None = None,
     magnitude_constraint: bool = True,

@@ -12,9 +12,8 @@ Sources, in the order ``resolve_spectrum`` tries them:
 
 Every ``Spectrum`` carries a ``source`` string that outputs record.
 
-Sizes (``resize_spectrum``): shrinking matches frequencies in cycles per image
-(a 224 px spectrum keeps the low frequencies of a 512 px one, as a downscaled
-photo keeps the same scene); growing matches them as a fraction of Nyquist.
+Sizes (``resize_spectrum``): frequencies are matched as a fraction of Nyquist,
+so a spectrum measured at 512 px serves any image size.
 """
 from __future__ import annotations
 
@@ -108,14 +107,13 @@ def analytic_spectrum(size: int | tuple[int, int] = REFERENCE_SIZE) -> Spectrum:
 
 
 def resize_spectrum(spectrum: Spectrum, size: int | tuple[int, int]) -> Spectrum:
-    """The spectrum for another image size.
+    """The spectrum for another image size: frequencies matched as a fraction of Nyquist, as Horama does.
 
-    Shrinking matches frequencies in cycles per image (a downscaled photo
-    keeps its low frequencies). Growing matches them as a fraction of the
-    Nyquist frequency, as Horama does, interpolated bilinearly: natural
-    spectra are close to scale-free (1/f^alpha), and the measured roll-off
-    near Nyquist stays at the new Nyquist instead of leaving the frequencies
-    beyond the measured range empty.
+    Natural spectra are close to scale-free (1/f^alpha), so this keeps their
+    shape; it also keeps the measured roll-off near Nyquist at the new
+    Nyquist, so a larger image has no empty high frequencies and a smaller
+    one no unfiltered band at its top (which costs faithfulness, docs/maco.md).
+    Bilinear between bins, exact on the bins that fall on the source grid.
     """
     height, width = _pair(size)
     if (height, width) == spectrum.image_size:
@@ -123,8 +121,8 @@ def resize_spectrum(spectrum: Spectrum, size: int | tuple[int, int]) -> Spectrum
     src_height, src_width = spectrum.image_size
     fy, fx = frequency_grid(height, width)
     # source coordinates: rows fftshifted (row r holds frequency r - src_height // 2), columns as in rfft
-    rows = fy * min(1.0, src_height / height) + src_height // 2
-    cols = fx * min(1.0, src_width / width)
+    rows = fy * (src_height / height) + src_height // 2
+    cols = fx * (src_width / width)
     shifted = torch.fft.fftshift(spectrum.magnitude.double(), dim=-2)
     magnitude = _bilinear(shifted, rows.clamp(0, src_height - 1), cols.clamp(0, shifted.shape[-1] - 1))
     return Spectrum(magnitude.float(), f"{spectrum.source}, resized to {height}x{width}")

@@ -11,7 +11,7 @@ from maco.spectra import analytic_spectrum
 def test_maco_settings_are_the_papers():
     defaults = method_defaults("maco")
     assert (defaults["steps"], defaults["size"], defaults["crops"], defaults["lr"]) == (256, 512, 6, 1.0)
-    assert defaults["noise"] == 0.1 and defaults["magnitude_constraint"] is True
+    assert defaults["noise"] == 0.05 and defaults["magnitude_constraint"] is True
     assert (T.CROP_MEAN, T.CROP_STD, T.CROP_CENTRE_STD) == (0.25, 0.1, 0.15)
 
 
