@@ -14,7 +14,6 @@ import torch
 
 from maco.color import recorrelate
 
-
 # --- MACO: the magnitude is fixed, the phase is the parameter ------------------
 #
 # As in both reference implementations (Horama, xplique): the phase is
@@ -34,7 +33,7 @@ class SpectralLayout:
     weights: torch.Tensor  # (H, W//2+1): full-spectrum bins per rfft bin (1 or 2), 0 at DC
 
     @classmethod
-    def of(cls, height: int, width: int, device: torch.device | str = "cpu") -> "SpectralLayout":
+    def of(cls, height: int, width: int, device: torch.device | str = "cpu") -> SpectralLayout:
         columns = torch.tensor([0, width // 2] if width % 2 == 0 else [0], device=device)
         weights = torch.full((height, width // 2 + 1), 2.0, device=device)
         weights[:, columns] = 1

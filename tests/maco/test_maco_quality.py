@@ -13,6 +13,7 @@ from maco.spectra import analytic_spectrum, load_spectrum, resize_spectrum
 
 from .conftest import SHARED_SPECTRUM
 from .test_maco_multi_unit import UNITS
+
 needs_shared = pytest.mark.skipif(
     not SHARED_SPECTRUM.exists(), reason=f"the published spectrum is not at {SHARED_SPECTRUM} (../shared/data)")
 

@@ -20,8 +20,8 @@ def test_rank_of_the_own_logit_among_the_study_units_per_condition():
          "units_compared": 3, "passed": False},
     ]
     assert warnings({"quality": rows}) == [
-        "unit net:9 (olah): its own logit ranks 2 of 3 study units on its references (objective -1, 1 seeds); "
-        "consider swapping the unit"]
+        ("unit net:9 (olah): its own logit ranks 2 of 3 study units on its references (objective -1, 1 seeds); "
+         "consider swapping the unit")]
     assert "built before the quality gate" in warnings({})[0]
 
 
