@@ -43,6 +43,7 @@ from maco.images import stretch_contrast, to_pil  # noqa: E402
 from maco.models import Model  # noqa: E402
 from maco.optimize import maco  # noqa: E402
 from maco.spectra import load_spectrum  # noqa: E402
+from maco.toy import train_toy  # noqa: E402
 from maco.transforms import crop_and_resize, maco_crop_boxes  # noqa: E402
 from maco.transparency import masked_image  # noqa: E402
 
@@ -88,26 +89,8 @@ class ShapesNet(nn.Module):
 
 
 def train(iterations: int) -> tuple[Model, float]:
-    torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
-    net = ShapesNet()
-    model = Model(net=net, name="shapes", input_size=INPUT, mean=(0.5,) * 3, std=(0.25,) * 3,
-                  weights="trained in the benchmark", num_classes=len(CLASSES))
-    for parameter in net.parameters():
-        parameter.requires_grad_(True)
-    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
-    for _ in range(iterations):
-        labels = torch.randint(len(CLASSES), (64,), generator=generator)
-        loss = nn.functional.cross_entropy(model(shapes(labels, generator)), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    labels = torch.arange(len(CLASSES)).repeat(50)
-    with torch.no_grad():
-        accuracy = (model(shapes(labels, generator)).argmax(1) == labels).float().mean().item()
-    for parameter in net.parameters():
-        parameter.requires_grad_(False)
-    return model, accuracy
+    torch.manual_seed(0)  # the initial weights
+    return train_toy(ShapesNet(), shapes, len(CLASSES), INPUT, iterations, "shapes")
 
 
 def run_ours(model: Model, unit: int, seed: int, args, spectrum) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from maco.color import decorrelate
 from maco.images import image_files, load_rgb
+from maco.parameterizations import SpectralLayout
 
 IMAGENET_SPECTRUM_URL = "https://storage.googleapis.com/serrelab/loupe/spectrums/imagenet_decorrelated.npy"
 IMAGENET_SPECTRUM_SHA256 = "a4810ea049ef9a0fe4e3f26660188e53222281879b333e8fd61377f7491aafc8"
@@ -49,6 +50,8 @@ ANALYTIC_PARAMS = [
 # way), 0.381 rms over all bins unweighted (the misfit sits in the corners near
 # Nyquist, where the measured magnitudes fall to ~1e-6).
 ANALYTIC_FIT_RMS_LOG_ERROR = 0.158
+# The published spectrum's DC share of each channel's energy (|X_DC|^2 over the full-spectrum sum).
+ANALYTIC_DC_ENERGY_SHARE = [0.34842, 0.35093, 0.38228]
 
 
 class SpectrumError(ValueError):
@@ -97,9 +100,17 @@ def _analytic_magnitude(height: int, width: int) -> torch.Tensor:
 
 
 def analytic_spectrum(size: int | tuple[int, int] = REFERENCE_SIZE) -> Spectrum:
-    """The offline default: a smooth fit to the published ImageNet spectrum, resized like any other."""
+    """The offline default: a smooth fit to the published ImageNet spectrum, resized like any other.
+
+    The fit excludes DC (its power law diverges there); DC is set to the
+    published spectrum's share of each channel's energy, the mean colour's
+    weight against the contrast, which MACO optimises.
+    """
+    magnitude = _analytic_magnitude(REFERENCE_SIZE, REFERENCE_SIZE).double()
+    share = torch.tensor(ANALYTIC_DC_ENERGY_SHARE, dtype=torch.float64)
+    magnitude[:, 0, 0] = torch.sqrt(share / (1 - share) * _ac_energy(magnitude, REFERENCE_SIZE))
     fit = Spectrum(
-        _analytic_magnitude(REFERENCE_SIZE, REFERENCE_SIZE),
+        magnitude.float(),
         f"analytic (offline fit to the ImageNet spectrum, octave-weighted rms log error {ANALYTIC_FIT_RMS_LOG_ERROR})",
     )
     resized = resize_spectrum(fit, size)
@@ -125,7 +136,16 @@ def resize_spectrum(spectrum: Spectrum, size: int | tuple[int, int]) -> Spectrum
     cols = fx * (src_width / width)
     shifted = torch.fft.fftshift(spectrum.magnitude.double(), dim=-2)
     magnitude = _bilinear(shifted, rows.clamp(0, src_height - 1), cols.clamp(0, shifted.shape[-1] - 1))
+    # DC keeps its share of each channel's energy (the mean against the contrast): the other bins are
+    # fewer in a smaller image, and a sampled DC alone made 128 px images one flat colour (docs/maco.md)
+    source_ac = _ac_energy(spectrum.magnitude.double(), src_width)
+    magnitude[:, 0, 0] *= torch.sqrt(_ac_energy(magnitude, width) / source_ac.clamp(min=1e-300))
     return Spectrum(magnitude.float(), f"{spectrum.source}, resized to {height}x{width}")
+
+
+def _ac_energy(magnitude: torch.Tensor, width: int) -> torch.Tensor:
+    """Per channel, the sum of |X|^2 over the full spectrum but DC (Parseval's weights)."""
+    return (magnitude.square() * SpectralLayout.of(magnitude.shape[-2], width).weights.to(magnitude)).sum(dim=(-2, -1))
 
 
 def _bilinear(grid: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:

@@ -75,6 +75,23 @@ def test_images_are_standardised_whatever_the_phase_even_and_odd_widths():
             assert x.mean(dim=(2, 3)).abs().max() > 1e-3  # each channel keeps its own mean (the DC term)
 
 
+@needs_shared
+def test_the_mean_colour_weighs_as_much_against_the_contrast_at_every_size_and_source():
+    """DC's share of each channel's energy: the published spectrum's, for the analytic fit and after resizing."""
+    from maco.spectra import ANALYTIC_DC_ENERGY_SHARE, _ac_energy
+
+    def dc_share(magnitude, width):
+        dc = magnitude.double()[:, 0, 0] ** 2
+        return dc / (dc + _ac_energy(magnitude.double(), width))
+
+    published = load_spectrum(SHARED_SPECTRUM)
+    assert torch.allclose(dc_share(published.magnitude, 512), torch.tensor(ANALYTIC_DC_ENERGY_SHARE).double(),
+                          atol=1e-4)
+    for size in (48, 128, 512, 1024):
+        for spectrum in (resize_spectrum(published, size), analytic_spectrum(size)):
+            assert torch.allclose(dc_share(spectrum.magnitude, size), dc_share(published.magnitude, 512), atol=1e-4)
+
+
 def test_sizes_above_512_have_no_empty_high_frequencies():
     small = analytic_spectrum(512).magnitude
     for size in (768, 1024):
