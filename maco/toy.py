@@ -1,4 +1,4 @@
-"""Small classifiers trained in seconds on synthetic classes, for the tests and the benchmarks.
+"""Small classifiers trained in seconds on synthetic classes, for tests, benchmarks and examples.
 
 They stand in for ImageNet networks where no weights may be downloaded: a
 feature visualization of a unit that really responds can be judged.
@@ -16,19 +16,20 @@ from maco.models import Model
 BatchMaker = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
-def train_toy(net: nn.Module, make_batch: BatchMaker, classes: int, input_size: int, iterations: int,
-              name: str, seed: int = 0) -> tuple[Model, float]:
-    """Adam 3e-3, batches of 64; returns the frozen model and its accuracy on 25 fresh images per class."""
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    model = Model(net=net, name=name, input_size=input_size, mean=(0.5,) * 3, std=(0.25,) * 3,
-                  weights=f"trained here ({iterations} iterations)", num_classes=classes)
+def train_classifier(model: Model, make_batch: BatchMaker, classes: int, iterations: int, batch: int = 64,
+                     lr: float = 3e-3, held_out_per_class: int = 25) -> float:
+    """Adam on ``model.net`` (frozen again afterwards); returns the accuracy on fresh images of each class.
+
+    Only the first ``classes`` outputs compete in that accuracy (a network may have more outputs).
+    """
+    net = model.net
+    generator = torch.Generator().manual_seed(0)
     for parameter in net.parameters():
         parameter.requires_grad_(True)
     net.train()
-    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     for _ in range(iterations):
-        labels = torch.randint(classes, (64,), generator=generator)
+        labels = torch.randint(classes, (batch,), generator=generator)
         loss = nn.functional.cross_entropy(model(make_batch(labels, generator)), labels)
         optimizer.zero_grad()
         loss.backward()
@@ -36,7 +37,15 @@ def train_toy(net: nn.Module, make_batch: BatchMaker, classes: int, input_size: 
     net.eval()
     for parameter in net.parameters():
         parameter.requires_grad_(False)
-    labels = torch.arange(classes).repeat(25)
+    labels = torch.arange(classes).repeat(held_out_per_class)
     with torch.no_grad():
-        accuracy = (model(make_batch(labels, generator)).argmax(1) == labels).float().mean().item()
-    return model, accuracy
+        predictions = model(make_batch(labels, generator))[:, :classes].argmax(1)
+    return (predictions == labels).float().mean().item()
+
+
+def train_toy(net: nn.Module, make_batch: BatchMaker, classes: int, input_size: int, iterations: int,
+              name: str) -> tuple[Model, float]:
+    """A Model around ``net`` (inputs normalised with mean 0.5, std 0.25), trained; and its accuracy."""
+    model = Model(net=net, name=name, input_size=input_size, mean=(0.5,) * 3, std=(0.25,) * 3,
+                  weights=f"trained here ({iterations} iterations)", num_classes=classes)
+    return model, train_classifier(model, make_batch, classes, iterations)
