@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from maco.models import Model
+from maco.toy import train_classifier
 
 # per class: two parts, each (RGB colour, texture)
 CLASS_PARTS = [
@@ -87,21 +88,5 @@ def parts_cnn_net() -> nn.Sequential:
 
 def train_on_parts(net: nn.Module, model: Model, steps: int, batch: int = 48, lr: float = 3e-3) -> float:
     """Train ``net`` (the network inside ``model``) on the parts classes; returns held-out accuracy."""
-    generator = torch.Generator().manual_seed(0)
-    for parameter in net.parameters():
-        parameter.requires_grad_(True)
-    net.train()
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-    for _ in range(steps):
-        labels = torch.randint(len(CLASS_PARTS), (batch,), generator=generator)
-        loss = nn.functional.cross_entropy(model(parts_batch(labels, generator, model.input_size)), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    net.eval()
-    for parameter in net.parameters():
-        parameter.requires_grad_(False)
-    labels = torch.arange(len(CLASS_PARTS)).repeat(20)
-    with torch.no_grad():
-        predictions = model(parts_batch(labels, generator, model.input_size))[:, :len(CLASS_PARTS)].argmax(1)
-    return (predictions == labels).float().mean().item()
+    return train_classifier(model, lambda labels, generator: parts_batch(labels, generator, model.input_size),
+                            len(CLASS_PARTS), steps, batch, lr, held_out_per_class=20)

@@ -23,7 +23,7 @@ import torch
 os.environ.setdefault("MACO_OFFLINE", "1")
 
 from maco.models import load_model  # noqa: E402
-from maco.optimize import maco  # noqa: E402
+from maco.optimize import maco, method_defaults  # noqa: E402
 
 
 def synchronize(device: torch.device) -> None:
@@ -63,8 +63,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--crops", type=int, default=6)
-    parser.add_argument("--size", type=int, default=512)
+    defaults = method_defaults("maco")
+    parser.add_argument("--crops", type=int, default=defaults["crops"])
+    parser.add_argument("--size", type=int, default=defaults["size"])
     parser.add_argument("--steps", type=int, default=21, help="measured steps per configuration")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     args = parser.parse_args()

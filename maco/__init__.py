@@ -9,5 +9,6 @@ One small module per concern, as in Lucent:
 - ``objectives``: composable objectives resolved through forward hooks;
 - ``optimize``: the optimisation loops (``maco``, ``olah``, ``pixel``);
 - ``transparency``: rendering of MACO's transparency map;
-- ``models``: timm model loading; ``images``: tensor <-> PIL helpers.
+- ``models``: timm model loading; ``images``: tensor <-> PIL helpers, contrast stretch;
+- ``toy``: small classifiers trained in seconds, for tests and benchmarks.
 """

@@ -9,15 +9,15 @@ import click
 import torch
 from PIL.PngImagePlugin import PngInfo
 
-from maco.images import to_pil
+from maco.images import STRETCH_PERCENTILES, stretch_contrast, to_pil
 from maco.models import RANDOM_WEIGHTS, ModelError, load_model
 from maco.objectives import ObjectiveError, logit
-from maco.optimize import METHODS, Visualization, check_units
+from maco.optimize import MACO_ALGORITHM, METHODS, Visualization, check_units, method_defaults
 from maco.spectra import SpectrumError, load_spectrum, resize_spectrum, resolve_spectrum, save_spectrum, spectrum_from_folder
 from maco.transparency import alpha_map, masked_image
 from maco.units import TOKEN_CHOICES, channel_objectives
 
-DEFAULT_STEPS = {"maco": 256, "olah": 512, "pixel": 512}
+DEFAULTS = {method: method_defaults(method) for method in METHODS}  # one home: the functions' signatures
 
 
 def default_device() -> str:
@@ -43,11 +43,12 @@ def _save(image: torch.Tensor, path: Path, metadata: dict[str, str]) -> str:
     return path.name
 
 
-def _write_outputs(viz: Visualization, out: Path, stem: str, metadata: dict[str, str]) -> dict:
-    files = {"image": _save(viz.image, out / f"{stem}.png", metadata)}
+def _write_outputs(viz: Visualization, out: Path, stem: str, metadata: dict[str, str], stretch: bool = False) -> dict:
+    image = stretch_contrast(viz.image) if stretch else viz.image
+    files = {"image": _save(image, out / f"{stem}.png", metadata)}
     if viz.transparency is not None:
         files["transparency"] = _save(alpha_map(viz.transparency), out / f"{stem}_transparency.png", metadata)
-        files["masked"] = _save(masked_image(viz.image, viz.transparency), out / f"{stem}_masked.png", metadata)
+        files["masked"] = _save(masked_image(image, viz.transparency), out / f"{stem}_masked.png", metadata)
     return files
 
 
@@ -67,9 +68,11 @@ def model_options(command):
 def maco_options(command):
     """--steps, --size, --crops, --seed, --spectrum and --quiet of a MACO run (commands with MACO only)."""
     for option in reversed([
-        click.option("--steps", type=click.IntRange(min=1), default=DEFAULT_STEPS["maco"], show_default=True),
-        click.option("--size", type=click.IntRange(min=16), default=512, show_default=True, help="image side in px"),
-        click.option("--crops", type=click.IntRange(min=1), default=6, show_default=True, help="MACO crops per step"),
+        click.option("--steps", type=click.IntRange(min=1), default=DEFAULTS["maco"]["steps"], show_default=True),
+        click.option("--size", type=click.IntRange(min=16), default=DEFAULTS["maco"]["size"], show_default=True,
+                     help="image side in px"),
+        click.option("--crops", type=click.IntRange(min=0), default=DEFAULTS["maco"]["crops"], show_default=True,
+                     help="MACO crops per step, 0 for the whole image"),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--spectrum", "spectrum_path", type=click.Path(path_type=Path),
                      help="MACO magnitude spectrum .npy [default: ImageNet's, else the analytic one]"),
@@ -122,9 +125,15 @@ def _targets(model, units: str | None, layer: str | None, channels: str | None, 
 @click.option("--tokens", type=click.Choice(TOKEN_CHOICES), default="all", show_default=True,
               help="ViT layers: the tokens a channel is averaged over (all, patch tokens, CLS token)")
 @click.option("--method", type=click.Choice(sorted(METHODS)), default="maco", show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), help="optimisation steps [maco 256, olah/pixel 512]")
-@click.option("--size", type=click.IntRange(min=16), help="working image side in px [maco 512, others the model input]")
-@click.option("--crops", type=click.IntRange(min=1), default=6, show_default=True, help="MACO crops per unit and step")
+@click.option("--steps", type=click.IntRange(min=1),
+              help=f"optimisation steps [maco {DEFAULTS['maco']['steps']}, olah/pixel {DEFAULTS['olah']['steps']}]")
+@click.option("--size", type=click.IntRange(min=16),
+              help=f"working image side in px [maco {DEFAULTS['maco']['size']}, others the model input]")
+@click.option("--crops", type=click.IntRange(min=0),
+              help=f"MACO crops per unit and step, 0 for the whole image [{DEFAULTS['maco']['crops']}]")
+@click.option("--stretch", is_flag=True,
+              help=f"contrast stretch of the saved images: clip at the {STRETCH_PERCENTILES[0]:g}th and "
+                   f"{STRETCH_PERCENTILES[1]:g}th percentiles")
 @click.option("--units-per-run", type=click.IntRange(min=1), default=8, show_default=True,
               help="units optimised together (one forward/backward per step for all of them)")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -133,7 +142,7 @@ def _targets(model, units: str | None, layer: str | None, channels: str | None, 
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def visualize(model_name, weights, random_weights, device, units, layer, channels, tokens, method, steps, size, crops,
-              units_per_run, seed, spectrum_path, out, quiet):
+              stretch, units_per_run, seed, spectrum_path, out, quiet):
     """Feature visualizations of output units or internal channels: one PNG each (MACO adds transparency and masked PNGs) and run.json."""
     started = time.perf_counter()
     model = open_model(model_name, weights, random_weights, device)
@@ -141,14 +150,15 @@ def visualize(model_name, weights, random_weights, device, units, layer, channel
         targets = _targets(model, units, layer, channels, tokens)
     except ObjectiveError as error:
         raise click.ClickException(str(error)) from None
-    spectrum = open_spectrum(spectrum_path, size or 512) if method == "maco" else None
+    spectrum = open_spectrum(spectrum_path, size or DEFAULTS["maco"]["size"]) if method == "maco" else None
 
     out.mkdir(parents=True, exist_ok=True)
-    kwargs = {"steps": steps or DEFAULT_STEPS[method], "seed": seed, "progress": not quiet}
-    if size:
-        kwargs["size"] = size
+    kwargs = {"seed": seed, "progress": not quiet}
+    given = {"steps": steps, "size": size, "crops": crops if method == "maco" else None}
+    kwargs.update({k: v for k, v in given.items() if v is not None})
     if method == "maco":
-        kwargs.update(crops=crops, spectrum=spectrum)
+        kwargs["spectrum"] = spectrum
+    settings = {**DEFAULTS[method], **kwargs}
     weights_tag = "_random-weights" if model.random_weights else ""
     metadata = {"model": model_name, "weights": model.weights, "method": method, "seed": str(seed)}
     records = []
@@ -156,7 +166,7 @@ def visualize(model_name, weights, random_weights, device, units, layer, channel
         chunk = targets[first:first + units_per_run]
         for (stem_part, fields, _), viz in zip(chunk, METHODS[method](model, objectives=[t[2] for t in chunk], **kwargs)):
             stem = f"{method}_{model_name}{weights_tag}_{stem_part}_seed{seed}"
-            files = _write_outputs(viz, out, stem, {**metadata, **{k: str(v) for k, v in fields.items()}})
+            files = _write_outputs(viz, out, stem, {**metadata, **{k: str(v) for k, v in fields.items()}}, stretch)
             records.append({**fields, "files": files, "objective": viz.objective, "run_seconds": round(viz.seconds, 3)})
     run = {
         "command": "visualize",
@@ -164,9 +174,11 @@ def visualize(model_name, weights, random_weights, device, units, layer, channel
         "weights": model.weights,
         "random_weights": model.random_weights,
         "method": method,
-        "steps": kwargs["steps"],
-        "size": kwargs.get("size", 512 if method == "maco" else model.input_size),
-        "crops": crops if method == "maco" else None,
+        "algorithm": MACO_ALGORITHM if method == "maco" else method,
+        "steps": settings["steps"],
+        "size": settings["size"] or model.input_size,
+        "crops": settings.get("crops"),
+        "contrast_stretch": list(STRETCH_PERCENTILES) if stretch else None,
         "seed": seed,
         "spectrum": spectrum.source if spectrum is not None else None,
         "device": str(model.device),

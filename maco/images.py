@@ -55,3 +55,14 @@ def to_pil(image: torch.Tensor) -> Image.Image:
         array = array.permute(1, 2, 0)
     return Image.fromarray(array.numpy())
 
+
+
+STRETCH_PERCENTILES = (1.0, 99.0)  # as the MACO authors' plots (Horama's plot_maco)
+
+
+def stretch_contrast(image: torch.Tensor, percentiles: tuple[float, float] = STRETCH_PERCENTILES) -> torch.Tensor:
+    """Clip at the low and high percentiles (all channels together, so hues keep) and stretch to [0, 1]."""
+    low, high = np.percentile(image.detach().float().cpu().numpy(), percentiles)
+    if high <= low:  # a flat image has nothing to stretch
+        return image
+    return ((image - float(low)) / float(high - low)).clamp(0, 1)

@@ -10,6 +10,7 @@ MACO uses NAdam with lr 1.0 on the phase, Lucid uses Adam with lr 0.05).
 """
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,12 +21,12 @@ from tqdm import tqdm
 from maco.models import Model
 from maco.objectives import LOGITS, Objective, ObjectiveError, capture, logit
 from maco.parameterizations import (
+    SpectralLayout,
     fourier_image,
     fourier_init,
     fourier_scale,
     maco_image,
     maco_init,
-    maco_magnitude,
     pixel_image,
     pixel_init,
 )
@@ -33,11 +34,11 @@ from maco.spectra import Spectrum, resize_spectrum, resolve_spectrum
 from maco.transforms import (
     CROP_MEAN,
     CROP_STD,
-    NOISE,
     crop_and_resize,
     lucid_transforms,
     maco_crop_boxes,
     uniform_noise,
+    whole_image_boxes,
 )
 
 # called after every step with (step, parameters, per-unit objective values)
@@ -54,6 +55,7 @@ class Visualization:
     history: list[float] = field(repr=False)  # objective value at every step
     transparency: torch.Tensor | None = None  # (H, W): sum over steps of |dL/dx| (MACO only)
     spectrum_source: str | None = None  # MACO only
+    algorithm: str | None = None  # MACO only: MACO_ALGORITHM
     seconds: float = 0.0  # wall time of the whole run (shared by its units)
 
 
@@ -125,7 +127,8 @@ def _optimize(
     return final, transparency, history
 
 
-def _visualizations(method, labels, seed, images, transparency, history, started, spectrum_source=None):
+def _visualizations(method, labels, seed, images, transparency, history, started, spectrum_source=None,
+                    algorithm=None):
     seconds = time.perf_counter() - started
     history = history.cpu()
     return [
@@ -138,10 +141,17 @@ def _visualizations(method, labels, seed, images, transparency, history, started
             history=history[:, i].tolist(),
             transparency=None if transparency is None else transparency[i].detach().cpu(),
             spectrum_source=spectrum_source,
+            algorithm=algorithm,
             seconds=seconds,
         )
         for i, label in enumerate(labels)
     ]
+
+
+MACO_ALGORITHM = "maco-study-maco/2"
+"""Recorded with every MACO output (run.json, bundle provenance). /1: raw phase, DC zeroed, uniform
+crops; /2: standardised phase, DC kept, centre-biased crops, even self-conjugate columns (docs/maco.md)."""
+FREE_MAGNITUDE_LR = 0.05  # ablation only (magnitude_constraint=False): NAdam lr on the log-magnitude
 
 
 def maco(
@@ -154,36 +164,69 @@ def maco(
     crops: int = 6,
     crop_size: tuple[float, float] = (CROP_MEAN, CROP_STD),
     lr: float = 1.0,
-    noise: float = NOISE,
+    noise: float = 0.05,
     seed: int = 0,
     spectrum: Spectrum | None = None,
+    magnitude_constraint: bool = True,
     progress: bool = True,
     callback: StepCallback | None = None,
 ) -> list[Visualization]:
-    """MACO (Fel et al. 2023): optimise only the phase of a fixed natural-image magnitude spectrum.
+    """MACO (Fel et al. 2023): optimise the phase of a fixed natural-image magnitude spectrum.
 
     Per step and unit: ``crops`` random crops (side ~N(0.25, 0.1) of the
-    image; ``crop_size`` is that mean and deviation), resized to the model's input, plus uniform noise; the objective
-    is averaged over the crops; NAdam on the phase. The transparency map is
-    the sum over steps of |dL/dx| at the working resolution, over channels.
+    image; ``crop_size`` is that mean and deviation; centre ~N(0.5, 0.15))
+    resized to the model's input, plus uniform noise U(-noise, noise); the
+    objective is averaged over the crops; NAdam on the standardised phase
+    (``maco.parameterizations``). The transparency map is the sum over steps
+    of |dL/dx| at the working resolution, over channels.
+
+    Ablations (the paper's Table 3): ``magnitude_constraint=False`` optimises
+    the magnitude too (its log, from the spectrum); ``crops=0`` feeds the whole
+    image, resized; ``noise=0`` adds none. These defaults are the only ones:
+    ``method_defaults("maco")`` gives them to the CLI and to study.toml.
     """
     objectives, labels = _objectives(model, units, objectives)
+    if crops < 0 or noise < 0:
+        raise ObjectiveError(f"crops and noise must be >= 0, got crops={crops}, noise={noise}")
     started = time.perf_counter()
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
     spectrum = resize_spectrum(spectrum, size) if spectrum is not None else resolve_spectrum(size)
-    magnitude = maco_magnitude(spectrum.magnitude, size).to(device)
+    layout = SpectralLayout.of(size, size, device)
+    magnitude = layout.even(spectrum.magnitude.to(device))
     phase = maco_init(len(objectives), size, size, generator).requires_grad_()
+    groups = [{"params": [phase], "lr": lr}]
+    if magnitude_constraint:
+        energy = layout.ac_energy(magnitude)
+
+        def render(p: torch.Tensor) -> torch.Tensor:
+            return maco_image(p, magnitude, layout, energy)
+    else:
+        log_magnitude = magnitude.clamp(min=magnitude.max() * 1e-12).log().expand_as(phase).clone().requires_grad_()
+        groups.append({"params": [log_magnitude], "lr": FREE_MAGNITUDE_LR})
+
+        def render(p: torch.Tensor) -> torch.Tensor:
+            return maco_image(p, layout.even(log_magnitude.exp()), layout)
+
+    whole = whole_image_boxes(len(objectives), size, size, device) if crops == 0 else None
 
     def augment(images: torch.Tensor) -> torch.Tensor:
-        boxes = maco_crop_boxes(len(objectives), crops, size, size, generator, *crop_size)
-        return uniform_noise(crop_and_resize(images, boxes, model.input_size), noise, generator)
+        boxes = whole if crops == 0 else maco_crop_boxes(len(objectives), crops, size, size, generator, *crop_size)
+        batch = crop_and_resize(images, boxes, model.input_size)
+        return uniform_noise(batch, noise, generator) if noise > 0 else batch
 
     images, transparency, history = _optimize(
-        model, objectives, phase, lambda p: maco_image(p, magnitude, size), augment,
-        torch.optim.NAdam([phase], lr=lr), steps, True, progress, "maco", callback,
+        model, objectives, phase, render, augment, torch.optim.NAdam(groups), steps, True, progress, "maco",
+        callback,
     )
-    return _visualizations("maco", labels, seed, images, transparency, history, started, spectrum.source)
+    return _visualizations("maco", labels, seed, images, transparency, history, started, spectrum.source,
+                           MACO_ALGORITHM)
+
+
+def method_defaults(method: str) -> dict[str, object]:
+    """The keyword defaults of ``METHODS[method]``: their one home, read by the CLI and by study.toml."""
+    return {name: p.default for name, p in inspect.signature(METHODS[method]).parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
 def _lucid_baseline(method, model, units, objectives, steps, size, lr, seed, progress, callback):

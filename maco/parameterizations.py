@@ -8,72 +8,103 @@ Each method is a pair of functions: ``*_init`` makes the parameter tensor for
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from maco.color import recorrelate
 
+# --- MACO: the magnitude is fixed, the phase is the parameter ------------------
+#
+# As in both reference implementations (Horama, xplique): the phase is
+# standardised at every step (zero mean, unit std per image), which under
+# NAdam lr 1.0 acts as a learning-rate decay (the raw phase spreads, so a raw
+# step moves the standardised phase less and less); the DC term is kept as
+# r_DC cos(phi_DC), so each channel's mean colour is optimised; the image is
+# standardised (one scalar mean and std per image). That std comes from
+# Parseval (a sum over the half spectrum) rather than from the image.
 
-# --- MACO: the magnitude is fixed, the phase is the only parameter -----------
+@dataclass(frozen=True)
+class SpectralLayout:
+    """The rfft2 layout of an H x W image, with the index tensors MACO needs, built once per run."""
+    height: int
+    width: int
+    columns: torch.Tensor  # self-conjugate columns: 0, and W/2 for even W (they hold X[k] and X[-k])
+    weights: torch.Tensor  # (H, W//2+1): full-spectrum bins per rfft bin (1 or 2), 0 at DC
 
-def maco_magnitude(spectrum_magnitude: torch.Tensor, width: int) -> torch.Tensor:
-    """The fixed magnitude MACO keeps: the spectrum with its DC term set to 0, scaled to unit image std.
+    @classmethod
+    def of(cls, height: int, width: int, device: torch.device | str = "cpu") -> SpectralLayout:
+        columns = torch.tensor([0, width // 2] if width % 2 == 0 else [0], device=device)
+        weights = torch.full((height, width // 2 + 1), 2.0, device=device)
+        weights[:, columns] = 1
+        weights[0, 0] = 0
+        return cls(height, width, columns, weights)
 
-    A zero DC term makes every image zero-mean in decorrelated space (what
-    xplique's mean subtraction does after the inverse FFT) while keeping the
-    magnitude constraint exact: the mean colour comes from the sigmoid's
-    midpoint. With the magnitude fixed, Parseval fixes the image's energy
-    whatever the phase, so the division by the image's standard deviation
-    (as in the MACO reference code) is one constant, folded in here rather
-    than recomputed and differentiated at every step.
-    """
-    magnitude = spectrum_magnitude.clone()
-    magnitude[:, 0, 0] = 0
-    height = magnitude.shape[-2]
-    # rfft layout: every column but 0 (and W/2 for even W) stands for two conjugate bins
-    multiplicity = torch.full((magnitude.shape[-1],), 2.0, dtype=magnitude.dtype, device=magnitude.device)
-    multiplicity[0] = 1
-    if width % 2 == 0:
-        multiplicity[-1] = 1
-    energy = (magnitude.square() * multiplicity).sum() / (height * width)  # sum of x^2 over the image
-    pixels = magnitude.shape[0] * height * width
-    return magnitude / torch.sqrt(energy / (pixels - 1))  # torch.std's unbiased estimate
+    def mirrored(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The self-conjugate columns at k and at -k (the row index negated modulo H)."""
+        own = values.index_select(-1, self.columns)
+        return own, torch.roll(torch.flip(own, dims=[-2]), shifts=1, dims=-2)
+
+    def even(self, magnitude: torch.Tensor) -> torch.Tensor:
+        """The magnitude made even on the self-conjugate columns, so |rfft2(x)| = c r can hold there.
+
+        A measured spectrum need not be (the published ImageNet one differs by
+        up to 5x between k and -k there); irfft2 would silently average them.
+        """
+        own, mirrored = self.mirrored(magnitude)
+        return magnitude.index_copy(-1, self.columns, (own + mirrored) / 2)
+
+    def odd(self, phase: torch.Tensor) -> torch.Tensor:
+        """The phase made odd on the self-conjugate columns (the purely real bins get phase 0)."""
+        own, mirrored = self.mirrored(phase)
+        return phase.index_copy(-1, self.columns, (own - mirrored) / 2)
+
+    def ac_energy(self, magnitude: torch.Tensor) -> torch.Tensor:
+        """Sum of |X|^2 over the full spectrum but DC, per image (or one value for a shared magnitude)."""
+        return (magnitude.square() * self.weights).sum(dim=(-3, -2, -1))
 
 
 def maco_init(units: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
-    """Uniform random phase, shape (units, 3, H, W//2+1)."""
-    shape = (units, 3, height, width // 2 + 1)
-    return (torch.rand(shape, generator=generator, device=generator.device) * 2 - 1) * math.pi
+    """Gaussian random phase as in the references (it is standardised anyway), shape (units, 3, H, W//2+1)."""
+    return torch.randn((units, 3, height, width // 2 + 1), generator=generator, device=generator.device)
 
 
-def _hermitian_phase(phase: torch.Tensor, width: int) -> torch.Tensor:
-    """Make the phase odd on the self-conjugate columns of the rfft layout.
+def standardize(values: torch.Tensor) -> torch.Tensor:
+    """Zero mean and unit std per image (over all but the first dimension), as the references do."""
+    mean = values.mean(dim=(1, 2, 3), keepdim=True)
+    return (values - mean) / (values.std(dim=(1, 2, 3), keepdim=True) + 1e-4)
 
-    Column 0 (and column W/2 for even W) hold both X[k] and X[-k] = conj(X[k]);
-    an odd phase there means the inverse FFT keeps every magnitude exactly
-    (otherwise irfft2 silently projects those columns and the constraint
-    breaks), and the purely real bins get phase 0.
+
+def maco_spectral_image(
+    phase: torch.Tensor, magnitude: torch.Tensor, layout: SpectralLayout, energy: torch.Tensor | None = None
+) -> torch.Tensor:
+    """x = F^-1(r e^{i phi}) standardised per image (zero mean, unit std), before colour and sigmoid.
+
+    ``magnitude``: (3, H, W//2+1) shared, or one per image, already even
+    (``layout.even``); ``energy``: its ``layout.ac_energy`` when fixed (then
+    computed once). Every bin but DC satisfies |rfft2(x)| = c r exactly, for
+    one scalar c per image; DC carries the mean colour, c r_DC cos(phi_DC)
+    less the image's mean.
     """
-    columns = torch.tensor([0, width // 2] if width % 2 == 0 else [0], device=phase.device)
-    own = phase.index_select(-1, columns)
-    mirrored = torch.roll(torch.flip(own, dims=[-2]), shifts=1, dims=-2)  # the phase at -k
-    return phase.index_copy(-1, columns, (own - mirrored) / 2)
+    phase = standardize(phase)
+    dc = magnitude[..., 0, 0] * torch.cos(phase[..., 0, 0])  # (units, 3)
+    dc = dc - dc.mean(dim=-1, keepdim=True)  # the scalar mean subtracted
+    pixels = layout.height * layout.width
+    energy = layout.ac_energy(magnitude) if energy is None else energy
+    # Parseval: sum x^2 = (AC energy + sum dc^2) / pixels; unbiased std as torch.std
+    scale = torch.rsqrt((energy + dc.square().sum(dim=-1)) / pixels / (3 * pixels - 1)).view(-1, 1, 1, 1)
+    phase = layout.odd(phase)
+    scaled = magnitude * scale
+    real = scaled * torch.cos(phase)
+    real[..., 0, 0] = dc * scale.view(-1, 1)  # the DC phase is 0 after ``odd``: replace its real part
+    spectrum = torch.complex(real, scaled * torch.sin(phase))
+    return torch.fft.irfft2(spectrum, s=(layout.height, layout.width))
 
 
-def maco_spectral_image(phase: torch.Tensor, magnitude: torch.Tensor, width: int) -> torch.Tensor:
-    """x = F^-1(r e^{i phi}) for r = ``maco_magnitude(...)``: zero mean, unit standard deviation.
-
-    This is the constrained image, before colour recorrelation and squashing:
-    ``|rfft2(x)| == magnitude * c`` holds exactly for one scalar ``c``.
-    """
-    phase = _hermitian_phase(phase, width)
-    # r cos + i r sin rather than torch.polar: same value, a cheaper backward (no sgn of r)
-    spectrum = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
-    return torch.fft.irfft2(spectrum, s=(phase.shape[-2], width))
-
-
-def maco_image(phase: torch.Tensor, magnitude: torch.Tensor, width: int) -> torch.Tensor:
-    return torch.sigmoid(recorrelate(maco_spectral_image(phase, magnitude, width)))
+def maco_image(
+    phase: torch.Tensor, magnitude: torch.Tensor, layout: SpectralLayout, energy: torch.Tensor | None = None
+) -> torch.Tensor:
+    return torch.sigmoid(recorrelate(maco_spectral_image(phase, magnitude, layout, energy)))
 
 
 # --- Olah et al. 2017 (Lucid's fft_image + to_valid_rgb) ----------------------

@@ -12,10 +12,8 @@ Sources, in the order ``resolve_spectrum`` tries them:
 
 Every ``Spectrum`` carries a ``source`` string that outputs record.
 
-Sizes: frequencies are matched in cycles per image, so a spectrum measured at
-512 px gives a 224 px one by keeping its low frequencies, as a downscaled photo
-keeps the same scene; frequencies beyond the measured range follow the
-analytic model's shape.
+Sizes (``resize_spectrum``): frequencies are matched as a fraction of Nyquist,
+so a spectrum measured at 512 px serves any image size.
 """
 from __future__ import annotations
 
@@ -33,6 +31,7 @@ from tqdm import tqdm
 
 from maco.color import decorrelate
 from maco.images import image_files, load_rgb
+from maco.parameterizations import SpectralLayout
 
 IMAGENET_SPECTRUM_URL = "https://storage.googleapis.com/serrelab/loupe/spectrums/imagenet_decorrelated.npy"
 IMAGENET_SPECTRUM_SHA256 = "a4810ea049ef9a0fe4e3f26660188e53222281879b333e8fd61377f7491aafc8"
@@ -51,6 +50,8 @@ ANALYTIC_PARAMS = [
 # way), 0.381 rms over all bins unweighted (the misfit sits in the corners near
 # Nyquist, where the measured magnitudes fall to ~1e-6).
 ANALYTIC_FIT_RMS_LOG_ERROR = 0.158
+# The published spectrum's DC share of each channel's energy (|X_DC|^2 over the full-spectrum sum).
+ANALYTIC_DC_ENERGY_SHARE = [0.34842, 0.35093, 0.38228]
 
 
 class SpectrumError(ValueError):
@@ -99,35 +100,62 @@ def _analytic_magnitude(height: int, width: int) -> torch.Tensor:
 
 
 def analytic_spectrum(size: int | tuple[int, int] = REFERENCE_SIZE) -> Spectrum:
-    """The offline default: a smooth fit to the published ImageNet spectrum."""
-    height, width = _pair(size)
-    return Spectrum(
-        _analytic_magnitude(height, width),
+    """The offline default: a smooth fit to the published ImageNet spectrum, resized like any other.
+
+    The fit excludes DC (its power law diverges there); DC is set to the
+    published spectrum's share of each channel's energy, the mean colour's
+    weight against the contrast, which MACO optimises.
+    """
+    magnitude = _analytic_magnitude(REFERENCE_SIZE, REFERENCE_SIZE).double()
+    share = torch.tensor(ANALYTIC_DC_ENERGY_SHARE, dtype=torch.float64)
+    magnitude[:, 0, 0] = torch.sqrt(share / (1 - share) * _ac_energy(magnitude, REFERENCE_SIZE))
+    fit = Spectrum(
+        magnitude.float(),
         f"analytic (offline fit to the ImageNet spectrum, octave-weighted rms log error {ANALYTIC_FIT_RMS_LOG_ERROR})",
     )
+    resized = resize_spectrum(fit, size)
+    return Spectrum(resized.magnitude, fit.source)
 
 
 def resize_spectrum(spectrum: Spectrum, size: int | tuple[int, int]) -> Spectrum:
-    """The spectrum for another image size, matching frequencies in cycles per image."""
+    """The spectrum for another image size: frequencies matched as a fraction of Nyquist, as Horama does.
+
+    Natural spectra are close to scale-free (1/f^alpha), so this keeps their
+    shape; it also keeps the measured roll-off near Nyquist at the new
+    Nyquist, so a larger image has no empty high frequencies and a smaller
+    one no unfiltered band at its top (which costs faithfulness, docs/maco.md).
+    Bilinear between bins, exact on the bins that fall on the source grid.
+    """
     height, width = _pair(size)
     if (height, width) == spectrum.image_size:
         return spectrum
     src_height, src_width = spectrum.image_size
     fy, fx = frequency_grid(height, width)
-    max_y, max_x = src_height // 2, src_width // 2
-    clamped_y = fy.clamp(-max_y, max_y)
-    clamped_x = fx.clamp(0, max_x)
-    rows = clamped_y.long() % src_height
-    cols = clamped_x.long()
-    magnitude = spectrum.magnitude[:, rows, cols].double()
-    outside = (fy != clamped_y) | (fx != clamped_x)
-    if outside.any():
-        # continue the measured spectrum beyond its range with the analytic shape
-        params = torch.tensor(ANALYTIC_PARAMS, dtype=torch.float64)
-        for channel, p in enumerate(params):
-            ratio = (analytic_log_magnitude(fy, fx, p) - analytic_log_magnitude(clamped_y, clamped_x, p)).exp()
-            magnitude[channel] = torch.where(outside, magnitude[channel] * ratio, magnitude[channel])
+    # source coordinates: rows fftshifted (row r holds frequency r - src_height // 2), columns as in rfft
+    rows = fy * (src_height / height) + src_height // 2
+    cols = fx * (src_width / width)
+    shifted = torch.fft.fftshift(spectrum.magnitude.double(), dim=-2)
+    magnitude = _bilinear(shifted, rows.clamp(0, src_height - 1), cols.clamp(0, shifted.shape[-1] - 1))
+    # DC keeps its share of each channel's energy (the mean against the contrast): the other bins are
+    # fewer in a smaller image, and a sampled DC alone made 128 px images one flat colour (docs/maco.md)
+    source_ac = _ac_energy(spectrum.magnitude.double(), src_width)
+    magnitude[:, 0, 0] *= torch.sqrt(_ac_energy(magnitude, width) / source_ac.clamp(min=1e-300))
     return Spectrum(magnitude.float(), f"{spectrum.source}, resized to {height}x{width}")
+
+
+def _ac_energy(magnitude: torch.Tensor, width: int) -> torch.Tensor:
+    """Per channel, the sum of |X|^2 over the full spectrum but DC (Parseval's weights)."""
+    return (magnitude.square() * SpectralLayout.of(magnitude.shape[-2], width).weights.to(magnitude)).sum(dim=(-2, -1))
+
+
+def _bilinear(grid: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``grid[..., rows, cols]`` at fractional coordinates (already inside the grid); exact at integers."""
+    r0, c0 = rows.floor().long(), cols.floor().long()
+    r1, c1 = (r0 + 1).clamp(max=grid.shape[-2] - 1), (c0 + 1).clamp(max=grid.shape[-1] - 1)
+    wr, wc = rows - r0, cols - c0
+    top = grid[:, r0, c0] * (1 - wc) + grid[:, r0, c1] * wc
+    bottom = grid[:, r1, c0] * (1 - wc) + grid[:, r1, c1] * wc
+    return top * (1 - wr) + bottom * wr
 
 
 def load_spectrum(path: str | Path) -> Spectrum:

@@ -18,7 +18,7 @@ from torchvision.ops import roi_align
 CROP_MEAN = 0.25
 CROP_STD = 0.1
 CROP_RANGE = (0.1, 1.0)
-NOISE = 0.1  # additive uniform noise U(-0.1, 0.1) on [0, 1] images
+CROP_CENTRE_STD = 0.15  # crop centres ~ N(0.5, 0.15) of the side, as in Horama and xplique
 
 # Lucid's standard_transforms: pad 12 (grey), jitter 8, scale 0.9..1.1 in 11
 # steps, rotate -10..10 deg (0 five times more likely), jitter 4.
@@ -37,15 +37,36 @@ def maco_crop_boxes(
     mean: float = CROP_MEAN,
     std: float = CROP_STD,
     side_range: tuple[float, float] = CROP_RANGE,
+    centre_std: float | None = CROP_CENTRE_STD,
 ) -> torch.Tensor:
-    """Random square crop boxes, ``crops`` per unit, as roi_align rows (unit, x1, y1, x2, y2)."""
+    """Random square crop boxes, ``crops`` per unit, as roi_align rows (unit, x1, y1, x2, y2).
+
+    Centres ~ N(0.5, ``centre_std``) of the image side, as in the references
+    (``None``: uniform), the box shifted to lie inside the image.
+    """
+    device = generator.device
     count = units * crops
-    fraction = (torch.randn(count, generator=generator, device=generator.device) * std + mean).clamp(*side_range)
+    fraction = (torch.randn(count, generator=generator, device=device) * std + mean).clamp(*side_range)
     side = fraction * min(height, width)
-    x1 = torch.rand(count, generator=generator, device=generator.device) * (width - side)
-    y1 = torch.rand(count, generator=generator, device=generator.device) * (height - side)
-    owner = torch.arange(units, device=generator.device).repeat_interleave(crops).float()
+    corners = []
+    for extent in (width, height):
+        if centre_std is None:
+            start = torch.rand(count, generator=generator, device=device) * (extent - side)
+        else:
+            centre = (0.5 + centre_std * torch.randn(count, generator=generator, device=device)) * extent
+            start = torch.minimum((centre - side / 2).clamp(min=0), extent - side)
+        corners.append(start)
+    x1, y1 = corners
+    owner = torch.arange(units, device=device).repeat_interleave(crops).float()
     return torch.stack([owner, x1, y1, x1 + side, y1 + side], dim=1)
+
+
+def whole_image_boxes(units: int, height: int, width: int, device: torch.device | str) -> torch.Tensor:
+    """One box per unit covering its whole image (MACO without crops), as roi_align rows."""
+    boxes = torch.zeros(units, 5, device=device)
+    boxes[:, 0] = torch.arange(units, device=device)
+    boxes[:, 3], boxes[:, 4] = width, height
+    return boxes
 
 
 def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:

@@ -62,6 +62,7 @@ from .config import StimuliError, StudyConfig
 from .models import StudyModel, load_study_model
 from .occlusion import occluder_side, query_pair
 from .pool import Pool, TopK, list_pool, load_image, pool_topk
+from .quality import summarize, unit_record
 from .references import from_pil, masked, resolve_spectrum, visualize
 
 WORK_DIR = ".build"
@@ -338,15 +339,17 @@ class Builder:
         spectrum = self._spectrum(all_pieces) if any(p.method == "maco" for p in todo) else None
         with self._bar(len(todo), "references") as bar:
             for piece in todo:
-                vizs = visualize(self.models[piece.network], self.config, piece.method,
-                                 list(piece.units), piece.seed, spectrum)
-                images = {}
+                model = self.models[piece.network]
+                vizs = visualize(model, self.config, piece.method, list(piece.units), piece.seed, spectrum)
+                study_units = next(n.units for n in self.config.networks if n.key == piece.network)
+                images, quality = {}, {}
                 for unit, viz in zip(piece.units, vizs):
                     images[str(unit)] = {"image": self.add_image(viz.image)}
                     if piece.method == "maco" and with_mask:
                         images[str(unit)]["masked"] = self.add_image(masked(viz))
-                self.write(piece, {"images": images,
-                                   "spectrum_source": getattr(vizs[0], "spectrum_source", None)})
+                    quality[str(unit)] = unit_record(model, viz, piece.method, study_units)
+                self.write(piece, {"images": images, "quality": quality, "algorithm": vizs[0].algorithm,
+                                   "spectrum_source": vizs[0].spectrum_source})
                 bar.update()
 
     # -- stage 3 ----------------------------------------------------------
@@ -497,9 +500,16 @@ class Builder:
                 software[package] = md.version(package)
             except md.PackageNotFoundError:
                 continue
-        spectra = sorted({s for p in reference_pieces if p.method == "maco"
-                          for s in [self.read(p).get("spectrum_source")] if s})
+        pieces = [(p, self.read(p)) for p in reference_pieces]
+        spectra = sorted({r["spectrum_source"] for p, r in pieces if p.method == "maco" and r.get("spectrum_source")})
+        quality: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+        for piece, record in pieces:
+            for unit, entry in record.get("quality", {}).items():  # absent in pieces built before the gate
+                quality.setdefault((piece.network, int(unit), piece.method), []).append(entry)
         return {
+            "maco_algorithms": sorted({r["algorithm"] for p, r in pieces if p.method == "maco" and r.get("algorithm")}),
+            "quality": summarize(quality, {n.key: n.units for n in self.config.networks},
+                                 list(self.config.conditions)),
             "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "config": self.config.content(), "config_fingerprint": self.config.fingerprint(),
             "config_toml": self.config.source_text,

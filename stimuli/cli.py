@@ -61,12 +61,18 @@ def _summary(manifest) -> str:
 @stimuli.command()
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
 def check(bundle: Path) -> None:
-    """Verify a bundle: schema, files present, hashes, references for every unit and condition."""
+    """Verify a bundle: schema, files present, hashes, references for every unit and condition.
+
+    Also warns about units whose references do not drive them (the quality gate)."""
     from .build import check_bundle
     from .manifest import ManifestError
+
+    from .quality import warnings
 
     try:
         manifest = check_bundle(bundle)
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"ok: {_summary(manifest)}")
+    for line in warnings(manifest.provenance):
+        click.echo(f"WARNING: {line}", err=True)

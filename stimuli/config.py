@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from maco.optimize import method_defaults
+
 from .manifest import CONDITIONS, NAME_PATTERN
 
 IMAGENET_CLASSES = 1000
@@ -50,7 +52,7 @@ class NetworkConfig:
 class MethodConfig:
     steps: int
     size: int
-    crops: int | None = None  # MACO only: random crops per step (Olah uses Lucid's transforms)
+    crops: int | None = None  # MACO only: random crops per step, 0: the whole image (Olah uses Lucid's transforms)
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,9 @@ class ReferencesConfig:
     # units optimised together in one run; content, not only speed: a run draws every
     # unit's augmentations from one seeded generator
     units_per_run: int = 8
-    maco: MethodConfig = MethodConfig(steps=256, size=512, crops=8)
-    olah: MethodConfig = MethodConfig(steps=512, size=224)
+    # maco's own defaults (their one home is maco.optimize.maco's signature)
+    maco: MethodConfig = MethodConfig(**{k: method_defaults("maco")[k] for k in ("steps", "size", "crops")})
+    olah: MethodConfig = MethodConfig(steps=method_defaults("olah")["steps"], size=224)
     spectrum: str | None = None  # a .npy magnitude spectrum for MACO; None: maco's default
 
 
@@ -200,7 +203,7 @@ def _method(parent: _Table, name: str, default: MethodConfig) -> MethodConfig:
     t = parent.table(name)
     method = MethodConfig(steps=t.int("steps", default.steps, minimum=1),
                           size=t.int("size", default.size, minimum=8),
-                          crops=None if default.crops is None else t.int("crops", default.crops, minimum=1))
+                          crops=None if default.crops is None else t.int("crops", default.crops, minimum=0))
     t.reject_unknown()
     return method
 

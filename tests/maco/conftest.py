@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from maco.models import Model
+from maco.toy import train_toy
 
 os.environ.setdefault("MACO_OFFLINE", "1")  # never try to download the ImageNet spectrum in tests
 
@@ -21,8 +22,10 @@ needs_shared = pytest.mark.skipif(
     reason=f"NOT RUN: the published MACO spectrum {SHARED_SPECTRUM} is missing (CI has it in ../shared/data)")
 
 TINY_SIZE = 32
-# Four classes of coloured gratings: (RGB colour, orientation in degrees).
-TINY_CLASSES = [((1.0, 0.1, 0.1), 0), ((0.1, 0.9, 0.1), 90), ((0.1, 0.2, 1.0), 45), ((0.9, 0.9, 0.1), 135)]
+# Four classes of coloured gratings: (RGB colour, orientation in degrees). No pure green: it lies on the
+# weakest axis of ImageNet's decorrelated colour space, and on this network neither our MACO nor Horama
+# drives a green grating's unit at all (docs/maco.md).
+TINY_CLASSES = [((1.0, 0.1, 0.1), 0), ((0.1, 0.1, 0.1), 90), ((0.1, 0.2, 1.0), 45), ((0.9, 0.9, 0.1), 135)]
 
 
 def grating_batch(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -43,28 +46,12 @@ def grating_batch(labels: torch.Tensor, generator: torch.Generator) -> torch.Ten
 @pytest.fixture(scope="session")
 def tiny_model() -> Model:
     """A small CNN trained in a few seconds to tell the four gratings apart."""
-    torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)  # the initial weights
     net = nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, len(TINY_CLASSES)),
     )
-    model = Model(net=net, name="tiny", input_size=TINY_SIZE, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
-                  weights="trained in the test", num_classes=len(TINY_CLASSES))
-    for parameter in net.parameters():
-        parameter.requires_grad_(True)
-    net.train()
-    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
-    for _ in range(150):
-        labels = torch.randint(len(TINY_CLASSES), (64,), generator=generator)
-        loss = nn.functional.cross_entropy(model(grating_batch(labels, generator)), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    labels = torch.arange(len(TINY_CLASSES)).repeat(25)
-    with torch.no_grad():
-        accuracy = (model(grating_batch(labels, generator)).argmax(1) == labels).float().mean().item()
+    model, accuracy = train_toy(net, grating_batch, len(TINY_CLASSES), TINY_SIZE, 150, "tiny")
     assert accuracy > 0.95, f"the tiny network did not learn the gratings (accuracy {accuracy:.2f})"
-    return Model(net=net, name="tiny", input_size=TINY_SIZE, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
-                 weights="trained in the test", num_classes=len(TINY_CLASSES))
+    return model

@@ -16,35 +16,43 @@ UNITS = [0, 1, 2, 3]
 def crop_drive(model, images: list[torch.Tensor], crops: int = 64) -> torch.Tensor:
     """M[i, j]: mean logit of unit j over fixed random crops of the image made for unit i."""
     stacked = torch.stack(images)
-    boxes = maco_crop_boxes(1, crops, stacked.shape[-2], stacked.shape[-1], torch.Generator().manual_seed(123))
+    boxes = maco_crop_boxes(1, crops, stacked.shape[-2], stacked.shape[-1], torch.Generator().manual_seed(123),
+                            centre_std=None)
     with torch.no_grad():
         return torch.stack([
             model(crop_and_resize(image.unsqueeze(0), boxes, model.input_size)).mean(0)[UNITS] for image in stacked
         ])
 
 
-def assert_faithful(model, initial, final) -> None:
-    before, after = crop_drive(model, initial), crop_drive(model, final)
+def assert_faithful(model, initial: list[list[torch.Tensor]], final: list[list[torch.Tensor]]) -> None:
+    """Over seeds (one image set per seed, averaged, as a study shows a grid of seeds per unit): each
+    unit's objective rose above its random-phase start, and its own images drive it more than any
+    other unit's images (diagonal dominance by column). By row, the red grating's image does not make
+    red its top logit on this tiny network, for our MACO and Horama alike (docs/maco.md)."""
+    before = torch.stack([crop_drive(model, images) for images in initial]).mean(0)
+    after = torch.stack([crop_drive(model, images) for images in final]).mean(0)
     for j in UNITS:
-        assert after[j, j] > before[j, j] + 0.2, f"unit {j}: objective did not rise ({before[j, j]:.2f} -> {after[j, j]:.2f})"
+        assert after[j, j] > before[j, j] + 0.5, f"unit {j}: objective did not rise ({before[j, j]:.2f} -> {after[j, j]:.2f})"
         others = torch.cat([after[:j, j], after[j + 1:, j]])
         assert after[j, j] > others.max(), f"unit {j} is driven more by another unit's image:\n{after}"
 
 
 @pytest.mark.parametrize("together", [True, False], ids=["together", "one-at-a-time"])
-def test_maco_units_are_faithful(tiny_model, together):
-    kwargs = dict(size=64, crops=4, seed=3, progress=False)
-    if together:
-        initial = maco(tiny_model, UNITS, steps=0, **kwargs)
-        final = maco(tiny_model, UNITS, steps=60, **kwargs)
-    else:
-        initial = [maco(tiny_model, [unit], steps=0, **kwargs)[0] for unit in UNITS]
-        final = [maco(tiny_model, [unit], steps=60, **kwargs)[0] for unit in UNITS]
-    assert [viz.unit for viz in final] == UNITS
-    assert_faithful(tiny_model, [v.image for v in initial], [v.image for v in final])
+def test_maco_units_are_faithful_over_seeds(tiny_model, together):
+    initial, final = [], []
+    for seed in (0, 1, 2):
+        kwargs = dict(size=64, crops=4, seed=seed, progress=False)
+        if together:
+            runs = [maco(tiny_model, UNITS, steps=steps, **kwargs) for steps in (0, 48)]
+        else:
+            runs = [[maco(tiny_model, [unit], steps=steps, **kwargs)[0] for unit in UNITS] for steps in (0, 48)]
+        assert [viz.unit for viz in runs[1]] == UNITS
+        initial.append([v.image for v in runs[0]])
+        final.append([v.image for v in runs[1]])
+    assert_faithful(tiny_model, initial, final)
 
 
 def test_olah_units_are_faithful_together(tiny_model):
     kwargs = dict(size=32, seed=1, progress=False)
     initial, final = olah(tiny_model, UNITS, steps=0, **kwargs), olah(tiny_model, UNITS, steps=60, **kwargs)
-    assert_faithful(tiny_model, [v.image for v in initial], [v.image for v in final])
+    assert_faithful(tiny_model, [[v.image for v in initial]], [[v.image for v in final]])

@@ -41,17 +41,17 @@ def test_imagenet_spectrum_is_read_from_the_cache_and_checked(tmp_path, monkeypa
     assert fallback.source.startswith("analytic") and "unavailable" in fallback.source
 
 
-def test_resize_keeps_frequencies_in_cycles_per_image():
+def test_resize_matches_frequencies_as_a_fraction_of_nyquist():
     magnitude = torch.rand(3, 64, 33) + 0.1
     small = resize_spectrum(Spectrum(magnitude, "test"), 16).magnitude
     assert small.shape == (3, 16, 9)
-    assert torch.equal(small[:, 3, 5], magnitude[:, 3, 5])
-    assert torch.equal(small[:, 16 - 3, 5], magnitude[:, 64 - 3, 5])  # negative frequency -3
-    large = resize_spectrum(Spectrum(magnitude, "test"), 96)
-    assert large.magnitude.shape == (3, 96, 49) and torch.isfinite(large.magnitude).all()
-    assert "resized to 96x96" in large.source
-    # the analytic spectrum is defined in cycles per image too: resizing it is evaluating it
-    assert torch.allclose(resize_spectrum(analytic_spectrum(512), 224).magnitude, analytic_spectrum(224).magnitude)
+    assert torch.allclose(small[:, 3, 5], magnitude[:, 12, 20])  # frequency (3, 5) of 16 px is (12, 20) of 64
+    assert torch.allclose(small[:, 16 - 3, 5], magnitude[:, 64 - 12, 20])  # negative frequencies too
+    large = resize_spectrum(Spectrum(magnitude, "test"), 128)
+    assert large.magnitude.shape == (3, 128, 65) and "resized to 128x128" in large.source
+    assert torch.allclose(large.magnitude[:, 6, 10], magnitude[:, 3, 5])
+    between = large.magnitude[:, 6, 11]  # half-way between source columns 5 and 6
+    assert torch.allclose(between, (magnitude[:, 3, 5] + magnitude[:, 3, 6]) / 2)
 
 
 def test_spectrum_from_folder_known_values_and_unreadable_files(tmp_path):

@@ -14,6 +14,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from maco.optimize import MACO_ALGORITHM
 from maco_study import main as cli
 from stimuli import manifest as mf
 from stimuli.build import WORK_DIR, Builder, Shard, build, check_bundle
@@ -283,6 +284,23 @@ def test_check_names_a_missing_image(tmp_path, bundle):
     assert result.exit_code == 1 and victim in result.output
     ok = CliRunner().invoke(cli, ["stimuli", "check", str(bundle)])
     assert ok.exit_code == 0 and ok.output.startswith("ok: 2 networks, 5 units, 5 query pairs")
+
+
+def test_the_quality_gate_records_every_unit_and_condition_and_check_warns_about_failures(bundle):
+    provenance = mf.load_manifest(bundle).provenance
+    assert provenance["maco_algorithms"] == [MACO_ALGORITHM]
+    rows = provenance["quality"]
+    assert sorted((r["unit"], r["condition"]) for r in rows) == sorted(
+        (u, c) for u in ["resnet:1", "resnet:2", "resnet:3", "effnet:4", "effnet:5"]
+        for c in ["olah", "maco_mask", "maco"])
+    for row in rows:
+        assert row["seeds"] == 2 and row["units_compared"] == (3 if row["unit"].startswith("resnet") else 2)
+        assert 1 <= row["own_logit_rank"] <= row["units_compared"] and row["passed"] == (row["own_logit_rank"] == 1)
+    failing = [r for r in rows if not r["passed"]]
+    assert failing  # random weights and two steps: some units fail
+    result = CliRunner().invoke(cli, ["stimuli", "check", str(bundle)])
+    assert result.exit_code == 0 and result.stderr.count("WARNING: unit ") == len(failing)
+    assert f"unit {failing[0]['unit']} ({failing[0]['condition']}): its own logit ranks" in result.stderr
 
 
 def test_a_shard_waits_while_others_progress_and_stops_when_they_stall(tmp_path, config, monkeypatch):

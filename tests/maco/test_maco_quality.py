@@ -1,0 +1,130 @@
+"""MACO's constraint, colour and faithfulness (issue 11), on the tiny network trained in conftest.
+
+Faithfulness over seeds (diagonal dominance, better than random phase) is in
+test_maco_multi_unit.
+"""
+import numpy as np
+import pytest
+import torch
+
+from maco import parameterizations as P
+from maco.optimize import maco
+from maco.spectra import analytic_spectrum, load_spectrum, resize_spectrum
+
+from .conftest import SHARED_SPECTRUM
+from .test_maco_multi_unit import UNITS
+
+needs_shared = pytest.mark.skipif(
+    not SHARED_SPECTRUM.exists(), reason=f"the published spectrum is not at {SHARED_SPECTRUM} (../shared/data)")
+
+
+def constant_ratio(x: torch.Tensor, magnitude: torch.Tensor) -> float:
+    """Max relative spread over every bin but DC of |rfft2(x)| / r, per image (0 when the constraint is exact)."""
+    keep = torch.ones(magnitude.shape[-2:], dtype=torch.bool)
+    keep[0, 0] = False
+    worst = 0.0
+    for image in torch.fft.rfft2(x.double()).abs():
+        ratio = image[:, keep] / magnitude.double()[:, keep]
+        worst = max(worst, ((ratio.max() - ratio.min()) / ratio.mean()).item())
+    return worst
+
+
+@needs_shared
+def test_constraint_is_exact_with_the_published_spectrum():
+    """Columns 0 and W/2 of the published spectrum differ between k and -k: evened, |rfft2(x)| = c r holds."""
+    published = load_spectrum(SHARED_SPECTRUM).magnitude.double()
+    layout = P.SpectralLayout.of(512, 512)
+    even = layout.even(published)
+    columns = torch.ones(257, dtype=torch.bool)
+    columns[[0, 256]] = False
+    assert torch.equal(even[..., columns], published[..., columns])  # only the self-conjugate columns change
+    assert not torch.equal(even, published)
+    phase = P.maco_init(2, 512, 512, torch.Generator().manual_seed(0)).double()
+    x = P.maco_spectral_image(phase, even, layout, layout.ac_energy(even))
+    assert constant_ratio(x, even) < 1e-4
+    # without the evening the same image misses it by far
+    assert constant_ratio(P.maco_spectral_image(phase, published, layout), published) > 0.5
+
+
+@needs_shared
+def test_constraint_holds_at_every_step_of_a_run(tiny_model):
+    size = 48
+    spectrum = load_spectrum(SHARED_SPECTRUM)
+    layout = P.SpectralLayout.of(size, size)
+    even = layout.even(resize_spectrum(spectrum, size).magnitude.double())
+    spreads = []
+
+    def check(step, phase, values):
+        x = P.maco_spectral_image(phase.detach().double(), even, layout, layout.ac_energy(even))
+        spreads.append(constant_ratio(x, even))
+
+    maco(tiny_model, [0, 1], steps=5, size=size, crops=2, spectrum=spectrum, progress=False, callback=check)
+    assert len(spreads) == 5 and max(spreads) < 1e-4  # float rounding on the ~1e-6 bins near Nyquist
+
+
+def test_images_are_standardised_whatever_the_phase_even_and_odd_widths():
+    g = torch.Generator().manual_seed(3)
+    for size in (48, 33):  # the rfft layout differs for odd widths (no column W/2)
+        layout = P.SpectralLayout.of(size, size)
+        magnitude = layout.even(analytic_spectrum(size).magnitude.double())
+        for phase in (P.maco_init(3, size, size, g).double(), torch.randn(1, 3, size, size // 2 + 1).double() * 5):
+            x = P.maco_spectral_image(phase, magnitude, layout, layout.ac_energy(magnitude))
+            assert torch.allclose(x.mean(dim=(1, 2, 3)), torch.zeros(len(x), dtype=x.dtype), atol=1e-9)
+            assert torch.allclose(x.std(dim=(1, 2, 3)), torch.ones(len(x), dtype=x.dtype), atol=1e-9)
+            assert constant_ratio(x, magnitude) < 1e-4
+            assert x.mean(dim=(2, 3)).abs().max() > 1e-3  # each channel keeps its own mean (the DC term)
+
+
+@needs_shared
+def test_the_mean_colour_weighs_as_much_against_the_contrast_at_every_size_and_source():
+    """DC's share of each channel's energy: the published spectrum's, for the analytic fit and after resizing."""
+    from maco.spectra import ANALYTIC_DC_ENERGY_SHARE, _ac_energy
+
+    def dc_share(magnitude, width):
+        dc = magnitude.double()[:, 0, 0] ** 2
+        return dc / (dc + _ac_energy(magnitude.double(), width))
+
+    published = load_spectrum(SHARED_SPECTRUM)
+    assert torch.allclose(dc_share(published.magnitude, 512), torch.tensor(ANALYTIC_DC_ENERGY_SHARE).double(),
+                          atol=1e-4)
+    for size in (48, 128, 512, 1024):
+        for spectrum in (resize_spectrum(published, size), analytic_spectrum(size)):
+            assert torch.allclose(dc_share(spectrum.magnitude, size), dc_share(published.magnitude, 512), atol=1e-4)
+
+
+def test_sizes_above_512_have_no_empty_high_frequencies():
+    small = analytic_spectrum(512).magnitude
+    for size in (768, 1024):
+        large = analytic_spectrum(size).magnitude
+        assert large.shape == (3, size, size // 2 + 1) and (large > 0).all()
+        # frequencies are matched as a fraction of Nyquist: the top band is the 512 px one's top band
+        band = large[:, size // 8, -size // 8:].mean() / small[:, 64, -64:].mean()
+        assert 0.5 < band.item() < 2
+
+
+def test_mean_colour_follows_the_class_colour(tiny_model):
+    """The DC term is optimised: the red class's image is redder than the blue class's, and neither is grey."""
+    vizs = maco(tiny_model, UNITS, steps=48, size=64, crops=4, seed=0, progress=False)
+    means = torch.stack([v.image.mean(dim=(1, 2)) for v in vizs])
+    red, blue = UNITS[0], UNITS[2]  # TINY_CLASSES: red, dark grey, blue, yellow
+    assert means[red, 0] - means[red, 2] > 0.05 and means[blue, 2] - means[blue, 0] > 0.05, means
+    assert (means - 0.5).abs().max() > 0.05, means
+
+
+def test_ablations(tiny_model):
+    """No magnitude constraint: the magnitude moves; no crops: one whole-image view; no noise: deterministic views."""
+    kwargs = dict(steps=6, size=32, seed=0, progress=False)
+    free = maco(tiny_model, [0], magnitude_constraint=False, **kwargs)[0]
+    fixed = maco(tiny_model, [0], **kwargs)[0]
+    assert free.transparency is not None and free.transparency.shape == (32, 32)
+    assert np.isfinite(free.history).all() and free.history[-1] > free.history[0]
+    assert not torch.allclose(free.image, fixed.image)
+    batches = []
+    tiny_model.net.register_forward_pre_hook(lambda module, inputs: batches.append(inputs[0].shape[0]))
+    try:
+        whole = maco(tiny_model, [0, 1], crops=0, noise=0.0, **kwargs)
+    finally:
+        tiny_model.net._forward_pre_hooks.clear()
+    assert batches == [2] * 6 and all(v.transparency.sum() > 0 for v in whole)
+    with pytest.raises(ValueError, match="crops and noise must be >= 0"):
+        maco(tiny_model, [0], crops=-1, **kwargs)
