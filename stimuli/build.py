@@ -203,9 +203,9 @@ class Builder:
     shard: Shard = field(default_factory=Shard)
     device: str = "cpu"
     progress: bool = True
-    compute_dtype: torch.dtype = torch.float32
     stall_seconds: float = 3600.0  # give up waiting when the other shards finish nothing for this long
     poll_seconds: float = 2.0
+    compute_dtype: torch.dtype = torch.float32  # the networks' forward precision (maco.models.Model)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
