@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +17,6 @@ from maco_study import main as cli
 from stimuli.models import StudyModel
 from stimuli.occlusion import occlusion_map
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 MEASURED_STEPS = 10
 
 
@@ -229,25 +225,3 @@ def test_visualize_records_dtype_and_device_in_run_json(tmp_path):
     if not torch.cuda.is_available():
         assert absent.exit_code == 1 and absent.output.startswith("Error: device cuda:7: no CUDA GPU")
         assert not (tmp_path / "none").exists()
-
-
-def test_gpu_check_smoke_runs_and_reports_every_section(monkeypatch, capsys):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    gpu_check = importlib.import_module("gpu_check")
-    threads = torch.get_num_threads()
-    try:
-        with pytest.raises(SystemExit) as exit_:
-            gpu_check.main(["--smoke"])
-    finally:
-        torch.set_num_threads(threads)
-        sys.modules.pop("gpu_check", None)
-    assert exit_.value.code == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    network = report["networks"]["test_resnet"]
-    for key in ("float32_units1", "float32_units2", "bfloat16_units1", "bfloat16_units2"):
-        assert network[key]["maco_units_per_min"] > 0 and network[key]["olah_units_per_min"] > 0
-    assert network["occlusion"]["occlusion_vs_forward"] > 0
-    assert report["agreement"]["within_tolerance"] and report["agreement"]["gradient_rel_l2"] == 0
-    assert report["determinism"]["maco"]["deterministic_bitwise_equal"]
-    assert report["determinism"]["olah"]["deterministic_bitwise_equal"]
-    assert not torch.are_deterministic_algorithms_enabled()  # the check restores the default

@@ -1,10 +1,7 @@
 """GPU readiness of the generator, checked on the CPU: the pool loop on another device, one GPU per
-torchrun rank, and the benchmark's smoke mode."""
+torchrun rank, an absent GPU."""
 from __future__ import annotations
 
-import importlib
-import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,6 @@ from stimuli.config import load_config
 from stimuli.models import StudyModel
 from stimuli.pool import list_pool, pool_topk
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 TINY = Path(__file__).resolve().parents[2] / "examples" / "study_tiny.toml"
 
 
@@ -58,19 +54,3 @@ def test_an_absent_gpu_is_one_clear_error(monkeypatch, tmp_path):
     with pytest.raises(build_module.StimuliError, match="^--device: device cuda:0: no CUDA GPU is available"):
         build_module.build(load_config(TINY), tmp_path / "bundle", device="cuda:0", progress=False)
     assert not (tmp_path / "bundle").exists()
-
-
-def test_bench_stimuli_smoke(monkeypatch, capsys):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    bench = importlib.import_module("bench_stimuli")
-    threads = torch.get_num_threads()
-    try:
-        with pytest.raises(SystemExit) as exit_:
-            bench.main(["--smoke"])
-    finally:
-        torch.set_num_threads(threads)
-        sys.modules.pop("bench_stimuli", None)
-    assert exit_.value.code == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["smoke"] and result["positions"] == 9 and result["units_per_run"] == 2
-    assert result["occlusion_vs_forward"] > 0 and result["refs_per_min"] > 0 and result["refs_per_min_unbatched"] > 0
