@@ -16,8 +16,9 @@ else random weights, said so in the output):
   GPU: image, objective and phase gradient, against ``AGREEMENT_TOLERANCE``;
 - ``occlusion``: occlusion positions/s against forward images/s (bench_stimuli.py);
 - ``determinism``: two runs with the same seed, bitwise equal or not, by
-  default and under ``--deterministic`` (maco.device.use_deterministic), and
-  what the switch costs per step.
+  default and under ``--deterministic`` (maco.device.use_deterministic), what
+  the switch costs (ratio of run times), and the ops torch names as having no
+  deterministic implementation on this device.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import json
 import statistics
 import sys
 import time
+import warnings
 
 import click
 import torch
@@ -146,7 +148,8 @@ def agreement(model, settings: dict) -> dict:
 
 
 def determinism(model, settings: dict) -> dict:
-    """Same seed twice, by default and deterministic; the switch's cost as a ratio of run times."""
+    """Same seed twice, by default and deterministic; the switch's cost as a ratio of run times, and
+    the ops that have no deterministic implementation here (torch warns, naming them)."""
     def run(method):
         synchronize(model.device)
         start = time.perf_counter()
@@ -164,14 +167,17 @@ def determinism(model, settings: dict) -> dict:
         result[method] = {"default_bitwise_equal": torch.equal(first, again)}
         use_deterministic()
         try:
-            (first, deterministic_s), (again, _) = run(method), run(method)
-            result[method].update(deterministic_bitwise_equal=torch.equal(first, again),
-                                  deterministic_cost=round(deterministic_s / default_s, 2))
-        except RuntimeError as error:  # an op with no deterministic implementation names itself
-            result[method]["deterministic_error"] = str(error).splitlines()[0]
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                (first, deterministic_s), (again, _) = run(method), run(method)
         finally:
             torch.use_deterministic_algorithms(False)
             torch.backends.cudnn.deterministic = False
+        nondeterministic = sorted({str(w.message).split(" does not have a deterministic")[0] for w in caught
+                                   if "deterministic" in str(w.message)})
+        result[method].update(deterministic_bitwise_equal=torch.equal(first, again),
+                              deterministic_cost=round(deterministic_s / default_s, 2),
+                              nondeterministic_ops=nondeterministic)
     return result
 
 
@@ -208,10 +214,9 @@ def main(device: str, steps: int, smoke: bool) -> None:
         entry["occlusion"] = occlusion_vs_forward(StudyModel(model), stride=8 if smoke else 2,
                                                   batch=16 if smoke else 256, repeats=1 if smoke else 3)
         log(f"  syncs: {entry['sync_errors']}; occlusion: {entry['occlusion']}")
-        if not report["networks"]:  # the first network only: these run slowly on the CPU side
-            report["agreement"] = agreement(model, settings)
-            report["determinism"] = determinism(model, settings)
-            log(f"  agreement: {report['agreement']}\n  determinism: {report['determinism']}")
+        entry["agreement"] = agreement(model, settings)
+        entry["determinism"] = determinism(model, settings)
+        log(f"  agreement: {entry['agreement']}\n  determinism: {entry['determinism']}")
         report["networks"][name] = entry
         del model
         if device.type == "cuda":

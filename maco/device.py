@@ -7,7 +7,7 @@
   runs the network under ``torch.autocast``; parameters, objectives, FFTs and
   optimiser state stay float32 (the callers keep them outside the context).
 - ``use_deterministic``: deterministic algorithms where the ops have them;
-  an op without one raises, naming itself, rather than silently varying.
+  an op without one warns, naming itself (torch's ``warn_only`` mode).
 - ``runtime_provenance``: what a result depends on beyond the code: device
   kind and name, torch/CUDA/cuDNN versions, dtype, TF32 and determinism.
 """
@@ -81,13 +81,16 @@ def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
 def use_deterministic() -> None:
     """Deterministic algorithms from now on (this process), at a cost in speed on CUDA (docs/gpu.md).
 
-    cuDNN picks deterministic convolution algorithms and stops autotuning;
-    an op with no deterministic implementation raises a RuntimeError that
-    names it. maco's own crops and Lucid resampling switch to deterministic
-    implementations (``maco.transforms``).
+    cuDNN picks deterministic convolution algorithms and stops autotuning.
+    maco's own crops and Lucid resampling switch to deterministic
+    implementations (``maco.transforms``). An op of a network with no
+    deterministic implementation on this device warns once, naming itself,
+    and runs anyway: raising would stop a run at the first such op and hide
+    the others (``benchmarks/gpu_check.py`` lists them and says whether two
+    runs were bitwise equal).
     """
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC_WORKSPACE)
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
 
@@ -130,6 +133,7 @@ def runtime_provenance(device: torch.device | str, dtype: torch.dtype = torch.fl
         },
         "deterministic": {
             "algorithms": torch.are_deterministic_algorithms_enabled(),
+            "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
             "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
         },
