@@ -27,7 +27,9 @@ DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16)))
 # cuBLAS needs a fixed workspace to be deterministic; read when cuBLAS starts
 CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"
 
-_CONSTANTS: dict[tuple, torch.Tensor] = {}
+# (id of the constant, device, dtype) -> (the constant, its tensor): keyed by identity, since
+# tensors compare element-wise; the constant is kept to check that the id is still its own
+_CONSTANTS: dict[tuple, tuple[object, torch.Tensor]] = {}
 
 
 class DeviceError(ValueError):
@@ -54,15 +56,15 @@ def resolve_device(name: str | torch.device) -> torch.device:
 def on_device(value: torch.Tensor | tuple[float, ...], device: torch.device | str,
               dtype: torch.dtype | None = None) -> torch.Tensor:
     """``value`` (a module-level constant: a CPU tensor or a tuple) on ``device``, made once per device and dtype."""
-    key = (value, torch.device(device), dtype)
+    key = (id(value), torch.device(device), dtype)
     cached = _CONSTANTS.get(key)
-    if cached is not None:
-        return cached
+    if cached is not None and cached[0] is value:
+        return cached[1]
     # inference_mode(False): a constant first made inside inference mode must still be usable by autograd
     with torch.inference_mode(False):
         tensor = torch.as_tensor(value, device=device, dtype=dtype)
     if type(tensor) is torch.Tensor:  # never keep a tracing subclass (FakeTensor) for later real runs
-        _CONSTANTS[key] = tensor
+        _CONSTANTS[key] = (value, tensor)
     return tensor
 
 
