@@ -16,7 +16,7 @@ def runtime_options(command: Callable) -> Callable:
     """Add ``--dtype`` and ``--deterministic`` (passed as ``dtype`` and ``deterministic``)."""
     command = click.option(
         "--deterministic", is_flag=True,
-        help="deterministic algorithms (reproducible on the same GPU and software; slower on CUDA, see docs/gpu.md)",
+        help="deterministic algorithms where torch has them (what that reproduces, and its cost: docs/gpu.md)",
     )(command)
     return click.option(
         "--dtype", type=click.Choice(DTYPE_NAMES), default=DTYPE_NAMES[0], show_default=True,
