@@ -34,7 +34,7 @@ import torch
 from bench_maco import paired_step_times, synchronize
 from bench_stimuli import occlusion_vs_forward
 
-from maco.device import DTYPES, runtime_provenance, use_deterministic
+from maco.device import DTYPES, DeviceError, resolve_device, runtime_provenance, use_deterministic
 from maco.models import ModelError, load_model
 from maco.optimize import maco, olah
 from maco.parameterizations import maco_image, maco_init, maco_magnitude
@@ -182,12 +182,15 @@ def determinism(model, settings: dict) -> dict:
 
 
 @click.command()
-@click.option("--device", default=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+@click.option("--device", default="cuda", show_default=True, help="the GPU to check (cpu runs everything, slowly)")
 @click.option("--steps", type=click.IntRange(min=2), default=10, show_default=True, help="measured steps per setting")
 @click.option("--smoke", is_flag=True, help="seconds on the CPU with a tiny random network: checks the script runs")
 def main(device: str, steps: int, smoke: bool) -> None:
     started = time.perf_counter()
-    device = torch.device("cpu" if smoke else device)
+    try:
+        device = resolve_device("cpu" if smoke else device)
+    except DeviceError as error:
+        raise click.ClickException(f"{error} (or --smoke: a few seconds on the CPU)") from None
     if smoke:
         torch.set_num_threads(1)  # a shared CI machine: threads contending for cores make it crawl
     networks = {"test_resnet": 32} if smoke else dict.fromkeys(NETWORKS)  # name -> input size override
