@@ -82,7 +82,13 @@ def constructions(monkeypatch):
     return count
 
 
-@pytest.mark.parametrize("method", ["maco", "olah", "pixel"])
+@pytest.mark.parametrize("method", [
+    # strict: the day maco-quality (SpectralLayout: index tensors built once per run) is merged, this
+    # XPASS fails the suite as a reminder to drop the mark
+    pytest.param("maco", marks=pytest.mark.xfail(strict=True, reason=(
+        "maco.parameterizations._hermitian_phase builds its column index with torch.tensor at every step; "
+        "the maco-quality branch removes it"))),
+    "olah", "pixel"])
 def test_steps_build_no_tensor_from_python_values_and_copy_nothing_to_the_device(method, on_meta, constructions):
     """Over 10 steps on a non-CPU device: no torch.tensor/as_tensor call, no CPU-to-device copy."""
     copies = HostCopies()
