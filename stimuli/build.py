@@ -278,7 +278,7 @@ class Builder:
             raise StimuliError(f"--dtype: this bundle was started in {min(earlier)}, not {runtime['dtype']}; "
                                "resume it with that --dtype or build into a new --out folder")
         name = f"shard{self.shard.index}-{os.getpid()}-{time.time_ns()}.json"
-        mf._atomic_write(self.work / RUNTIME_DIR / name, json.dumps(runtime, sort_keys=True).encode())
+        mf.atomic_write(self.work / RUNTIME_DIR / name, json.dumps(runtime, sort_keys=True).encode())
 
     def _runtimes(self) -> list[dict[str, Any]]:
         """The distinct runtime records of every process that worked on the bundle."""
