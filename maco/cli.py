@@ -9,10 +9,12 @@ import click
 import torch
 from PIL.PngImagePlugin import PngInfo
 
+from maco.device import DTYPES, DeviceError, resolve_device, runtime_provenance, use_deterministic
 from maco.images import STRETCH_PERCENTILES, stretch_contrast, to_pil
 from maco.models import RANDOM_WEIGHTS, ModelError, load_model
 from maco.objectives import ObjectiveError, logit
 from maco.optimize import MACO_ALGORITHM, METHODS, Visualization, check_units, method_defaults
+from maco.options import runtime_options
 from maco.spectra import SpectrumError, load_spectrum, resize_spectrum, resolve_spectrum, save_spectrum, spectrum_from_folder
 from maco.transparency import alpha_map, masked_image
 from maco.units import TOKEN_CHOICES, channel_objectives
@@ -82,11 +84,13 @@ def maco_options(command):
     return command
 
 
-def open_model(model_name: str, weights: str, random_weights: bool, device: str):
+def open_model(model_name: str, weights: str, random_weights: bool, device: str,
+               compute_dtype: torch.dtype = torch.float32):
     """The model, or one line naming the problem; random weights are announced on stderr."""
     try:
-        model = load_model(model_name, weights=RANDOM_WEIGHTS if random_weights else weights, device=device)
-    except ModelError as error:
+        model = load_model(model_name, weights=RANDOM_WEIGHTS if random_weights else weights,
+                           device=resolve_device(device), compute_dtype=compute_dtype)
+    except (DeviceError, ModelError) as error:
         raise click.ClickException(str(error)) from None
     if model.random_weights:
         click.echo(f"WARNING: {model_name} has RANDOM weights; every output is labelled as such", err=True)
@@ -139,13 +143,16 @@ def _targets(model, units: str | None, layer: str | None, channels: str | None, 
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--spectrum", "spectrum_path", type=click.Path(path_type=Path),
               help="MACO magnitude spectrum .npy [default: ImageNet's, else the analytic one]")
+@runtime_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def visualize(model_name, weights, random_weights, device, units, layer, channels, tokens, method, steps, size, crops,
-              stretch, units_per_run, seed, spectrum_path, out, quiet):
+              stretch, units_per_run, seed, spectrum_path, dtype, deterministic, out, quiet):
     """Feature visualizations of output units or internal channels: one PNG each (MACO adds transparency and masked PNGs) and run.json."""
     started = time.perf_counter()
-    model = open_model(model_name, weights, random_weights, device)
+    if deterministic:
+        use_deterministic()
+    model = open_model(model_name, weights, random_weights, device, DTYPES[dtype])
     try:
         targets = _targets(model, units, layer, channels, tokens)
     except ObjectiveError as error:
@@ -181,7 +188,7 @@ def visualize(model_name, weights, random_weights, device, units, layer, channel
         "contrast_stretch": list(STRETCH_PERCENTILES) if stretch else None,
         "seed": seed,
         "spectrum": spectrum.source if spectrum is not None else None,
-        "device": str(model.device),
+        "runtime": runtime_provenance(model.device, model.compute_dtype),
         "units": records,
         "wall_seconds": round(time.perf_counter() - started, 3),
     }

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from maco.device import on_device
+
 _SVD_SQRT = torch.tensor(
     [[0.26, 0.09, 0.02],
      [0.27, 0.00, -0.05],
@@ -18,8 +20,8 @@ COLOR_DECORRELATION = torch.linalg.inv(COLOR_CORRELATION)
 
 
 def _mix(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """Apply a 3x3 colour matrix to (..., 3, H, W) images."""
-    return torch.einsum("ij,...jhw->...ihw", matrix.to(images), images)
+    """Apply a 3x3 colour matrix to (..., 3, H, W) images (the matrix is copied to their device once)."""
+    return torch.einsum("ij,...jhw->...ihw", on_device(matrix, images.device, images.dtype), images)
 
 
 def recorrelate(images: torch.Tensor) -> torch.Tensor:

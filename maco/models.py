@@ -18,6 +18,8 @@ import timm
 import torch
 from torch import nn
 
+from maco.device import at_least_float32, autocast
+
 # The study's networks. The tags pin the weights: torchvision's original
 # ImageNet-1k weights for the CNNs (as in the MACO paper's human study), and
 # the AugReg ViT-B/16 fine-tuned on ImageNet-1k.
@@ -40,7 +42,9 @@ class Model:
     """A frozen classifier that takes images in [0, 1] and returns logits.
 
     ``weights`` describes where the parameters came from (``"random"`` when
-    they are random, so that every output can say so).
+    they are random, so that every output can say so). ``compute_dtype``:
+    the precision of the forward pass (bfloat16 runs it under autocast, the
+    parameters stay float32); the logits are returned in float32 (or float64 from such a network).
     """
 
     net: nn.Module
@@ -50,6 +54,7 @@ class Model:
     std: tuple[float, float, float]
     weights: str
     num_classes: int
+    compute_dtype: torch.dtype = torch.float32
     _mean: torch.Tensor = field(init=False, repr=False)
     _std: torch.Tensor = field(init=False, repr=False)
 
@@ -80,7 +85,9 @@ class Model:
         return (images - self._mean) / self._std
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(self.normalize(images))
+        with autocast(images.device, self.compute_dtype):
+            logits = self.net(self.normalize(images))
+        return at_least_float32(logits)
 
 
 def resolve_name(name: str) -> str:
@@ -145,6 +152,7 @@ def load_model(
     weights: str | Path = PRETRAINED_WEIGHTS,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    compute_dtype: torch.dtype = torch.float32,
 ) -> Model:
     """Load ``name`` (a preset or any timm name) with frozen parameters in eval mode.
 
@@ -153,6 +161,7 @@ def load_model(
     a local checkpoint file (a state dict, or timm's checkpoint formats).
     Random weights are drawn from ``seed``, so every process (a resumed or
     sharded build) gets the same network; the global RNG is left untouched.
+    ``compute_dtype``: float32, or bfloat16 for the forward pass (``Model``).
     """
     timm_name = resolve_name(name)
     weights = str(weights)
@@ -186,4 +195,5 @@ def load_model(
         std=tuple(float(v) for v in config["std"]),
         weights=description,
         num_classes=int(net.num_classes),
+        compute_dtype=compute_dtype,
     ).to(device)

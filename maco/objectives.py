@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maco.device import at_least_float32
+
 LOGITS = "logits"
 Activations = dict[str, torch.Tensor]
 
@@ -160,7 +162,8 @@ def capture(net: nn.Module, names: Sequence[str]) -> Iterator[Activations]:
 
     def hook_for(name: str):
         def hook(module: nn.Module, inputs, output) -> None:
-            store[name] = output[0] if isinstance(output, tuple) else output
+            # objectives in float32, also when the network runs in bfloat16
+            store[name] = at_least_float32(output[0] if isinstance(output, tuple) else output)
         return hook
 
     handles = [module.register_forward_hook(hook_for(name)) for name, module in resolve_layers(net, names).items()]

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
+from maco.device import on_device
+
 # MACO crops: side ~ N(0.25, 0.1) of the image side, clipped to [0.1, 1].
 CROP_MEAN = 0.25
 CROP_STD = 0.1
@@ -76,10 +78,14 @@ def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int) -> tor
     On the CPU its backward runs on one thread and cost more than half of what
     MACO adds to a step, so there the same sums are computed in their
     separable form (two small matrix products per crop, multi-threaded);
-    both agree to float rounding (tests/maco/test_maco_crops.py).
+    both agree to float rounding (tests/maco/test_maco_crops.py). The
+    separable form is also the deterministic one, used on every device under
+    ``torch.use_deterministic_algorithms`` (it reads the boxes on the host:
+    one device sync per step).
     """
     boxes = boxes.to(images)
-    if images.device.type != "cpu":
+    # roi_align's CUDA backward accumulates with atomics: not deterministic
+    if images.device.type != "cpu" and not torch.are_deterministic_algorithms_enabled():
         return roi_align(images, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
     height, width = images.shape[-2:]
     # aligned=True: pixel centres sit at integer coordinates, so box edges move by half a pixel
@@ -171,7 +177,7 @@ def lucid_transform_grids(
     device = generator.device
 
     def choice(values: tuple[float, ...]) -> torch.Tensor:
-        return torch.tensor(values, device=device)[torch.randint(len(values), (count,), generator=generator, device=device)]
+        return on_device(values, device)[torch.randint(len(values), (count,), generator=generator, device=device)]
 
     def offsets(jitter: int) -> torch.Tensor:
         return torch.randint(jitter + 1, (count, 2), generator=generator, device=device).float()
@@ -201,5 +207,32 @@ def lucid_transform_grids(
 def lucid_transforms(images: torch.Tensor, output_size: int, generator: torch.Generator) -> torch.Tensor:
     """Lucid's standard transforms, one random draw per image, padding with grey 0.5."""
     grids = lucid_transform_grids(images.shape[0], images.shape[-1], output_size, generator).to(images)
-    shifted = F.grid_sample(images - 0.5, grids, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return shifted + 0.5
+    # grid_sample's CUDA backward accumulates with atomics: not deterministic
+    sample = bilinear_sample if torch.are_deterministic_algorithms_enabled() else _grid_sample
+    return sample(images - 0.5, grids) + 0.5
+
+
+def _grid_sample(images: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
+    return F.grid_sample(images, grids, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def bilinear_sample(images: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
+    """``grid_sample`` (bilinear, zero padding, align_corners=False) by indexing, (N, C, S, S) out.
+
+    Its backward is an accumulating ``index_put_``, which has a deterministic
+    implementation on CUDA; ``grid_sample``'s backward has none.
+    """
+    count, _, height, width = images.shape
+    # one pixel of zeros around the image: every corner outside it reads a zero
+    padded = F.pad(images, (1, 1, 1, 1))
+    x = ((grids[..., 0] + 1) * width - 1) / 2  # pixel coordinates, (N, S, S)
+    y = ((grids[..., 1] + 1) * height - 1) / 2
+    x0, y0 = x.floor(), y.floor()
+    owner = torch.arange(count, device=images.device).view(-1, 1, 1)
+    out = 0
+    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        weight = (1 - (x - x0 - dx).abs()) * (1 - (y - y0 - dy).abs())
+        rows = (y0 + dy).clamp(-1, height).long() + 1
+        cols = (x0 + dx).clamp(-1, width).long() + 1
+        out = out + padded[owner, :, rows, cols] * weight.unsqueeze(-1)  # (N, S, S, C)
+    return out.permute(0, 3, 1, 2)

@@ -55,6 +55,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from maco.device import DeviceError, resolve_device, runtime_provenance
 from maco.images import to_pil
 
 from . import manifest as mf
@@ -67,6 +68,7 @@ from .references import from_pil, masked, resolve_spectrum, visualize
 
 WORK_DIR = ".build"
 PLAN_FILE = "plan.json"
+RUNTIME_DIR = "runtime"  # one record per process that worked on the bundle
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ class Builder:
     progress: bool = True
     stall_seconds: float = 3600.0  # give up waiting when the other shards finish nothing for this long
     poll_seconds: float = 2.0
+    compute_dtype: torch.dtype = torch.float32  # the networks' forward precision (maco.models.Model)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -237,8 +240,10 @@ class Builder:
         check_pool_size(self.config, len(pool.files))
         for network in self.config.networks:
             network_input_size(network)  # unknown names fail here, before loading anything
-        self.models = {n.key: load_study_model(n, self.config.seed, self.device) for n in self.config.networks}
+        self.models = {n.key: load_study_model(n, self.config.seed, self.device, self.compute_dtype)
+                       for n in self.config.networks}
         self._claim_bundle(pool)
+        self._record_runtime()
         pieces = plan_pieces(self.config, len(pool.files))
         self._pool_stage(pool, self.shard.mine(pieces["pool"]))
         self._references_stage(self.shard.mine(pieces["references"]), pieces["references"])
@@ -265,6 +270,21 @@ class Builder:
         if json.loads(plan_file.read_text()) != plan:
             raise StimuliError(f"{self.out}: this bundle was started from a different config or "
                                "pool; build into a new --out folder")
+
+    def _record_runtime(self) -> None:
+        """Record this process's device and settings; a bundle keeps the precision it started with."""
+        runtime = runtime_provenance(self.device, self.compute_dtype)
+        earlier = {record["dtype"] for record in self._runtimes()}
+        if earlier - {runtime["dtype"]}:
+            raise StimuliError(f"--dtype: this bundle was started in {min(earlier)}, not {runtime['dtype']}; "
+                               "resume it with that --dtype or build into a new --out folder")
+        name = f"shard{self.shard.index}-{os.getpid()}-{time.time_ns()}.json"
+        mf.atomic_write(self.work / RUNTIME_DIR / name, json.dumps(runtime, sort_keys=True).encode())
+
+    def _runtimes(self) -> list[dict[str, Any]]:
+        """The distinct runtime records of every process that worked on the bundle."""
+        texts = {path.read_text() for path in (self.work / RUNTIME_DIR).glob("*.json")}
+        return [json.loads(text) for text in sorted(texts)]
 
     def _wait(self, pieces: list[Piece], what: str) -> None:
         missing = [p for p in pieces if not self.done(p)]
@@ -513,7 +533,7 @@ class Builder:
             "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "config": self.config.content(), "config_fingerprint": self.config.fingerprint(),
             "config_toml": self.config.source_text,
-            "software": software, "spectrum_sources": spectra,
+            "software": software, "spectrum_sources": spectra, "runtime": self._runtimes(),
             "pool": {"source": self.config.pool.source, "images": len(pool.files),
                      "unreadable": {k: len(t.unreadable) for k, t in topk.items()}},
         }
@@ -541,12 +561,22 @@ def class_label(index: int, num_classes: int) -> str:
 
 
 def build(config: StudyConfig, out: str | Path, shard: Shard | None = None, device: str | None = None,
-          progress: bool = True, stall_seconds: float = Builder.stall_seconds) -> Path | None:
+          progress: bool = True, stall_seconds: float = Builder.stall_seconds,
+          compute_dtype: torch.dtype = torch.float32) -> Path | None:
     shard = shard or Shard.parse(None)
     if device is None:
         local_rank = int(os.environ.get("LOCAL_RANK", shard.index if shard.count > 1 else 0))
         device = f"cuda:{local_rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
-    return Builder(config, Path(out), shard, device, progress, stall_seconds).run()
+    try:
+        device = resolve_device(device)
+    except DeviceError as exc:
+        raise StimuliError(f"--device: {exc}") from None
+    if device.type == "cuda":
+        # this rank's GPU becomes the current one: otherwise the DataLoader's pin-memory thread
+        # (and anything else that says only "cuda") opens a context on GPU 0 in every rank
+        torch.cuda.set_device(device)
+    return Builder(config, Path(out), shard, str(device), progress, stall_seconds,
+                   compute_dtype=compute_dtype).run()
 
 
 def check_bundle(bundle: str | Path) -> mf.Manifest:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from maco.options import runtime_options
+
 from .config import StimuliError, load_config
 
 
@@ -21,12 +23,15 @@ def stimuli() -> None:
 @click.option("--shard", metavar="I/N", help="Do only slice I of N (job arrays); default: torchrun's "
               "RANK/WORLD_SIZE, else everything.")
 @click.option("--device", help="torch device; default: cuda (LOCAL_RANK) when present, else cpu.")
+@runtime_options
 @click.option("--no-progress", is_flag=True, help="No tqdm progress bars.")
 @click.option("--stall-timeout", type=click.FloatRange(min=0), default=3600, show_default=True,
               help="Seconds a shard waits for the other shards to finish at least one more piece.")
 def build(config_file: Path, out: Path | None, dry_run: bool, shard: str | None, device: str | None,
-          no_progress: bool, stall_timeout: float) -> None:
+          dtype: str, deterministic: bool, no_progress: bool, stall_timeout: float) -> None:
     """Build the bundle described by STUDY.TOML into --out (resumable, shardable)."""
+    from maco.device import DTYPES, use_deterministic
+
     from .build import Shard, build as run_build, describe_plan
 
     try:
@@ -37,8 +42,10 @@ def build(config_file: Path, out: Path | None, dry_run: bool, shard: str | None,
             return
         if out is None:
             raise click.UsageError("--out is required (except with --dry-run)")
+        if deterministic:
+            use_deterministic()
         manifest = run_build(config, out, shard_spec, device, progress=not no_progress,
-                             stall_seconds=stall_timeout)
+                             stall_seconds=stall_timeout, compute_dtype=DTYPES[dtype])
     except StimuliError as exc:
         raise click.ClickException(str(exc)) from None
     if manifest is None:

@@ -65,11 +65,16 @@ class StudyModel:
 
     @torch.no_grad()
     def logits(self, x01: torch.Tensor) -> torch.Tensor:
-        """Logits for a (B, 3, S, S) batch in [0, 1], on the model's device."""
-        return self.model(x01.to(self.device, self.dtype))
+        """Logits for a (B, 3, S, S) batch in [0, 1], on the model's device.
+
+        non_blocking: a batch in pinned memory (the pool's DataLoader on CUDA)
+        is copied while the host goes on; from pageable memory it changes nothing.
+        """
+        return self.model(x01.to(self.device, self.dtype, non_blocking=True))
 
 
-def load_study_model(network: NetworkConfig, seed: int, device: torch.device | str = "cpu") -> StudyModel:
+def load_study_model(network: NetworkConfig, seed: int, device: torch.device | str = "cpu",
+                     compute_dtype: torch.dtype = torch.float32) -> StudyModel:
     """Load one configured network through maco.models; errors become StimuliError.
 
     Random weights are drawn from a generator seeded by (seed, network key):
@@ -79,7 +84,7 @@ def load_study_model(network: NetworkConfig, seed: int, device: torch.device | s
 
     try:
         model = load_model(network.model, weights=network.weights, device=device,
-                           seed=seed * 1_000_003 + zlib.crc32(network.key.encode()))
+                           seed=seed * 1_000_003 + zlib.crc32(network.key.encode()), compute_dtype=compute_dtype)
     except ModelError as exc:
         raise StimuliError(f"networks.{network.key}: {exc}") from None
     if network.input_size is not None:

@@ -4,8 +4,9 @@ One streaming pass per network: images are decoded (optionally by DataLoader
 workers), preprocessed the model's own way (shorter side resized to
 ``input_size / crop_pct`` with the model's interpolation, centre crop to
 ``input_size``), evaluated in
-batches without gradients, and merged into a running top-k per unit, so only
-k images per unit are ever remembered. Ties are broken by file order, which
+batches without gradients; a chunk's activations (units x chunk size numbers)
+stay on the device until the chunk ends, then only its top-k per unit is
+kept. Ties are broken by file order, which
 makes the result independent of batching and of how the pool is split into
 chunks: the top-k of a union is the top-k of the chunks' top-k.
 
@@ -137,16 +138,19 @@ def pool_topk(model: StudyModel, units: list[int], pool: Pool, indices: range, k
     loader = DataLoader(_PoolImages(pool, indices, model.preprocessing),
                         batch_size=batch_size, num_workers=workers, collate_fn=_collate,
                         pin_memory=model.device.type == "cuda")
-    unit_index = torch.tensor(units)
-    best = TopK(np.empty((len(units), 0)), np.empty((len(units), 0), dtype=np.int64), [])
+    unit_index = torch.tensor(units, device=model.device)
+    # activations stay on the device until the end: a copy to the host per batch would wait for
+    # that batch's forward pass, and the next batch's upload could not overlap it
+    activations, ids, unreadable_files = [], [], []
     for batch_indices, images, unreadable in loader:
-        best.unreadable.extend(unreadable)
+        unreadable_files.extend(unreadable)
         if images is not None:
-            activations = model.logits(images)[:, unit_index.to(model.device)]
-            values = activations.double().cpu().numpy().T
-            ids = np.broadcast_to(batch_indices.numpy(), values.shape)
-            best.values, best.indices = merge_topk(np.concatenate([best.values, values], 1),
-                                                   np.concatenate([best.indices, ids], 1), k)
+            activations.append(model.logits(images)[:, unit_index])
+            ids.append(batch_indices)
         if progress is not None:
             progress.update(len(batch_indices) + len(unreadable))
-    return best
+    if not activations:
+        return TopK(np.empty((len(units), 0)), np.empty((len(units), 0), dtype=np.int64), unreadable_files)
+    values = torch.cat(activations).double().cpu().numpy().T
+    values, indices = merge_topk(values, np.broadcast_to(torch.cat(ids).numpy(), values.shape), k)
+    return TopK(values, indices, unreadable_files)

@@ -12,6 +12,7 @@ import torchmetrics
 from tqdm import tqdm
 
 from maco.cli import default_device, parse_units
+from maco.device import DTYPES, DeviceError, resolve_device, runtime_provenance, use_deterministic
 from maco.evaluation.metrics import PenultimateFeatures
 from maco.evaluation.natural import EvaluationError, find_natural_images, open_rgb
 from maco.evaluation.report import contact_sheet, markdown_tables, write_csv
@@ -27,6 +28,7 @@ from maco.images import to_pil
 from maco.models import RANDOM_WEIGHTS, Model, ModelError, load_model
 from maco.objectives import ObjectiveError
 from maco.optimize import check_units
+from maco.options import runtime_options
 from maco.spectra import SpectrumError, load_spectrum
 
 
@@ -52,8 +54,9 @@ def _classifiers(text: str) -> dict[str, str]:
     return {name: TRANSFER_CLASSIFIERS.get(name, name) for name in _names(text, "transfer classifier")}
 
 
-def _load_checked(name: str, weights: str, device: str, units: list[int]) -> Model:
-    model = load_model(name, weights=weights, device=device)
+def _load_checked(name: str, weights: str, device: torch.device, units: list[int],
+                  compute_dtype: torch.dtype = torch.float32) -> Model:
+    model = load_model(name, weights=weights, device=device, compute_dtype=compute_dtype)
     check_units(model, units)
     return model
 
@@ -78,10 +81,11 @@ def _load_checked(name: str, weights: str, device: str, units: list[int]) -> Mod
 @click.option("--spectrum", "spectrum_path", type=click.Path(path_type=Path),
               help="MACO magnitude spectrum .npy [default: ImageNet's, else the analytic one]")
 @click.option("--device", default=default_device, show_default="cuda if available")
+@runtime_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def evaluate(model_names, weights, random_weights, units, images, variant_names, transfer_models, fid_model, seeds,
-             steps, size, spectrum_path, device, out, quiet):
+             steps, size, spectrum_path, device, dtype, deterministic, out, quiet):
     """Score feature visualizations as in the MACO paper (Tables 1-3): CSV, markdown tables, contact sheets."""
     started = time.perf_counter()
     unit_list = parse_units(units)
@@ -89,17 +93,22 @@ def evaluate(model_names, weights, random_weights, units, images, variant_names,
     variants = _variants(variant_names)
     classifiers = _classifiers(transfer_models)
     shared_weights = RANDOM_WEIGHTS if random_weights else "pretrained"
+    if deterministic:
+        use_deterministic()
     try:
+        device = resolve_device(device)
         natural_files = find_natural_images(images, unit_list)
         natural = {unit: [open_rgb(path) for path in paths]
                    for unit, paths in tqdm(natural_files.items(), desc="natural images", unit="class", disable=quiet)}
-        networks = [_load_checked(name, RANDOM_WEIGHTS if random_weights else weights, device, unit_list)
-                    for name in dict.fromkeys(model_names)]
+        # --dtype: the visualized networks' precision (their visualizations, plausibility and logits);
+        # the transfer classifiers and the FID network stay float32, alike for runs in either precision
+        networks = [_load_checked(name, RANDOM_WEIGHTS if random_weights else weights, device, unit_list,
+                                  DTYPES[dtype]) for name in dict.fromkeys(model_names)]
         transfer = {column: _load_checked(name, shared_weights, device, unit_list)
                     for column, name in classifiers.items()}
         fid_network = load_model(fid_model, weights=shared_weights, device=device)
         spectrum = load_spectrum(spectrum_path) if spectrum_path else None
-    except (EvaluationError, ModelError, ObjectiveError, SpectrumError) as error:
+    except (DeviceError, EvaluationError, ModelError, ObjectiveError, SpectrumError) as error:
         raise click.ClickException(str(error)) from None
     if random_weights:
         click.echo("WARNING: every model has RANDOM weights; every output says so", err=True)
@@ -138,7 +147,7 @@ def evaluate(model_names, weights, random_weights, units, images, variant_names,
         "natural_images": {"source": str(images), "per_unit": {u: len(p) for u, p in natural_files.items()}},
         "fid": {"model": fid_model, "weights": fid_network.weights, "resize": FID_RESIZE, "crop": FID_CROP},
         "transfer_classifiers": {column: model.weights for column, model in transfer.items()},
-        "device": device,
+        "runtime": runtime_provenance(device, DTYPES[dtype]),
         "versions": {"torch": torch.__version__, "timm": timm.__version__, "torchmetrics": torchmetrics.__version__},
         "wall_seconds": round(time.perf_counter() - started, 3),
     }

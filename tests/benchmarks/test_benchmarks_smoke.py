@@ -78,3 +78,23 @@ def test_fault_server_smoke() -> None:
                            "--threads", "4")
     assert result["ok"] and result["lost"] == result["duplicated"] == result["stuck"] == 0
     assert result["acknowledged"] == result["stored"] >= 2 * 20  # both participants answered every trial
+
+
+def test_bench_stimuli_smoke() -> None:
+    result = run_benchmark("bench_stimuli.py", "--smoke")
+    assert result["smoke"] and result["positions"] == 9 and result["units_per_run"] == 2
+    assert result["occlusion_vs_forward"] > 0 and result["refs_per_min"] > 0 and result["refs_per_min_unbatched"] > 0
+
+
+def test_gpu_check_smoke() -> None:
+    report = run_benchmark("gpu_check.py", "--smoke")
+    network = report["networks"]["test_resnet"]
+    for key in ("float32_units1", "float32_units2", "bfloat16_units1", "bfloat16_units2"):
+        assert network[key]["maco_units_per_min"] > 0 and network[key]["olah_units_per_min"] > 0
+        assert network[key]["maco_step_over_floor"] > 0
+    assert network["occlusion"]["occlusion_vs_forward"] > 0 and set(network["sync_errors"]) == {"maco", "olah", "occlusion"}
+    assert network["agreement"]["within_tolerance"] and network["agreement"]["gradient_rel_l2"] == 0  # cpu against cpu
+    for method in ("maco", "olah"):
+        assert network["determinism"][method]["deterministic_bitwise_equal"] is True
+        assert network["determinism"][method]["nondeterministic_ops"] == []  # none on the CPU
+    assert report["runtime"]["device_kind"] == "cpu" and report["smoke"]

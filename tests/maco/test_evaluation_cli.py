@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -108,3 +109,20 @@ def test_missing_pretrained_weights_are_one_clear_line(tmp_path, image_folder, m
                                        str(image_folder), "--out", str(tmp_path / "o")])
     assert result.exit_code != 0 and "pretrained weights for test_resnet" in result.output, result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_dtype_and_device_are_recorded_and_an_absent_gpu_is_one_line(tmp_path, image_folder):
+    out = tmp_path / "out"
+    result = invoke("--model", "test_resnet", "--random-weights", "--transfer-models", "none", "--fid-model",
+                    "test_resnet", "--steps", "2", "--size", "48", "--quiet", "--units", "1", "--images",
+                    str(image_folder), "--variants", "olah", "--dtype", "bfloat16", "--device", "cpu", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    runtime = json.loads((out / "run.json").read_text())["runtime"]
+    assert runtime["dtype"] == "bfloat16" and runtime["device_kind"] == "cpu"
+    with (out / "scores.csv").open() as handle:
+        assert all(np.isfinite(float(row["logit"])) for row in csv.DictReader(handle))
+    absent = CliRunner().invoke(main, ["evaluate", *FAST, "--units", "1", "--images", str(image_folder),
+                                       "--device", "cuda:7", "--out", str(tmp_path / "none")])
+    if torch.cuda.device_count() < 8:
+        assert absent.exit_code == 1 and absent.output.startswith("Error: device cuda:7:")
+        assert not (tmp_path / "none").exists()

@@ -17,8 +17,8 @@ from PIL import Image
 from maco.optimize import MACO_ALGORITHM
 from maco_study import main as cli
 from stimuli import manifest as mf
-from stimuli.build import WORK_DIR, Builder, Shard, build, check_bundle
-from stimuli.config import load_config
+from stimuli.build import RUNTIME_DIR, WORK_DIR, Builder, Shard, build, check_bundle
+from stimuli.config import StimuliError, load_config
 from stimuli.models import load_study_model
 from stimuli.references import from_pil
 
@@ -96,6 +96,9 @@ def test_bundle_holds_every_piece_of_the_study(bundle, config):
     assert manifest.provenance["config_fingerprint"] == config.fingerprint()
     assert manifest.provenance["config_toml"] == TINY.read_text()
     assert "maco-study" in manifest.provenance["software"]
+    [runtime] = manifest.provenance["runtime"]  # every process of this build ran alike
+    assert runtime["device_kind"] == "cpu" and runtime["dtype"] == "float32" and runtime["torch"] == torch.__version__
+    assert runtime["deterministic"]["algorithms"] is False
 
 
 def test_stored_activations_are_those_of_the_stored_images(bundle, models):
@@ -273,6 +276,13 @@ def test_resuming_with_another_config_or_into_a_foreign_folder_is_refused(tmp_pa
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(Exception, match="not empty and holds no stimulus build"):
         Builder(config, tmp_path, progress=False).run()
+
+
+def test_resuming_in_another_precision_is_refused(bundle, config):
+    before = sorted(p.name for p in (bundle / WORK_DIR / RUNTIME_DIR).iterdir())
+    with pytest.raises(StimuliError, match="--dtype: this bundle was started in float32, not bfloat16"):
+        Builder(config, bundle, progress=False, compute_dtype=torch.bfloat16).run()
+    assert sorted(p.name for p in (bundle / WORK_DIR / RUNTIME_DIR).iterdir()) == before
 
 
 def test_check_names_a_missing_image(tmp_path, bundle):
