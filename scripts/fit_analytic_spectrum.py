@@ -34,7 +34,7 @@ def main(path: str) -> None:
     for channel in range(3):
         log_target = np.log(target[channel][keep])
 
-        def residual(params: np.ndarray) -> np.ndarray:
+        def residual(params: np.ndarray, log_target: np.ndarray) -> np.ndarray:
             import torch
 
             model = analytic_log_magnitude(torch.tensor(fy), torch.tensor(fx), torch.tensor(params))
@@ -42,6 +42,7 @@ def main(path: str) -> None:
 
         fit = least_squares(
             residual,
+            args=(log_target,),
             x0=np.array([log_target.max(), 1.3, 1.0, 1.0, 0.1, 5.0, 8.0]),
             bounds=([-np.inf, 0.0, 0.01, -10.0, -2.0, 0.0, 1.0], [np.inf, 4.0, 50.0, 10.0, 2.0, 100.0, 40.0]),
         )

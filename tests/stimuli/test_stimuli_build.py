@@ -103,13 +103,12 @@ def test_bundle_holds_every_piece_of_the_study(bundle, config):
 
 def test_stored_activations_are_those_of_the_stored_images(bundle, models):
     manifest = mf.load_manifest(bundle)
-    for kind, pair in manifest.all_query_pairs():
+    for _kind, pair in manifest.all_query_pairs():
         network, unit = pair.unit.split(":")
-        model = models[network]
 
-        def activation(image_id: str) -> float:
+        def activation(image_id: str, model=models[network], unit=int(unit)) -> float:  # noqa: ANN001
             image = from_pil(Image.open(mf.image_path(bundle, image_id)))
-            return float(model.logits(image[None])[0, int(unit)])
+            return float(model.logits(image[None])[0, unit])
 
         assert activation(pair.base_image) == pytest.approx(pair.activation_base, abs=1e-4)
         assert activation(pair.correct_image) == pytest.approx(pair.activation_max, abs=1e-4)
@@ -204,7 +203,7 @@ def test_shard_slices_are_disjoint_and_cover_everything(config):
     from stimuli.build import plan_pieces
 
     pieces = plan_pieces(config, 19)
-    for stage, stage_pieces in pieces.items():
+    for stage_pieces in pieces.values():
         slices = [Shard(i, 3).mine(stage_pieces) for i in range(3)]
         assert sorted(p.name for s in slices for p in s) == sorted(p.name for p in stage_pieces)
         assert len({p.name for p in stage_pieces}) == len(stage_pieces)
