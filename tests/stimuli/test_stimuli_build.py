@@ -315,8 +315,7 @@ def test_the_quality_gate_records_every_unit_and_condition_and_check_warns_about
 def test_a_shard_waits_while_others_progress_and_stops_when_they_stall(tmp_path, config, monkeypatch):
     """The other shard's progress is driven by the waiting shard's own polls on a fake clock, so the
     outcome never depends on how fast threads run on a loaded machine."""
-    from stimuli import build as build_module
-    from stimuli.build import Piece
+    from stimuli.build import Piece, store as store_module
 
     waiting = Builder(config, tmp_path, Shard(1, 2), progress=False, stall_seconds=0.5, poll_seconds=0.01)
     pieces = [Piece("pool", "net", chunk=i) for i in range(3)]
@@ -332,16 +331,16 @@ def test_a_shard_waits_while_others_progress_and_stops_when_they_stall(tmp_path,
         def sleep(seconds: float) -> None:  # the other shard finishes one piece every 0.2 s of fake time
             clock["now"] += seconds
             if to_finish and clock["now"] - clock["last_write"] >= 0.2:
-                waiting.write(to_finish.pop(0), {"done": True})
+                waiting.store.write(to_finish.pop(0), {"done": True})
                 clock["last_write"] = clock["now"]
 
-    monkeypatch.setattr(build_module, "time", FakeTime)
-    waiting._wait(pieces, "pool pieces")  # returns once all three exist
-    assert all(waiting.done(p) for p in pieces)
+    monkeypatch.setattr(store_module, "time", FakeTime)
+    waiting.store.wait(pieces, "pool pieces")  # returns once all three exist
+    assert all(waiting.store.done(p) for p in pieces)
     assert 0.6 <= clock["now"] < 0.7  # three pieces at 0.2 s each, never stopped by the 0.5 s stall rule
 
     stalled = [Piece("pool", "net", chunk=9)]
     before = clock["now"]
     with pytest.raises(Exception, match=r"finished none of 1 pool pieces \(e\.g\. .*\) in 0\.5 s; rerun"):
-        waiting._wait(stalled, "pool pieces")
+        waiting.store.wait(stalled, "pool pieces")
     assert 0.5 < clock["now"] - before < 0.52  # gave up right after the stall time, not before

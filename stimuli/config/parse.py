@@ -1,197 +1,24 @@
-"""study.toml: the one file a stimulus build is made from.
+"""Reading study.toml: parse, validate, and apply the defaults of `settings`.
 
-`load_config(path)` parses and validates it before any work starts; every
-error is a `ConfigError` whose one-line message names the offending key
-(e.g. ``query.top_k: must be >= query.per_unit (10), got 4``). The commented
-reference is ``examples/study.toml``.
-
-Settings split in two kinds. *Content* settings decide what the bundle holds
-(units, seeds, steps, occluder...): they enter `StudyConfig.fingerprint()`,
-so a resumed build refuses a changed config. *Execution* settings (batch
-sizes, loader workers) only change speed: they may change between runs.
+Every error is a `ConfigError` whose one-line message names the offending key.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import tomllib
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from maco.optimize import method_defaults
+from ..manifest import CONDITIONS, NAME_PATTERN
+from .settings import (
+    IMAGENET_CLASSES, SKIMAGE_POOL, CatchConfig, ConfigError, MethodConfig, NetworkConfig, PoolConfig,
+    PracticeConfig, QueryConfig, ReferencesConfig, StudyConfig,
+)
+from .table import Table
 
-from .manifest import CONDITIONS, NAME_PATTERN
-
-IMAGENET_CLASSES = 1000
-SKIMAGE_POOL = "skimage"  # the offline pool: scikit-image's bundled photos
-
-
-class StimuliError(Exception):
-    """Bad input to the generator; the message is one line naming the problem."""
-
-
-class ConfigError(StimuliError):
-    """A study.toml that cannot be used; the message names the key."""
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    key: str  # the study's name for it (bundle, export): "resnet50"
-    model: str  # timm name: "resnet50.a1_in1k"
-    weights: str  # "pretrained", "random" or a local checkpoint path
-    units: tuple[int, ...]  # ImageNet class indices (explicit or the seeded sample)
-    input_size: int | None = None  # None: the model's own; set only for tests/demos (CNNs)
-
-
-@dataclass(frozen=True)
-class MethodConfig:
-    steps: int
-    size: int
-    crops: int | None = None  # MACO only: random crops per step, 0: the whole image (Olah uses Lucid's transforms)
-
-
-@dataclass(frozen=True)
-class ReferencesConfig:
-    per_trial: int = 9
-    first_seed: int = 0  # reference j of every unit uses seed first_seed + j
-    # units optimised together in one run; content, not only speed: a run draws every
-    # unit's augmentations from one seeded generator
-    units_per_run: int = 8
-    # maco's own defaults (their one home is maco.optimize.maco's signature)
-    maco: MethodConfig = MethodConfig(**{k: method_defaults("maco")[k] for k in ("steps", "size", "crops")})
-    olah: MethodConfig = MethodConfig(steps=method_defaults("olah")["steps"], size=224)
-    spectrum: str | None = None  # a .npy magnitude spectrum for MACO; None: maco's default
-
-
-@dataclass(frozen=True)
-class PoolConfig:
-    source: str  # a folder (flat or one sub-folder per class) or "skimage"
-    chunk_size: int = 1024  # images per resumable/shardable piece of the pool pass
-    batch_size: int = 64  # execution
-    workers: int = 0  # DataLoader workers decoding images (execution)
-
-
-@dataclass(frozen=True)
-class QueryConfig:
-    per_unit: int = 10  # main query pairs per unit: its top per_unit images
-    top_k: int = 12  # images kept per unit; the ones past per_unit feed practice and catch
-    occluder_fraction: float = 0.4  # occluder side / image side (90 px at 224)
-    stride: int = 2  # px between occluder positions
-    batch_size: int = 256  # occluded images per forward pass (execution)
-
-
-@dataclass(frozen=True)
-class PracticeConfig:
-    trials: int = 3
-    max_rounds: int = 3
-
-
-@dataclass(frozen=True)
-class CatchConfig:
-    trials: int = 6
-
-
-@dataclass(frozen=True)
-class StudyConfig:
-    name: str
-    seed: int
-    conditions: tuple[str, ...]
-    networks: tuple[NetworkConfig, ...]
-    pool: PoolConfig
-    references: ReferencesConfig = ReferencesConfig()
-    query: QueryConfig = QueryConfig()
-    practice: PracticeConfig = PracticeConfig()
-    catch: CatchConfig = CatchConfig()
-    main_trials_per_participant: int | None = None
-    source_text: str = field(default="", compare=False, repr=False)
-
-    @property
-    def visualized_methods(self) -> tuple[str, ...]:
-        """Optimisations to run: `maco` serves both maco and maco_mask."""
-        methods = []
-        if {"maco", "maco_mask"} & set(self.conditions):
-            methods.append("maco")
-        if "olah" in self.conditions:
-            methods.append("olah")
-        return tuple(methods)
-
-    @property
-    def spare_per_unit(self) -> int:
-        return self.query.top_k - self.query.per_unit
-
-    def content(self) -> dict[str, Any]:
-        """The settings that decide the bundle's content (see module doc)."""
-        data = dataclasses.asdict(self)
-        del data["source_text"]
-        data["pool"] = {"source": self.pool.source, "chunk_size": self.pool.chunk_size}
-        data["query"] = {k: v for k, v in data["query"].items() if k != "batch_size"}
-        return data
-
-    def fingerprint(self) -> str:
-        canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-# ---------------------------------------------------------------------------
-class _Table:
-    """A TOML table that knows its dotted path, so every error names the key."""
-
-    def __init__(self, data: Any, path: str):
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: must be a table")
-        self.data = data
-        self.path = path
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def has(self, name: str) -> bool:
-        return name in self.data
-
-    def raw(self, name: str, default: Any = ...) -> Any:
-        self.used.add(name)
-        if name not in self.data:
-            if default is ...:
-                raise ConfigError(f"{self.key(name)}: missing")
-            return default
-        return self.data[name]
-
-    def int(self, name: str, default: Any = ..., minimum: int | None = None) -> int:
-        value = self.raw(name, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{self.key(name)}: must be an integer, got {value!r}")
-        if minimum is not None and value < minimum:
-            raise ConfigError(f"{self.key(name)}: must be >= {minimum}, got {value}")
-        return value
-
-    def float(self, name: str, default: Any = ...) -> float:
-        value = self.raw(name, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{self.key(name)}: must be a number, got {value!r}")
-        return float(value)
-
-    def str(self, name: str, default: Any = ...) -> str:
-        value = self.raw(name, default)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{self.key(name)}: must be a non-empty string, got {value!r}")
-        return value
-
-    def table(self, name: str) -> "_Table":
-        return _Table(self.raw(name, {}), self.key(name))
-
-    def reject_unknown(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise ConfigError(f"{self.key(unknown[0])}: unknown key")
-
-
-def _name(table: _Table, key: str) -> str:
+def _name(table: Table, key: str) -> str:
     """A name the bundle uses in ids: letters, digits, . _ - (the manifest's rule)."""
     value = table.str(key)
     if not NAME_PATTERN.fullmatch(value):
@@ -199,7 +26,7 @@ def _name(table: _Table, key: str) -> str:
     return value
 
 
-def _method(parent: _Table, name: str, default: MethodConfig) -> MethodConfig:
+def _method(parent: Table, name: str, default: MethodConfig) -> MethodConfig:
     t = parent.table(name)
     method = MethodConfig(steps=t.int("steps", default.steps, minimum=1),
                           size=t.int("size", default.size, minimum=8),
@@ -214,7 +41,7 @@ def sample_units(seed: int, network_key: str, count: int) -> tuple[int, ...]:
     return tuple(sorted(int(i) for i in rng.choice(IMAGENET_CLASSES, size=count, replace=False)))
 
 
-def _network(t: _Table, seed: int) -> NetworkConfig:
+def _network(t: Table, seed: int) -> NetworkConfig:
     if t.has("units") == t.has("sample_units"):
         raise ConfigError(f"{t.path}: give exactly one of units (class indices) or sample_units (a count)")
     if t.has("units"):
@@ -246,7 +73,7 @@ def _network(t: _Table, seed: int) -> NetworkConfig:
 
 
 def parse_config(data: dict[str, Any], base_dir: Path, source_text: str = "") -> StudyConfig:
-    root = _Table(data, "")
+    root = Table(data, "")
     study = root.table("study")
     name = _name(study, "name")
     seed = study.int("seed", 0)

@@ -1,0 +1,116 @@
+"""Finalize: the manifest from every recorded piece, its provenance, and `stimuli check`."""
+from __future__ import annotations
+
+import importlib.metadata as md
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .. import manifest as mf
+from ..config import StudyConfig
+from ..models import StudyModel
+from ..pool import Pool, TopK
+from ..quality import summarize
+from .plan import Piece
+from .store import PieceStore
+from .trials import make_trials
+
+SOFTWARE = ("maco-study", "torch", "timm", "numpy", "pillow", "scikit-image")  # versions in the provenance
+
+
+def finalize(store: PieceStore, config: StudyConfig, models: dict[str, StudyModel], pool: Pool,
+             topk: dict[str, TopK], pieces: dict[str, list[Piece]]) -> Path:
+    """Write ``manifest.json`` (returned) once every piece is recorded."""
+    queries = {(p.network, p.unit, p.rank): store.read(p) for p in pieces["queries"]}
+    main, practice, catch = make_trials(store.out, config, models, queries)
+    manifest = mf.Manifest(
+        study=config.name, networks=networks(config, models), units=units(config, models),
+        conditions=list(config.conditions), references=reference_sets(store, config, pieces["references"]),
+        query_pairs=main, practice_trials=practice, catch_trials=catch,
+        protocol=mf.Protocol(config.main_trials_per_participant, config.practice.max_rounds),
+        provenance=provenance(store, config, pool, topk, pieces["references"]))
+    path = mf.write_manifest(store.out, manifest)
+    for stale in (store.out / mf.IMAGES_DIR).glob(".*.tmp"):  # left by a killed build
+        stale.unlink(missing_ok=True)
+    return path
+
+
+def networks(config: StudyConfig, models: dict[str, StudyModel]) -> list[mf.Network]:
+    from maco.models import resolve_name
+
+    return [mf.Network(n.key, resolve_name(n.model), models[n.key].weights,
+                       models[n.key].num_classes, models[n.key].input_size)
+            for n in config.networks]
+
+
+def units(config: StudyConfig, models: dict[str, StudyModel]) -> list[mf.Unit]:
+    return [mf.Unit(f"{n.key}:{u}", n.key, u, class_label(u, models[n.key].num_classes))
+            for n in config.networks for u in n.units]
+
+
+def class_label(index: int, num_classes: int) -> str:
+    if num_classes != 1000:
+        return f"class {index}"
+    from timm.data import ImageNetInfo
+
+    return ImageNetInfo().index_to_description(index)
+
+
+def reference_sets(store: PieceStore, config: StudyConfig, pieces: list[Piece]) -> list[mf.ReferenceSet]:
+    images: dict[tuple[str, int, str], list[tuple[int, str, str | None]]] = {}
+    for piece in pieces:
+        for unit, entry in store.read(piece)["images"].items():
+            images.setdefault((piece.network, int(unit), piece.method), []).append(
+                (piece.seed, entry["image"], entry.get("masked")))
+    sets = []
+    for n in config.networks:
+        for u in n.units:
+            for condition in config.conditions:
+                if condition == "none":
+                    continue
+                runs = sorted(images[(n.key, u, "olah" if condition == "olah" else "maco")])
+                seeds = [seed for seed, _, _ in runs]
+                if condition == "maco_mask":
+                    sets.append(mf.ReferenceSet(n.key, f"{n.key}:{u}", condition, seeds,
+                                                [m for _, _, m in runs], [i for _, i, _ in runs]))
+                else:
+                    sets.append(mf.ReferenceSet(n.key, f"{n.key}:{u}", condition, seeds,
+                                                [i for _, i, _ in runs]))
+    return sets
+
+
+def provenance(store: PieceStore, config: StudyConfig, pool: Pool, topk: dict[str, TopK],
+               reference_pieces: list[Piece]) -> dict[str, Any]:
+    software = {}
+    for package in SOFTWARE:
+        try:
+            software[package] = md.version(package)
+        except md.PackageNotFoundError:
+            continue
+    pieces = [(p, store.read(p)) for p in reference_pieces]
+    spectra = sorted({r["spectrum_source"] for p, r in pieces if p.method == "maco" and r.get("spectrum_source")})
+    quality: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for piece, record in pieces:
+        for unit, entry in record.get("quality", {}).items():  # absent in pieces built before the gate
+            quality.setdefault((piece.network, int(unit), piece.method), []).append(entry)
+    return {
+        "maco_algorithms": sorted({r["algorithm"] for p, r in pieces if p.method == "maco" and r.get("algorithm")}),
+        "quality": summarize(quality, {n.key: n.units for n in config.networks}, list(config.conditions)),
+        "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "config": config.content(), "config_fingerprint": config.fingerprint(),
+        "config_toml": config.source_text,
+        "software": software, "spectrum_sources": spectra, "runtime": store.runtimes(),
+        "pool": {"source": config.pool.source, "images": len(pool.files),
+                 "unreadable": {k: len(t.unreadable) for k, t in topk.items()}},
+    }
+
+
+def check_bundle(bundle: str | Path) -> mf.Manifest:
+    """Everything `stimuli check` verifies; raises ManifestError naming the problem."""
+    manifest = mf.load_manifest(bundle, verify_hashes=True)
+    have = {(r.unit, r.condition) for r in manifest.references}
+    for unit in manifest.units:
+        for condition in manifest.conditions:
+            if condition != "none" and (unit.key, condition) not in have:
+                raise mf.ManifestError(f"references: unit {unit.key} has no {condition} references")
+    return manifest

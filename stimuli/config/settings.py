@@ -1,0 +1,135 @@
+"""The study config's settings: one frozen dataclass per table of study.toml, holding its defaults.
+
+Content settings enter `StudyConfig.fingerprint()`; execution settings (marked) only change speed.
+MACO's and Olah's defaults have their one home in ``maco.optimize``'s signatures; that module needs
+torch, so it is imported only when a `ReferencesConfig` is made (reading a config), never on import.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+IMAGENET_CLASSES = 1000
+SKIMAGE_POOL = "skimage"  # the offline pool: scikit-image's bundled photos
+
+
+class StimuliError(Exception):
+    """Bad input to the generator; the message is one line naming the problem."""
+
+
+class ConfigError(StimuliError):
+    """A study.toml that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    key: str  # the study's name for it (bundle, export): "resnet50"
+    model: str  # timm name: "resnet50.a1_in1k"
+    weights: str  # "pretrained", "random" or a local checkpoint path
+    units: tuple[int, ...]  # ImageNet class indices (explicit or the seeded sample)
+    input_size: int | None = None  # None: the model's own; set only for tests/demos (CNNs)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    steps: int
+    size: int
+    crops: int | None = None  # MACO only: random crops per step, 0: the whole image (Olah uses Lucid's transforms)
+
+
+def maco_method_defaults() -> MethodConfig:
+    """maco's own defaults (their one home is maco.optimize.maco's signature)."""
+    from maco.optimize import method_defaults
+
+    return MethodConfig(**{k: method_defaults("maco")[k] for k in ("steps", "size", "crops")})
+
+
+def olah_method_defaults() -> MethodConfig:
+    """Olah's steps from maco.optimize.olah's signature, at the paper's 224 px."""
+    from maco.optimize import method_defaults
+
+    return MethodConfig(steps=method_defaults("olah")["steps"], size=224)
+
+
+@dataclass(frozen=True)
+class ReferencesConfig:
+    per_trial: int = 9
+    first_seed: int = 0  # reference j of every unit uses seed first_seed + j
+    # units optimised together in one run; content, not only speed: a run draws every
+    # unit's augmentations from one seeded generator
+    units_per_run: int = 8
+    maco: MethodConfig = field(default_factory=maco_method_defaults)
+    olah: MethodConfig = field(default_factory=olah_method_defaults)
+    spectrum: str | None = None  # a .npy magnitude spectrum for MACO; None: maco's default
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    source: str  # a folder (flat or one sub-folder per class) or "skimage"
+    chunk_size: int = 1024  # images per resumable/shardable piece of the pool pass
+    batch_size: int = 64  # execution
+    workers: int = 0  # DataLoader workers decoding images (execution)
+
+
+@dataclass(frozen=True)
+class QueryConfig:
+    per_unit: int = 10  # main query pairs per unit: its top per_unit images
+    top_k: int = 12  # images kept per unit; the ones past per_unit feed practice and catch
+    occluder_fraction: float = 0.4  # occluder side / image side (90 px at 224)
+    stride: int = 2  # px between occluder positions
+    batch_size: int = 256  # occluded images per forward pass (execution)
+
+
+@dataclass(frozen=True)
+class PracticeConfig:
+    trials: int = 3
+    max_rounds: int = 3
+
+
+@dataclass(frozen=True)
+class CatchConfig:
+    trials: int = 6
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    seed: int
+    conditions: tuple[str, ...]
+    networks: tuple[NetworkConfig, ...]
+    pool: PoolConfig
+    references: ReferencesConfig = field(default_factory=ReferencesConfig)
+    query: QueryConfig = QueryConfig()
+    practice: PracticeConfig = PracticeConfig()
+    catch: CatchConfig = CatchConfig()
+    main_trials_per_participant: int | None = None
+    source_text: str = field(default="", compare=False, repr=False)
+
+    @property
+    def visualized_methods(self) -> tuple[str, ...]:
+        """Optimisations to run: `maco` serves both maco and maco_mask."""
+        methods = []
+        if {"maco", "maco_mask"} & set(self.conditions):
+            methods.append("maco")
+        if "olah" in self.conditions:
+            methods.append("olah")
+        return tuple(methods)
+
+    @property
+    def spare_per_unit(self) -> int:
+        return self.query.top_k - self.query.per_unit
+
+    def content(self) -> dict[str, Any]:
+        """The settings that decide the bundle's content (see the package doc)."""
+        data = dataclasses.asdict(self)
+        del data["source_text"]
+        data["pool"] = {"source": self.pool.source, "chunk_size": self.pool.chunk_size}
+        data["query"] = {k: v for k, v in data["query"].items() if k != "batch_size"}
+        return data
+
+    def fingerprint(self) -> str:
+        canonical = json.dumps(self.content(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
