@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--natural", type=int, default=16, help="natural crops per class")
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--variants", default="maco,olah,pixel,maco-no-transparency,maco-no-noise")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated [all seven]")
     parser.add_argument("--out", type=Path, help="folder for tables.md and the contact sheet [a temporary one]")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_evaluate_"))
