@@ -9,19 +9,14 @@ import torch
 
 from applications.figures import ConceptPanel, concepts_figure, mosaic
 from applications.runs import load_images, run_settings, write_json
-from maco.cli import (
-    _save,
-    _write_outputs,
-    maco_options,
-    model_options,
-    open_model,
-    open_spectrum,
-)
+from maco.cli import maco_options, model_options, open_model, open_spectrum
 from maco.concepts import ClassConcepts, concept_objectives, extract_concepts
 from maco.craft import PATCH_FRACTION, SOBOL_DESIGNS, ConceptError
 from maco.images import image_files
 from maco.objectives import ObjectiveError
 from maco.optimize import Visualization, maco
+from maco.options import runtime_options
+from maco.outputs import save_png, write_visualization
 from maco.transforms import crop_and_resize
 from maco.transparency import masked_image
 from maco.units import channel_width, layer_output_shape
@@ -70,12 +65,14 @@ def check_inputs(model, layer: str, class_index: int, concepts: int, folder: Pat
 @click.option("--importance-images", type=click.IntRange(min=1), default=16, show_default=True,
               help="images the Sobol importance is averaged over")
 @maco_options
+@runtime_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 def concepts(model_name, weights, random_weights, device, class_index, folder, layer, concept_count, patches,
-             patch_fraction, top, importance_images, steps, size, crops, seed, spectrum_path, quiet, out):
+             patch_fraction, top, importance_images, steps, size, crops, seed, spectrum_path, quiet, dtype,
+             deterministic, out):
     """CRAFT concepts of one class, each visualized with MACO: PNGs, concepts.json, run.json and concepts.png."""
     started = time.perf_counter()
-    model = open_model(model_name, weights, random_weights, device)
+    model = open_model(model_name, weights, random_weights, device, dtype, deterministic)
     layer = layer or default_layer(model)
     files = check_inputs(model, layer, class_index, concept_count, folder)
     spectrum = open_spectrum(spectrum_path, size)
@@ -113,8 +110,8 @@ def write_concepts(out: Path, model, found: ClassConcepts, vizs: list[Visualizat
         stem = f"concept{rank}_c{k}{tag}"
         top_patches = found.top_patches(k, MOSAIC_PATCHES)
         sheet = mosaic(crop_and_resize(images, found.boxes[top_patches], tile), columns=4)
-        written = {**_write_outputs(viz, out, stem, {**metadata, "concept": str(k)}),
-                   "patches": _save(sheet, out / f"{stem}_patches.png", metadata)}
+        written = {**write_visualization(viz, out, stem, {**metadata, "concept": str(k)}),
+                   "patches": save_png(sheet, out / f"{stem}_patches.png", metadata)}
         records.append({
             "rank": rank, "concept": k, "importance": float(found.importance[k]), "files": written,
             "objective": viz.objective,

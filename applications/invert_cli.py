@@ -8,15 +8,11 @@ import click
 
 from applications.figures import inversion_figure
 from applications.runs import load_images, run_settings, write_json
-from maco.cli import (
-    _write_outputs,
-    maco_options,
-    model_options,
-    open_model,
-    open_spectrum,
-)
+from maco.cli import maco_options, model_options, open_model, open_spectrum
 from maco.inversion import INVERSION_CROP_SIZE, feature_distance, invert
 from maco.objectives import ObjectiveError
+from maco.options import runtime_options
+from maco.outputs import write_visualization
 from maco.transparency import alpha_map, masked_image
 from maco.units import layer_output_shape
 
@@ -28,13 +24,14 @@ from maco.units import layer_output_shape
               help="the images to invert: --images a.png b.png ...")
 @click.argument("more_images", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @maco_options
+@runtime_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 def invert_command(model_name, weights, random_weights, device, layer, first_image, more_images, steps, size, crops,
-                   seed, spectrum_path, quiet, out):
+                   seed, spectrum_path, quiet, dtype, deterministic, out):
     """Feature inversion with MACO: per image the inversion, transparency and masked PNGs; inversion.png; run.json."""
     started = time.perf_counter()
     files = [first_image, *more_images]
-    model = open_model(model_name, weights, random_weights, device)
+    model = open_model(model_name, weights, random_weights, device, dtype, deterministic)
     try:
         layer_output_shape(model, layer)
     except ObjectiveError as error:
@@ -49,7 +46,7 @@ def invert_command(model_name, weights, random_weights, device, layer, first_ima
     records, rows = [], []
     for number, (file, image, viz) in enumerate(zip(files, images, vizs)):
         stem = f"inversion{number}_{file.stem}_{layer}{tag}"
-        written = _write_outputs(viz, out, stem, {"model": model_name, "weights": model.weights, "layer": layer,
+        written = write_visualization(viz, out, stem, {"model": model_name, "weights": model.weights, "layer": layer,
                                                   "image": file.name})
         records.append({"image": str(file), "files": written, "objective": viz.objective,
                         "feature_distance": feature_distance(model, layer, viz.image, image)})

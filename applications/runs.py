@@ -8,6 +8,7 @@ import click
 import torch
 from PIL import UnidentifiedImageError
 
+from maco.device import runtime_provenance
 from maco.images import load_rgb
 from maco.models import Model
 from maco.spectra import Spectrum
@@ -22,6 +23,7 @@ def run_settings(command: str, model: Model, spectrum: Spectrum, **settings) -> 
         "random_weights": model.random_weights,
         "spectrum": spectrum.source,
         "device": str(model.device),
+        "runtime": runtime_provenance(model.device, model.compute_dtype),
         **settings,
     }
 

@@ -7,16 +7,15 @@ from pathlib import Path
 
 import click
 import torch
-from PIL.PngImagePlugin import PngInfo
 
 from maco.device import DTYPES, DeviceError, resolve_device, runtime_provenance, use_deterministic
-from maco.images import STRETCH_PERCENTILES, stretch_contrast, to_pil
+from maco.images import STRETCH_PERCENTILES
 from maco.models import RANDOM_WEIGHTS, ModelError, load_model
 from maco.objectives import ObjectiveError, logit
-from maco.optimize import MACO_ALGORITHM, METHODS, Visualization, check_units, method_defaults
-from maco.options import runtime_options
+from maco.optimize import MACO_ALGORITHM, METHODS, check_units, method_defaults
+from maco.outputs import write_visualization
+from maco.options import DTYPE_NAMES, runtime_options
 from maco.spectra import SpectrumError, load_spectrum, resize_spectrum, resolve_spectrum, save_spectrum, spectrum_from_folder
-from maco.transparency import alpha_map, masked_image
 from maco.units import TOKEN_CHOICES, channel_objectives
 
 DEFAULTS = {method: method_defaults(method) for method in METHODS}  # one home: the functions' signatures
@@ -35,23 +34,6 @@ def parse_units(text: str, what: str = "unit") -> list[int]:
     if not units:
         raise click.BadParameter(f"no {what} given")
     return units
-
-
-def _save(image: torch.Tensor, path: Path, metadata: dict[str, str]) -> str:
-    info = PngInfo()
-    for key, value in metadata.items():
-        info.add_text(key, value)
-    to_pil(image).save(path, format="PNG", pnginfo=info)
-    return path.name
-
-
-def _write_outputs(viz: Visualization, out: Path, stem: str, metadata: dict[str, str], stretch: bool = False) -> dict:
-    image = stretch_contrast(viz.image) if stretch else viz.image
-    files = {"image": _save(image, out / f"{stem}.png", metadata)}
-    if viz.transparency is not None:
-        files["transparency"] = _save(alpha_map(viz.transparency), out / f"{stem}_transparency.png", metadata)
-        files["masked"] = _save(masked_image(image, viz.transparency), out / f"{stem}_masked.png", metadata)
-    return files
 
 
 def model_options(command):
@@ -84,12 +66,17 @@ def maco_options(command):
     return command
 
 
-def open_model(model_name: str, weights: str, random_weights: bool, device: str,
-               compute_dtype: torch.dtype = torch.float32):
-    """The model, or one line naming the problem; random weights are announced on stderr."""
+def open_model(model_name: str, weights: str, random_weights: bool, device: str, dtype: str = DTYPE_NAMES[0],
+               deterministic: bool = False):
+    """The model, or one line naming the problem; random weights are announced on stderr.
+
+    ``dtype`` and ``deterministic`` are the values of ``maco.options.runtime_options``.
+    """
+    if deterministic:
+        use_deterministic()
     try:
         model = load_model(model_name, weights=RANDOM_WEIGHTS if random_weights else weights,
-                           device=resolve_device(device), compute_dtype=compute_dtype)
+                           device=resolve_device(device), compute_dtype=DTYPES[dtype])
     except (DeviceError, ModelError) as error:
         raise click.ClickException(str(error)) from None
     if model.random_weights:
@@ -150,9 +137,7 @@ def visualize(model_name, weights, random_weights, device, units, layer, channel
               stretch, units_per_run, seed, spectrum_path, dtype, deterministic, out, quiet):
     """Feature visualizations of output units or internal channels: one PNG each (MACO adds transparency and masked PNGs) and run.json."""
     started = time.perf_counter()
-    if deterministic:
-        use_deterministic()
-    model = open_model(model_name, weights, random_weights, device, DTYPES[dtype])
+    model = open_model(model_name, weights, random_weights, device, dtype, deterministic)
     try:
         targets = _targets(model, units, layer, channels, tokens)
     except ObjectiveError as error:
@@ -173,7 +158,7 @@ def visualize(model_name, weights, random_weights, device, units, layer, channel
         chunk = targets[first:first + units_per_run]
         for (stem_part, fields, _), viz in zip(chunk, METHODS[method](model, objectives=[t[2] for t in chunk], **kwargs)):
             stem = f"{method}_{model_name}{weights_tag}_{stem_part}_seed{seed}"
-            files = _write_outputs(viz, out, stem, {**metadata, **{k: str(v) for k, v in fields.items()}}, stretch)
+            files = write_visualization(viz, out, stem, {**metadata, **{k: str(v) for k, v in fields.items()}}, stretch)
             records.append({**fields, "files": files, "objective": viz.objective, "run_seconds": round(viz.seconds, 3)})
     run = {
         "command": "visualize",

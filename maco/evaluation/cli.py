@@ -16,7 +16,7 @@ from maco.device import DTYPES, DeviceError, resolve_device, runtime_provenance,
 from maco.evaluation.metrics import PenultimateFeatures
 from maco.evaluation.natural import EvaluationError, find_natural_images, open_rgb
 from maco.evaluation.report import contact_sheet, markdown_tables, write_csv
-from maco.evaluation.run import evaluate as run_evaluation
+from maco.evaluation.run import Evaluation, evaluate as run_evaluation
 from maco.evaluation.settings import (
     FID_CROP,
     FID_MODEL,
@@ -59,6 +59,12 @@ def _load_checked(name: str, weights: str, device: torch.device, units: list[int
     model = load_model(name, weights=weights, device=device, compute_dtype=compute_dtype)
     check_units(model, units)
     return model
+
+
+def _recorded(result: Evaluation, field: str) -> list[str]:
+    """The distinct values of a Visualization field (its spectrum, its algorithm) over every variant run."""
+    return sorted({getattr(viz, field) for by_variant in result.visualizations.values()
+                   for shown in by_variant.values() for viz in shown if getattr(viz, field)})
 
 
 @click.command()
@@ -135,6 +141,7 @@ def evaluate(model_names, weights, random_weights, units, images, variant_names,
             for viz in shown[variant.name]:
                 to_pil(variant.scored_image(viz)).save(folder / f"{variant.name}_unit{viz.unit}_seed{viz.seed}.png")
     run = {
+        "command": "evaluate",
         "networks": {n.name: n.weights for n in networks},
         "random_weights": random_weights,
         "units": unit_list,
@@ -142,8 +149,8 @@ def evaluate(model_names, weights, random_weights, units, images, variant_names,
         "variants": {v.name: {"method": v.method, "options": v.options, "scored": "masked" if v.masked else "image"}
                      for v in variants},
         "method_options": method_options,
-        "spectrum": sorted({viz.spectrum_source for by_variant in result.visualizations.values()
-                            for shown in by_variant.values() for viz in shown if viz.spectrum_source}),
+        "maco_algorithm": ", ".join(_recorded(result, "algorithm")) or None,
+        "spectrum": _recorded(result, "spectrum_source"),
         "natural_images": {"source": str(images), "per_unit": {u: len(p) for u, p in natural_files.items()}},
         "fid": {"model": fid_model, "weights": fid_network.weights, "resize": FID_RESIZE, "crop": FID_CROP},
         "transfer_classifiers": {column: model.weights for column, model in transfer.items()},

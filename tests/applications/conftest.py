@@ -52,3 +52,11 @@ def parts() -> SimpleNamespace:
     side = round(PART_FRACTION * SIZE)
     return SimpleNamespace(size=SIZE, draw=lambda label, keep, generator: draw(label, keep, generator, SIZE),
                            overlap=lambda box, corner: overlap(box, corner, side))
+
+
+@pytest.fixture
+def restores_determinism():
+    """A test that runs a command with --deterministic: the switch is process-wide, so undo it afterwards."""
+    yield
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.deterministic = False

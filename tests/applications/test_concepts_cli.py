@@ -25,11 +25,11 @@ def concepts(*args):
     return CliRunner().invoke(main, ["concepts", "--model", "test_resnet", "--random-weights", *args])
 
 
-def test_concepts_writes_every_file_and_labels_random_weights(tmp_path, class_folder):
+def test_concepts_writes_every_file_and_labels_random_weights(tmp_path, class_folder, restores_determinism):
     out = tmp_path / "out"
     result = concepts("--class", "3", "--images", str(class_folder), "--concepts", "4", "--patches", "6", "--top", "2",
                       "--importance-images", "2", "--steps", "2", "--size", "64", "--crops", "1", "--out", str(out),
-                      "--quiet")
+                      "--dtype", "bfloat16", "--deterministic", "--quiet")
     assert result.exit_code == 0, result.output
     record = json.loads((out / "concepts.json").read_text())
     assert record["layer"] == "layer4" and len(record["importance"]) == 4
@@ -40,6 +40,8 @@ def test_concepts_writes_every_file_and_labels_random_weights(tmp_path, class_fo
         assert len(concept["top_patches"]) == 16 and (class_folder / concept["top_patches"][0]["image"]).is_file()
     run = json.loads((out / "run.json").read_text())
     assert run["command"] == "concepts" and run["random_weights"] is True and run["image_count"] == 3
+    assert run["runtime"]["dtype"] == "bfloat16" and run["runtime"]["deterministic"]["algorithms"] is True
+    assert np.isfinite(record["reconstruction_error"]) and all(np.isfinite(record["importance"]))
     with Image.open(out / "concepts.png") as figure:
         assert figure.width > 400
 

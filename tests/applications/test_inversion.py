@@ -22,17 +22,20 @@ def test_inversion_reduces_the_feature_distance_to_its_target(parts_cnn, parts):
     assert all(e < 0.75 * s for s, e in zip(start, end)), (start, end)  # measured: 0.65 -> 0.28, 0.60 -> 0.37
 
 
-def test_invert_command_writes_the_figure_and_every_file(tmp_path):
+def test_invert_command_writes_the_figure_and_every_file(tmp_path, restores_determinism):
     image = tmp_path / "a.png"
     Image.new("RGB", (50, 40), (200, 30, 30)).save(image)
     Image.new("RGB", (50, 40), (20, 30, 200)).save(tmp_path / "b.png")
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["invert", "--model", "test_resnet", "--random-weights", "--layer", "layer2",
                                        "--images", str(image), str(tmp_path / "b.png"), "--steps", "2", "--size", "64",
-                                       "--crops", "1", "--out", str(out), "--quiet"])
+                                       "--crops", "1", "--dtype", "bfloat16", "--deterministic", "--out", str(out),
+                                       "--quiet"])
     assert result.exit_code == 0, result.output
     record = json.loads((out / "run.json").read_text())
     assert record["command"] == "invert" and record["random_weights"] is True
+    assert record["runtime"]["dtype"] == "bfloat16" and record["runtime"]["deterministic"]["algorithms"] is True
+    assert all(0 <= r["feature_distance"] <= 2 for r in record["inversions"])
     assert [r["image"] for r in record["inversions"]] == [str(image), str(tmp_path / "b.png")]
     assert all((out / f).is_file() for r in record["inversions"] for f in r["files"].values())
     assert (out / "inversion.png").is_file()

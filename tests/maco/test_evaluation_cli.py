@@ -8,6 +8,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from maco.evaluation.variants import VARIANTS
+from maco.optimize import MACO_ALGORITHM
 from maco_study import main
 
 UNIT_WNID = "n01443537"  # ImageNet class 1, goldfish: a folder may be named by index or WordNet id
@@ -37,14 +39,12 @@ def invoke(*args):
 
 def test_evaluate_writes_tables_scores_contact_sheet_and_run_json(tmp_path, image_folder):
     out = tmp_path / "out"
-    variants = "maco,olah,pixel,maco-no-noise,maco-no-transparency"
-    result = invoke(*FAST, "--units", "1,2", "--images", str(image_folder), "--variants", variants,
-                    "--seeds", "0,1", "--out", str(out))
+    result = invoke(*FAST, "--units", "1,2", "--images", str(image_folder), "--seeds", "0,1", "--out", str(out))
     assert result.exit_code == 0, result.output
     with (out / "scores.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 5 * 2 * 2  # variants x units x seeds
-    assert {r["variant"] for r in rows} == set(variants.split(","))
+    assert len(rows) == 7 * 2 * 2  # variants (all seven by default) x units x seeds
+    assert {r["variant"] for r in rows} == set(VARIANTS)
     assert "top1_test_resnet" not in rows[0]  # the network itself is no "other classifier"
     for row in rows:
         assert float(row["plausibility"]) >= 0 and np.isfinite(float(row["logit"]))
@@ -53,6 +53,10 @@ def test_evaluate_writes_tables_scores_contact_sheet_and_run_json(tmp_path, imag
     # MACO and MACO without transparency are one optimisation scored on two views of it
     scored = {(r["variant"], r["unit"], r["seed"]): float(r["plausibility"]) for r in rows}
     assert scored[("maco", "1", "0")] != scored[("maco-no-transparency", "1", "0")]
+    images = out / "images" / "test_resnet"
+    maco_image = np.asarray(Image.open(images / "maco_unit1_seed0.png"))
+    for ablation in ("maco-no-crops", "maco-no-noise", "maco-no-magnitude"):  # each switch changes the optimisation
+        assert not np.array_equal(maco_image, np.asarray(Image.open(images / f"{ablation}_unit1_seed0.png"))), ablation
     with (out / "summary.csv").open() as handle:
         summary = {r["variant"]: r for r in csv.DictReader(handle)}
     assert all(np.isfinite(float(s["fid"])) and float(s["fid"]) >= 0 for s in summary.values())
@@ -61,14 +65,18 @@ def test_evaluate_writes_tables_scores_contact_sheet_and_run_json(tmp_path, imag
     assert "## Table 1" in tables and "## Table 2" in tables and "## Table 3" in tables
     assert "| logit (↑) | test_efficientnet | test_convnext | test_resnet |" in tables
     assert "| MACO - noise |" in tables and "| Fourier (Olah et al.) |" in tables
+    assert "| MACO - crops |" in tables and "| MACO - magnitude constraint |" in tables
     run = json.loads((out / "run.json").read_text())
     assert run["random_weights"] is True and run["natural_images"]["per_unit"] == {"1": 3, "2": 2}
     assert run["fid"]["resize"] == 512 and run["fid"]["crop"] == 299 and run["seeds"] == [0, 1]
+    assert run["command"] == "evaluate" and run["maco_algorithm"] == MACO_ALGORITHM
     assert run["variants"]["maco"]["scored"] == "masked" and run["variants"]["maco-no-noise"]["options"] == {"noise": 0.0}
+    assert run["variants"]["maco-no-crops"]["options"] == {"crops": 0}
+    assert run["variants"]["maco-no-magnitude"]["options"] == {"magnitude_constraint": False}
     with Image.open(out / "contact_sheet_test_resnet.png") as sheet:
-        # columns: MACO image + masked, Olah, pixel, MACO - noise image + masked; rows: 2 units x 2 seeds
-        assert sheet.size == (110 + 6 * 164, 2 * 34 + 4 * 164)
-    assert len(list((out / "images" / "test_resnet").glob("*.png"))) == 5 * 2 * 2
+        # columns: image + masked of MACO and its three ablation runs, Olah, pixel; rows: 2 units x 2 seeds
+        assert sheet.size == (110 + 10 * 164, 2 * 34 + 4 * 164)
+    assert len(list(images.glob("*.png"))) == 7 * 2 * 2
 
 
 def bad_input_cases(tmp_path, image_folder):
