@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from fnmatch import fnmatch
 from html import escape
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from stimuli.manifest import (
 )
 
 DOCUMENT_SUFFIXES = {".md", ".csv", ".json", ".html"}
-WIDE_FIGURES = {"inversion", "concepts"}  # figures that hold several panels
+WIDE_FIGURES = ("inversion", "concepts", "contact_sheet*")  # name patterns of figures that hold several panels
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
 section { border-top: 1px solid #ccc; padding: 0.5em 0; }
@@ -110,7 +111,8 @@ def run_section(page: Page, folder: Path, images: list[Path]) -> None:
     for path in images:
         if path not in shown:
             caption = str(path.relative_to(folder).with_suffix(""))
-            page.figure(path, caption, "wide" if path.stem in WIDE_FIGURES else "")
+            wide = any(fnmatch(path.stem, pattern) for pattern in WIDE_FIGURES)
+            page.figure(path, caption, "wide" if wide else "")
     page.add("</section>")
 
 

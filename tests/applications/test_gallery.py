@@ -58,7 +58,8 @@ def fake_runs(root: Path) -> None:
     (root / "concepts" / "run.json").write_text(json.dumps({"command": "concepts", "weights": "pretrained:x",
                                                             "random_weights": False}))
     png(root / "eval" / "figures" / "fid.png")
-    (root / "eval" / "run.json").write_text(json.dumps({"networks": {"resnet50": "pretrained:x"},
+    png(root / "eval" / "contact_sheet_resnet50.png")
+    (root / "eval" / "run.json").write_text(json.dumps({"command": "evaluate", "networks": {"resnet50": "pretrained:x"},
                                                         "random_weights": False}))
     (root / "eval" / "tables.md").write_text("# tables")
     build_test_bundle(root / "bundle", networks=("vgg16",), units_per_network=1, pairs_per_unit=1)
@@ -76,6 +77,9 @@ def test_gallery_lists_every_image_and_every_link_resolves(tmp_path):
     assert resolved == {p.resolve() for p in image_files(tmp_path)}
     assert all((page.parent / unquote(href)).is_file() for href in links.hrefs)
     assert "tables.md" in {Path(href).name for href in links.hrefs}  # an evaluate run's report is linked
+    html = page.read_text()
+    assert "<h2>evaluate: eval</h2>" in html  # headed by its command
+    assert '<figure class="wide"><a href="eval/contact_sheet_resnet50.png">' in html  # readable, not a thumbnail
     # random weights: the visualize run and the bundle's random-weight network, not the pretrained runs
     assert links.random_labels == ["random weights", "random weights"]
 
