@@ -7,7 +7,7 @@ same steps, image size, crops per step and the published ImageNet spectrum,
 alternating (which goes first swaps every time), one unit per run. One
 protocol scores both sets of images: the network's logits and penultimate
 features on the same fixed random crops (side ~N(0.25, 0.1), placed
-uniformly: the protocol does not favour centre-biased crops), no noise.
+uniformly, ``score_boxes``: the protocol does not favour centre-biased crops), no noise.
 
 - own logit: the unit's logit, mean over crops; margin: that minus the best
   other unit's mean logit;
@@ -44,7 +44,7 @@ from maco.models import Model  # noqa: E402
 from maco.optimize import maco  # noqa: E402
 from maco.spectra import load_spectrum  # noqa: E402
 from maco.toy import train_toy  # noqa: E402
-from maco.transforms import crop_and_resize, maco_crop_boxes  # noqa: E402
+from maco.transforms import crop_and_resize  # noqa: E402
 from maco.transparency import masked_image  # noqa: E402
 
 SPECTRUM = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet_spectrum_decorrelated.npy"
@@ -111,6 +111,17 @@ def run_horama(model: Model, unit: int, seed: int, args, workdir: Path) -> tuple
     return image.detach(), transparency.sum(0)
 
 
+def score_boxes(crops: int, size: int) -> torch.Tensor:
+    """The protocol's fixed crops: side ~N(0.25, 0.1) clipped to [0.1, 1], placed uniformly, seed 123.
+
+    Fixed here rather than read from MACO's crop defaults, so that figures stay comparable when those change.
+    """
+    generator = torch.Generator().manual_seed(123)
+    side = (torch.randn(crops, generator=generator) * 0.1 + 0.25).clamp(0.1, 1.0) * size
+    x1, y1 = (torch.rand(crops, generator=generator) * (size - side) for _ in range(2))
+    return torch.stack([torch.zeros(crops), x1, y1, x1 + side, y1 + side], dim=1)
+
+
 @torch.no_grad()
 def score(model: Model, images: list[torch.Tensor], units: list[int], natural: dict[int, torch.Tensor],
           crops: int) -> dict[str, object]:
@@ -118,7 +129,7 @@ def score(model: Model, images: list[torch.Tensor], units: list[int], natural: d
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     size = images[0].shape[-1]
-    boxes = maco_crop_boxes(1, crops, size, size, torch.Generator().manual_seed(123), centre_std=None)
+    boxes = score_boxes(crops, size)
     own, margin, nearest, features = [], [], [], []
     for image, unit in zip(images, units):
         batch = model.normalize(crop_and_resize(image.unsqueeze(0), boxes, INPUT))

@@ -3,7 +3,7 @@
 The objective is ``feature_inversion``: the cosine similarity between the
 layer's activations, position by position, and the reference image's. It
 compares spatial maps, so MACO's crops are taken near the whole image
-(``INVERSION_CROP_SIZE``: side ~N(0.9, 0.05) of the image) instead of the
+(``INVERSION_CROP_SIZE``: side of mean 0.9 and std 0.05 of the image) instead of the
 quarter-size crops of feature visualization, whose activations could not
 line up with the reference's map.
 """
@@ -15,7 +15,7 @@ from maco.models import Model
 from maco.objectives import feature_inversion, reference_activations
 from maco.optimize import Visualization, maco
 
-INVERSION_CROP_SIZE = (0.9, 0.05)  # mean and deviation of the crop side, as a fraction of the image side
+INVERSION_CROP_SIZE = (0.9, 0.05)  # mean and std of the crop side, as a fraction of the image side
 
 
 def invert(model: Model, layer: str, images: torch.Tensor, **maco_options) -> list[Visualization]:

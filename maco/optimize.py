@@ -148,9 +148,10 @@ def _visualizations(method, labels, seed, images, transparency, history, started
     ]
 
 
-MACO_ALGORITHM = "maco-study-maco/2"
+MACO_ALGORITHM = "maco-study-maco/3"
 """Recorded with every MACO output (run.json, bundle provenance). /1: raw phase, DC zeroed, uniform
-crops; /2: standardised phase, DC kept, centre-biased crops, even self-conjugate columns (docs/maco.md)."""
+crops; /2: standardised phase, DC kept, centre-biased crops, even self-conjugate columns; /3: crop
+sides as Horama's, U[0.25, 0.30] (docs/maco.md)."""
 FREE_MAGNITUDE_LR = 0.05  # ablation only (magnitude_constraint=False): NAdam lr on the log-magnitude
 
 
@@ -173,8 +174,8 @@ def maco(
 ) -> list[Visualization]:
     """MACO (Fel et al. 2023): optimise the phase of a fixed natural-image magnitude spectrum.
 
-    Per step and unit: ``crops`` random crops (side ~N(0.25, 0.1) of the
-    image; ``crop_size`` is that mean and deviation; centre ~N(0.5, 0.15))
+    Per step and unit: ``crops`` random crops (side ~U[0.25, 0.30] of the
+    image, as Horama; ``crop_size`` is its mean and std; centre ~N(0.5, 0.15))
     resized to the model's input, plus uniform noise U(-noise, noise); the
     objective is averaged over the crops; NAdam on the standardised phase
     (``maco.parameterizations``). The transparency map is the sum over steps
