@@ -18,9 +18,12 @@ uniformly, ``score_boxes``: the protocol does not favour centre-biased crops), n
 
 Last line: one JSON object with own_logit_ratio, margin_ratio,
 plausibility_ratio, fid_ratio and time_ratio (ours / Horama). Targets:
-the first two >= 1, the others <= 1. A contact sheet PNG shows every image.
+the first two >= 1, the others <= 1. ``horama_halves`` gives the same
+ratios between Horama's own even-seed and odd-seed runs: how far from 1 a
+ratio lands by the draw of seeds alone (half the seeds; docs/maco.md). A
+contact sheet PNG shows every image.
 
-    python benchmarks/bench_fv_quality.py [--steps 256] [--seeds 2] [--out fv_quality.png] [--threads 1] [--smoke]
+    python benchmarks/bench_fv_quality.py [--steps 256] [--seeds 4] [--out fv_quality.png] [--threads 1] [--smoke]
 """
 from __future__ import annotations
 
@@ -173,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--crops", type=int, default=6)
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=4, help="at least 2 (the halves)")
     parser.add_argument("--train-iterations", type=int, default=300)
     parser.add_argument("--score-crops", type=int, default=64)
     parser.add_argument("--out", type=Path, default=Path("fv_quality.png"), help="contact sheet PNG")
@@ -184,6 +187,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     torch.set_num_threads(args.threads)
     if args.smoke:
         args.steps, args.size, args.seeds, args.train_iterations, args.score_crops = 3, 64, 2, 20, 4
+    if args.seeds < 2:
+        raise SystemExit("bench_fv_quality: --seeds must be at least 2 (Horama's two halves)")
     if not SPECTRUM.is_file():
         raise SystemExit(f"bench_fv_quality: the published spectrum is missing at {SPECTRUM}")
 
@@ -226,14 +231,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             stretch_contrast(theirs), masked_image(stretch_contrast(theirs), theirs_t)]))
     contact_sheet(rows, ["ours", "ours masked", "Horama", "Horama masked"], args.out)
     print(f"contact sheet: {args.out}", flush=True)
-    ratios = {
-        "own_logit_ratio": scores["ours"]["own_logit"] / scores["horama"]["own_logit"],
-        "margin_ratio": scores["ours"]["margin"] / scores["horama"]["margin"],
-        "plausibility_ratio": scores["ours"]["plausibility"] / scores["horama"]["plausibility"],
-        "fid_ratio": scores["ours"]["fid"] / scores["horama"]["fid"],
-        "time_ratio": seconds["ours"] / seconds["horama"],
-    }
-    summary = {**{k: round(v, 3) for k, v in ratios.items()}, "steps": args.steps, "size": args.size,
+    halves = [score(model, [r[2] for r in runs], [r[0] for r in runs], natural, args.score_crops)
+              for runs in ([r for r in results["horama"] if r[1] % 2 == parity] for parity in (0, 1))]
+    ratios = {**{f"{name}_ratio": scores["ours"][name] / scores["horama"][name] for name in scores["ours"]},
+              "time_ratio": seconds["ours"] / seconds["horama"]}
+    summary = {**{k: round(v, 3) for k, v in ratios.items()},
+               "horama_halves": {f"{name}_ratio": round(halves[1][name] / halves[0][name], 3) for name in halves[0]},
+               "steps": args.steps, "size": args.size,
                "crops": args.crops, "seeds": args.seeds, "network_accuracy": round(accuracy, 3),
                "threads": torch.get_num_threads()}
     print(json.dumps(summary))

@@ -119,12 +119,13 @@ def sync_errors(model, settings: dict) -> dict:
     return result
 
 
-def one_maco_step(model, phase: torch.Tensor, magnitude: torch.Tensor, boxes: torch.Tensor, size: int):
+def one_maco_step(model, phase: torch.Tensor, carrier: torch.Tensor, magnitude: torch.Tensor, boxes: torch.Tensor,
+                  size: int):
     """Image, objective (unit 0, mean over the crops) and phase gradient of one MACO step, on the model's device."""
     device = model.device
     phase = phase.to(device).requires_grad_()
     layout = SpectralLayout.of(size, size, device)
-    image = maco_image(phase, layout.even(magnitude.to(device)), layout)
+    image = maco_image(phase, carrier.to(device), layout.even(magnitude.to(device)), layout)
     value = model(crop_and_resize(image, boxes.to(device), model.input_size))[:, 0].mean()
     value.backward()
     return image.detach().cpu(), value.item(), phase.grad.cpu()
@@ -133,11 +134,11 @@ def one_maco_step(model, phase: torch.Tensor, magnitude: torch.Tensor, boxes: to
 def agreement(model, settings: dict) -> dict:
     """One MACO step on this device and on a CPU copy of the model, from the same phase and crops."""
     size, generator = settings["size"], torch.Generator().manual_seed(0)
-    phase = maco_init(1, size, size, generator)
+    phase, carrier = maco_init(1, size, size, generator)
     boxes = maco_crop_boxes(1, settings["crops"], size, size, generator)
     magnitude = resolve_spectrum(size).magnitude
-    image, value, grad = one_maco_step(model, phase, magnitude, boxes, size)
-    cpu_image, cpu_value, cpu_grad = one_maco_step(copy.deepcopy(model).to("cpu"), phase, magnitude, boxes, size)
+    image, value, grad = one_maco_step(model, phase, carrier, magnitude, boxes, size)
+    cpu_image, cpu_value, cpu_grad = one_maco_step(copy.deepcopy(model).to("cpu"), phase, carrier, magnitude, boxes, size)
     measured = {
         "image_max_abs": (image - cpu_image).abs().max().item(),
         "objective_rel": abs(value - cpu_value) / max(abs(cpu_value), 1e-12),

@@ -148,10 +148,11 @@ def _visualizations(method, labels, seed, images, transparency, history, started
     ]
 
 
-MACO_ALGORITHM = "maco-study-maco/3"
+MACO_ALGORITHM = "maco-study-maco/4"
 """Recorded with every MACO output (run.json, bundle provenance). /1: raw phase, DC zeroed, uniform
 crops; /2: standardised phase, DC kept, centre-biased crops, even self-conjugate columns; /3: crop
-sides as Horama's, U[0.25, 0.30] (docs/maco.md)."""
+sides as Horama's, U[0.25, 0.30]; /4: a random carrier phase (no corner spike) and the spectrum's
+boundary cross removed (docs/maco.md)."""
 FREE_MAGNITUDE_LR = 0.05  # ablation only (magnitude_constraint=False): NAdam lr on the log-magnitude
 
 
@@ -195,19 +196,20 @@ def maco(
     spectrum = resize_spectrum(spectrum, size) if spectrum is not None else resolve_spectrum(size)
     layout = SpectralLayout.of(size, size, device)
     magnitude = layout.even(spectrum.magnitude.to(device))
-    phase = maco_init(len(objectives), size, size, generator).requires_grad_()
+    phase, carrier = maco_init(len(objectives), size, size, generator)
+    phase.requires_grad_()
     groups = [{"params": [phase], "lr": lr}]
     if magnitude_constraint:
         energy = layout.ac_energy(magnitude)
 
         def render(p: torch.Tensor) -> torch.Tensor:
-            return maco_image(p, magnitude, layout, energy)
+            return maco_image(p, carrier, magnitude, layout, energy)
     else:
         log_magnitude = magnitude.clamp(min=magnitude.max() * 1e-12).log().expand_as(phase).clone().requires_grad_()
         groups.append({"params": [log_magnitude], "lr": FREE_MAGNITUDE_LR})
 
         def render(p: torch.Tensor) -> torch.Tensor:
-            return maco_image(p, layout.even(log_magnitude.exp()), layout)
+            return maco_image(p, carrier, layout.even(log_magnitude.exp()), layout)
 
     whole = whole_image_boxes(len(objectives), size, size, device) if crops == 0 else None
 

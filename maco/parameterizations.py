@@ -23,6 +23,10 @@ from maco.color import recorrelate
 # r_DC cos(phi_DC), so each channel's mean colour is optimised; the image is
 # standardised (one scalar mean and std per image). That std comes from
 # Parseval (a sum over the half spectrum) rather than from the image.
+#
+# One departure (v4, docs/maco.md): a fixed random carrier phase is added
+# after the standardisation (the spectrum's own v4 change is in
+# ``maco.spectra.resize_spectrum``).
 
 @dataclass(frozen=True)
 class SpectralLayout:
@@ -64,9 +68,18 @@ class SpectralLayout:
         return (magnitude.square() * self.weights).sum(dim=(-3, -2, -1))
 
 
-def maco_init(units: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
-    """Gaussian random phase as in the references (it is standardised anyway), shape (units, 3, H, W//2+1)."""
-    return torch.randn((units, 3, height, width // 2 + 1), generator=generator, device=generator.device)
+def maco_init(units: int, height: int, width: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The phase parameter, Gaussian as in the references, and the fixed carrier phase, U(-pi, pi).
+
+    Both of shape (units, 3, H, W//2+1). The standardised phase has std 1, so
+    it stays near 0 and is partly coherent (E cos > 0.5): without the carrier
+    25-37% of the image's energy sits in a spike at the corner pixel, as in the
+    references. Carrier + standardised phase is uniform on the circle.
+    """
+    shape = (units, 3, height, width // 2 + 1)
+    phase = torch.randn(shape, generator=generator, device=generator.device)
+    carrier = (2 * torch.rand(shape, generator=generator, device=generator.device) - 1) * math.pi
+    return phase, carrier
 
 
 def standardize(values: torch.Tensor) -> torch.Tensor:
@@ -76,9 +89,13 @@ def standardize(values: torch.Tensor) -> torch.Tensor:
 
 
 def maco_spectral_image(
-    phase: torch.Tensor, magnitude: torch.Tensor, layout: SpectralLayout, energy: torch.Tensor | None = None
+    phase: torch.Tensor,
+    carrier: torch.Tensor,
+    magnitude: torch.Tensor,
+    layout: SpectralLayout,
+    energy: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """x = F^-1(r e^{i phi}) standardised per image (zero mean, unit std), before colour and sigmoid.
+    """x = F^-1(r e^{i (standardise(phase) + carrier)}) standardised per image, before colour and sigmoid.
 
     ``magnitude``: (3, H, W//2+1) shared, or one per image, already even
     (``layout.even``); ``energy``: its ``layout.ac_energy`` when fixed (then
@@ -86,7 +103,7 @@ def maco_spectral_image(
     one scalar c per image; DC carries the mean colour, c r_DC cos(phi_DC)
     less the image's mean.
     """
-    phase = standardize(phase)
+    phase = standardize(phase) + carrier
     dc = magnitude[..., 0, 0] * torch.cos(phase[..., 0, 0])  # (units, 3)
     dc = dc - dc.mean(dim=-1, keepdim=True)  # the scalar mean subtracted
     pixels = layout.height * layout.width
@@ -102,9 +119,13 @@ def maco_spectral_image(
 
 
 def maco_image(
-    phase: torch.Tensor, magnitude: torch.Tensor, layout: SpectralLayout, energy: torch.Tensor | None = None
+    phase: torch.Tensor,
+    carrier: torch.Tensor,
+    magnitude: torch.Tensor,
+    layout: SpectralLayout,
+    energy: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    return torch.sigmoid(recorrelate(maco_spectral_image(phase, magnitude, layout, energy)))
+    return torch.sigmoid(recorrelate(maco_spectral_image(phase, carrier, magnitude, layout, energy)))
 
 
 # --- Olah et al. 2017 (Lucid's fft_image + to_valid_rgb) ----------------------

@@ -21,6 +21,7 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +51,9 @@ ANALYTIC_PARAMS = [
 # way), 0.381 rms over all bins unweighted (the misfit sits in the corners near
 # Nyquist, where the measured magnitudes fall to ~1e-6).
 ANALYTIC_FIT_RMS_LOG_ERROR = 0.158
-# The published spectrum's DC share of each channel's energy (|X_DC|^2 over the full-spectrum sum).
-ANALYTIC_DC_ENERGY_SHARE = [0.34842, 0.35093, 0.38228]
+# The published spectrum's DC share of each channel's energy (|X_DC|^2 over the full-spectrum sum), once
+# its boundary cross is removed (``without_boundary_cross``; 0.348, 0.351, 0.382 with it).
+ANALYTIC_DC_ENERGY_SHARE = [0.44157, 0.42817, 0.45323]
 
 
 class SpectrumError(ValueError):
@@ -62,6 +64,7 @@ class SpectrumError(ValueError):
 class Spectrum:
     magnitude: torch.Tensor  # (3, H, W//2+1), float32, non-negative
     source: str
+    boundary_cross_removed: bool = False  # set by ``resize_spectrum``, which removes it once
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -112,21 +115,28 @@ def analytic_spectrum(size: int | tuple[int, int] = REFERENCE_SIZE) -> Spectrum:
     fit = Spectrum(
         magnitude.float(),
         f"analytic (offline fit to the ImageNet spectrum, octave-weighted rms log error {ANALYTIC_FIT_RMS_LOG_ERROR})",
+        boundary_cross_removed=True,  # a smooth fit: no one-bin cross on its axes
     )
     resized = resize_spectrum(fit, size)
-    return Spectrum(resized.magnitude, fit.source)
+    return dataclasses.replace(resized, source=fit.source)
 
 
 def resize_spectrum(spectrum: Spectrum, size: int | tuple[int, int]) -> Spectrum:
-    """The spectrum for another image size: frequencies matched as a fraction of Nyquist, as Horama does.
+    """The spectrum MACO uses at an image size: without its boundary cross, resized as a fraction of Nyquist.
 
-    Natural spectra are close to scale-free (1/f^alpha), so this keeps their
-    shape; it also keeps the measured roll-off near Nyquist at the new
-    Nyquist, so a larger image has no empty high frequencies and a smaller
-    one no unfiltered band at its top (which costs faithfulness, docs/maco.md).
-    Bilinear between bins, exact on the bins that fall on the source grid.
+    The cross is removed once, at the spectrum's own resolution, where it is
+    one bin wide (``without_boundary_cross``); a spectrum already through here
+    keeps its axes. Sizes: natural spectra are close to scale-free
+    (1/f^alpha), so matching frequencies as a fraction of Nyquist, as Horama
+    does, keeps their shape; it also keeps the measured roll-off near Nyquist
+    at the new Nyquist, so a larger image has no empty high frequencies and a
+    smaller one no unfiltered band at its top (which costs faithfulness,
+    docs/maco.md). Bilinear between bins, exact on the bins that fall on the
+    source grid.
     """
     height, width = _pair(size)
+    if not spectrum.boundary_cross_removed:
+        spectrum = Spectrum(without_boundary_cross(spectrum.magnitude), spectrum.source, boundary_cross_removed=True)
     if (height, width) == spectrum.image_size:
         return spectrum
     src_height, src_width = spectrum.image_size
@@ -140,7 +150,24 @@ def resize_spectrum(spectrum: Spectrum, size: int | tuple[int, int]) -> Spectrum
     # fewer in a smaller image, and a sampled DC alone made 128 px images one flat colour (docs/maco.md)
     source_ac = _ac_energy(spectrum.magnitude.double(), src_width)
     magnitude[:, 0, 0] *= torch.sqrt(_ac_energy(magnitude, width) / source_ac.clamp(min=1e-300))
-    return Spectrum(magnitude.float(), f"{spectrum.source}, resized to {height}x{width}")
+    return Spectrum(magnitude.float(), f"{spectrum.source}, resized to {height}x{width}", boundary_cross_removed=True)
+
+
+def without_boundary_cross(magnitude: torch.Tensor) -> torch.Tensor:
+    """The magnitude with each axis bin (kx = 0 or ky = 0, not DC) set to the mean of its two neighbours.
+
+    A photo's DFT has a cross of extra energy on both axes, from the jumps
+    between its opposite borders (the DFT sees the photo as periodic); the
+    published spectrum has it (kx = 0 carries 1.2-2.2x its neighbours). A
+    MACO image is periodic: there the cross would be content, streaks across
+    the whole image (docs/maco.md).
+    """
+    column = magnitude[..., :, 1]  # |X(ky, 1)|; its neighbour across the axis is |X(ky, -1)| = |X(-ky, 1)|
+    across = torch.roll(torch.flip(column, dims=[-1]), shifts=1, dims=-1)
+    result = magnitude.clone()
+    result[..., 1:, 0] = ((column + across) / 2)[..., 1:]
+    result[..., 0, 1:] = (magnitude[..., 1, 1:] + magnitude[..., -1, 1:]) / 2
+    return result
 
 
 def _ac_energy(magnitude: torch.Tensor, width: int) -> torch.Tensor:
@@ -256,7 +283,7 @@ def resolve_spectrum(size: int | tuple[int, int], path: str | Path | None = None
         spectrum = imagenet_spectrum(download=os.environ.get("MACO_OFFLINE", "") in ("", "0"))
     except SpectrumError as error:
         fallback = analytic_spectrum(size)
-        return Spectrum(fallback.magnitude, f"{fallback.source}; ImageNet spectrum unavailable: {error}")
+        return dataclasses.replace(fallback, source=f"{fallback.source}; ImageNet spectrum unavailable: {error}")
     return resize_spectrum(spectrum, size)
 
 

@@ -22,6 +22,8 @@ def test_smoke_run_prints_every_ratio_and_saves_the_contact_sheet(tmp_path, caps
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("own_logit_ratio", "margin_ratio", "plausibility_ratio", "fid_ratio", "time_ratio"):
         assert last[key] > 0, last
+        if key != "time_ratio":
+            assert last["horama_halves"][key] > 0, last
     assert last["seeds"] == 2
     with Image.open(sheet) as image:  # 4 units x 2 seeds rows, 4 columns of 128 px tiles
         assert image.size[1] > 8 * 128 and image.size[0] > 4 * 128

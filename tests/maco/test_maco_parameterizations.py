@@ -71,7 +71,7 @@ def test_lucid_transforms_pad_with_grey_and_stay_near_the_centre():
 def test_parameterizations_render_valid_images():
     g = torch.Generator().manual_seed(0)
     images = [
-        P.maco_image(P.maco_init(2, 16, 16, g), analytic_spectrum(16).magnitude, P.SpectralLayout.of(16, 16)),
+        P.maco_image(*P.maco_init(2, 16, 16, g), analytic_spectrum(16).magnitude, P.SpectralLayout.of(16, 16)),
         P.fourier_image(P.fourier_init(2, 16, 16, g), P.fourier_scale(16, 16), 16),
         P.pixel_image(P.pixel_init(2, 16, 16, g)),
     ]
