@@ -107,8 +107,8 @@ def test_images_are_standardised_whatever_the_phase_even_and_odd_widths():
     for size in (48, 33):  # the rfft layout differs for odd widths (no column W/2)
         layout = P.SpectralLayout.of(size, size)
         magnitude = layout.even(analytic_spectrum(size).magnitude.double())
-        phase, carrier = (t.double() for t in P.maco_init(3, size, size, g))
-        for phase in (phase, torch.randn(3, 3, size, size // 2 + 1, generator=g).double() * 5):
+        initial, carrier = (t.double() for t in P.maco_init(3, size, size, g))
+        for phase in (initial, torch.randn(3, 3, size, size // 2 + 1, generator=g).double() * 5):
             x = P.maco_spectral_image(phase, carrier, magnitude, layout, layout.ac_energy(magnitude))
             assert torch.allclose(x.mean(dim=(1, 2, 3)), torch.zeros(len(x), dtype=x.dtype), atol=1e-9)
             assert torch.allclose(x.std(dim=(1, 2, 3)), torch.ones(len(x), dtype=x.dtype), atol=1e-9)
