@@ -17,11 +17,11 @@ so a spectrum measured at 512 px serves any image size.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import tempfile
 import urllib.request
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
