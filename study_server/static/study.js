@@ -262,6 +262,14 @@ function trialsPage() {
 }
 
 // ---------------------------------------------------------------- other pages
+// The pages' step buttons are rendered disabled and enabled here, once their handler is attached:
+// a click before study.js has run (slow download, busy machine) would otherwise do nothing.
+function onClick(id, handler) {
+  const button = $(id);
+  button.addEventListener("click", handler);
+  button.disabled = false;
+}
+
 // A phone is asked to open the same link on a computer (the participant goes on there); only
 // "I cannot" returns the study.
 function devicePage() {
@@ -278,12 +286,12 @@ function devicePage() {
     $("give-up-help").hidden = false;
   };
   if (isPhone) { refused(true); $("check").hidden = true; }
-  $("check").addEventListener("click", async () => {
+  onClick("check", async () => {
     const small = window.innerWidth < minWidth || window.innerHeight < minHeight;
     const ok = await step("/api/device", {window_width: window.innerWidth, window_height: window.innerHeight, is_phone: isPhone});
     if (!ok) refused(isPhone || !small);  // refused with a large window: the server saw a phone
   });
-  $("give-up").addEventListener("click", () => step("/api/device/give-up", {}));
+  onClick("give-up", () => step("/api/device/give-up", {}));
 }
 
 // Back would leave the study (or show a stale step): it stays on the page and says so.
@@ -298,14 +306,14 @@ function guardBackButton() {
 
 const pages = {
   consent() {
-    $("agree").addEventListener("click", () => step("/api/consent", {agree: true}));
-    $("decline").addEventListener("click", () => step("/api/consent", {agree: false}));
+    onClick("agree", () => step("/api/consent", {agree: true}));
+    onClick("decline", () => step("/api/consent", {agree: false}));
   },
   device: devicePage,
-  instructions() { $("start").addEventListener("click", () => step("/api/instructions", {})); },
+  instructions() { onClick("start", () => step("/api/instructions", {})); },
   trials: trialsPage,
   comment() {
-    $("finish").addEventListener("click", (event) => {
+    onClick("finish", (event) => {
       event.target.disabled = true;
       step("/api/complete", {comment: $("comment").value}).then((ok) => { event.target.disabled = ok; });
     });

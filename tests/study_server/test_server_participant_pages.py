@@ -80,6 +80,24 @@ def _scrolls(page) -> bool:  # noqa: ANN001
              return r.height > 0 && (r.bottom > window.innerHeight || r.right > window.innerWidth); })""")
 
 
+def test_a_click_before_the_script_has_run_waits_for_it(live_server_factory, browser) -> None:  # noqa: ANN001
+    """The step buttons are disabled until study.js attaches their handler: a click on a page whose
+    script is still downloading is not lost (before, it did nothing, and the participant was stuck)."""
+    app, base_url = live_server_factory()
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    held = []
+    page.route("**/static/study.js", lambda route: held.append(route))  # the script's download hangs until released
+    page.goto(f"{base_url}/start?PROLIFIC_PID=slowjs1&STUDY_ID=s1&SESSION_ID=x1", wait_until="commit")
+    page.wait_for_selector("#agree", state="attached")
+    with pytest.raises(sync_api.TimeoutError):
+        page.click("#agree", timeout=1000)
+    assert _participant(app, "slowjs1").consented_at is None
+    held[0].continue_()
+    page.click("#agree")
+    page.wait_for_selector("#check")
+    assert _participant(app, "slowjs1").consented_at is not None
+
+
 def test_a_held_key_answers_one_trial(live_server_factory, browser) -> None:  # noqa: ANN001
     app, base_url = live_server_factory(INTER_TRIAL_MS=100)
     page = browser.new_page(viewport={"width": 1366, "height": 768})
