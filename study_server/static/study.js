@@ -66,8 +66,21 @@ function newId() {
 // ---------------------------------------------------------------- images
 // At most 4 downloads at once; each image retried with back-off; decoded before use.
 const imageCache = new Map();
+const DECODE_WAIT_MS = 2000;
 let activeLoads = 0;
 const loadQueue = [];
+
+// decode() lets the trial clock start on a painted image, but a browser may reject it for an image
+// that loaded fine (Safari under memory pressure) or settle it late: a loaded image is used anyway,
+// after at most DECODE_WAIT_MS. Only a failed download rejects (and is retried).
+async function fetchImage(src) {
+  const img = new Image();
+  const loaded = new Promise((resolve, reject) => { img.onload = resolve; img.onerror = reject; });
+  img.src = src;
+  await loaded;
+  await Promise.race([img.decode().catch(() => {}), sleep(DECODE_WAIT_MS)]);
+  return img;
+}
 
 function runQueue() {
   while (activeLoads < 4 && loadQueue.length) {
@@ -82,9 +95,8 @@ function loadImage(url) {
     const promise = new Promise((resolve, reject) => {
       loadQueue.push(async () => {
         for (let attempt = 0; attempt < 6; attempt++) {
-          const img = new Image();
-          img.src = attempt ? `${url}?retry=${attempt}` : url;
-          try { await img.decode(); resolve(img); return; } catch (e) { await sleep(300 * 2 ** attempt); }
+          try { resolve(await fetchImage(attempt ? `${url}?retry=${attempt}` : url)); return; }
+          catch (e) { await sleep(300 * 2 ** attempt); }
         }
         imageCache.delete(url);
         reject(new Error(`image ${url} failed`));

@@ -98,6 +98,20 @@ def test_a_click_before_the_script_has_run_waits_for_it(live_server_factory, bro
     assert _participant(app, "slowjs1").consented_at is not None
 
 
+@pytest.mark.parametrize("decode", ["Promise.reject(new DOMException('no', 'EncodingError'))", "new Promise(() => {})"],
+                         ids=["rejects", "never-settles"])
+def test_a_browser_whose_image_decode_fails_still_shows_the_trial(live_server_factory, browser, decode) -> None:  # noqa: ANN001
+    """decode() may reject a loaded image (Safari under memory pressure) or settle late: the page uses
+    the loaded image (before, it retried for ~19 s and gave up, or waited forever at the fixation cross)."""
+    app, base_url = live_server_factory(INTER_TRIAL_MS=0)
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page.add_init_script(f"HTMLImageElement.prototype.decode = function () {{ return {decode}; }};")
+    _to_instructions(page, base_url, "nodecode1")
+    page.click("#start")
+    page.wait_for_selector(READY, timeout=15000)
+    assert page.evaluate("() => document.getElementById('left').naturalWidth") > 0
+
+
 def test_a_held_key_answers_one_trial(live_server_factory, browser) -> None:  # noqa: ANN001
     app, base_url = live_server_factory(INTER_TRIAL_MS=100)
     page = browser.new_page(viewport={"width": 1366, "height": 768})
