@@ -142,7 +142,8 @@ def power(participants, reps, effect, participant_sd, unit_sd, trials_per_networ
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "power.csv", index=False)
     plot_power(table, out / "power")
-    click.echo(table[["participants", "studies", "failed_fits", "power", "ci_lower", "ci_upper"]].to_string(index=False))
+    click.echo(table[["participants", "studies", "failed_fits", "untrusted_fits", "power", "ci_lower", "ci_upper"]]
+               .to_string(index=False))
     for error in table.loc[table["failed_fits"] > 0, "first_error"]:
         click.echo(f"a fit failed: {error}", err=True)
     click.echo(f"written: {out / 'power.csv'}, {out / 'power.png'}, {out / 'power.svg'}")

@@ -11,6 +11,7 @@ from analysis.exclusions import ExclusionRules
 from analysis.load import validate_export
 from analysis.models import ModelSpec
 from analysis.pipeline import run_analysis
+from analysis.report import trusted
 from analysis.simulate import GenerativeModel, simulate_export
 
 CONTRAST = "maco_vs_olah"  # the one contrast each simulated study tests (analysis.contrasts.CATALOGUE)
@@ -49,6 +50,7 @@ def _one_study(task: tuple) -> dict:
     return {
         "participants": n,
         "ok": True,
+        "trusted": trusted(analysis.fit),
         "estimate": float(row["estimate"]),
         "se": float(row["se"]),
         "p": float(row["p"]),
@@ -69,7 +71,10 @@ def power_curve(
 ) -> pd.DataFrame:
     """Share of simulated studies whose MACO vs Olah Wald test has p < alpha in the true direction.
 
-    ``participants`` counts everyone recruited (all conditions, before exclusions).
+    ``participants`` counts everyone recruited (all conditions, before exclusions). A study counts
+    as detected only when its fit is one ``analyze`` would accept (``report.trusted``: converged,
+    no diagnosed problem); the others are counted in ``untrusted_fits``, as failed fits are in
+    ``failed_fits``: a real study whose fit ``analyze`` refuses has detected nothing.
     """
     spec = ModelSpec()
     truth = model.condition_effects["maco"] - model.condition_effects["olah"]
@@ -95,7 +100,7 @@ def power_curve(
     for n in participants:
         mine = [r for r in results if r["participants"] == n]
         fitted = [r for r in mine if r["ok"]]
-        detected = sum(r["p"] < alpha and np.sign(r["estimate"]) == np.sign(truth) for r in fitted)
+        detected = sum(r["trusted"] and r["p"] < alpha and np.sign(r["estimate"]) == np.sign(truth) for r in fitted)
         lower, upper = clopper_pearson(detected, len(mine))
         errors = [r["error"] for r in mine if not r["ok"]]
         rows.append(
@@ -103,6 +108,7 @@ def power_curve(
                 "participants": n,
                 "studies": len(mine),
                 "failed_fits": len(errors),
+                "untrusted_fits": sum(not r["trusted"] for r in fitted),
                 "first_error": errors[0] if errors else "",
                 "detected": detected,
                 "power": detected / len(mine),

@@ -64,6 +64,28 @@ def test_power_writes_table_and_curve(tmp_path):
     assert (out / "power.png").exists() and (out / "power.svg").exists()
 
 
+def test_power_counts_only_fits_that_analyze_would_accept(monkeypatch):
+    """A significant estimate from an unconverged or problematic fit is not a detection: analyze would refuse
+    that study (exit non-zero), so the power curve must not count it."""
+    from analysis import power as power_module
+    from analysis.simulate import GenerativeModel
+
+    def canned(task):
+        n, seed = task[1], task[2]
+        kind = seed % 3  # the seeds differ per replicate: a fixed mix of trusted, untrusted and failed
+        if kind == 2:
+            return {"participants": n, "ok": False, "error": "LinAlgError: singular"}
+        return {"participants": n, "ok": True, "trusted": kind == 0, "estimate": 1.0, "se": 0.1, "p": 1e-6,
+                "included": n}
+
+    monkeypatch.setattr(power_module, "_one_study", canned)
+    table = power_module.power_curve(GenerativeModel(), [20], reps=30)
+    row = table.iloc[0]
+    trusted = row["studies"] - row["untrusted_fits"] - row["failed_fits"]
+    assert 0 < row["untrusted_fits"] < 30 and 0 < trusted < 30
+    assert row["detected"] == trusted and row["power"] == trusted / 30
+
+
 def test_power_rejects_a_bad_range():
     result = CliRunner().invoke(power, ["--participants", "forty"])
     assert result.exit_code != 0 and "--participants" in result.output
