@@ -186,7 +186,9 @@ def test_admin_preview_keeps_the_login_and_never_counts(admin_app, db_url: str, 
     preview.client = client  # the admin's own browser walks the preview to its end
     assert preview.post("/api/consent", {"agree": True}).status_code == 200
     assert preview.post("/api/device", {"window_width": 1366, "window_height": 768, "is_phone": False}).status_code == 200
-    assert client.get("/study").status_code == 200
+    page = client.get("/study")
+    assert page.status_code == 200 and "Preview (maco): these answers are kept apart" in page.data.decode()
+    assert "Preview (" not in real.client.get("/study").data.decode()  # a real participant's page has none
     assert preview.post("/api/instructions", {}).status_code == 200
     with Session(_engine(admin_app)) as session:
         preview_id = session.scalar(select(Participant.id).where(Participant.is_preview.is_(True)))
