@@ -5,7 +5,9 @@ Needs /usr/bin/chromium and the playwright package (never `playwright install`);
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -19,6 +21,10 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")
 READY = ".answers button:enabled"
 MIN_WINDOW = {"width": DEFAULTS["MIN_WINDOW_WIDTH"], "height": DEFAULTS["MIN_WINDOW_HEIGHT"]}
+SCRIPT = Path(__file__).parents[2] / "scripts" / "participant_screenshots.py"
+_spec = importlib.util.spec_from_file_location("participant_screenshots", SCRIPT)
+SCREENSHOTS = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(SCREENSHOTS)
 PHONE_AGENT = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1"
 
 
@@ -72,12 +78,8 @@ def _through_practice(page, app, pid: str) -> None:  # noqa: ANN001
 
 
 def _scrolls(page) -> bool:  # noqa: ANN001
-    """The page scrolls, or a visible button lies (partly) outside the window."""
-    return page.evaluate("""() => document.documentElement.scrollHeight > window.innerHeight
-        || document.documentElement.scrollWidth > window.innerWidth
-        || [...document.querySelectorAll("button, a.button")].some((b) => {
-             const r = b.getBoundingClientRect();
-             return r.height > 0 && (r.bottom > window.innerHeight || r.right > window.innerWidth); })""")
+    """The page does not fit the window (scripts/participant_screenshots.py's SCROLLS)."""
+    return page.evaluate(SCREENSHOTS.SCROLLS)
 
 
 def test_a_click_before_the_script_has_run_waits_for_it(live_server_factory, browser) -> None:  # noqa: ANN001
@@ -256,9 +258,8 @@ def test_the_screenshot_script_walks_every_page(bundle, tmp_path) -> None:  # no
     import json
     import subprocess
     import sys
-    from pathlib import Path
 
-    script = Path(__file__).parents[2] / "scripts" / "participant_screenshots.py"
+    script = SCRIPT
     size = f"{MIN_WINDOW['width']}x{MIN_WINDOW['height']}"
     result = subprocess.run([sys.executable, str(script), "--bundle", str(bundle), "--out", str(tmp_path),
                              "--size", size], capture_output=True, text=True, timeout=300)
