@@ -11,6 +11,7 @@ MACO uses NAdam with lr 1.0 on the phase, Lucid uses Adam with lr 0.05).
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -91,8 +92,12 @@ def _optimize(
     progress: bool,
     description: str,
     callback: StepCallback | None,
+    schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Run the shared loop; returns final images, transparency maps and the (steps, units) history."""
+    """Run the shared loop; returns final images, transparency maps and the (steps, units) history.
+
+    ``schedule``, when given, is stepped once after every optimiser step.
+    """
     units = len(objectives)
     layers = sorted({layer for objective in objectives for layer in objective.layers})
     history = torch.zeros(steps, units, device=parameters.device)
@@ -117,6 +122,8 @@ def _optimize(
                 magnitude = image.grad.abs().sum(dim=1)
                 transparency = magnitude if transparency is None else transparency + magnitude
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
             history[step] = values.detach()
             if callback is not None:
                 callback(step, parameters, values.detach())
@@ -148,12 +155,23 @@ def _visualizations(method, labels, seed, images, transparency, history, started
     ]
 
 
-MACO_ALGORITHM = "maco-study-maco/4"
+MACO_ALGORITHM = "maco-study-maco/5"
 """Recorded with every MACO output (run.json, bundle provenance). /1: raw phase, DC zeroed, uniform
 crops; /2: standardised phase, DC kept, centre-biased crops, even self-conjugate columns; /3: crop
 sides as Horama's, U[0.25, 0.30]; /4: a random carrier phase (no corner spike) and the spectrum's
-boundary cross removed (docs/maco.md)."""
+boundary cross removed; /5: the learning rate annealed on a cosine (docs/maco.md)."""
 FREE_MAGNITUDE_LR = 0.05  # ablation only (magnitude_constraint=False): NAdam lr on the log-magnitude
+
+
+def cosine_annealing(
+    optimizer: torch.optim.Optimizer, steps: int, final_fraction: float
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """At step t every group's lr times f + (1 - f)(1 + cos(pi t / steps)) / 2, f = ``final_fraction``.
+
+    Relative per group (``CosineAnnealingLR``'s floor is one absolute lr for all groups).
+    """
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda t: final_fraction + (1 - final_fraction) * (1 + math.cos(math.pi * t / max(steps, 1))) / 2)
 
 
 def maco(
@@ -166,6 +184,7 @@ def maco(
     crops: int = 6,
     crop_size: tuple[float, float] = (CROP_MEAN, CROP_STD),
     lr: float = 1.0,
+    final_lr_fraction: float = 0.1,
     noise: float = 0.05,
     seed: int = 0,
     spectrum: Spectrum | None = None,
@@ -179,7 +198,8 @@ def maco(
     image, as Horama; ``crop_size`` is its mean and std; centre ~N(0.5, 0.15))
     resized to the model's input, plus uniform noise U(-noise, noise); the
     objective is averaged over the crops; NAdam on the standardised phase
-    (``maco.parameterizations``). The transparency map is the sum over steps
+    (``maco.parameterizations``), its lr annealed on a cosine from ``lr`` to
+    ``final_lr_fraction`` x ``lr`` over the run. The transparency map is the sum over steps
     of |dL/dx| at the working resolution, over channels.
 
     Ablations (the paper's Table 3): ``magnitude_constraint=False`` optimises
@@ -190,6 +210,8 @@ def maco(
     objectives, labels = _objectives(model, units, objectives)
     if crops < 0 or noise < 0:
         raise ObjectiveError(f"crops and noise must be >= 0, got crops={crops}, noise={noise}")
+    if not 0 <= final_lr_fraction <= 1:
+        raise ObjectiveError(f"final_lr_fraction must be in [0, 1], got {final_lr_fraction}")
     started = time.perf_counter()
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -218,9 +240,10 @@ def maco(
         batch = crop_and_resize(images, boxes, model.input_size)
         return uniform_noise(batch, noise, generator) if noise > 0 else batch
 
+    optimizer = torch.optim.NAdam(groups)
     images, transparency, history = _optimize(
-        model, objectives, phase, render, augment, torch.optim.NAdam(groups), steps, True, progress, "maco",
-        callback,
+        model, objectives, phase, render, augment, optimizer, steps, True, progress, "maco", callback,
+        cosine_annealing(optimizer, steps, final_lr_fraction),
     )
     return _visualizations("maco", labels, seed, images, transparency, history, started, spectrum.source,
                            MACO_ALGORITHM)

@@ -26,6 +26,21 @@ def test_transparency_is_the_sum_of_gradient_magnitudes(tiny_model):
     assert viz.spectrum_source.startswith("analytic") and viz.method == "maco"
 
 
+def test_the_phase_learning_rate_is_annealed_on_a_cosine(tiny_model):
+    def phase_steps(final_lr_fraction):
+        phases = []
+        maco(tiny_model, [1], steps=12, size=32, crops=2, progress=False, final_lr_fraction=final_lr_fraction,
+             callback=lambda step, phase, values: phases.append(phase.detach().clone()))
+        return [(after - before).abs().mean().item() for before, after in zip(phases, phases[1:])]
+
+    annealed, constant = phase_steps(0.1), phase_steps(1.0)
+    # step 1: lr x 0.985 against lr; step 11 (the last): lr x 0.115 against lr
+    assert annealed[0] == pytest.approx(0.985 * constant[0], rel=0.02)
+    assert annealed[-1] < 0.3 * constant[-1]
+    with pytest.raises(ObjectiveError, match=r"final_lr_fraction must be in \[0, 1\], got 1.5"):
+        maco(tiny_model, [1], steps=1, size=32, final_lr_fraction=1.5)
+
+
 def test_objectives_are_checked_before_any_work(tiny_model):
     with pytest.raises(ObjectiveError, match=r"unit\(s\) \[4\] out of range"):
         maco(tiny_model, [0, 4], steps=1, size=32)
