@@ -18,10 +18,11 @@ uniformly, ``score_boxes``: the protocol does not favour centre-biased crops), n
 
 Last line: one JSON object with own_logit_ratio, margin_ratio,
 plausibility_ratio, fid_ratio and time_ratio (ours / Horama). Targets:
-the first two >= 1, the others <= 1. ``horama_halves`` gives the same
-ratios between Horama's own even-seed and odd-seed runs: how far from 1 a
-ratio lands by the draw of seeds alone (half the seeds; docs/maco.md). A
-contact sheet PNG shows every image.
+the first two >= 1, the others <= 1. Two measures of what the draw of seeds
+alone moves a ratio by: ``ci95``, a 95% bootstrap interval of each ratio
+(each method's images drawn again with replacement, per unit), and
+``horama_halves``, the same ratios between Horama's own odd-seed and
+even-seed runs (docs/maco.md). A contact sheet PNG shows every image.
 
     python benchmarks/bench_fv_quality.py [--steps 256] [--seeds 4] [--out fv_quality.png] [--threads 1] [--smoke]
 """
@@ -31,9 +32,9 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -125,35 +126,82 @@ def score_boxes(crops: int, size: int) -> torch.Tensor:
     return torch.stack([torch.zeros(crops), x1, y1, x1 + side, y1 + side], dim=1)
 
 
+@dataclass
+class Scores:
+    """One protocol's per-image results for one method: a row per (unit, seed) image."""
+    units: torch.Tensor  # (images,)
+    seeds: torch.Tensor  # (images,)
+    own_logit: torch.Tensor  # (images,) the unit's logit, mean over the crops
+    margin: torch.Tensor  # (images,) that minus the best other unit's mean logit
+    plausibility: torch.Tensor  # (images,) 1-NN distance to the class's natural images, mean over the crops
+    features: torch.Tensor  # (images, crops, features) penultimate features of every crop
+
+
 @torch.no_grad()
-def score(model: Model, images: list[torch.Tensor], units: list[int], natural: dict[int, torch.Tensor],
-          crops: int) -> dict[str, object]:
-    """One protocol for both methods: logits and features on the same fixed crops, no noise."""
+def score(model: Model, runs: list[tuple], natural: dict[int, torch.Tensor], crops: int) -> Scores:
+    """One protocol for both methods: logits and features on the same fixed crops, no noise.
+
+    ``runs``: (unit, seed, image, ...) rows.
+    """
+    boxes = score_boxes(crops, runs[0][2].shape[-1])
+    own, margin, nearest, features = [], [], [], []
+    for unit, _, image, *_ in runs:
+        feats = model.net.features(model.normalize(crop_and_resize(image.unsqueeze(0), boxes, INPUT)))
+        logits = model.net.head(feats).mean(0)
+        own.append(logits[unit])
+        margin.append(logits[unit] - torch.cat([logits[:unit], logits[unit + 1:]]).max())
+        nearest.append(torch.cdist(feats, natural[unit]).min(dim=1).values.mean())
+        features.append(feats)
+    return Scores(torch.tensor([r[0] for r in runs]), torch.tensor([r[1] for r in runs]), torch.stack(own),
+                  torch.stack(margin), torch.stack(nearest), torch.stack(features))
+
+
+def fid_metric(natural: dict[int, torch.Tensor]):
+    """torchmetrics' FID on the penultimate features (the toy task has no Inception-v3), natural images loaded once."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    size = images[0].shape[-1]
-    boxes = score_boxes(crops, size)
-    own, margin, nearest, features = [], [], [], []
-    for image, unit in zip(images, units):
-        batch = model.normalize(crop_and_resize(image.unsqueeze(0), boxes, INPUT))
-        feats = model.net.features(batch)
-        logits = model.net.head(feats).mean(0)
-        own.append(logits[unit].item())
-        margin.append((logits[unit] - torch.cat([logits[:unit], logits[unit + 1:]]).max()).item())
-        nearest.append(torch.cdist(feats, natural[unit]).min(dim=1).values.mean().item())
-        features.append(feats)
-
     class Identity(nn.Module):
-        num_features = features[0].shape[1]
+        num_features = next(iter(natural.values())).shape[1]
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x.double()
 
-    fid = FrechetInceptionDistance(feature=Identity())
+    fid = FrechetInceptionDistance(feature=Identity(), reset_real_features=False)
     fid.update(torch.cat(list(natural.values())), real=True)
-    fid.update(torch.cat(features), real=False)
-    return {"own_logit": statistics.mean(own), "margin": statistics.mean(margin),
-            "plausibility": statistics.mean(nearest), "fid": float(fid.compute())}
+    return fid
+
+
+def summarise(scores: Scores, fid, index: torch.Tensor | None = None) -> dict[str, float]:
+    """The four measures over the images ``index`` (default all; repeats count): means, and FID of every crop."""
+    index = torch.arange(len(scores.units)) if index is None else index
+    fid.reset()
+    fid.update(scores.features[index].flatten(0, 1), real=False)
+    return {"own_logit": scores.own_logit[index].mean().item(), "margin": scores.margin[index].mean().item(),
+            "plausibility": scores.plausibility[index].mean().item(), "fid": float(fid.compute())}
+
+
+def ratios(ours: dict[str, float], theirs: dict[str, float]) -> dict[str, float]:
+    return {f"{name}_ratio": ours[name] / theirs[name] for name in ours}
+
+
+def bootstrap_intervals(ours: Scores, theirs: Scores, fid, resamples: int, seed: int = 0) -> dict[str, list[float]]:
+    """95% percentile intervals of every ratio: each method's images drawn again with replacement, per unit.
+
+    What the draw of seeds alone can move a ratio by, at this number of seeds.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def redraw(units: torch.Tensor) -> torch.Tensor:
+        index = []
+        for unit in units.unique():
+            rows = (units == unit).nonzero().flatten()
+            index.append(rows[torch.randint(len(rows), (len(rows),), generator=generator)])
+        return torch.cat(index)
+
+    draws = [ratios(summarise(ours, fid, redraw(ours.units)), summarise(theirs, fid, redraw(theirs.units)))
+             for _ in range(resamples)]
+    return {name: torch.tensor([d[name] for d in draws], dtype=torch.float64).quantile(
+        torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist() for name in draws[0]}
 
 
 def contact_sheet(rows: list[tuple[str, list[torch.Tensor]]], columns: list[str], path: Path, tile: int = 128) -> None:
@@ -179,6 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--seeds", type=int, default=4, help="at least 2 (the halves)")
     parser.add_argument("--train-iterations", type=int, default=300)
     parser.add_argument("--score-crops", type=int, default=64)
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap draws behind ci95")
     parser.add_argument("--out", type=Path, default=Path("fv_quality.png"), help="contact sheet PNG")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: a shared machine slows several threads down many times)")
@@ -186,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.smoke:
-        args.steps, args.size, args.seeds, args.train_iterations, args.score_crops = 3, 64, 2, 20, 4
+        args.steps, args.size, args.seeds, args.train_iterations, args.score_crops, args.resamples = 3, 64, 2, 20, 4, 20
     if args.seeds < 2:
         raise SystemExit("bench_fv_quality: --seeds must be at least 2 (Horama's two halves)")
     if not SPECTRUM.is_file():
@@ -218,11 +267,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 order.reverse()
             print(f"seed {seed} done", flush=True)
 
-    scores = {}
+    fid = fid_metric(natural)
+    scores = {method: score(model, runs, natural, args.score_crops) for method, runs in results.items()}
+    summaries = {method: summarise(scores[method], fid) for method in scores}
     for method, runs in results.items():
-        scores[method] = score(model, [r[2] for r in runs], [r[0] for r in runs], natural, args.score_crops)
         means = torch.stack([r[2].mean(dim=(1, 2)) for r in runs])
-        print(f"{method}: {json.dumps({k: round(v, 3) for k, v in scores[method].items()})}, "
+        print(f"{method}: {json.dumps({k: round(v, 3) for k, v in summaries[method].items()})}, "
               f"mean RGB {means.min().item():.2f}..{means.max().item():.2f}, {seconds[method]:.1f} s", flush=True)
     rows = []
     for (unit, seed, ours, ours_t), (_, _, theirs, theirs_t) in zip(results["ours"], results["horama"]):
@@ -231,12 +281,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             stretch_contrast(theirs), masked_image(stretch_contrast(theirs), theirs_t)]))
     contact_sheet(rows, ["ours", "ours masked", "Horama", "Horama masked"], args.out)
     print(f"contact sheet: {args.out}", flush=True)
-    halves = [score(model, [r[2] for r in runs], [r[0] for r in runs], natural, args.score_crops)
-              for runs in ([r for r in results["horama"] if r[1] % 2 == parity] for parity in (0, 1))]
-    ratios = {**{f"{name}_ratio": scores["ours"][name] / scores["horama"][name] for name in scores["ours"]},
-              "time_ratio": seconds["ours"] / seconds["horama"]}
-    summary = {**{k: round(v, 3) for k, v in ratios.items()},
-               "horama_halves": {f"{name}_ratio": round(halves[1][name] / halves[0][name], 3) for name in halves[0]},
+    horama = scores["horama"]
+    even, odd = (summarise(horama, fid, (horama.seeds % 2 == parity).nonzero().flatten()) for parity in (0, 1))
+    intervals = bootstrap_intervals(scores["ours"], horama, fid, args.resamples)
+    summary = {**{k: round(v, 3) for k, v in ratios(summaries["ours"], summaries["horama"]).items()},
+               "time_ratio": round(seconds["ours"] / seconds["horama"], 3),
+               "ci95": {k: [round(v, 3) for v in bounds] for k, bounds in intervals.items()},
+               "horama_halves": {k: round(v, 3) for k, v in ratios(odd, even).items()},
                "steps": args.steps, "size": args.size,
                "crops": args.crops, "seeds": args.seeds, "network_accuracy": round(accuracy, 3),
                "threads": torch.get_num_threads()}

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from .conftest import SHARED_SPECTRUM
@@ -11,12 +12,50 @@ from .conftest import SHARED_SPECTRUM
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_fv_quality.py"
 
 
-@pytest.mark.skipif(not SHARED_SPECTRUM.exists(), reason=f"the published spectrum is not at {SHARED_SPECTRUM}")
-def test_smoke_run_prints_every_ratio_and_saves_the_contact_sheet(tmp_path, capsys):
-    pytest.importorskip("horama", reason="the bench extra (horama) is not installed")
+def load_bench():
     spec = importlib.util.spec_from_file_location("bench_fv_quality", BENCH)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def scores(bench, own, margin, plausibility, features):
+    units = torch.arange(len(own)) % 2
+    return bench.Scores(units, torch.arange(len(own)) // 2, torch.tensor(own), torch.tensor(margin),
+                        torch.tensor(plausibility), features)
+
+
+def test_bootstrap_intervals_known_values():
+    bench = load_bench()
+    generator = torch.Generator().manual_seed(0)
+    natural = {0: torch.randn(50, 3, generator=generator), 1: torch.randn(50, 3, generator=generator) + 1}
+    fid = bench.fid_metric(natural)
+    features = torch.randn(4, 20, 3, generator=generator)
+    # every image of a method alike: each redraw has the same means, the interval is the ratio itself
+    ours = scores(bench, [6.0, 6.0, 6.0, 6.0], [3.0] * 4, [1.0] * 4, features)
+    theirs = scores(bench, [4.0] * 4, [2.0] * 4, [2.0] * 4, features)
+    intervals = bench.bootstrap_intervals(ours, theirs, fid, resamples=50)
+    assert intervals["own_logit_ratio"] == pytest.approx([1.5, 1.5])
+    assert intervals["margin_ratio"] == pytest.approx([1.5, 1.5])
+    assert intervals["plausibility_ratio"] == pytest.approx([0.5, 0.5])
+    # a method against itself: every interval holds 1; spread images: a wider interval
+    spread = scores(bench, [2.0, 4.0, 6.0, 8.0], [1.0, 2.0, 3.0, 4.0], [1.0, 1.5, 2.0, 2.5], features)
+    intervals = bench.bootstrap_intervals(spread, spread, fid, resamples=200)
+    for low, high in intervals.values():
+        assert low < 1 < high
+    # redraws stay within each unit: unit 0's own logits are 2 and 6, unit 1's 4 and 8, so a ratio of
+    # means lies within [(2 + 4) / (6 + 8), (6 + 8) / (2 + 4)]
+    low, high = intervals["own_logit_ratio"]
+    assert 6 / 14 <= low and high <= 14 / 6
+    # the whole set is the point estimate: FID against the natural images, the means
+    whole = bench.summarise(spread, fid)
+    assert whole["own_logit"] == 5.0 and whole["plausibility"] == 1.75 and whole["fid"] > 0
+
+
+@pytest.mark.skipif(not SHARED_SPECTRUM.exists(), reason=f"the published spectrum is not at {SHARED_SPECTRUM}")
+def test_smoke_run_prints_every_ratio_and_saves_the_contact_sheet(tmp_path, capsys):
+    pytest.importorskip("horama", reason="the bench extra (horama) is not installed")
+    bench = load_bench()
     sheet = tmp_path / "sheet.png"
     bench.main(["--smoke", "--out", str(sheet)])
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -24,6 +63,8 @@ def test_smoke_run_prints_every_ratio_and_saves_the_contact_sheet(tmp_path, caps
         assert last[key] > 0, last
         if key != "time_ratio":
             assert last["horama_halves"][key] > 0, last
+            low, high = last["ci95"][key]
+            assert 0 < low <= high, last
     assert last["seeds"] == 2
     with Image.open(sheet) as image:  # 4 units x 2 seeds rows, 4 columns of 128 px tiles
         assert image.size[1] > 8 * 128 and image.size[0] > 4 * 128
