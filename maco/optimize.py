@@ -6,7 +6,8 @@ are ImageNet output units (logits) by default, or any ``Objective`` list.
 
 All three share the loop ``_optimize``; they differ only in the image
 parameterization, the augmentation and the optimiser (as in the papers:
-MACO uses NAdam with lr 1.0 on the phase, Lucid uses Adam with lr 0.05).
+MACO uses NAdam with lr 1.0 on the phase, here annealed on a cosine, v5;
+Lucid uses Adam with lr 0.05).
 """
 from __future__ import annotations
 
