@@ -259,9 +259,8 @@ def test_the_screenshot_script_walks_every_page(bundle, tmp_path) -> None:  # no
     import subprocess
     import sys
 
-    script = SCRIPT
     size = f"{MIN_WINDOW['width']}x{MIN_WINDOW['height']}"
-    result = subprocess.run([sys.executable, str(script), "--bundle", str(bundle), "--out", str(tmp_path),
+    result = subprocess.run([sys.executable, str(SCRIPT), "--bundle", str(bundle), "--out", str(tmp_path),
                              "--size", size], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     measured = json.loads(result.stdout.strip().splitlines()[-1])
