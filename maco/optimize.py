@@ -156,11 +156,12 @@ def _visualizations(method, labels, seed, images, transparency, history, started
     ]
 
 
-MACO_ALGORITHM = "maco-study-maco/5"
+MACO_ALGORITHM = "maco-study-maco/6"
 """Recorded with every MACO output (run.json, bundle provenance). /1: raw phase, DC zeroed, uniform
 crops; /2: standardised phase, DC kept, centre-biased crops, even self-conjugate columns; /3: crop
 sides as Horama's, U[0.25, 0.30]; /4: a random carrier phase (no corner spike) and the spectrum's
-boundary cross removed; /5: the learning rate annealed on a cosine (docs/maco.md)."""
+boundary cross removed; /5: the learning rate annealed on a cosine; /6: crop centres ~N(0.5, 0.18), not 0.15
+(docs/maco.md)."""
 FREE_MAGNITUDE_LR = 0.05  # ablation only (magnitude_constraint=False): NAdam lr on the log-magnitude
 
 
@@ -196,7 +197,7 @@ def maco(
     """MACO (Fel et al. 2023): optimise the phase of a fixed natural-image magnitude spectrum.
 
     Per step and unit: ``crops`` random crops (side ~U[0.25, 0.30] of the
-    image, as Horama; ``crop_size`` is its mean and std; centre ~N(0.5, 0.15))
+    image, as Horama; ``crop_size`` is its mean and std; centre ~N(0.5, 0.18))
     resized to the model's input, plus uniform noise U(-noise, noise); the
     objective is averaged over the crops; NAdam on the standardised phase
     (``maco.parameterizations``), its lr annealed on a cosine from ``lr`` to
