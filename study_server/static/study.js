@@ -185,11 +185,13 @@ function trialsPage() {
     if (data.done) { window.location.replace(data.next); return; }
     trial = data.trial;
     $("phase").textContent = trial.practice ? `Practice round ${trial.practice_round}:` : "";
-    $("progress").textContent = `trial ${trial.progress.done + 1} of ${trial.progress.total}`;
+    // a pause or break page says itself how far the participant is; the corner names a trial only on one
+    const pausing = trial.pause && !resume;
+    $("progress").textContent = pausing ? "" : `trial ${trial.progress.done + 1} of ${trial.progress.total}`;
     const urls = [trial.base, trial.left, trial.right, ...trial.references];
     const loading = Promise.all(urls.map(loadImage));
     loading.catch(() => {});
-    if (trial.pause && !resume) {
+    if (pausing) {
       clearTimeout(slow); $("loading").hidden = true;
       await pause(trial.pause, trial.progress);
       return next(true);  // the server's clock starts again now

@@ -82,6 +82,8 @@ def test_one_participant_in_chromium(live_server, tmp_path: Path) -> None:  # no
         # pause page before the main trials wait for their button
         trial_ready = ".answers button:enabled, #finish, #feedback-next:visible, #pause-continue:visible"
         while (ready := page.wait_for_selector(trial_ready, timeout=20_000).get_attribute("id")) != "finish":
+            if ready == "pause-continue":  # the page says how far along; the corner names no trial
+                assert page.text_content("#progress") == ""
             if ready in ("feedback-next", "pause-continue"):
                 page.click(f"#{ready}")
                 page.wait_for_selector(f"#{ready}", state="hidden")
@@ -94,6 +96,9 @@ def test_one_participant_in_chromium(live_server, tmp_path: Path) -> None:  # no
                 assert next(t.position for t in db_state()[1] if t.answer_id is None) == before
                 page.screenshot(path=str(tmp_path / "trial.png"))
             current = next(t for t in db_state()[1] if t.answer_id is None)
+            done_before = sum(t.answer_id is not None and t.kind != "practice" for t in db_state()[1])
+            if current.kind != "practice":
+                assert page.text_content("#progress") == f"trial {done_before + 1} of 10"
             if answers % 2 == 0:  # keyboard: 1 = left very sure ... 6 = right very sure
                 page.keyboard.press("1" if current.correct_side == "left" else "6")
             else:  # mouse
