@@ -59,7 +59,11 @@ def serve(bundle: str, db_url: str, host: str, port: int, workers: int, threads:
     os.environ["MACO_DATABASE_URL"] = db_url
     os.environ["MACO_BUNDLE_DIR"] = str(Path(bundle).resolve())
     options = {"bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
-               "keepalive": 30}  # browsers keep connections open between answers
+               "keepalive": 30,  # browsers keep connections open between answers
+               # gunicorn's control socket (for gunicornc) has one path per user: a second server on the
+               # machine (a pilot beside the study, the demo) would take it over, and the first to stop
+               # would delete it. The study is stopped with SIGTERM (docs/study-server.md).
+               "control_socket_disable": True}
     if access_log:
         # Off by default: it costs about a tenth of a worker's CPU, and the answers, errors and
         # participants' progress are in the database and the error log anyway. Without the query

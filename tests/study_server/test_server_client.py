@@ -116,3 +116,26 @@ def test_launcher_says_why_the_server_did_not_start(tmp_path: Path) -> None:
     with pytest.raises(ServerStartError, match="exited with status [1-9]") as refused:
         ServerProcess(tmp_path / "no-bundle", f"sqlite:///{tmp_path / 'study.db'}", log=log, timeout_s=60)
     assert str(log) in str(refused.value) and "no-bundle" in str(refused.value)  # its log's last lines
+
+
+def test_two_servers_on_one_machine_leave_no_shared_control_socket(bundle: Path, tmp_path: Path) -> None:
+    # gunicorn puts its control socket at one path per user ($XDG_RUNTIME_DIR or ~/.gunicorn)
+    home, runtime = tmp_path / "home", tmp_path / "run"
+    home.mkdir()
+    runtime.mkdir()
+    env = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "MACO_SECRET_KEY": "k" * 64}
+    servers = [ServerProcess(bundle, f"sqlite:///{tmp_path / f'study{n}.db'}", env=env, log=tmp_path / f"{n}.log",
+                             timeout_s=60) for n in range(2)]
+    try:
+        assert all(answered_ok(server.url) for server in servers)
+        assert list(runtime.iterdir()) == [] and list(home.iterdir()) == []
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def answered_ok(url: str) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/", timeout=10) as reply:
+        return reply.status == 200
