@@ -12,7 +12,7 @@ def test_maco_settings_are_the_papers():
     defaults = method_defaults("maco")
     assert (defaults["steps"], defaults["size"], defaults["crops"], defaults["lr"]) == (256, 512, 6, 1.0)
     assert defaults["noise"] == 0.05 and defaults["magnitude_constraint"] is True
-    assert (T.CROP_MEAN, T.CROP_STD, T.CROP_CENTRE_STD) == (0.275, 0.0144, 0.18)  # sides as Horama's
+    assert (T.CROP_MEAN, T.CROP_STD, T.CROP_CENTRE_STD) == (0.275, 0.0144, 0.18)  # sides as Horama's; centres wider (v6)
 
 
 def test_crop_sides_follow_the_clipped_normal_and_centres_gather_in_the_middle():
