@@ -63,9 +63,12 @@ def small_cnn(widths: tuple[int, ...], kernel: int) -> nn.Module:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, len(PHOTOS)))
 
 
-def train(name: str, net: nn.Module, sources: list[Image.Image], steps: int, seed: int) -> Model:
+def train(name: str, widths: tuple[int, ...], kernel: int, sources: list[Image.Image], steps: int,
+          seed: int) -> Model:
+    """A ``small_cnn`` trained on crops of ``sources``; the seed fixes its initial weights and its crops."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
+    net = small_cnn(widths, kernel)
     model = Model(net=net, name=name, input_size=INPUT, mean=(0.5,) * 3, std=(0.25,) * 3,
                   weights=f"trained here ({steps} steps)", num_classes=len(PHOTOS))
     net.train()
@@ -106,10 +109,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     sources = photos()
-    network = train("cnn", small_cnn((16, 32, 64), 3), sources, args.train_steps, seed=0)
-    transfer = {"wide": train("wide", small_cnn((24, 48), 5), sources, args.train_steps, seed=1),
-                "deep": train("deep", small_cnn((16, 16, 32, 64), 3), sources, args.train_steps, seed=2)}
-    fid_network = train("fid", small_cnn((32, 64, 96), 3), sources, args.train_steps, seed=3)
+    network = train("cnn", (16, 32, 64), 3, sources, args.train_steps, seed=0)
+    transfer = {"wide": train("wide", (24, 48), 5, sources, args.train_steps, seed=1),
+                "deep": train("deep", (16, 16, 32, 64), 3, sources, args.train_steps, seed=2)}
+    fid_network = train("fid", (32, 64, 96), 3, sources, args.train_steps, seed=3)
     rng = random.Random(4)
     natural = {u: [random_crop(p, rng) for _ in range(args.natural)] for u, p in enumerate(sources)}
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -2,11 +2,14 @@
 with one JSON line whose figures make sense. Speed itself is never asserted (benchmarks/RESULTS.md)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -64,6 +67,22 @@ def test_bench_evaluate_smoke(tmp_path) -> None:
     assert set(result["tables"]) == {"maco", "olah", "maco-no-transparency", "natural"}
     assert all(result["tables"][name]["plausibility"] > 0 for name in ("maco", "olah"))
     assert (tmp_path / "contact_sheet.png").is_file() and "## Table 3" in (tmp_path / "tables.md").read_text()
+
+
+def test_bench_evaluate_networks_are_the_same_every_run() -> None:
+    # the seed fixes the initial weights too (they were drawn before it: every run trained other networks)
+    spec = importlib.util.spec_from_file_location("bench_evaluate", BENCHMARKS / "bench_evaluate.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    sources = bench.photos()
+
+    def weights(seed: int) -> list[torch.Tensor]:
+        torch.randn(5)  # whatever ran before moved the global generator
+        return list(bench.train("cnn", (8, 16), 3, sources, 2, seed=seed).net.parameters())
+
+    first = weights(0)
+    assert all(torch.equal(p, q) for p, q in zip(first, weights(0)))
+    assert not torch.equal(first[0], weights(1)[0])
 
 
 def test_bench_concepts_smoke() -> None:
