@@ -191,6 +191,7 @@ def maco(
     seed: int = 0,
     spectrum: Spectrum | None = None,
     magnitude_constraint: bool = True,
+    random_carrier: bool = True,
     progress: bool = True,
     callback: StepCallback | None = None,
 ) -> list[Visualization]:
@@ -206,7 +207,10 @@ def maco(
 
     Ablations (the paper's Table 3): ``magnitude_constraint=False`` optimises
     the magnitude too (its log, from the spectrum); ``crops=0`` feeds the whole
-    image, resized; ``noise=0`` adds none. These defaults are the only ones:
+    image, resized; ``noise=0`` adds none. ``random_carrier=False`` drops
+    the fixed random carrier phase (v4), as the references: their corner
+    spike comes back (on whole images it scored higher; docs/maco.md, "The
+    carrier, measured again"). These defaults are the only ones:
     ``method_defaults("maco")`` gives them to the CLI and to study.toml.
     """
     objectives, labels = _objectives(model, units, objectives)
@@ -221,6 +225,8 @@ def maco(
     layout = SpectralLayout.of(size, size, device)
     magnitude = layout.even(spectrum.magnitude.to(device))
     phase, carrier = maco_init(len(objectives), size, size, generator)
+    if not random_carrier:
+        carrier = torch.zeros_like(carrier)
     phase.requires_grad_()
     groups = [{"params": [phase], "lr": lr}]
     if magnitude_constraint:

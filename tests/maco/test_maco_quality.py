@@ -86,6 +86,22 @@ def test_the_carrier_removes_the_references_corner_spike():
 
 
 @needs_shared
+def test_random_carrier_false_brings_the_corner_spike_back(tiny_model):
+    """maco(random_carrier=False) starts from the references' image: its corner holds several times its area's share
+    (a tiny lr: the image as drawn)."""
+    spectrum = load_spectrum(SHARED_SPECTRUM)
+    area = (16 / 128) ** 2
+
+    def corner_share(random_carrier: bool, seed: int) -> float:
+        runs = maco(tiny_model, [0, 1, 2, 3], steps=1, lr=1e-3, size=128, spectrum=spectrum, seed=seed,
+                    random_carrier=random_carrier, progress=False)
+        return sum(corner_energy_share(v.image - v.image.mean(dim=(-2, -1), keepdim=True), 8) for v in runs) / 4
+
+    for seed in (0, 1):
+        assert corner_share(False, seed) > 4 * area and corner_share(True, seed) < 2.5 * area
+
+
+@needs_shared
 def test_constraint_holds_at_every_step_of_a_run(tiny_model):
     size = 48
     spectrum = load_spectrum(SHARED_SPECTRUM)
