@@ -126,16 +126,10 @@ def test_two_servers_on_one_machine_leave_no_shared_control_socket(bundle: Path,
     env = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime), "MACO_SECRET_KEY": "k" * 64}
     servers = [ServerProcess(bundle, f"sqlite:///{tmp_path / f'study{n}.db'}", env=env, log=tmp_path / f"{n}.log",
                              timeout_s=60) for n in range(2)]
-    try:
-        assert all(answered_ok(server.url) for server in servers)
+    try:  # each has answered (ServerProcess waits for it) and both still run
+        assert all(server.process.poll() is None for server in servers)
         assert list(runtime.iterdir()) == [] and list(home.iterdir()) == []
     finally:
         for server in servers:
             server.stop()
 
-
-def answered_ok(url: str) -> bool:
-    import urllib.request
-
-    with urllib.request.urlopen(url + "/", timeout=10) as reply:
-        return reply.status == 200
