@@ -40,14 +40,15 @@ def build_test_bundle(
 
     occluder_size = max(1, int(image_size * 0.4))
 
-    def make_pair(pair_id: str, unit: str) -> QueryPair:
+    def make_pair(pair_id: str, unit: str, catch: bool = False) -> QueryPair:
+        """Two occluded copies of a new photo; a catch trial's second (wrong) one of another photo."""
         base = random_image()
         occluders = []
         images = []
-        for _ in range(2):
+        for k in range(2):
             occ = Occluder(rng.randrange(image_size - occluder_size + 1),
                            rng.randrange(image_size - occluder_size + 1), occluder_size)
-            occluded = base.copy()
+            occluded = random_image() if catch and k == 1 else base.copy()
             ImageDraw.Draw(occluded).rectangle(
                 (occ.x, occ.y, occ.x + occ.size - 1, occ.y + occ.size - 1),
                 fill=tuple(rng.randrange(256) for _ in range(3)))
@@ -87,7 +88,7 @@ def build_test_bundle(
     query_pairs = [make_pair(f"q-{u.network}-{u.class_index}-{k}", u.key)
                    for u in units for k in range(pairs_per_unit)]
     practice = [make_pair(f"practice-{k}", units[k % len(units)].key) for k in range(n_practice)]
-    catch = [make_pair(f"catch-{k}", units[k % len(units)].key) for k in range(n_catch)]
+    catch = [make_pair(f"catch-{k}", units[k % len(units)].key, catch=True) for k in range(n_catch)]
     manifest = Manifest(
         study=study, networks=net_list, units=units, conditions=list(conditions),
         references=references, query_pairs=query_pairs, practice_trials=practice,

@@ -14,7 +14,7 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Mapping
+from typing import Mapping, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session
 from stimuli.manifest import Manifest
 
 from .models import Participant, QueryPair, Trial, Unit
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -122,20 +124,28 @@ def start_practice_round(session: Session, ctx: StudyContext, participant: Parti
                 practice_round=participant.practice_round)
 
 
+def spread_catch(rng: random.Random, main: list[T], catch: list[T]) -> list[tuple[str, T]]:
+    """The main trials in their order with the catch trials spread in: the main trials cut into
+    len(catch) equal stretches, one catch trial right after a random main trial of each. So a catch
+    trial is never the first trial after practice (it would test attention before any was needed,
+    and read as a broken first trial), and never follows another one. Needs len(catch) <= len(main)
+    (stimuli.manifest refuses a bundle with more)."""
+    plan: list[tuple[str, T]] = [("main", p) for p in main]
+    for k, pair in reversed(list(enumerate(catch))):  # from the back: earlier indices stay valid
+        lo = math.floor(k * len(main) / len(catch))
+        hi = math.floor((k + 1) * len(main) / len(catch))
+        plan.insert(rng.randint(lo, hi - 1) + 1, ("catch", pair))
+    return plan
+
+
 def start_main(session: Session, ctx: StudyContext, participant: Participant, start_position: int) -> None:
     """Main trials, all networks interleaved in a per-participant random order, catch trials spread in."""
     rng = random.Random(f"{participant.plan_seed}:main")
     main = _pairs(session, ctx, "main")
     rng.shuffle(main)
     main = main[: ctx.manifest.protocol.main_trials_per_participant or len(main)]
-    plan: list[tuple[str, QueryPair]] = [("main", p) for p in main]
     catch = _pairs(session, ctx, "catch")
     rng.shuffle(catch)
-    # one catch trial at a random place in each of len(catch) equal stretches
-    for k, pair in reversed(list(enumerate(catch))):
-        lo = math.floor(k * len(main) / len(catch))
-        hi = math.floor((k + 1) * len(main) / len(catch))
-        plan.insert(rng.randint(lo, hi), ("catch", pair))
-    _add_trials(session, participant, plan, start_position, rng)
+    _add_trials(session, participant, spread_catch(rng, main, catch), start_position, rng)
 
 

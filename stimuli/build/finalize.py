@@ -13,7 +13,7 @@ from ..pool import Pool, TopK
 from ..quality import summarize
 from .plan import Piece
 from .store import PieceStore
-from .trials import make_trials
+from .trials import check_copies, make_trials
 
 SOFTWARE = ("maco-study", "torch", "timm", "numpy", "pillow", "scikit-image")  # versions in the provenance
 
@@ -113,4 +113,5 @@ def check_bundle(bundle: str | Path) -> mf.Manifest:
         for condition in manifest.conditions:
             if condition != "none" and (unit.key, condition) not in have:
                 raise mf.ManifestError(f"references: unit {unit.key} has no {condition} references")
+    check_copies(Path(bundle), manifest)
     return manifest

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from .. import manifest as mf
+from ..manifest.schema import KIND_FIELDS
 from ..config import StimuliError, StudyConfig
 from ..models import StudyModel
 from ..occlusion import query_pair
@@ -141,3 +142,44 @@ def catch_trials(out: Path, config: StudyConfig, models: dict[str, StudyModel], 
         raise StimuliError(f"catch.trials: only {len(trials)} catch trials could be built; "
                            "raise query.top_k or lower catch.trials")
     return sorted(trials, key=lambda t: t.id)
+
+
+# What the instructions promise, checked on the pixels by `stimuli check`: in a practice or main trial
+# both options are copies of the base photo (they differ from it only under their occluder); in a
+# catch trial only the correct one is, the other shows another photo, so the answer is obvious to
+# anyone who looks, with or without references (the design: docs/stimuli.md).
+COPY_TOLERANCE = 8  # 0-255: PNG rounding of the same pixels stays far below, another photo far above
+COPY_FRACTION = 0.95  # of the pixels outside the occluder that must match the base's
+
+
+def is_copy(base: np.ndarray, image: np.ndarray, occluder: mf.Occluder) -> bool:
+    """Whether `image` is `base` with only the square `occluder` changed (HxWx3 uint8 arrays)."""
+    if base.shape != image.shape:
+        return False
+    outside = np.ones(base.shape[:2], dtype=bool)
+    outside[occluder.y:occluder.y + occluder.size, occluder.x:occluder.x + occluder.size] = False
+    same = np.abs(base.astype(np.int16) - image.astype(np.int16)).max(axis=2) <= COPY_TOLERANCE
+    return bool(same[outside].mean() >= COPY_FRACTION) if outside.any() else True
+
+
+def check_copies(bundle: Path, manifest: mf.Manifest) -> None:
+    """ManifestError for a trial whose options break the rule above (naming the trial)."""
+    def pixels(image_id: str) -> np.ndarray:
+        with Image.open(mf.image_path(bundle, image_id)) as png:
+            return np.asarray(png.convert("RGB"))
+
+    for kind, pair in manifest.all_query_pairs():
+        where = f"{KIND_FIELDS[kind]}: {pair.id}"
+        base = pixels(pair.base_image)
+        correct_occluder = pair.occluder_a if pair.correct == "a" else pair.occluder_b
+        wrong_occluder = pair.occluder_b if pair.correct == "a" else pair.occluder_a
+        if not is_copy(base, pixels(pair.correct_image), correct_occluder):
+            raise mf.ManifestError(f"{where}: the correct image is not a copy of the base photo "
+                                   "outside its occluder")
+        wrong_is_copy = is_copy(base, pixels(pair.wrong_image), wrong_occluder)
+        if kind == "catch" and wrong_is_copy:
+            raise mf.ManifestError(f"{where}: the wrong image is a copy of the base photo, so the catch "
+                                   "trial is not obvious: its wrong image must show another photo")
+        if kind != "catch" and not wrong_is_copy:
+            raise mf.ManifestError(f"{where}: the wrong image is not a copy of the base photo outside "
+                                   "its occluder (only a catch trial shows another photo)")

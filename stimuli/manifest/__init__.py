@@ -48,7 +48,8 @@ key is ``<network>:<class_index>``; every non-``none`` condition has exactly
 one reference set per unit used in any trial, ``none`` has none; a
 ``maco_mask`` set's ``source_images`` equal the ``maco`` set's images (same
 MACO images, masked renderings); no query image (base, a, b) is shown by trials of two
-kinds (practice, main, catch); ``activation_max >= activation_min`` for the
+kinds (practice, main, catch); no more catch trials than main trials per participant (each
+follows a main trial of its own); ``activation_max >= activation_min`` for the
 correct image being the argmax; occluders lie inside the base image; every
 image referenced is listed in ``images``, every listed image exists on disk
 (and, with ``verify_hashes=True``, hashes to its id).

@@ -258,6 +258,12 @@ def _check_consistency(m: Manifest) -> None:
                                         f"{base.width}x{base.height} base image")
     if not m.query_pairs:
         raise ManifestError("query_pairs: must not be empty")
+    main_per_participant = min(m.protocol.main_trials_per_participant or len(m.query_pairs), len(m.query_pairs))
+    if len(m.catch_trials) > main_per_participant:
+        # the server puts each catch trial right after a main trial of its own (study_server.plan)
+        raise ManifestError(f"catch_trials: {len(m.catch_trials)} catch trials but {main_per_participant} main "
+                            "trials per participant: a catch trial is never the first trial nor follows "
+                            "another, so there can be no more catch than main trials")
     _check_no_image_shared_between_kinds(m)
 
     referenced = m.referenced_images()

@@ -101,6 +101,9 @@ def test_correct_image_is_the_argmax(bundle: Path) -> None:
      "catch_trials: catch-0 shows image"),
     (lambda d: d["query_pairs"][1].update(base_image=d["practice_trials"][1]["base_image"]),
      "query_pairs: q-vgg16-"),
+    # each catch trial follows a main trial of its own: never first, never two in a row
+    (lambda d: d["protocol"].update(main_trials_per_participant=1),
+     "catch_trials: 2 catch trials but 1 main trials per participant"),
 ])
 def test_errors_name_the_broken_field(bundle: Path, tmp_path: Path, edit, message: str) -> None:
     with pytest.raises(ManifestError, match=_escape(message)):
