@@ -6,7 +6,7 @@ from typing import Any
 
 from study_protocol.study import CONDITIONS
 
-from .manifest import Manifest, Network, Occluder, QueryPair, ReferenceSet, Unit, add_image, write_manifest
+from .manifest import Manifest, Network, Occluder, Protocol, QueryPair, ReferenceSet, Unit, add_image, write_manifest
 
 
 def build_test_bundle(
@@ -18,11 +18,15 @@ def build_test_bundle(
     conditions: tuple[str, ...] = CONDITIONS,
     n_references: int = 9,
     n_practice: int = 2,
+    practice_per_round: int | None = None,
     n_catch: int = 2,
     image_size: int = 32,
     seed: int = 0,
 ) -> Manifest:
-    """Write a small valid bundle of random-colour images and return its manifest."""
+    """Write a small valid bundle of random-colour images and return its manifest.
+
+    With `practice_per_round` the n_practice practice pairs are max_practice_rounds (3) rounds of
+    that many (as the build makes them); without, every round shows all of them (older bundles)."""
     import random
 
     from PIL import Image, ImageDraw
@@ -92,7 +96,7 @@ def build_test_bundle(
     manifest = Manifest(
         study=study, networks=net_list, units=units, conditions=list(conditions),
         references=references, query_pairs=query_pairs, practice_trials=practice,
-        catch_trials=catch,
+        catch_trials=catch, protocol=Protocol(practice_trials_per_round=practice_per_round),
         provenance={"created_at": "2026-01-01T00:00:00Z", "config": {"generator": "build_test_bundle",
                     "seed": seed}, "software": {"maco-study": "test"}})
     write_manifest(bundle_dir, manifest)

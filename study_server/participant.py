@@ -110,6 +110,7 @@ def _page_context(participant: Participant) -> dict[str, Any]:
         context["n_main"] = (manifest.protocol.main_trials_per_participant or len(manifest.query_pairs)) \
             + len(manifest.catch_trials)
         context["break_every"] = cfg["BREAK_EVERY"]
+        context["fresh_practice"] = manifest.protocol.practice_trials_per_round is not None
     elif participant.stage == "done":
         context.update(_completion(participant, cfg["COMPLETION_CODE"]))
     elif participant.stage == "returned":

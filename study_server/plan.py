@@ -1,8 +1,9 @@
 """A participant's trial plan, and the opaque ids under which the browser gets its images.
 
-Practice comes in rounds; each round is drawn afresh (order and sides from the round's own seed)
-and its images get ids of their own, so a repeated round cannot be passed by remembering the
-image URLs or the sides the previous round's feedback showed. Main trials of all networks are
+Practice comes in rounds; each round shows its own pictures (the bundle's practice trials come in
+rounds: stimuli.manifest), is drawn afresh (order and sides from the round's own seed) and its images
+get ids of their own, so a repeated round cannot be passed by remembering the pictures, the image
+URLs or the sides the previous round's feedback showed. Main trials of all networks are
 interleaved in a per-participant order, catch trials spread among them.
 """
 from __future__ import annotations
@@ -114,7 +115,10 @@ def trial_images(ctx: StudyContext, condition: str, trial: Trial) -> list[str]:
 def start_practice_round(session: Session, ctx: StudyContext, participant: Participant,
                           start_position: int) -> None:
     participant.practice_round += 1
-    pairs = _pairs(session, ctx, "practice")
+    # this round's pairs: a slice of the bundle's practice trials, new pictures in every round
+    wanted = {p.id for p in ctx.manifest.protocol.practice_round(ctx.manifest.practice_trials,
+                                                                 participant.practice_round)}
+    pairs = [p for p in _pairs(session, ctx, "practice") if p.pair_key in wanted]
     if not pairs:
         start_main(session, ctx, participant, start_position)
         return

@@ -27,7 +27,8 @@ def finalize(store: PieceStore, config: StudyConfig, models: dict[str, StudyMode
         study=config.name, networks=networks(config, models), units=units(config, models),
         conditions=list(config.conditions), references=reference_sets(store, config, pieces["references"]),
         query_pairs=main, practice_trials=practice, catch_trials=catch,
-        protocol=mf.Protocol(config.main_trials_per_participant, config.practice.max_rounds),
+        protocol=mf.Protocol(config.main_trials_per_participant, config.practice.max_rounds,
+                             config.practice.trials or None),
         provenance=provenance(store, config, pool, topk, pieces["references"]))
     path = mf.write_manifest(store.out, manifest)
     for stale in (store.out / mf.IMAGES_DIR).glob(".*.tmp"):  # left by a killed build

@@ -57,11 +57,12 @@ def make_trials(out: Path, config: StudyConfig, models: dict[str, StudyModel], q
     main_files = {q["file"] for key, q in queries.items() if key[2] < config.query.per_unit}
     spare = {key: q for key, q in queries.items()
              if key[2] >= config.query.per_unit and q["file"] not in main_files}
-    if len(spare) < config.practice.trials + config.catch.trials:
+    n_practice = config.practice.trials * config.practice.max_rounds  # new pictures in every round
+    if len(spare) < n_practice + config.catch.trials:
         raise StimuliError(
-            f"query.top_k: {len(spare)} spare images that no main trial shows, but practice.trials "
-            f"+ catch.trials = {config.practice.trials + config.catch.trials}; raise query.top_k")
-    practice_keys = select_practice(spare, config.practice.trials)
+            f"query.top_k: {len(spare)} spare images that no main trial shows, but practice.trials x "
+            f"practice.max_rounds + catch.trials = {n_practice + config.catch.trials}; raise query.top_k")
+    practice_keys = practice_rounds(select_practice(spare, n_practice), config.practice.max_rounds)
     practice = [make_pair(config.seed, f"practice-{n}-{u}-{r}", n, u, spare[(n, u, r)])
                 for n, u, r in practice_keys]
     # a catch trial's photo is no practice or main trial's photo (their base image would be the same)
@@ -97,16 +98,29 @@ def make_pair(seed: int, pair_id: str, network: str, unit: int, q: dict[str, Any
 
 
 def select_practice(spare: dict[tuple, dict[str, Any]], count: int) -> list[tuple]:
-    """The easiest spare pairs (largest relative difference), one per unit before repeating."""
+    """The easiest spare pairs (largest relative difference), one per unit before repeating, each
+    of its own photo (a photo can rank high for two units; it must not come back in a later round)."""
     ranked = sorted(spare, key=lambda k: (-spare[k]["relative_difference"], k))
     chosen: list[tuple] = []
     used_units: set[tuple] = set()
-    for key in ranked:
-        if len(chosen) < count and key[:2] not in used_units:
-            chosen.append(key)
-            used_units.add(key[:2])
-    chosen += [k for k in ranked if k not in chosen][:count - len(chosen)]
+    used_files: set[str] = set()
+    for new_units_only in (True, False):
+        for key in ranked:
+            if len(chosen) < count and spare[key]["file"] not in used_files and not (
+                    new_units_only and key[:2] in used_units):
+                chosen.append(key)
+                used_units.add(key[:2])
+                used_files.add(spare[key]["file"])
+    if len(chosen) < count:
+        raise StimuliError(f"practice: only {len(chosen)} spare photos for {count} practice trials "
+                           "(practice.trials x practice.max_rounds); raise query.top_k")
     return chosen
+
+
+def practice_rounds(keys: list[tuple], rounds: int) -> list[tuple]:
+    """`keys` (easiest first) dealt into `rounds` rounds of equal difficulty, round after round:
+    round r gets the r-th, (r + rounds)-th... easiest (the manifest's practice_trials order)."""
+    return [key for r in range(rounds) for key in keys[r::rounds]]
 
 
 def catch_trials(out: Path, config: StudyConfig, models: dict[str, StudyModel], candidates: QueryRecords,

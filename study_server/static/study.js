@@ -310,7 +310,7 @@ function trialsPage() {
     const favoured = result.correct_side;
     const figure = $(`${favoured}-choice`);
     const messages = {
-      repeat: " Not every practice answer was right, so the practice starts again (in a new order).",
+      repeat: " Not every practice answer was right, so another practice round follows.",
       passed: " That was the last practice trial.",
       continue: " That was the last practice trial.",
     };
