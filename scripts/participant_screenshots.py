@@ -112,8 +112,10 @@ def measure(page: Page, prefix: str) -> None:
         sizes[f"{prefix}reference_vs_old"] = round(tile / OLD_REFERENCE_PX, 2)
 
 
-def save(page: Page, out: Path, name: str) -> None:
-    if page.evaluate(SCROLLS):
+def save(page: Page, out: Path, name: str, layout: bool = True) -> None:
+    """The page as a PNG; with `layout`, noted in `scrolling` when it does not fit (a window under
+    the minimum, where the overlay covers a trial that cannot fit, is saved without)."""
+    if layout and page.evaluate(SCROLLS):
         scrolling.append(name)
     path = out / f"participant-{name}.png"
     page.screenshot(path=str(path))
@@ -189,7 +191,7 @@ def window_and_time_out(browser, base_url: str, viewport: dict[str, int], pids: 
     page.wait_for_selector(READY)
     page.set_viewport_size({"width": 900, "height": 560})
     page.wait_for_selector("#window-overlay:visible")
-    save(page, out, f"17-overlay-small-window-900x560{suffix}")
+    save(page, out, f"17-overlay-small-window-900x560{suffix}", layout=False)
     page.set_viewport_size(viewport)
     page.wait_for_selector(READY)
     tablet = browser.new_context(viewport=viewport, user_agent=TABLET_AGENT, has_touch=True).new_page()
@@ -217,10 +219,10 @@ def phone_pages(browser, base_url: str, pids: Iterator[str], out: Path) -> None:
     computer.wait_for_selector(READY)
     phone.goto(f"{base_url}/start?PROLIFIC_PID={prolific_pid}&STUDY_ID=s&SESSION_ID=x")
     phone.wait_for_selector("#window-overlay:visible")
-    save(phone, out, "20-phone-overlay-390x844")
+    save(phone, out, "20-phone-overlay-390x844", layout=False)
     phone.click("#overlay-give-up")
     phone.wait_for_selector("#confirm-end[open]")
-    save(phone, out, "21-phone-confirm-390x844")
+    save(phone, out, "21-phone-confirm-390x844", layout=False)
     phone.click("#confirm-no")
     time_out(prolific_pid)
     phone.reload()
