@@ -126,11 +126,16 @@ def test_a_phone_after_the_check_on_a_computer_gets_the_overlay_and_stores_no_ta
     overlay = phone.wait_for_selector("#window-overlay", state="visible")
     assert "Please continue on a computer" in overlay.text_content()
     assert phone.text_content("#overlay-give-up") == "I cannot use a computer"
-    phone.wait_for_selector("#trial", state="visible")  # the images are there, under the overlay
-    phone.touchscreen.tap(*_centre(phone, '.answers button[data-side="left"][data-confidence="3"]'))
-    phone.touchscreen.tap(*_centre(phone, '.answers button[data-side="right"][data-confidence="3"]'))
+    phone.wait_for_load_state("networkidle")  # the trial was sent: it lies under the overlay, not laid out
+    assert phone.locator(".board").is_hidden()
+    for x in (20, 195, 370):  # taps all over the screen, where the answer buttons would be included
+        for y in (100, 420, 700, 830):
+            phone.touchscreen.tap(x, y)
     phone.wait_for_timeout(500)
     assert _answered(app, pid) == []
+    # the overlay fits the phone's screen: nothing wider than it
+    box = phone.locator("#window-overlay .panel").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["y"] >= 0
 
 
 def test_every_ending_asks_for_confirmation(served, browser) -> None:  # noqa: ANN001
