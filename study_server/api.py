@@ -98,7 +98,7 @@ def device_give_up():  # noqa: ANN201
 def trials_give_up():  # noqa: ANN201
     """The trials page's window overlay: "I cannot enlarge my window / use a computer"."""
     _body()
-    return _step(flow.give_up_device)
+    return _step(lambda p: flow.give_up_device(p, "trials"))
 
 
 @api_bp.post("/instructions")

@@ -172,12 +172,10 @@ def check_device(session: Session, ctx: StudyContext, participant: Participant, 
     participant.instructions_shown_at = utcnow()
 
 
-GIVE_UP_STAGES = ("device", "trials")  # where "I cannot use a computer / enlarge my window" is offered
-
-
-def give_up_device(participant: Participant) -> None:
-    if participant.stage not in GIVE_UP_STAGES:
-        raise FlowError(f"this step is not available now (current step: {participant.stage})")
+def give_up_device(participant: Participant, stage: str = "device") -> None:
+    """"I cannot use a computer / enlarge my window", offered in `stage`: the screen check, or the
+    trials page's window overlay (each by its own endpoint, as stages.py lists them)."""
+    _require_stage(participant, stage)
     _return(participant, NO_DEVICE)
 
 

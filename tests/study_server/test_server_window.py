@@ -69,6 +69,11 @@ def test_the_trials_page_can_end_the_study_for_want_of_a_device(app, walker) -> 
     done.answer_all()
     assert done.post("/api/trials/give-up", {}).status_code == 409
     assert done.participant().status == "in_progress"
+    # and the screen check's endpoint is the screen check's only
+    w = walker()
+    w.to_trials()
+    assert w.post("/api/device/give-up", {}).status_code == 409
+    assert w.participant().stage == "trials"
 
 
 def _silence(app, pid: str, hours: float) -> None:  # noqa: ANN001
