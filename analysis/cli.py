@@ -60,10 +60,14 @@ def _levels(text: str | None) -> list[str] | None:
 @click.option("--max-practice-rounds", type=int, default=DEFAULT_RULES.max_practice_rounds, show_default=True)
 @click.option("--side-check/--no-side-check", default=True, show_default=True,
               help="Exclude participants who answered on one side only.")
+@click.option("--min-window-width", type=int, default=DEFAULT_RULES.min_window_width, show_default=True,
+              help="Exclude participants with an answer given in a narrower browser window (CSS px).")
+@click.option("--min-window-height", type=int, default=DEFAULT_RULES.min_window_height, show_default=True,
+              help="Exclude participants with an answer given in a lower browser window (CSS px).")
 def analyze(responses, out, engine, query, ref_condition, ref_network, interaction, random_slopes,
             slope_correlations, prior, conditions, networks, vit, contrasts, allow_unconverged, min_participants,
             min_rt_ms, min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, max_practice_rounds,
-            side_check):
+            side_check, min_window_width, min_window_height):
     """Analyse an export (CSV file or database URL) into a report folder.
 
     Writes fixed_effects.csv, contrasts.csv, descriptives.csv, exclusions.csv,
@@ -76,7 +80,7 @@ def analyze(responses, out, engine, query, ref_condition, ref_network, interacti
     from analysis.report import file_sha256, trusted, verdict, write_report
 
     rules = ExclusionRules(min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, side_check,
-                           max_practice_rounds, min_rt_ms)
+                           max_practice_rounds, min_rt_ms, min_window_width, min_window_height)
     spec = ModelSpec(ref_condition, ref_network, interaction, random_slopes=random_slopes,
                      slope_correlations=slope_correlations, prior=prior)
     try:

@@ -47,6 +47,10 @@ def participant_table(df: pd.DataFrame, rules: ExclusionRules = ExclusionRules()
     people["catch_accuracy"] = people["n_catch_correct"] / people["n_catch"].replace(0, np.nan)
     sides = df[kind.eq("main")].groupby("participant_id")["chosen_side"].nunique()
     people["sides_used"] = sides.reindex(people.index, fill_value=0)
+    # every exported row is an answer; a window not recorded (an older export) breaks no rule
+    small = ((df["window_width"] < rules.min_window_width) | (df["window_height"] < rules.min_window_height))
+    small = small.fillna(False).astype(bool)
+    people["small_window_answers"] = small.groupby(df["participant_id"]).sum().reindex(people.index, fill_value=0)
 
     total_s = people["total_ms"] / 1000.0
     people["fail_incomplete"] = people["participant_status"].ne("completed") | people["total_ms"].isna()
@@ -57,6 +61,7 @@ def participant_table(df: pd.DataFrame, rules: ExclusionRules = ExclusionRules()
     people["fail_total_time"] = total_s.notna() & ~total_s.between(rules.min_total_s, rules.max_total_s)
     people["fail_sides"] = rules.require_both_sides & (people["sides_used"] < 2)
     people["fail_practice"] = people["practice_rounds"].astype(float) > rules.max_practice_rounds
+    people["fail_window"] = people["small_window_answers"] > 0
     fails = [f"fail_{key}" for key in REASONS]
     people[fails] = people[fails].astype(bool)
     people["excluded"] = people[fails].any(axis=1)

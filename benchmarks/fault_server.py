@@ -68,7 +68,8 @@ def trials_per_participant(bundle: Path) -> int:
     from stimuli.manifest import load_manifest
 
     m = load_manifest(bundle)
-    return (len(m.practice_trials) + (m.protocol.main_trials_per_participant or len(m.query_pairs))
+    return (len(m.protocol.practice_round(m.practice_trials, 1))
+            + (m.protocol.main_trials_per_participant or len(m.query_pairs))
             + len(m.catch_trials))
 
 

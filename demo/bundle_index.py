@@ -95,4 +95,4 @@ class BundleIndex:
             condition_effects={c: model.condition_effects.get(c, 0.0) for c in m.conditions},
             network_effects={n.key: model.network_effects.get(n.key, 0.0) for n in m.networks},
             main_trials_per_network=max(1, round(per_participant / len(m.networks))),
-            catch_trials=len(m.catch_trials), practice_trials=len(m.practice_trials))
+            catch_trials=len(m.catch_trials), practice_trials=len(m.protocol.practice_round(m.practice_trials, 1)))  # per round

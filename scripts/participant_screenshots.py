@@ -5,8 +5,11 @@
 Serves BUNDLE from a throw-away SQLite database on 127.0.0.1 and walks participants through it in
 Debian's Chromium (Playwright, never `playwright install`): consent, screen check (and a phone),
 instructions, a practice trial and its feedback, the pause before the main trials, a main trial,
-a break, the comment page, the end, and the "please return" page. A trial of the `none` condition
-too (the phone page always at 390x844). The PNGs are quantized to 128 colours to stay small. Any
+a catch trial, a break, the comment page, the end, the confirmation before declining and the
+"please return" page. A trial of the `none` condition too. Then the window rule and the time-out
+(issue 23): the overlay of a window shrunk to 900x560 mid-study and of a touch-only device at the
+window size, the time-out page; and at 390x844 a phone: the screen check, the same link after the
+check on a computer (the overlay), its "I cannot use a computer" confirmation, the time-out page. The PNGs are quantized to 128 colours to stay small. Any
 bundle works; the demo's (`maco-study stimuli build demo/study_demo.toml --out BUNDLE`) has
 scikit-image's photos. The last line printed is one JSON object: the rendered query and reference
 sizes at that window against the fixed 180 px / 96 px of before, and the pages that scroll.
@@ -21,24 +24,30 @@ import logging
 import sys
 import tempfile
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Iterator
 
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
 from study_server.app import create_app
 from study_server.bundle import import_bundle
 from study_server.db import make_engine, upgrade
+from study_server.models import Participant, Trial, utcnow
 
 CHROMIUM = "/usr/bin/chromium"
 PHONE_AGENT = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1"
+# an iPad asking for desktop sites: a Mac user agent, a touch screen and no mouse
+TABLET_AGENT = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 Version/17.0 Safari/605.1.15"
 READY = ".answers button:enabled"
 
 
 def serve(bundle: Path, folder: Path) -> str:
+    global engine
     url = f"sqlite:///{folder / 'study.db'}"
     upgrade(url)
     with Session(make_engine(url)) as session:
@@ -47,6 +56,7 @@ def serve(bundle: Path, folder: Path) -> str:
     app = create_app({"DATABASE_URL": url, "BUNDLE_DIR": str(bundle), "SECRET_KEY": "screenshots",
                       "COMPLETION_CODE": "C0MPL3TE", "NOCONSENT_CODE": "NOCONSENT", "BREAK_EVERY": 2,
                       "RATE_LIMIT_ENABLED": 0, "COMPLETION_URL": "/study?cc={code}"})
+    engine = app.extensions["maco"].engine
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_port}"
@@ -63,6 +73,27 @@ SCROLLS = """() => document.documentElement.scrollHeight > window.innerHeight
          && (b.scrollHeight > b.clientHeight + 1 || b.scrollWidth > b.clientWidth + 1))"""
 OLD_QUERY_PX, OLD_REFERENCE_PX = 180, 96  # the fixed sizes before issue 12
 scrolling: list[str] = []  # pages that scroll
+engine = None  # the served database's (set by serve)
+
+
+def pid(k: int) -> str:
+    """A Prolific-shaped id (24 hex digits)."""
+    return f"5c{k:022x}"
+
+
+def current_kind(prolific_pid: str) -> str:
+    """The kind of the participant's trial on screen (the first unanswered one)."""
+    with Session(engine) as session:
+        return session.scalar(select(Trial.kind).join(Participant).where(
+            Participant.prolific_pid == prolific_pid, Trial.answer_id.is_(None)).order_by(Trial.position))
+
+
+def time_out(prolific_pid: str) -> None:
+    """The participant silent for two hours, beyond any PARTICIPANT_TIMEOUT_MIN of the screenshots."""
+    with Session(engine) as session:
+        session.execute(update(Participant).where(Participant.prolific_pid == prolific_pid)
+                        .values(last_seen_at=utcnow() - timedelta(hours=2)))
+        session.commit()
 sizes: dict[str, float] = {}
 
 
@@ -81,8 +112,10 @@ def measure(page: Page, prefix: str) -> None:
         sizes[f"{prefix}reference_vs_old"] = round(tile / OLD_REFERENCE_PX, 2)
 
 
-def save(page: Page, out: Path, name: str) -> None:
-    if page.evaluate(SCROLLS):
+def save(page: Page, out: Path, name: str, layout: bool = True) -> None:
+    """The page as a PNG; with `layout`, noted in `scrolling` when it does not fit (a window under
+    the minimum, where the overlay covers a trial that cannot fit, is saved without)."""
+    if layout and page.evaluate(SCROLLS):
         scrolling.append(name)
     path = out / f"participant-{name}.png"
     page.screenshot(path=str(path))
@@ -91,12 +124,12 @@ def save(page: Page, out: Path, name: str) -> None:
 
 
 def at_instructions(browser, base_url: str, viewport: dict[str, int], with_references: bool,  # noqa: ANN001
-                    pids: Iterator[str], shots: Path | None = None, suffix: str = "") -> Page:
-    """A new participant at the instructions, in a condition with (or without) references; the
-    balanced assignment gives each condition once in every few participants."""
-    for pid in pids:
+                    pids: Iterator[str], shots: Path | None = None, suffix: str = "") -> tuple[Page, str]:
+    """A new participant at the instructions, in a condition with (or without) references, and its
+    Prolific id; the balanced assignment gives each condition once in every few participants."""
+    for prolific_pid in pids:
         page = browser.new_page(viewport=viewport)
-        page.goto(f"{base_url}/start?PROLIFIC_PID={pid}&STUDY_ID=s&SESSION_ID=x")
+        page.goto(f"{base_url}/start?PROLIFIC_PID={prolific_pid}&STUDY_ID=s&SESSION_ID=x")
         if shots:
             save(page, shots, f"01-consent{suffix}")
         page.click("#agree")
@@ -107,12 +140,12 @@ def at_instructions(browser, base_url: str, viewport: dict[str, int], with_refer
         page.wait_for_selector("#start")
         if page.locator(".stage.no-references").count() != with_references:
             page.wait_for_load_state("networkidle")
-            return page
+            return page, prolific_pid
         page.close()
     raise RuntimeError("no participant got the condition asked for")
 
 
-def walk(page: Page, out: Path, suffix: str) -> None:
+def walk(page: Page, prolific_pid: str, out: Path, suffix: str) -> None:
     save(page, out, f"03-instructions{suffix}")
     page.click("#start")
     page.wait_for_selector(READY)
@@ -120,7 +153,8 @@ def walk(page: Page, out: Path, suffix: str) -> None:
     page.keyboard.press("1")
     page.wait_for_selector("#feedback-next:visible")
     save(page, out, f"05-practice-feedback{suffix}")
-    shots = {"main": f"06-pause-before-main{suffix}", "break": f"08-break{suffix}"}
+    shots = {"main": f"06-pause-before-main{suffix}", "break": f"08-break{suffix}",
+             "catch": f"15-catch-trial{suffix}"}
     while True:  # practice (right or wrong), then main trials until the comment page
         page.wait_for_selector(f"{READY}, #feedback-next:visible, #pause-continue:visible, #finish")
         if page.locator("#finish").count():
@@ -139,12 +173,61 @@ def walk(page: Page, out: Path, suffix: str) -> None:
                     continue
             page.click("#pause-continue")
         else:
+            if "catch" in shots and current_kind(prolific_pid) == "catch":
+                save(page, out, shots.pop("catch"))
             page.keyboard.press("6")
             page.wait_for_selector(READY, state="detached")
     save(page, out, f"09-comment{suffix}")
     page.click("#finish")
     page.wait_for_selector("h1:has-text('Thank you')")
     save(page, out, f"10-done{suffix}")
+
+
+def window_and_time_out(browser, base_url: str, viewport: dict[str, int], pids: Iterator[str],  # noqa: ANN001
+                        out: Path, suffix: str) -> None:
+    """The overlay of a window shrunk mid-study and of a touch-only device, and the time-out page."""
+    page, prolific_pid = at_instructions(browser, base_url, viewport, True, pids)
+    page.click("#start")
+    page.wait_for_selector(READY)
+    page.set_viewport_size({"width": 900, "height": 560})
+    page.wait_for_selector("#window-overlay:visible")
+    save(page, out, f"17-overlay-small-window-900x560{suffix}", layout=False)
+    page.set_viewport_size(viewport)
+    page.wait_for_selector(READY)
+    tablet = browser.new_context(viewport=viewport, user_agent=TABLET_AGENT, has_touch=True).new_page()
+    tablet.goto(f"{base_url}/start?PROLIFIC_PID={prolific_pid}&STUDY_ID=s&SESSION_ID=x")
+    tablet.wait_for_selector("#window-overlay:visible")
+    save(tablet, out, f"18-overlay-touch-device{suffix}")
+    time_out(prolific_pid)
+    page.reload()
+    page.wait_for_selector("h1:has-text('timed out')")
+    save(page, out, f"19-timed-out{suffix}")
+
+
+def phone_pages(browser, base_url: str, pids: Iterator[str], out: Path) -> None:  # noqa: ANN001
+    """At 390x844: a phone at the screen check; the same link on a phone after the check on a
+    computer (the overlay) and its confirmation; the time-out page."""
+    phone_size = {"width": 390, "height": 844}
+    phone = browser.new_context(viewport=phone_size, user_agent=PHONE_AGENT, has_touch=True,
+                                is_mobile=True).new_page()
+    phone.goto(f"{base_url}/start?PROLIFIC_PID={pid(2000)}&STUDY_ID=s&SESSION_ID=x")
+    phone.click("#agree")
+    phone.wait_for_selector("#phone-help:visible")
+    save(phone, out, "12-phone")
+    computer, prolific_pid = at_instructions(browser, base_url, {"width": 1366, "height": 768}, True, pids)
+    computer.click("#start")
+    computer.wait_for_selector(READY)
+    phone.goto(f"{base_url}/start?PROLIFIC_PID={prolific_pid}&STUDY_ID=s&SESSION_ID=x")
+    phone.wait_for_selector("#window-overlay:visible")
+    save(phone, out, "20-phone-overlay-390x844", layout=False)
+    phone.click("#overlay-give-up")
+    phone.wait_for_selector("#confirm-end[open]")
+    save(phone, out, "21-phone-confirm-390x844", layout=False)
+    phone.click("#confirm-no")
+    time_out(prolific_pid)
+    phone.reload()
+    phone.wait_for_selector("h1:has-text('timed out')")
+    save(phone, out, "22-phone-timed-out-390x844")
 
 
 def main() -> None:
@@ -161,19 +244,19 @@ def main() -> None:
         base_url = serve(args.bundle, Path(folder))
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
         viewport = {"width": width, "height": height}
-        pids = (f"screens{k}" for k in itertools.count())
-        walk(at_instructions(browser, base_url, viewport, True, pids, args.out, args.suffix), args.out, args.suffix)
+        pids = (pid(k) for k in itertools.count())
+        walk(*at_instructions(browser, base_url, viewport, True, pids, args.out, args.suffix), args.out, args.suffix)
         declined = browser.new_page(viewport=viewport)
-        declined.goto(f"{base_url}/start?PROLIFIC_PID=declines&STUDY_ID=s&SESSION_ID=x")
+        declined.goto(f"{base_url}/start?PROLIFIC_PID={pid(1000)}&STUDY_ID=s&SESSION_ID=x")
         declined.click("#decline")
+        declined.wait_for_selector("#confirm-end[open]")
+        save(declined, args.out, f"16-confirm-decline{args.suffix}")
+        declined.click("#confirm-yes")
         declined.wait_for_selector("h1:has-text('return')")
         save(declined, args.out, f"11-returned-no-consent{args.suffix}")
-        phone = browser.new_page(viewport={"width": 390, "height": 844}, user_agent=PHONE_AGENT)
-        phone.goto(f"{base_url}/start?PROLIFIC_PID=phone&STUDY_ID=s&SESSION_ID=x")
-        phone.click("#agree")
-        phone.wait_for_selector("#phone-help:visible")
-        save(phone, args.out, f"12-phone{args.suffix}")
-        other = at_instructions(browser, base_url, viewport, False, pids)
+        window_and_time_out(browser, base_url, viewport, pids, args.out, args.suffix)
+        phone_pages(browser, base_url, pids, args.out)
+        other, _ = at_instructions(browser, base_url, viewport, False, pids)
         save(other, args.out, f"13-instructions-condition-none{args.suffix}")
         other.click("#start")
         other.wait_for_selector(READY)

@@ -68,7 +68,9 @@ def _summary(manifest) -> str:
 @stimuli.command()
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
 def check(bundle: Path) -> None:
-    """Verify a bundle: schema, files present, hashes, references for every unit and condition.
+    """Verify a bundle: schema, files present, hashes, references for every unit and condition, and
+    every trial as the instructions describe it (both options copies of the photo, a catch trial's
+    wrong one another photo).
 
     Also warns about units whose references do not drive them (the quality gate)."""
     from .build import check_bundle

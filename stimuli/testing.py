@@ -6,7 +6,7 @@ from typing import Any
 
 from study_protocol.study import CONDITIONS
 
-from .manifest import Manifest, Network, Occluder, QueryPair, ReferenceSet, Unit, add_image, write_manifest
+from .manifest import Manifest, Network, Occluder, Protocol, QueryPair, ReferenceSet, Unit, add_image, write_manifest
 
 
 def build_test_bundle(
@@ -18,11 +18,15 @@ def build_test_bundle(
     conditions: tuple[str, ...] = CONDITIONS,
     n_references: int = 9,
     n_practice: int = 2,
+    practice_per_round: int | None = None,
     n_catch: int = 2,
     image_size: int = 32,
     seed: int = 0,
 ) -> Manifest:
-    """Write a small valid bundle of random-colour images and return its manifest."""
+    """Write a small valid bundle of random-colour images and return its manifest.
+
+    With `practice_per_round` the n_practice practice pairs are max_practice_rounds (3) rounds of
+    that many (as the build makes them); without, every round shows all of them (older bundles)."""
     import random
 
     from PIL import Image, ImageDraw
@@ -40,14 +44,15 @@ def build_test_bundle(
 
     occluder_size = max(1, int(image_size * 0.4))
 
-    def make_pair(pair_id: str, unit: str) -> QueryPair:
+    def make_pair(pair_id: str, unit: str, catch: bool = False) -> QueryPair:
+        """Two occluded copies of a new photo; a catch trial's second (wrong) one of another photo."""
         base = random_image()
         occluders = []
         images = []
-        for _ in range(2):
+        for k in range(2):
             occ = Occluder(rng.randrange(image_size - occluder_size + 1),
                            rng.randrange(image_size - occluder_size + 1), occluder_size)
-            occluded = base.copy()
+            occluded = random_image() if catch and k == 1 else base.copy()
             ImageDraw.Draw(occluded).rectangle(
                 (occ.x, occ.y, occ.x + occ.size - 1, occ.y + occ.size - 1),
                 fill=tuple(rng.randrange(256) for _ in range(3)))
@@ -87,11 +92,11 @@ def build_test_bundle(
     query_pairs = [make_pair(f"q-{u.network}-{u.class_index}-{k}", u.key)
                    for u in units for k in range(pairs_per_unit)]
     practice = [make_pair(f"practice-{k}", units[k % len(units)].key) for k in range(n_practice)]
-    catch = [make_pair(f"catch-{k}", units[k % len(units)].key) for k in range(n_catch)]
+    catch = [make_pair(f"catch-{k}", units[k % len(units)].key, catch=True) for k in range(n_catch)]
     manifest = Manifest(
         study=study, networks=net_list, units=units, conditions=list(conditions),
         references=references, query_pairs=query_pairs, practice_trials=practice,
-        catch_trials=catch,
+        catch_trials=catch, protocol=Protocol(practice_trials_per_round=practice_per_round),
         provenance={"created_at": "2026-01-01T00:00:00Z", "config": {"generator": "build_test_bundle",
                     "seed": seed}, "software": {"maco-study": "test"}})
     write_manifest(bundle_dir, manifest)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, lazyload
 
-from .flow import FlowError, first_unanswered, move, needs_touch, touch
+from .flow import PHONE_REFUSED, FlowError, first_unanswered, move, needs_touch, require_not_timed_out, touch
 from .models import COMPLETED, Participant, Trial, utcnow
 from .plan import StudyContext, start_main, start_practice_round
 
@@ -58,6 +58,21 @@ def validate_answer(data: Any) -> dict[str, Any]:
     return clean
 
 
+WINDOW_TOO_SMALL = ("the browser window is {width}x{height}; at least {min_width}x{min_height} is needed: "
+                    "enlarge it to answer")
+
+
+def check_window(answer: dict[str, Any], min_width: int, min_height: int, phone: bool) -> None:
+    """The window rule on every answer: one given in a window below the minimum, or from a phone,
+    is refused (422) and nothing is stored; study.js covers the trial before that can happen."""
+    if phone:
+        raise FlowError(PHONE_REFUSED, 422)
+    width, height = answer["window_width"], answer["window_height"]
+    if width < min_width or height < min_height:
+        raise FlowError(WINDOW_TOO_SMALL.format(width=width, height=height, min_width=min_width,
+                                                min_height=min_height), 422)
+
+
 def _answer_reply(participant: Participant, trial: Trial, round_result: str | None) -> dict[str, Any]:
     reply: dict[str, Any] = {"stored": True, "position": trial.position,
                              "next": "trial" if participant.stage == "trials" else "page"}
@@ -92,6 +107,7 @@ def store_answer(session: Session, ctx: StudyContext, participant_id: int, answe
         if not same:
             raise FlowError("this answer id was already used for a different answer")
         return _answer_reply(participant, previous, _round_result(trials, previous))
+    require_not_timed_out(participant, ctx.timeout)
     if participant.status == COMPLETED or participant.stage != "trials":
         raise FlowError("no answers are accepted now (the trials are over)")
     # the messages below reach the participant's screen: no internal trial numbers in them

@@ -34,7 +34,14 @@ def _participant(lock: bool = False, read_only: bool = False) -> Participant:
     participant = session_participant(lock, read_only)
     if participant is None:
         abort(403, "no study session: open the study from Prolific")
+    if flow.timed_out(participant, state().study.timeout):
+        abort(410, flow.TIMED_OUT_MESSAGE)
     return participant
+
+
+def _mobile_user_agent() -> bool:
+    """A phone's user agent ("Mobi"): refused even when the page claims otherwise."""
+    return "Mobi" in request.user_agent.string
 
 
 def _step(action: Callable[[Participant], None]):  # noqa: ANN202
@@ -74,8 +81,8 @@ def device():  # noqa: ANN201
     data = _body("window_width", "window_height", "is_phone")
     width = _int(data, "window_width", 1, 100_000)
     height = _int(data, "window_height", 1, 100_000)
-    # trust either signal: the page's (touch + small screen) or the user agent's
-    is_phone = _bool(data, "is_phone") or request.user_agent.string.find("Mobi") >= 0
+    # trust either signal: the page's (a phone, or a touch-only device such as a tablet) or the user agent's
+    is_phone = _bool(data, "is_phone") or _mobile_user_agent()
     cfg = current_app.config
     return _step(lambda p: flow.check_device(db(), state().study, p, width, height, is_phone,
                                              cfg["MIN_WINDOW_WIDTH"], cfg["MIN_WINDOW_HEIGHT"]))
@@ -85,6 +92,13 @@ def device():  # noqa: ANN201
 def device_give_up():  # noqa: ANN201
     _body()
     return _step(flow.give_up_device)
+
+
+@api_bp.post("/trials/give-up")
+def trials_give_up():  # noqa: ANN201
+    """The trials page's window overlay: "I cannot enlarge my window / use a computer"."""
+    _body()
+    return _step(lambda p: flow.give_up_device(p, "trials"))
 
 
 @api_bp.post("/instructions")
@@ -134,6 +148,8 @@ def answer():  # noqa: ANN201
         abort(415, "send application/json")
     try:
         clean = answers.validate_answer(request.get_json(silent=True))
+        cfg = current_app.config
+        answers.check_window(clean, cfg["MIN_WINDOW_WIDTH"], cfg["MIN_WINDOW_HEIGHT"], _mobile_user_agent())
         try:
             return _store_answer(participant_id, clean)
         except IntegrityError:

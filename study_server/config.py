@@ -19,7 +19,7 @@
 | PARTICIPANT_TIMEOUT_MIN | MACO_PARTICIPANT_TIMEOUT_MIN | an unfinished participant silent this long is timed out and frees the slot (match Prolific's maximum time) |
 | ADMIN_SESSION_MIN | MACO_ADMIN_SESSION_MIN | admin idle time-out |
 | ADMIN_SESSION_MAX_H | MACO_ADMIN_SESSION_MAX_H | admin session lifetime from its login, however active (a logout ends every admin session) |
-| MIN_WINDOW_WIDTH / MIN_WINDOW_HEIGHT | MACO_MIN_WINDOW_WIDTH / _HEIGHT | device check |
+| MIN_WINDOW_WIDTH / MIN_WINDOW_HEIGHT | MACO_MIN_WINDOW_WIDTH / _HEIGHT | the smallest browser window, checked on the screen check and on every answer (an answer from a smaller one is refused); defaults: the window exclusion rule's (study_protocol/exclusions.py) |
 | COOKIE_SECURE | MACO_COOKIE_SECURE | 1: cookies only over HTTPS (set it in production) |
 | PROXIES | MACO_PROXIES | number of reverse proxies in front (trust their X-Forwarded-* headers, e.g. for login throttling and the per-address rate limit) |
 | RATE_LIMIT_PARTICIPANT | MACO_RATE_LIMIT_PARTICIPANT | per participant (browser session), the JSON API and /study together; see study_server/limits.py |
@@ -34,6 +34,8 @@ from __future__ import annotations
 import os
 import tomllib
 from typing import Any
+
+from study_protocol.exclusions import ExclusionRules
 
 DEFAULTS: dict[str, Any] = {
     "DATABASE_URL": "sqlite:///study.db",
@@ -51,8 +53,8 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_SESSION_MAX_H": 12,  # an admin session ends this long after its login, active or not
     "ADMIN_MAX_FAILED_LOGINS": 5,  # per client address within ADMIN_THROTTLE_MIN
     "ADMIN_THROTTLE_MIN": 15,
-    "MIN_WINDOW_WIDTH": 940,
-    "MIN_WINDOW_HEIGHT": 600,
+    "MIN_WINDOW_WIDTH": ExclusionRules.min_window_width,
+    "MIN_WINDOW_HEIGHT": ExclusionRules.min_window_height,
     "COOKIE_SECURE": 0,
     "PROXIES": 0,
     "MAX_CONTENT_LENGTH": 16 * 1024,  # participant bodies are tiny; refuse anything bigger

@@ -105,14 +105,29 @@ TOUCH_INTERVAL = timedelta(minutes=1)
 
 
 def needs_touch(participant: Participant) -> bool:
-    return participant.status == TIMED_OUT or as_utc(participant.last_seen_at) < utcnow() - TOUCH_INTERVAL
+    return as_utc(participant.last_seen_at) < utcnow() - TOUCH_INTERVAL
 
 
 def touch(participant: Participant) -> None:
-    """A sign of life: keeps the slot, and brings a timed-out participant back."""
+    """A sign of life: keeps the slot (never called for a timed-out participant)."""
     participant.last_seen_at = utcnow()
-    if participant.status == TIMED_OUT:
-        participant.status = IN_PROGRESS
+
+
+TIMED_OUT_MESSAGE = ("this study session has timed out and its place went to someone else: "
+                     "please return the study on Prolific")
+
+
+def timed_out(participant: Participant, timeout: timedelta) -> bool:
+    """Unfinished and silent longer than the time-out (marked or not yet): the slot may already
+    be someone else's, so the session is over for good, never silently resumed."""
+    return participant.status == TIMED_OUT or (
+        participant.status == IN_PROGRESS and as_utc(participant.last_seen_at) < utcnow() - timeout)
+
+
+def require_not_timed_out(participant: Participant, timeout: timedelta) -> None:
+    """FlowError 410 (gone) for a timed-out participant: study.js then opens the time-out page."""
+    if timed_out(participant, timeout):
+        raise FlowError(TIMED_OUT_MESSAGE, status=410)
 
 
 # ---------------------------------------------------------------------------
@@ -157,8 +172,10 @@ def check_device(session: Session, ctx: StudyContext, participant: Participant, 
     participant.instructions_shown_at = utcnow()
 
 
-def give_up_device(participant: Participant) -> None:
-    _require_stage(participant, "device")
+def give_up_device(participant: Participant, stage: str = "device") -> None:
+    """"I cannot use a computer / enlarge my window", offered in `stage`: the screen check, or the
+    trials page's window overlay (each by its own endpoint, as stages.py lists them)."""
+    _require_stage(participant, stage)
     _return(participant, NO_DEVICE)
 
 

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, abort, current_app, redirect, render_temp
 from . import flow, stages
 from .admin import admin_session_active, start_participant_session
 from .state import db, read_db, state
-from .models import COMPLETED, Participant
+from .models import COMPLETED, TIMED_OUT, Participant
 from .plan import EXAMPLE_SCOPE, example_images, image_token
 
 participant_bp = Blueprint("participant", __name__)
@@ -51,7 +51,9 @@ def start():  # noqa: ANN201
     ctx = state().study
     participant = flow.start(db(), ctx, values["PROLIFIC_PID"], values["STUDY_ID"],
                              values["SESSION_ID"], request.user_agent.string)
-    if participant.status != COMPLETED and flow.needs_touch(participant):
+    if flow.timed_out(participant, ctx.timeout):
+        participant.status = TIMED_OUT  # marked now if no newcomer's start has marked it yet
+    elif participant.status != COMPLETED and flow.needs_touch(participant):
         flow.touch(participant)
     db().commit()
     if session.get("participant") != participant.id:
@@ -108,6 +110,7 @@ def _page_context(participant: Participant) -> dict[str, Any]:
         context["n_main"] = (manifest.protocol.main_trials_per_participant or len(manifest.query_pairs)) \
             + len(manifest.catch_trials)
         context["break_every"] = cfg["BREAK_EVERY"]
+        context["fresh_practice"] = manifest.protocol.practice_trials_per_round is not None
     elif participant.stage == "done":
         context.update(_completion(participant, cfg["COMPLETION_CODE"]))
     elif participant.stage == "returned":
@@ -121,8 +124,12 @@ def study():  # noqa: ANN201
     participant = session_participant(read_only=True)
     if participant is None:
         return _message("No study session", "Please open the study from Prolific.", 403)
-    response = current_app.make_response(render_template(stages.stage(participant.stage).template,
-                                                         **_page_context(participant)))
+    if flow.timed_out(participant, state().study.timeout):
+        # their slot may be someone else's by now: a page that says so, never a silent resume
+        template = "timed_out.html"
+    else:
+        template = stages.stage(participant.stage).template
+    response = current_app.make_response(render_template(template, **_page_context(participant)))
     # Back or a restored tab always asks for the page of where the participant is now
     response.headers["Cache-Control"] = "no-store"
     return response

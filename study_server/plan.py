@@ -1,8 +1,9 @@
 """A participant's trial plan, and the opaque ids under which the browser gets its images.
 
-Practice comes in rounds; each round is drawn afresh (order and sides from the round's own seed)
-and its images get ids of their own, so a repeated round cannot be passed by remembering the
-image URLs or the sides the previous round's feedback showed. Main trials of all networks are
+Practice comes in rounds; each round shows its own pictures (the bundle's practice trials come in
+rounds: stimuli.manifest), is drawn afresh (order and sides from the round's own seed) and its images
+get ids of their own, so a repeated round cannot be passed by remembering the pictures, the image
+URLs or the sides the previous round's feedback showed. Main trials of all networks are
 interleaved in a per-participant order, catch trials spread among them.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Mapping
+from typing import Mapping, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,6 +23,8 @@ from sqlalchemy.orm import Session
 from stimuli.manifest import Manifest
 
 from .models import Participant, QueryPair, Trial, Unit
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,10 @@ def trial_images(ctx: StudyContext, condition: str, trial: Trial) -> list[str]:
 def start_practice_round(session: Session, ctx: StudyContext, participant: Participant,
                           start_position: int) -> None:
     participant.practice_round += 1
-    pairs = _pairs(session, ctx, "practice")
+    # this round's pairs: a slice of the bundle's practice trials, new pictures in every round
+    wanted = {p.id for p in ctx.manifest.protocol.practice_round(ctx.manifest.practice_trials,
+                                                                 participant.practice_round)}
+    pairs = [p for p in _pairs(session, ctx, "practice") if p.pair_key in wanted]
     if not pairs:
         start_main(session, ctx, participant, start_position)
         return
@@ -122,20 +128,28 @@ def start_practice_round(session: Session, ctx: StudyContext, participant: Parti
                 practice_round=participant.practice_round)
 
 
+def spread_catch(rng: random.Random, main: list[T], catch: list[T]) -> list[tuple[str, T]]:
+    """The main trials in their order with the catch trials spread in: the main trials cut into
+    len(catch) equal stretches, one catch trial right after a random main trial of each. So a catch
+    trial is never the first trial after practice (it would test attention before any was needed,
+    and read as a broken first trial), and never follows another one. Needs len(catch) <= len(main)
+    (stimuli.manifest refuses a bundle with more)."""
+    plan: list[tuple[str, T]] = [("main", p) for p in main]
+    for k, pair in reversed(list(enumerate(catch))):  # from the back: earlier indices stay valid
+        lo = math.floor(k * len(main) / len(catch))
+        hi = math.floor((k + 1) * len(main) / len(catch))
+        plan.insert(rng.randint(lo, hi - 1) + 1, ("catch", pair))
+    return plan
+
+
 def start_main(session: Session, ctx: StudyContext, participant: Participant, start_position: int) -> None:
     """Main trials, all networks interleaved in a per-participant random order, catch trials spread in."""
     rng = random.Random(f"{participant.plan_seed}:main")
     main = _pairs(session, ctx, "main")
     rng.shuffle(main)
     main = main[: ctx.manifest.protocol.main_trials_per_participant or len(main)]
-    plan: list[tuple[str, QueryPair]] = [("main", p) for p in main]
     catch = _pairs(session, ctx, "catch")
     rng.shuffle(catch)
-    # one catch trial at a random place in each of len(catch) equal stretches
-    for k, pair in reversed(list(enumerate(catch))):
-        lo = math.floor(k * len(main) / len(catch))
-        hi = math.floor((k + 1) * len(main) / len(catch))
-        plan.insert(rng.randint(lo, hi), ("catch", pair))
-    _add_trials(session, participant, plan, start_position, rng)
+    _add_trials(session, participant, spread_catch(rng, main, catch), start_position, rng)
 
 

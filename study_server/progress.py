@@ -119,10 +119,15 @@ def exclusion_previews(session: Session, participants: list[Participant],
     """analysis.exclusions' rules (the same ExclusionRules) applied to each participant's stored
     answers: what the analysis would exclude them for. Analysis decisions, never payment."""
     answers: dict[int, list[tuple[str, str, str]]] = {p.id: [] for p in participants}
-    for pid, kind, chosen, correct in session.execute(
-            select(Trial.participant_id, Trial.kind, Trial.chosen_side, Trial.correct_side)
+    small_window: set[int] = set()
+    for pid, kind, chosen, correct, width, height in session.execute(
+            select(Trial.participant_id, Trial.kind, Trial.chosen_side, Trial.correct_side,
+                   Trial.window_width, Trial.window_height)
             .where(Trial.participant_id.in_(list(answers)), Trial.answer_id.is_not(None))):
         answers[pid].append((kind, chosen, correct))
+        if (width or rules.min_window_width) < rules.min_window_width or \
+                (height or rules.min_window_height) < rules.min_window_height:
+            small_window.add(pid)
     previews = {}
     for p in participants:
         mine = answers[p.id]
@@ -137,6 +142,7 @@ def exclusion_previews(session: Session, participants: list[Participant],
             "total_time": total_s is not None and not rules.min_total_s <= total_s <= rules.max_total_s,
             "sides": rules.require_both_sides and len(sides) < 2,
             "practice": p.practice_round > rules.max_practice_rounds,
+            "window": p.id in small_window,
         }
         previews[p.id] = {"answered": len(mine), "catch_accuracy": sum(catch) / len(catch) if catch else None,
                           "total_ms": None if total_s is None else total_s * 1000,

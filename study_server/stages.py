@@ -21,7 +21,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("consent", "consent.html", ("api.consent",), ("device", "returned")),
     Stage("device", "device.html", ("api.device", "api.device_give_up"), ("instructions", "returned")),
     Stage("instructions", "instructions.html", ("api.instructions",), ("trials",)),
-    Stage("trials", "trials.html", ("api.trial", "api.answer"), ("comment",)),
+    # a window made too small mid-study offers "I cannot enlarge my window / use a computer" too
+    Stage("trials", "trials.html", ("api.trial", "api.answer", "api.trials_give_up"), ("comment", "returned")),
     Stage("comment", "comment.html", ("api.complete",), ("done",)),
     Stage("done", "done.html", (), ()),
     Stage("returned", "returned.html", (), ()),

@@ -25,8 +25,9 @@ does what is missing.
 
 Practice and catch trials come from each unit's *spare* images (ranks
 ``per_unit..top_k-1``), never from the images of the main trials:
-- practice: the spare pairs with the largest relative activation difference
-  (the easiest), one per unit before any unit is used twice;
+- practice: practice.trials x practice.max_rounds spare pairs (new pictures in every round) with
+  the largest relative activation difference (the easiest), one per unit before any unit is used
+  twice, each of its own photo, dealt into rounds of equal difficulty;
 - catch: a spare pair of unit u whose wrong image is replaced, as in
   Zimmermann et al. (2021), by an occluded image of *another* unit's image
   (that unit's argmin-occluded image, of a different photo; never an image a practice or main
@@ -34,8 +35,8 @@ Practice and catch trials come from each unit's *spare* images (ranks
   unit u's activation on it is below its activation on the correct image.
   The correct answer is then the only option that is a copy of the base
   image: answerable in every condition, `none` included, by anyone who
-  looks; the instructions tell participants that both options are normally
-  copies of the base image.
+  looks; the instructions tell participants so. `stimuli check` verifies this
+  on the pixels (`trials.check_copies`; the design: docs/stimuli.md).
 
 Modules, one per seam: ``plan`` (pieces, shards, --dry-run), ``store`` (the
 resumable piece store), ``pool_stage``, ``reference_stage``, ``trials``

@@ -13,7 +13,7 @@ from ..pool import Pool, TopK
 from ..quality import summarize
 from .plan import Piece
 from .store import PieceStore
-from .trials import make_trials
+from .trials import check_copies, make_trials
 
 SOFTWARE = ("maco-study", "torch", "timm", "numpy", "pillow", "scikit-image")  # versions in the provenance
 
@@ -27,7 +27,8 @@ def finalize(store: PieceStore, config: StudyConfig, models: dict[str, StudyMode
         study=config.name, networks=networks(config, models), units=units(config, models),
         conditions=list(config.conditions), references=reference_sets(store, config, pieces["references"]),
         query_pairs=main, practice_trials=practice, catch_trials=catch,
-        protocol=mf.Protocol(config.main_trials_per_participant, config.practice.max_rounds),
+        protocol=mf.Protocol(config.main_trials_per_participant, config.practice.max_rounds,
+                             config.practice.trials or None),
         provenance=provenance(store, config, pool, topk, pieces["references"]))
     path = mf.write_manifest(store.out, manifest)
     for stale in (store.out / mf.IMAGES_DIR).glob(".*.tmp"):  # left by a killed build
@@ -113,4 +114,5 @@ def check_bundle(bundle: str | Path) -> mf.Manifest:
         for condition in manifest.conditions:
             if condition != "none" and (unit.key, condition) not in have:
                 raise mf.ManifestError(f"references: unit {unit.key} has no {condition} references")
+    check_copies(Path(bundle), manifest)
     return manifest

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from .. import manifest as mf
+from ..manifest.schema import KIND_FIELDS
 from ..config import StimuliError, StudyConfig
 from ..models import StudyModel
 from ..occlusion import query_pair
@@ -56,11 +57,12 @@ def make_trials(out: Path, config: StudyConfig, models: dict[str, StudyModel], q
     main_files = {q["file"] for key, q in queries.items() if key[2] < config.query.per_unit}
     spare = {key: q for key, q in queries.items()
              if key[2] >= config.query.per_unit and q["file"] not in main_files}
-    if len(spare) < config.practice.trials + config.catch.trials:
+    n_practice = config.practice.trials * config.practice.max_rounds  # new pictures in every round
+    if len(spare) < n_practice + config.catch.trials:
         raise StimuliError(
-            f"query.top_k: {len(spare)} spare images that no main trial shows, but practice.trials "
-            f"+ catch.trials = {config.practice.trials + config.catch.trials}; raise query.top_k")
-    practice_keys = select_practice(spare, config.practice.trials)
+            f"query.top_k: {len(spare)} spare images that no main trial shows, but practice.trials x "
+            f"practice.max_rounds + catch.trials = {n_practice + config.catch.trials}; raise query.top_k")
+    practice_keys = practice_rounds(select_practice(spare, n_practice), config.practice.max_rounds)
     practice = [make_pair(config.seed, f"practice-{n}-{u}-{r}", n, u, spare[(n, u, r)])
                 for n, u, r in practice_keys]
     # a catch trial's photo is no practice or main trial's photo (their base image would be the same)
@@ -96,16 +98,29 @@ def make_pair(seed: int, pair_id: str, network: str, unit: int, q: dict[str, Any
 
 
 def select_practice(spare: dict[tuple, dict[str, Any]], count: int) -> list[tuple]:
-    """The easiest spare pairs (largest relative difference), one per unit before repeating."""
+    """The easiest spare pairs (largest relative difference), one per unit before repeating, each
+    of its own photo (a photo can rank high for two units; it must not come back in a later round)."""
     ranked = sorted(spare, key=lambda k: (-spare[k]["relative_difference"], k))
     chosen: list[tuple] = []
     used_units: set[tuple] = set()
-    for key in ranked:
-        if len(chosen) < count and key[:2] not in used_units:
-            chosen.append(key)
-            used_units.add(key[:2])
-    chosen += [k for k in ranked if k not in chosen][:count - len(chosen)]
+    used_files: set[str] = set()
+    for new_units_only in (True, False):
+        for key in ranked:
+            if len(chosen) < count and spare[key]["file"] not in used_files and not (
+                    new_units_only and key[:2] in used_units):
+                chosen.append(key)
+                used_units.add(key[:2])
+                used_files.add(spare[key]["file"])
+    if len(chosen) < count:
+        raise StimuliError(f"practice: only {len(chosen)} spare photos for {count} practice trials "
+                           "(practice.trials x practice.max_rounds); raise query.top_k")
     return chosen
+
+
+def practice_rounds(keys: list[tuple], rounds: int) -> list[tuple]:
+    """`keys` (easiest first) dealt into `rounds` rounds of equal difficulty, round after round:
+    round r gets the r-th, (r + rounds)-th... easiest (the manifest's practice_trials order)."""
+    return [key for r in range(rounds) for key in keys[r::rounds]]
 
 
 def catch_trials(out: Path, config: StudyConfig, models: dict[str, StudyModel], candidates: QueryRecords,
@@ -141,3 +156,44 @@ def catch_trials(out: Path, config: StudyConfig, models: dict[str, StudyModel], 
         raise StimuliError(f"catch.trials: only {len(trials)} catch trials could be built; "
                            "raise query.top_k or lower catch.trials")
     return sorted(trials, key=lambda t: t.id)
+
+
+# What the instructions promise, checked on the pixels by `stimuli check`: in a practice or main trial
+# both options are copies of the base photo (they differ from it only under their occluder); in a
+# catch trial only the correct one is, the other shows another photo, so the answer is obvious to
+# anyone who looks, with or without references (the design: docs/stimuli.md).
+COPY_TOLERANCE = 8  # 0-255: PNG rounding of the same pixels stays far below, another photo far above
+COPY_FRACTION = 0.95  # of the pixels outside the occluder that must match the base's
+
+
+def is_copy(base: np.ndarray, image: np.ndarray, occluder: mf.Occluder) -> bool:
+    """Whether `image` is `base` with only the square `occluder` changed (HxWx3 uint8 arrays)."""
+    if base.shape != image.shape:
+        return False
+    outside = np.ones(base.shape[:2], dtype=bool)
+    outside[occluder.y:occluder.y + occluder.size, occluder.x:occluder.x + occluder.size] = False
+    same = np.abs(base.astype(np.int16) - image.astype(np.int16)).max(axis=2) <= COPY_TOLERANCE
+    return bool(same[outside].mean() >= COPY_FRACTION) if outside.any() else True
+
+
+def check_copies(bundle: Path, manifest: mf.Manifest) -> None:
+    """ManifestError for a trial whose options break the rule above (naming the trial)."""
+    def pixels(image_id: str) -> np.ndarray:
+        with Image.open(mf.image_path(bundle, image_id)) as png:
+            return np.asarray(png.convert("RGB"))
+
+    for kind, pair in manifest.all_query_pairs():
+        where = f"{KIND_FIELDS[kind]}: {pair.id}"
+        base = pixels(pair.base_image)
+        correct_occluder = pair.occluder_a if pair.correct == "a" else pair.occluder_b
+        wrong_occluder = pair.occluder_b if pair.correct == "a" else pair.occluder_a
+        if not is_copy(base, pixels(pair.correct_image), correct_occluder):
+            raise mf.ManifestError(f"{where}: the correct image is not a copy of the base photo "
+                                   "outside its occluder")
+        wrong_is_copy = is_copy(base, pixels(pair.wrong_image), wrong_occluder)
+        if kind == "catch" and wrong_is_copy:
+            raise mf.ManifestError(f"{where}: the wrong image is a copy of the base photo, so the catch "
+                                   "trial is not obvious: its wrong image must show another photo")
+        if kind != "catch" and not wrong_is_copy:
+            raise mf.ManifestError(f"{where}: the wrong image is not a copy of the base photo outside "
+                                   "its occluder (only a catch trial shows another photo)")

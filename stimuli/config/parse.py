@@ -164,11 +164,15 @@ def _check_trial_supply(config: StudyConfig) -> None:
         raise ConfigError(f"study.main_trials_per_participant: {config.main_trials_per_participant} is "
                           f"more than the {main} main query pairs ({units} units x query.per_unit)")
     spare = units * config.spare_per_unit
-    needed = config.practice.trials + config.catch.trials
+    needed = config.practice.trials * config.practice.max_rounds + config.catch.trials  # new pictures each round
     if needed > spare:
         raise ConfigError(
-            f"query.top_k: practice.trials + catch.trials = {needed} need as many spare images, "
-            f"but top_k - per_unit = {config.spare_per_unit} per unit x {units} units gives {spare}")
+            f"query.top_k: practice.trials x practice.max_rounds + catch.trials = {needed} need as many spare "
+            f"images, but top_k - per_unit = {config.spare_per_unit} per unit x {units} units gives {spare}")
+    per_participant = config.main_trials_per_participant or main
+    if config.catch.trials > per_participant:
+        raise ConfigError(f"catch.trials: {config.catch.trials} catch trials but {per_participant} main trials "
+                          "per participant: each catch trial follows a main trial of its own")
     if config.catch.trials and max(len(n.units) for n in config.networks) < 2:
         raise ConfigError("catch.trials: catch trials need a network with at least two units "
                           "(the distractor is an image of another unit)")

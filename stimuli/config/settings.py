@@ -85,7 +85,7 @@ class QueryConfig:
 
 @dataclass(frozen=True)
 class PracticeConfig:
-    trials: int = 3
+    trials: int = 3  # per round: every round shows new pictures (the bundle holds trials x max_rounds)
     max_rounds: int = 3
 
 

@@ -28,7 +28,8 @@ Schema (``schema_version`` 1), all keys required unless marked optional::
       "query_pairs": [<query pair>], "practice_trials": [<query pair>],
       "catch_trials": [<query pair>],
       "protocol": {"main_trials_per_participant": null | int,
-                   "max_practice_rounds": 3},
+                   "max_practice_rounds": 3,
+                   "practice_trials_per_round": null | int},   # optional: see below
       "images": {<image id>: {"width": 224, "height": 224}},
       "provenance": {"created_at": "2026-...Z", "config": {...},
                      "software": {"maco-study": "0.1.0", "torch": ...}, ...}
@@ -48,7 +49,10 @@ key is ``<network>:<class_index>``; every non-``none`` condition has exactly
 one reference set per unit used in any trial, ``none`` has none; a
 ``maco_mask`` set's ``source_images`` equal the ``maco`` set's images (same
 MACO images, masked renderings); no query image (base, a, b) is shown by trials of two
-kinds (practice, main, catch); ``activation_max >= activation_min`` for the
+kinds (practice, main, catch); with ``practice_trials_per_round`` k, ``practice_trials`` holds
+``max_practice_rounds`` rounds of k pairs (round r: the r-th slice), no image in two rounds;
+no more catch trials than main trials per participant (each
+follows a main trial of its own); ``activation_max >= activation_min`` for the
 correct image being the argmax; occluders lie inside the base image; every
 image referenced is listed in ``images``, every listed image exists on disk
 (and, with ``verify_hashes=True``, hashes to its id).

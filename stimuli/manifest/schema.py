@@ -89,6 +89,16 @@ class QueryPair:
 class Protocol:
     main_trials_per_participant: int | None = None  # None: every query pair
     max_practice_rounds: int = 3
+    # practice_trials holds max_practice_rounds rounds of this many pairs, round r the r-th slice:
+    # each round shows new pictures. None (older bundles): every round shows every practice pair.
+    practice_trials_per_round: int | None = None
+
+    def practice_round(self, practice_trials: list[QueryPair], practice_round: int) -> list[QueryPair]:
+        """The practice pairs of round `practice_round` (1-based)."""
+        per_round = self.practice_trials_per_round
+        if per_round is None:
+            return list(practice_trials)
+        return practice_trials[(practice_round - 1) * per_round: practice_round * per_round]
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,8 @@ class Manifest:
         for ref in data["references"]:
             if ref["source_images"] is None:
                 del ref["source_images"]
+        if data["protocol"]["practice_trials_per_round"] is None:  # older bundles keep their fingerprint
+            del data["protocol"]["practice_trials_per_round"]
         return data
 
     def fingerprint(self) -> str:

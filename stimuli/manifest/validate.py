@@ -165,10 +165,12 @@ def _parse(root: _Field) -> Manifest:
              for name in ("query_pairs", "practice_trials", "catch_trials")}
 
     p = root.get("protocol", {})
-    p.obj({"main_trials_per_participant", "max_practice_rounds"})
+    p.obj({"main_trials_per_participant", "max_practice_rounds", "practice_trials_per_round"})
     main_n = p.get("main_trials_per_participant", None)
+    per_round = p.get("practice_trials_per_round", None)
     protocol = Protocol(None if main_n.value is None else main_n.int(1),
-                        p.get("max_practice_rounds", 3).int(1))
+                        p.get("max_practice_rounds", 3).int(1),
+                        None if per_round.value is None else per_round.int(1))
 
     images = {}
     images_field = root.get("images")
@@ -258,12 +260,36 @@ def _check_consistency(m: Manifest) -> None:
                                         f"{base.width}x{base.height} base image")
     if not m.query_pairs:
         raise ManifestError("query_pairs: must not be empty")
+    _check_practice_rounds(m)
+    main_per_participant = min(m.protocol.main_trials_per_participant or len(m.query_pairs), len(m.query_pairs))
+    if len(m.catch_trials) > main_per_participant:
+        # the server puts each catch trial right after a main trial of its own (study_server.plan)
+        raise ManifestError(f"catch_trials: {len(m.catch_trials)} catch trials but {main_per_participant} main "
+                            "trials per participant: a catch trial is never the first trial nor follows "
+                            "another, so there can be no more catch than main trials")
     _check_no_image_shared_between_kinds(m)
 
     referenced = m.referenced_images()
     missing = sorted(referenced - set(m.images))
     if missing:
         raise ManifestError(f"images: referenced image {missing[0]} is not listed")
+
+
+def _check_practice_rounds(m: Manifest) -> None:
+    """Fresh pictures in every practice round: the rounds fill practice_trials exactly and share no image."""
+    per_round, rounds = m.protocol.practice_trials_per_round, m.protocol.max_practice_rounds
+    if per_round is None:
+        return
+    if len(m.practice_trials) != per_round * rounds:
+        raise ManifestError(f"practice_trials: {len(m.practice_trials)} pairs, but protocol asks for "
+                            f"{rounds} rounds of {per_round} (practice_trials_per_round x max_practice_rounds)")
+    round_of: dict[str, int] = {}
+    for r in range(1, rounds + 1):
+        for pair in m.protocol.practice_round(m.practice_trials, r):
+            for image in (pair.base_image, pair.image_a, pair.image_b):
+                if round_of.setdefault(image, r) != r:
+                    raise ManifestError(f"practice_trials: {pair.id} (round {r}) shows image {image[:12]}, "
+                                        f"which round {round_of[image]} shows too: each round needs new pictures")
 
 
 def _check_no_image_shared_between_kinds(m: Manifest) -> None:

@@ -52,9 +52,47 @@ async function step(url, body) {
   if (status === 200 && data.next) { window.location.replace(data.next); return true; }
   // 409: the step was taken already (its reply was lost and this was the retry, or another
   // tab took it): open the page of where the participant is now instead of a dead end
-  if (status === 409) { window.location.replace("/study"); return true; }
+  // 410: the session timed out; /study shows the time-out page
+  if (status === 409 || status === 410) { window.location.replace("/study"); return true; }
   showError(data.error || "Something went wrong.");
   return false;
+}
+
+// A phone, or a touch screen without any mouse or trackpad (a tablet; an iPad reports a desktop
+// browser, so only the missing fine pointer gives it away): the study needs a computer.
+function touchOnly() {
+  return /Mobi|Android|iPhone|iPad/i.test(navigator.userAgent)
+    || (navigator.maxTouchPoints > 0 && !window.matchMedia("(any-pointer: fine)").matches);
+}
+
+// Ending the study is for good: every button that does it asks once more, in a dialog whose
+// default (Escape, or Enter on the focused button) is to go back.
+function confirmEnd(text) {
+  const dialog = $("confirm-end"), yes = $("confirm-yes"), no = $("confirm-no");
+  $("confirm-text").textContent = text;
+  return new Promise((resolve) => {
+    const done = (answer) => {
+      yes.onclick = no.onclick = dialog.oncancel = null;
+      dialog.close();
+      resolve(answer);
+    };
+    yes.onclick = () => done(true);
+    no.onclick = () => done(false);
+    dialog.oncancel = (event) => { event.preventDefault(); done(false); };
+    dialog.showModal();
+    no.focus();
+  });
+}
+
+const END_TEXTS = {
+  decline: "You chose not to take part. This ends the study for good: you cannot come back to it later.",
+  window: "This ends the study for good: you cannot come back to it later, and you will be asked to return it on Prolific.",
+  computer: "This ends the study for good: you cannot continue later on a computer, and you will be asked to return it on Prolific.",
+};
+
+// The end of a study session: another step, then the page of where the participant is now.
+async function endStudy(url, text) {
+  if (await confirmEnd(text)) await step(url, {});
 }
 
 function newId() {
@@ -115,6 +153,7 @@ function loadImage(url) {
 // clock (GET /api/trial to the answer) does not include it.
 function trialsPage() {
   const interTrialMs = Number(document.body.dataset.interTrialMs) || 0;
+  const minWidth = Number(document.body.dataset.minWidth), minHeight = Number(document.body.dataset.minHeight);
   let trial = null;
   let shownAt = null;   // performance.now() when every image is on screen
   let blurs = 0, fullscreenExits = 0;
@@ -127,6 +166,7 @@ function trialsPage() {
     if (!document.fullscreenElement && shownAt !== null) fullscreenExits++;
   });
   document.addEventListener("keydown", (event) => {
+    if (!$("window-overlay").hidden || $("confirm-end").open) return;  // their own buttons take the keys
     if (event.key === "Enter" && onEnter && !event.repeat) { event.preventDefault(); onEnter(); return; }
     const index = "123456".indexOf(event.key);
     if (index < 0 || event.key.length !== 1 || event.repeat) return;
@@ -136,10 +176,29 @@ function trialsPage() {
   });
   document.addEventListener("keyup", (event) => { if (event.key === heldKey) heldKey = null; });
   buttons.forEach((button) => button.addEventListener("click", () => {
-    if (shownAt !== null) answer(button.dataset.side, Number(button.dataset.confidence));
+    if (shownAt !== null && fits()) answer(button.dataset.side, Number(button.dataset.confidence));
   }));
 
-  function setButtons(enabled) { buttons.forEach((b) => { b.disabled = !enabled; }); }
+  function setButtons(enabled) { buttons.forEach((b) => { b.disabled = !enabled || !fits(); }); }
+
+  // The window rule, on every trial: below the minimum size, or on a touch-only device, an overlay
+  // covers the trial and no answer is taken (the server refuses one too) until the window fits.
+  const computer = !touchOnly();
+  function fits() { return computer && window.innerWidth >= minWidth && window.innerHeight >= minHeight; }
+  function checkWindow() {
+    const ok = fits();
+    $("overlay-size").textContent = `${window.innerWidth}×${window.innerHeight}`;
+    if (ok === $("window-overlay").hidden) return;
+    $("window-overlay").hidden = ok;
+    if (ok && shownAt !== null) shownAt = performance.now();  // the trial is seen anew: its clock restarts
+    setButtons(shownAt !== null);
+  }
+  $("overlay-enlarge").hidden = !computer;
+  $("overlay-computer").hidden = computer;
+  $("overlay-give-up").textContent = computer ? "I cannot enlarge my window" : "I cannot use a computer";
+  onClick("overlay-give-up", () => endStudy("/api/trials/give-up", END_TEXTS[computer ? "window" : "computer"]));
+  window.addEventListener("resize", checkWindow);
+  checkWindow();
 
   function show(id) {  // one of the board's views: the trial, the fixation cross, the pause page
     for (const view of ["trial", "fixation", "pause"]) $(view).hidden = view !== id;
@@ -181,6 +240,7 @@ function trialsPage() {
     show("fixation");
     const slow = setTimeout(() => { $("loading").hidden = false; }, 1500);
     const {status, data} = await getJSON(resume ? "/api/trial?resume=1" : "/api/trial");
+    if (status === 410) { window.location.replace("/study"); return; }  // timed out
     if (status !== 200) { clearTimeout(slow); showError(data.error || "Something went wrong."); return; }
     if (data.done) { window.location.replace(data.next); return; }
     trial = data.trial;
@@ -223,6 +283,7 @@ function trialsPage() {
     localStorage.setItem(PENDING_KEY, JSON.stringify(body));
     const {status, data} = await postJSON("/api/answer", body);
     localStorage.removeItem(PENDING_KEY);  // acknowledged (or refused for good)
+    if (status === 410) { window.location.replace("/study"); return new Promise(() => {}); }  // timed out
     if (status !== 200) { showError(data.error || "Something went wrong."); await sleep(2500); showError(""); return data; }
     return data;
   }
@@ -249,7 +310,7 @@ function trialsPage() {
     const favoured = result.correct_side;
     const figure = $(`${favoured}-choice`);
     const messages = {
-      repeat: " Not every practice answer was right, so the practice starts again (in a new order).",
+      repeat: " Not every practice answer was right, so another practice round follows.",
       passed: " That was the last practice trial.",
       continue: " That was the last practice trial.",
     };
@@ -292,8 +353,7 @@ function devicePage() {
   const update = () => { $("window-size").textContent = `${window.innerWidth}×${window.innerHeight}`; };
   update();
   window.addEventListener("resize", update);
-  const isPhone = /Mobi|Android|iPhone|iPad/i.test(navigator.userAgent)
-    || (navigator.maxTouchPoints > 0 && Math.min(screen.width, screen.height) < 600);
+  const isPhone = touchOnly();
   const refused = (phone) => {
     $("phone-help").hidden = !phone;
     $("give-up").textContent = phone ? "I cannot use a computer" : "I cannot enlarge my window";
@@ -305,7 +365,7 @@ function devicePage() {
     const ok = await step("/api/device", {window_width: window.innerWidth, window_height: window.innerHeight, is_phone: isPhone});
     if (!ok) refused(isPhone || !small);  // refused with a large window: the server saw a phone
   });
-  onClick("give-up", () => step("/api/device/give-up", {}));
+  onClick("give-up", () => endStudy("/api/device/give-up", END_TEXTS[$("phone-help").hidden ? "window" : "computer"]));
 }
 
 // Back would leave the study (or show a stale step): it stays on the page and says so.
@@ -321,7 +381,9 @@ function guardBackButton() {
 const pages = {
   consent() {
     onClick("agree", () => step("/api/consent", {agree: true}));
-    onClick("decline", () => step("/api/consent", {agree: false}));
+    onClick("decline", async () => {
+      if (await confirmEnd(END_TEXTS.decline)) await step("/api/consent", {agree: false});
+    });
   },
   device: devicePage,
   instructions() { onClick("start", () => step("/api/instructions", {})); },

@@ -33,8 +33,11 @@ def participant_rows(
     total_ms: float | None = 600_000,
     practice_rounds: int = 1,
     status: str = "completed",
+    window: tuple[int, int] = (1280, 800),
+    small_window: tuple[int, int] | None = None,
 ) -> list[dict]:
-    """Export rows of one participant; ``main`` holds (network, correct_side, chosen_side)."""
+    """Export rows of one participant; ``main`` holds (network, correct_side, chosen_side).
+    Every answer is given in ``window``, but the last main trial in ``small_window`` when set."""
     main = main if main is not None else [
         ("resnet50", "left", "left"), ("vgg16", "right", "right"), ("vit_b16", "left", "right"),
         ("resnet50", "right", "left"),
@@ -53,7 +56,10 @@ def participant_rows(
             correct_side=correct_side, chosen_side=chosen_side, correct=int(correct_side == chosen_side),
             confidence=2, rt_ms=2500.0, instruction_ms="" if instruction_ms is None else instruction_ms,
             practice_rounds=practice_rounds, total_ms="" if total_ms is None else total_ms,
+            window_width=window[0], window_height=window[1],
         )
+        if small_window and index == practice + len(main) - 1:
+            row.update(window_width=small_window[0], window_height=small_window[1])
         rows.append(row)
     return rows
 

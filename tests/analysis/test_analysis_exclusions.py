@@ -28,6 +28,9 @@ def people(make_export):
         dict(pid="practice_4", condition="maco_mask", practice_rounds=4),
         dict(pid="returned", condition="maco_mask", status="returned", total_ms=None),
         dict(pid="two_faults", condition="maco_mask", catch=wrong(6), instruction_ms=3_000),
+        dict(pid="window_940x600", condition="olah", window=(940, 600)),  # exactly the minimum: kept
+        dict(pid="one_small_window", condition="olah", small_window=(700, 450)),
+        dict(pid="low_window", condition="olah", small_window=(1280, 599)),
     )
     return validate_export(raw)
 
@@ -46,6 +49,9 @@ def test_each_rule_excludes_exactly_its_participants(people):
         "practice_4": "more than 3 practice rounds",
         "returned": "session not finished",
         "two_faults": "catch accuracy below 2/3; instructions under 15 s",
+        "window_940x600": "",
+        "one_small_window": "answered in a window under 940x600",
+        "low_window": "answered in a window under 940x600",
     }
     assert table["reasons"].to_dict() == expected
     assert table["excluded"].to_dict() == {pid: bool(reason) for pid, reason in expected.items()}
@@ -56,24 +62,27 @@ def test_rules_are_configurable(people):
     lenient = ExclusionRules(min_catch_accuracy=0.5, min_instruction_s=10, require_both_sides=False,
                              max_practice_rounds=4, min_total_s=60, max_total_s=10_000)
     table = participant_table(people, lenient).set_index("participant_id")
-    assert sorted(table.index[table["excluded"]]) == ["returned", "two_faults"]
+    assert sorted(table.index[table["excluded"]]) == ["low_window", "one_small_window", "returned", "two_faults"]
+    small = ExclusionRules(min_window_width=700, min_window_height=450)
+    table = participant_table(people, small).set_index("participant_id")
+    assert not table.loc[["one_small_window", "low_window"], "fail_window"].any()
 
 
 def test_summary_counts_per_condition(people):
     table = participant_table(people)
     summary = exclusion_summary(table, ["olah", "maco", "maco_mask", "none"]).set_index("condition")
-    assert summary.loc["olah", ["participants", "excluded", "included"]].tolist() == [2, 0, 2]
+    assert summary.loc["olah", ["participants", "window", "excluded", "included"]].tolist() == [5, 2, 2, 3]
     assert summary.loc["maco", ["catch", "instructions", "excluded", "included"]].tolist() == [1, 1, 2, 1]
     assert summary.loc["none", ["total_time", "sides", "excluded"]].tolist() == [2, 1, 3]
     assert summary.loc["maco_mask", ["practice", "incomplete", "catch", "instructions", "excluded"]].tolist() == [
         1, 1, 1, 1, 3
     ]
-    assert summary.loc["all", "participants"] == 11 and summary.loc["all", "excluded"] == 8
+    assert summary.loc["all", "participants"] == 14 and summary.loc["all", "excluded"] == 10
 
 
 def test_model_sees_only_main_trials_of_included_participants(people):
     table = participant_table(people)
     rows = model_rows(people, table)
     assert set(rows["trial_kind"]) == {"main"}
-    assert set(rows["participant_id"]) == {"keep", "catch_4_of_6", "instr_15000"}
-    assert len(rows) == 3 * 4
+    assert set(rows["participant_id"]) == {"keep", "catch_4_of_6", "instr_15000", "window_940x600"}
+    assert len(rows) == 4 * 4

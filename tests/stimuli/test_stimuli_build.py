@@ -84,7 +84,8 @@ def test_bundle_holds_every_piece_of_the_study(bundle, config):
     assert all(n.weights == "random" for n in manifest.networks)
     assert [n.input_size for n in manifest.networks] == [48, 48]
     assert len(manifest.query_pairs) == 5 * config.query.per_unit
-    assert len(manifest.practice_trials) == 2 and len(manifest.catch_trials) == 2
+    assert len(manifest.practice_trials) == 3 and len(manifest.catch_trials) == 2
+    assert manifest.protocol.practice_trials_per_round == 1 and manifest.protocol.max_practice_rounds == 3
     for unit in manifest.units:
         maco = manifest.reference_images(unit.key, "maco")
         masked = manifest.reference_images(unit.key, "maco_mask")
@@ -127,15 +128,20 @@ def test_main_pairs_use_the_top_images_and_practice_the_easiest_spares(bundle, c
     assert {key(p.id) for p in manifest.query_pairs} == set(main)
     assert {p.base_image for p in manifest.query_pairs} == {q["base_image"] for q in main.values()}
     # practice: the largest relative differences among spares showing no main photo, distinct units
+    # and photos, enough for every round (dealt round after round)
     main_files = {q["file"] for q in main.values()}
     eligible = sorted((k for k, q in queries.items() if k not in main and q["file"] not in main_files),
                       key=lambda k: -queries[k]["relative_difference"])
-    expected, units = [], set()
+    expected, units, files = [], set(), set()
+    rounds = config.practice.max_rounds
     for k in eligible:
-        if k[:2] not in units and len(expected) < config.practice.trials:
+        if k[:2] not in units and queries[k]["file"] not in files and len(expected) < config.practice.trials * rounds:
             expected.append(k)
             units.add(k[:2])
-    assert [key(p.id) for p in manifest.practice_trials] == expected
+            files.add(queries[k]["file"])
+    assert len(expected) == config.practice.trials * rounds
+    assert [key(p.id) for p in manifest.practice_trials] == [k for r in range(rounds) for k in expected[r::rounds]]
+    assert len({p.base_image for p in manifest.practice_trials}) == len(manifest.practice_trials)
     shown_in_practice_or_catch = {p.base_image for p in manifest.practice_trials + manifest.catch_trials}
     assert not shown_in_practice_or_catch & {p.base_image for p in manifest.query_pairs}
 

@@ -71,7 +71,11 @@ def test_sampled_units_are_seeded_per_network():
      r"^pool.source: .*nowhere is not a folder"),
     (lambda t: t.replace("[pool]\nsource = \"skimage\"", ""), r"^pool.source: missing$"),
     (lambda t: t.replace("trials = 1", "trials = 4", 1),
-     r"^query.top_k: practice.trials \+ catch.trials = 5 need as many spare images"),
+     r"^query.top_k: practice.trials x practice.max_rounds \+ catch.trials = 13 need as many spare images"),
+    # 2 practice + 1 catch would fit the 4 spare images, but every one of the 3 rounds needs new pictures
+    (lambda t: t.replace("trials = 1", "trials = 2", 1),
+     r"^query.top_k: practice.trials x practice.max_rounds \+ catch.trials = 7 need as many spare images, "
+     r"but top_k - per_unit = 2 per unit x 2 units gives 4"),
     (lambda t: t + "occluder_fraction = 1.5\n",
      r"^query.occluder_fraction: must be in \(0, 1\)"),
     (lambda t: t.replace("[study]", "[study\n"), r"not valid TOML"),

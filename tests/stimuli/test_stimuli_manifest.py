@@ -101,6 +101,15 @@ def test_correct_image_is_the_argmax(bundle: Path) -> None:
      "catch_trials: catch-0 shows image"),
     (lambda d: d["query_pairs"][1].update(base_image=d["practice_trials"][1]["base_image"]),
      "query_pairs: q-vgg16-"),
+    # practice rounds of new pictures: they fill practice_trials exactly and share no image
+    (lambda d: d["protocol"].update(practice_trials_per_round=1),
+     "practice_trials: 2 pairs, but protocol asks for 3 rounds of 1"),
+    (lambda d: (d["protocol"].update(practice_trials_per_round=1, max_practice_rounds=2),
+                d["practice_trials"][1].update(image_a=d["practice_trials"][0]["image_b"])),
+     "practice_trials: practice-1 (round 2) shows image"),
+    # each catch trial follows a main trial of its own: never first, never two in a row
+    (lambda d: d["protocol"].update(main_trials_per_participant=1),
+     "catch_trials: 2 catch trials but 1 main trials per participant"),
 ])
 def test_errors_name_the_broken_field(bundle: Path, tmp_path: Path, edit, message: str) -> None:
     with pytest.raises(ManifestError, match=_escape(message)):

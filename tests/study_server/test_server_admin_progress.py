@@ -116,14 +116,15 @@ def test_main_trials_per_network_follow_the_protocol(bundle: Path) -> None:
 
 
 def test_exclusion_preview_agrees_with_the_analysis(app, walker, db_url: str, tmp_path: Path) -> None:
-    """Five completed participants, each failing different rules; the admin's preview gives the
+    """Six completed participants, each failing different rules; the admin's preview gives the
     same reasons as analysis.participant_table on the export of the same database."""
-    people = [_finished(walker) for _ in range(5)]
+    people = [_finished(walker) for _ in range(6)]
     ids = [w.participant().id for w in people]
     engine = _engine(app)
     with Session(engine) as session:
         # 0: fine; 1: slow instructions but 1 of 2 catch right; 2: all on the left (one side);
-        # 3: 3 hours in total; 4: instructions 14.9 s
+        # 3: 3 hours in total; 4: instructions 14.9 s; 5: one answer in a window of 800x500 (stored
+        # by a server configured below the rule's minimum: this one refuses it)
         session.execute(update(Participant).where(Participant.id.in_(ids)).values(instruction_ms=20_000))
         for k, pid in enumerate(ids):
             completed = session.scalar(select(Participant.completed_at).where(Participant.id == pid))
@@ -134,6 +135,8 @@ def test_exclusion_preview_agrees_with_the_analysis(app, walker, db_url: str, tm
         session.execute(update(Trial).where(Trial.participant_id == ids[2], Trial.kind == "main")
                         .values(chosen_side="left"))
         session.execute(update(Participant).where(Participant.id == ids[4]).values(instruction_ms=14_900))
+        small = session.scalars(select(Trial).where(Trial.participant_id == ids[5], Trial.kind == "main")).first()
+        small.window_width, small.window_height = 800, 500
         session.commit()
         participants = list(session.scalars(select(Participant).where(Participant.id.in_(ids))))
         previews = exclusion_previews(session, participants)
@@ -141,8 +144,9 @@ def test_exclusion_preview_agrees_with_the_analysis(app, walker, db_url: str, tm
     table = participant_table(analysed_export(db_url, tmp_path))
     analysis = {row.participant_id: [r for r in row.reasons.split("; ") if r] for row in table.itertuples()}
     assert admin == analysis
-    assert sorted(map(len, admin.values())) == [0, 1, 1, 1, 1]
+    assert sorted(map(len, admin.values())) == [0, 1, 1, 1, 1, 1]
     assert admin[people[1].participant().public_id] == ["catch accuracy below 2/3"]
+    assert admin[people[5].participant().public_id] == ["answered in a window under 940x600"]
 
 
 def test_serve_refuses_a_target_for_an_unknown_condition(tmp_path: Path, bundle: Path, monkeypatch) -> None:  # noqa: ANN001

@@ -62,10 +62,10 @@ def test_returns_and_time_outs_free_their_slot(app, walker) -> None:  # noqa: AN
         w.start()
     assert {w.participant().condition for w in newcomers} == freed
     assert silent.participant().status == "timed_out"
-    # the silent one comes back: resumed, in progress again, same condition
+    # the silent one comes back: its slot is gone, it stays timed out (test_server_timeout.py: the page)
     silent_again = walker(silent.pid)
     silent_again.start()
-    assert silent_again.participant().status == "in_progress"
+    assert silent_again.participant().status == "timed_out"
 
 
 def test_previews_do_not_count(app, walker) -> None:  # noqa: ANN001

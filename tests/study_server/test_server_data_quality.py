@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from study_server import answers, api
-from study_server.models import Participant, Trial, utcnow
+from stimuli.testing import build_test_bundle
+from study_server.models import Participant, QueryPair, Trial, utcnow
 
 from .conftest import Walker
 
@@ -116,6 +117,30 @@ def test_a_repeated_practice_round_has_fresh_image_ids(app, walker) -> None:  # 
     assert len(first_round) == len(second_round) == 2
     assert not urls(first_round) & urls(second_round)  # nothing to recognise from round 1's URLs
     assert all(w.client.get(url).status_code == 200 for url in urls(second_round))
+
+
+def test_every_practice_round_shows_new_pictures(app_factory, sqlite_url: str, tmp_path) -> None:  # noqa: ANN001
+    """A bundle built as the stimuli build makes it: 3 rounds of 2 practice pairs. A participant
+    who fails rounds 1 and 2 sees 6 different photos, never one again (no passing from memory)."""
+    manifest = build_test_bundle(tmp_path / "bundle", n_practice=6, practice_per_round=2)
+    app = app_factory(sqlite_url, tmp_path / "bundle")
+    w = Walker(app)
+    w.to_trials()
+    shown: dict[int, list[bytes]] = {}
+    while (trial := w.current())["practice"]:
+        shown.setdefault(trial["practice_round"], []).extend(
+            w.client.get(trial[slot]).data for slot in ("base", "left", "right"))
+        w.answer_current(correct=trial["practice_round"] == 3 or len(shown[trial["practice_round"]]) > 3)
+    assert sorted(shown) == [1, 2, 3] and all(len(images) == 6 for images in shown.values())
+    pictures = [image for images in shown.values() for image in images]
+    assert len(set(pictures)) == len(pictures) == 18  # no photo, no occluded copy comes back
+    # round r shows the r-th slice of the bundle's practice trials
+    with Session(app.extensions["maco"].engine) as session:
+        rows = session.execute(select(Trial.practice_round, QueryPair.pair_key).join(QueryPair)
+                               .where(Trial.kind == "practice")).all()
+    rounds = {r: {key for round_, key in rows if round_ == r} for r in (1, 2, 3)}
+    assert rounds == {r: {p.id for p in manifest.practice_trials[2 * (r - 1): 2 * r]} for r in (1, 2, 3)}
+    app.extensions["maco"].engine.dispose()
 
 
 def test_the_instructions_example_is_the_first_practice_pair_under_ids_of_its_own(app, walker) -> None:  # noqa: ANN001

@@ -218,9 +218,12 @@ def test_no_page_scrolls_at_the_smallest_window(live_server_factory, browser) ->
     declined = browser.new_page(viewport=MIN_WINDOW)
     declined.goto(f"{base_url}/start?PROLIFIC_PID=small2&STUDY_ID=s1&SESSION_ID=x1")
     declined.click("#decline")
+    declined.wait_for_selector("#confirm-end[open]")  # ending the study asks first
+    page = declined
+    check("confirm")
+    declined.click("#confirm-yes")
     declined.wait_for_selector("#completion-link")
     assert declined.get_attribute("#completion-link", "href").endswith("cc=NOCONSENT")
-    page = declined
     check("returned")
     assert {"feedback-next", "pause-continue", "trial", "finish"} <= set(seen)
 
@@ -248,6 +251,7 @@ def test_a_phone_is_sent_to_a_computer_where_the_same_id_goes_on(live_server_fac
     other.goto(f"{base_url}/start?PROLIFIC_PID=phone2&STUDY_ID=s1&SESSION_ID=x1")
     other.click("#agree")
     other.click("#give-up")
+    other.click("#confirm-yes")  # after a confirmation
     other.wait_for_selector("h1:has-text('return')")
     assert (_participant(app, "phone2").status, _participant(app, "phone2").return_reason) == \
         ("returned", "no suitable device")
@@ -266,4 +270,7 @@ def test_the_screenshot_script_walks_every_page(bundle, tmp_path) -> None:  # no
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     assert measured["pages_scrolling"] == [] and measured["none_centre_offset_px"] == 0
     assert measured["query_vs_old"] > 1 and measured["reference_px"] >= 96  # never smaller than before
-    assert len(list(tmp_path.glob("*.png"))) == 14
+    names = {path.stem.removeprefix("participant-") for path in tmp_path.glob("*.png")}
+    assert len(names) == 22 and {"15-catch-trial", "16-confirm-decline", "17-overlay-small-window-900x560",
+                                 "18-overlay-touch-device", "19-timed-out", "20-phone-overlay-390x844",
+                                 "21-phone-confirm-390x844", "22-phone-timed-out-390x844"} <= names
