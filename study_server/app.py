@@ -26,11 +26,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from stimuli.manifest import load_manifest
 
-from .config import condition_targets, load_config, require_secret_key
+from .config import check_codes, condition_targets, load_config, pid_pattern, require_secret_key
 from .db import make_engine, make_sessionmaker
 from .formatting import register_filters
 from .models import Setting, Study
 from .plan import StudyContext, load_pairs
+from .speed import SpeedRules
 from .state import ServerState, init_state
 
 
@@ -66,6 +67,8 @@ class JSONProvider(DefaultJSONProvider):
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     config = load_config(overrides)
     require_secret_key(config)
+    check_codes(config)
+    pid_pattern(config)
     if not config["BUNDLE_DIR"]:
         raise RuntimeError("no bundle configured: set MACO_BUNDLE_DIR (or use maco-study serve --bundle)")
     app = Flask(__name__)
@@ -98,7 +101,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     init_state(app, ServerState(
         engine, sessions, read_engine, make_sessionmaker(read_engine),
         StudyContext(study.id, manifest, timedelta(minutes=config["PARTICIPANT_TIMEOUT_MIN"]), pairs),
-        Path(config["BUNDLE_DIR"]), token_secret=app.secret_key.encode()))
+        Path(config["BUNDLE_DIR"]), token_secret=app.secret_key.encode(), speed=SpeedRules.from_config(config)))
 
     app.config["TARGET_PER_CONDITION"] = condition_targets(config["TARGET_PER_CONDITION"], manifest.conditions)
     register_filters(app)

@@ -61,6 +61,9 @@ def db_url(request: pytest.FixtureRequest) -> str:
 # on (their code runs in every test) but out of reach; test_server_limits.py tests the real ones
 UNLIMITED = {key: "1000000 per second" for key in
              ("RATE_LIMIT_PARTICIPANT", "RATE_LIMIT_IMAGES", "RATE_LIMIT_START", "RATE_LIMIT_ADMIN_LOGIN")}
+# for the same reason the floors on a session's pace are off (MIN_RT_MS stays: the walker reports
+# a possible rt_ms); test_server_speed.py tests them at their defaults
+PACE_UNCHECKED = {"MIN_ANSWER_MS": 0, "MIN_SESSION_S": 0}
 
 
 def make_app(db_url: str, bundle: Path, **overrides: Any):  # noqa: ANN201
@@ -71,7 +74,8 @@ def make_app(db_url: str, bundle: Path, **overrides: Any):  # noqa: ANN201
         session.commit()
     engine.dispose()
     config = {"DATABASE_URL": db_url, "BUNDLE_DIR": str(bundle), "SECRET_KEY": "test-secret",
-              "TESTING": True, "COMPLETION_CODE": "C0DE123", **UNLIMITED}
+              "TESTING": True, "COMPLETION_CODE": "C0DE123", **UNLIMITED,
+              **PACE_UNCHECKED}
     config.update(overrides)
     return create_app(config)
 
@@ -154,12 +158,17 @@ class Walker:
                 Participant.prolific_pid == self.pid, Trial.position == position))
 
     def answer_body(self, position: int, side: str, confidence: int = 2, **extra: Any) -> dict[str, Any]:
-        # rt_ms below answers.CLOCK_TOLERANCE_MS: possible however fast the test answers after the GET
-        return answer_body(position, side, confidence, **{"rt_ms": 123.5, **extra})
+        # rt_ms below answers.CLOCK_TOLERANCE_MS (possible however fast the test answers after the
+        # GET) and above the MIN_RT_MS floor
+        return answer_body(position, side, confidence, **{"rt_ms": 240.5, **extra})
 
     def current(self) -> dict[str, Any] | None:
+        """GET /api/trial and, as the browser does, the trial's images (an answer needs them)."""
         data = self.study.trial()
-        return None if data["done"] else data["trial"]
+        if data["done"]:
+            return None
+        self.study.images(data["trial"])
+        return data["trial"]
 
     def answer_current(self, correct: bool = True) -> dict[str, Any]:
         trial = self.current()
