@@ -4,9 +4,10 @@
 the database, which must already be upgraded and hold the bundle's study
 (`maco-study serve` does both), and registers the participant, api and admin
 blueprints. For a bare gunicorn, use
-`gunicorn 'study_server.cli:create_app_when_database_answers()'` with the
-MACO_* variables set: a worker that boots while the database is down then
-waits for it instead of making gunicorn stop every worker.
+`gunicorn --logger-class study_server.gunicorn_log.EscapingLogger
+'study_server.cli:create_app_when_database_answers()'` with the MACO_* variables
+set: a worker that boots while the database is down then waits for it instead
+of making gunicorn stop every worker, and no request can forge a log line.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from stimuli.manifest import load_manifest
 
+from . import logs
 from .config import check_codes, condition_targets, load_config, pid_pattern, require_secret_key
 from .db import make_engine, make_sessionmaker
 from .formatting import register_filters
@@ -71,6 +73,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     pid_pattern(config)
     if not config["BUNDLE_DIR"]:
         raise RuntimeError("no bundle configured: set MACO_BUNDLE_DIR (or use maco-study serve --bundle)")
+    logs.install()  # before the first log line: no request can forge one (logs.py)
     app = Flask(__name__)
     app.json = JSONProvider(app)
     app.config.update(config)

@@ -160,7 +160,7 @@ class Walker:
     def answer_body(self, position: int, side: str, confidence: int = 2, **extra: Any) -> dict[str, Any]:
         # rt_ms below answers.CLOCK_TOLERANCE_MS (possible however fast the test answers after the
         # GET) and above the MIN_RT_MS floor
-        return answer_body(position, side, confidence, **{"rt_ms": 240.5, **extra})
+        return answer_body(position, side, confidence, **{"rt_ms": 240.0, **extra})
 
     def current(self) -> dict[str, Any] | None:
         """GET /api/trial and, as the browser does, the trial's images (an answer needs them)."""
