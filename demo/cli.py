@@ -65,7 +65,8 @@ def simulate(url: str, bundle: Path, participants: int, profile: str, seed: int,
     """Drive synthetic participants through a running study server over HTTP, as browsers do.
 
     Use it against a staging deployment before a real study: the participants are real
-    ones to the server (they are exported), with Prolific ids starting with SIM.
+    ones to the server (they are exported), with Prolific-format ids starting with 00000000
+    (a real Prolific id starts with its creation time).
     """
     from stimuli.manifest import ManifestError
     from tqdm import tqdm

@@ -188,7 +188,7 @@ def complete(session: Session, ctx: StudyContext, participant: Participant, comm
     participant.comment = comment or None
     participant.completed_at = utcnow()
     participant.status = COMPLETED
-    participant.review = "; ".join(review_reasons(participant, trials, rules))
+    participant.review = ";".join(review_reasons(participant, trials, rules))
     move(participant, "done")
 
 

@@ -112,7 +112,7 @@ class Participant(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     return_reason: Mapped[str | None] = mapped_column(String(40))
-    # at completion: why the session goes to manual review ("; "-joined speed.REVIEW_REASONS), "" if none
+    # at completion: why the session goes to manual review (";"-joined speed.REVIEW_REASONS keys), "" if none
     review: Mapped[str | None] = mapped_column(String(200))
 
 

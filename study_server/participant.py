@@ -14,7 +14,7 @@ from . import flow, stages
 from .admin import admin_session_active, start_participant_session
 from .state import db, read_db, state
 from .models import COMPLETED, Participant
-from .plan import EXAMPLE_SCOPE, example_images, image_token
+from .plan import EXAMPLE_SCOPE, example_images, image_token, main_phase_length
 
 participant_bp = Blueprint("participant", __name__)
 
@@ -112,8 +112,7 @@ def _page_context(participant: Participant) -> dict[str, Any]:
         example = example_images(manifest, participant.condition)
         context["example"] = [url_for("participant.image", token=image_token(
             state().token_secret, participant.id, i, EXAMPLE_SCOPE)) for i in example]
-        context["n_main"] = (manifest.protocol.main_trials_per_participant or len(manifest.query_pairs)) \
-            + len(manifest.catch_trials)
+        context["n_main"] = main_phase_length(manifest)
         context["break_every"] = cfg["BREAK_EVERY"]
     elif participant.stage == "done":  # a session marked for review gets its own code (speed.py)
         context.update(_completion(participant, cfg["REVIEW_CODE" if participant.review else "COMPLETION_CODE"]))
