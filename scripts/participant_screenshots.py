@@ -46,7 +46,10 @@ def serve(bundle: Path, folder: Path) -> str:
         session.commit()
     app = create_app({"DATABASE_URL": url, "BUNDLE_DIR": str(bundle), "SECRET_KEY": "screenshots",
                       "COMPLETION_CODE": "C0MPL3TE", "NOCONSENT_CODE": "NOCONSENT", "BREAK_EVERY": 2,
-                      "RATE_LIMIT_ENABLED": 0, "COMPLETION_URL": "/study?cc={code}"})
+                      "RATE_LIMIT_ENABLED": 0, "COMPLETION_URL": "/study?cc={code}",
+                      # a script answers the moment it can: the pace rules off, so that the pages
+                      # show what a person sees (the done page with the completion code)
+                      "MIN_RT_MS": 0, "MIN_ANSWER_MS": 0, "MIN_SESSION_S": 0})
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_port}"
@@ -159,17 +162,19 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         base_url = serve(args.bundle, Path(folder))
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        # without navigator.webdriver, which would send the session to review (study_server/speed.py)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-blink-features=AutomationControlled"])
         viewport = {"width": width, "height": height}
-        pids = (f"screens{k}" for k in itertools.count())
+        pids = (f"{k:024x}" for k in itertools.count())  # Prolific's format
         walk(at_instructions(browser, base_url, viewport, True, pids, args.out, args.suffix), args.out, args.suffix)
         declined = browser.new_page(viewport=viewport)
-        declined.goto(f"{base_url}/start?PROLIFIC_PID=declines&STUDY_ID=s&SESSION_ID=x")
+        declined.goto(f"{base_url}/start?PROLIFIC_PID={'dec11ed0':0>24}&STUDY_ID=s&SESSION_ID=x")
         declined.click("#decline")
         declined.wait_for_selector("h1:has-text('return')")
         save(declined, args.out, f"11-returned-no-consent{args.suffix}")
         phone = browser.new_page(viewport={"width": 390, "height": 844}, user_agent=PHONE_AGENT)
-        phone.goto(f"{base_url}/start?PROLIFIC_PID=phone&STUDY_ID=s&SESSION_ID=x")
+        phone.goto(f"{base_url}/start?PROLIFIC_PID={'f0e0':0>24}&STUDY_ID=s&SESSION_ID=x")
         phone.click("#agree")
         phone.wait_for_selector("#phone-help:visible")
         save(phone, args.out, f"12-phone{args.suffix}")

@@ -3,7 +3,9 @@ MACO_TEST_POSTGRES_URL is set, as CI does), the app, and a scripted participant 
 client on Flask's test client)."""
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Iterator
@@ -96,7 +98,9 @@ def live_server_factory(sqlite_url: str, bundle: Path):  # noqa: ANN201
     started = []
 
     def serve(**overrides: Any):  # noqa: ANN202
-        app = make_app(sqlite_url, bundle, **overrides)
+        # Playwright answers the moment the buttons are enabled: no rt_ms floor (test_server_speed.py
+        # tests it), unless a test sets one
+        app = make_app(sqlite_url, bundle, **{"MIN_RT_MS": 0, **overrides})
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         started.append((app, server))
@@ -115,6 +119,13 @@ def app(db_url: str, bundle: Path):  # noqa: ANN201
     app.extensions["maco"].engine.dispose()
 
 
+def prolific_pid(name: str) -> str:
+    """A Prolific-format id (24 lower-case hex digits) for a test's readable participant name."""
+    if re.fullmatch(r"[0-9a-f]{24}", name):
+        return name
+    return hashlib.sha256(name.encode()).hexdigest()[:24]
+
+
 class Walker:
     """A participant driven through the JSON API by the protocol client (study_server.client) on
     Flask's test client, without retries (a test sees every status); the oracles read the database."""
@@ -122,7 +133,7 @@ class Walker:
     def __init__(self, app, pid: str | None = None):  # noqa: ANN001
         self.app = app
         self.study = StudyClient(FlaskTransport(app), NO_RETRY)
-        self.pid = pid or secrets.token_hex(12)
+        self.pid = secrets.token_hex(12) if pid is None else prolific_pid(pid)
 
     @property
     def client(self):  # noqa: ANN201
@@ -145,7 +156,7 @@ class Walker:
         self.study.device()
         assert self.study.page() == "instructions"
         self.study.instructions()
-        self.current()  # the trials page opens and asks for its first trial (its images are sent)
+        self.study.trial()  # the trials page opens and asks for its first trial
 
     def participant(self) -> Participant:
         with Session(self.app.extensions["maco"].engine) as session:
