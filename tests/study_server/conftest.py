@@ -151,12 +151,16 @@ class Walker:
         return self.study.request("POST", url, json=body)
 
     def to_trials(self) -> None:
+        self.to_first_trial()
+        self.current()  # the trials page opens and asks for its first trial, and loads its images
+
+    def to_first_trial(self) -> None:
+        """Start, consent, device check and instructions: the trials page is next."""
         assert self.start().status_code == 302
         self.study.consent()
         self.study.device()
         assert self.study.page() == "instructions"
         self.study.instructions()
-        self.study.trial()  # the trials page opens and asks for its first trial
 
     def participant(self) -> Participant:
         with Session(self.app.extensions["maco"].engine) as session:

@@ -46,7 +46,7 @@ def test_a_participant_flooding_the_api_is_limited(sqlite_url: str, bundle: Path
 def test_image_floods_are_limited_per_participant(sqlite_url: str, bundle: Path) -> None:
     app = make_app(sqlite_url, bundle, RATE_LIMIT_IMAGES="5 per minute")
     mallory = Walker(app)
-    mallory.to_trials()
+    mallory.to_first_trial()
     url = mallory.study.trial()["trial"]["base"]
     for _ in range(5):
         assert mallory.client.get(url).status_code == 200

@@ -39,18 +39,9 @@ def _done_page(walker: Walker) -> str:
     return walker.client.get("/study").data.decode()
 
 
-def _to_trials_as_a_script(walker: Walker) -> None:
-    """The start link, consent, device check, instructions, as the issue's script sends them."""
-    assert walker.start().status_code == 302
-    walker.study.consent()
-    walker.study.device()
-    walker.study.page()
-    walker.study.instructions()
-
-
 def test_scripted_speed_run_without_images_never_completes(paced_app) -> None:  # noqa: ANN001
     bot = Walker(paced_app)
-    _to_trials_as_a_script(bot)
+    bot.to_first_trial()  # start link, consent, device check, instructions
     refused = []
     for _ in range(30):  # every trial it is given, answered at once with rt_ms 5, no image fetched
         data = bot.study.trial()
@@ -69,7 +60,7 @@ def test_scripted_speed_run_without_images_never_completes(paced_app) -> None:  
 
 def test_an_answer_counts_once_every_image_of_its_trial_was_sent(paced_app) -> None:  # noqa: ANN001
     w = Walker(paced_app)
-    _to_trials_as_a_script(w)
+    w.to_first_trial()
     trial = w.study.trial()["trial"]
     urls = [trial["base"], trial["left"], trial["right"], *trial["references"]]
     for url in urls[:-1]:  # all but the last reference
