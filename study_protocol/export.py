@@ -74,7 +74,7 @@ COLUMNS: tuple[Column, ...] = (
            "the completion code, `;`-separated (`fast_answers`, `fast_session`, `clock_gap`, `webdriver`: "
            "docs/admin.md, \"Review submissions\"); empty if it got the completion code or is not completed",
            per_participant=True),
-    Column("images_fetched", "int", "int", "per participant: trial images the server sent (an answer counts only "
+    Column("images_fetched", "int", "int?", "per participant: trial images the server sent (an answer counts only "
            "once its trial's images were sent)", per_participant=True),
 )
 COLUMN_NAMES = [column.name for column in COLUMNS]
