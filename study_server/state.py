@@ -12,7 +12,7 @@ from flask import Flask, current_app, g
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from .db import make_engine, make_sessionmaker
+from .db import make_engine
 from .flow import participant_trials
 from .images import ImageStore
 from .models import Participant
@@ -74,18 +74,16 @@ class ServerState:
 
         self.reached_images = reached
 
-        relaxed = (make_sessionmaker(make_engine(self.engine.url.render_as_string(hide_password=False),
-                                                 relaxed=True))
-                   if self.engine.dialect.name == "sqlite" else self.sessions)
+        relaxed = (make_engine(self.engine.url.render_as_string(hide_password=False), relaxed=True)
+                   if self.engine.dialect.name == "sqlite" else self.engine)
 
         @lru_cache(maxsize=65536)
         def record(participant_id: int, token: str) -> None:
             """One write per image and participant (a browser caches the image; a repeated
             request, from a reload without cache or another worker, finds the row and adds none),
             committed without waiting for the disk (speed.record_served)."""
-            with relaxed() as session:
-                record_served(session, participant_id, token)
-                session.commit()
+            with relaxed.begin() as connection:
+                record_served(connection, participant_id, token)
 
         self.record_served = record
 
