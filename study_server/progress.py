@@ -108,11 +108,11 @@ def live_participants(session: Session, participants: list[Participant], ctx: St
     live = [p for p in participants if dashboard_status(p, ctx.timeout, now) in ("started", "in progress")]
     if not live:
         return []
-    answered: dict[tuple[int, bool], int] = {
-        (pid, practice): n for pid, practice, n in session.execute(
-            select(Trial.participant_id, Trial.kind == "practice", func.count(Trial.answer_id))
-            .where(Trial.participant_id.in_([p.id for p in live]))
-            .group_by(Trial.participant_id, Trial.kind == "practice"))}
+    answered: Counter[tuple[int, bool]] = Counter()  # (participant, practice?) -> answers
+    for pid, kind, n in session.execute(
+            select(Trial.participant_id, Trial.kind, func.count(Trial.answer_id))
+            .where(Trial.participant_id.in_([p.id for p in live])).group_by(Trial.participant_id, Trial.kind)):
+        answered[pid, kind == "practice"] += n
     planned = main_phase_length(ctx.manifest)
     return [{"p": p, "answered": answered.get((p.id, False), 0), "planned": planned,
              "practice_answered": answered.get((p.id, True), 0), "last_seen": as_utc(p.last_seen_at)}
