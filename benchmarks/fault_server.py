@@ -75,15 +75,17 @@ def trials_per_participant(bundle: Path) -> int:
 
 def participant_limits(think_ms: float) -> dict[str, str]:
     """Server environment for participants `FASTEST_PERSON_THINK_MS / think_ms` times faster than
-    the fastest person: the per-participant rate limits scaled by that factor (none when >= 1).
+    the fastest person: the per-participant rate limits scaled up and the pace floors
+    (study_server/speed.py) down by that factor (none when >= 1).
     (The per-address /start limit is raised by study_client.start_server: every client is 127.0.0.1.)"""
     from study_server.config import DEFAULTS
 
     factor = math.ceil(FASTEST_PERSON_THINK_MS / think_ms) if think_ms > 0 else 1000
     if factor <= 1:
         return {}
-    return {f"MACO_{key}": re.sub(r"\d+", lambda m: str(int(m.group()) * factor), DEFAULTS[key])
-            for key in ("RATE_LIMIT_PARTICIPANT", "RATE_LIMIT_IMAGES")}
+    return {**{f"MACO_{key}": re.sub(r"\d+", lambda m: str(int(m.group()) * factor), DEFAULTS[key])
+               for key in ("RATE_LIMIT_PARTICIPANT", "RATE_LIMIT_IMAGES")},
+            **{f"MACO_{key}": str(DEFAULTS[key] // factor) for key in ("MIN_RT_MS", "MIN_ANSWER_MS", "MIN_SESSION_S")}}
 
 
 FAULTY_CLIENTS = ClientFaults(lose_reply=0.15, reload=0.03, two_tabs=0.3)

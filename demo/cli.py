@@ -55,7 +55,8 @@ def demo(folder: Path, participants: int, exit_after: bool, port: int, config: P
               help=PROFILE_HELP)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--time-scale", default=1.0, show_default=True, type=click.FloatRange(0),
-              help="simulated waits x this (1: paced like people; 0.02: 50x faster)")
+              help="simulated waits x this (1: paced like people; 0.02: 50x faster, against a server whose "
+                   "MACO_MIN_RT_MS, MACO_MIN_ANSWER_MS and MACO_MIN_SESSION_S are scaled the same way)")
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 1000),
               help="participants in the study at the same time")
 @click.option("--out", default="simulation", show_default=True, type=click.Path(file_okay=False, path_type=Path),
@@ -65,7 +66,8 @@ def simulate(url: str, bundle: Path, participants: int, profile: str, seed: int,
     """Drive synthetic participants through a running study server over HTTP, as browsers do.
 
     Use it against a staging deployment before a real study: the participants are real
-    ones to the server (they are exported), with Prolific ids starting with SIM.
+    ones to the server (they are exported), with Prolific-format ids starting with 00000000
+    (a real Prolific id starts with its creation time).
     """
     from stimuli.manifest import ManifestError
     from tqdm import tqdm

@@ -77,6 +77,9 @@ PROFILES: dict[str, Profile] = {
 
 WINDOW_SIZES = [(1280, 800), (1440, 900), (1536, 864), (1920, 1080)]
 STUDY_ID = "SIMSTUDY"
+# Prolific's id format (24 hex digits); a real one begins with its creation time (a MongoDB
+# ObjectId), never with 1970's zeros: these are the prefix, the run's tag and the participant's number
+SIMULATED_PID_PREFIX = "00000000"
 RETRY = RetryRule(tries=6)  # study.js's rule, bounded: a participant that cannot get through fails
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) maco-study-simulate"
 
@@ -217,7 +220,7 @@ def simulate(base_url: str, bundle_dir: str | Path, participants: int, profile: 
     run_tag = secrets.token_hex(4)  # a second run against the same server brings new Prolific ids
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        sessions = [SimulatedSession(base_url, index, model, profile, person, k, f"SIM{run_tag}{k:05d}", seed,
+        sessions = [SimulatedSession(base_url, index, model, profile, person, k, f"{SIMULATED_PID_PREFIX}{run_tag}{k:08x}", seed,
                                      time_scale) for k, person in enumerate(people)]
         futures = [pool.submit(session.run) for session in sessions]
         records = []

@@ -120,8 +120,11 @@ def fresh_database(paths: DemoPaths) -> str:
     return password
 
 
-def start_server(paths: DemoPaths, host: str, port: int) -> ServerProcess:
-    """`maco-study serve` on host:port for the demo, its log in DIR/server.log."""
+def start_server(paths: DemoPaths, host: str, port: int, time_scale: float = DEMO_TIME_SCALE) -> ServerProcess:
+    """`maco-study serve` on host:port for the demo, its log in DIR/server.log; the pace floors
+    (study_server/speed.py) run on the simulated clock, as the exclusion rules do (analyse)."""
+    from study_server.config import DEFAULTS
+
     if port_in_use(host, port):
         raise DemoError(f"port {port} on {host} is already in use: choose another with --port")
     url = f"http://{host}:{port}"
@@ -129,7 +132,9 @@ def start_server(paths: DemoPaths, host: str, port: int) -> ServerProcess:
     # participants all come from this machine and run 50x faster than people
     env = {"MACO_COMPLETION_CODE": "DEMO-CODE", "MACO_COMPLETION_URL": f"{url}/?completed={{code}}",
            "MACO_SECRET_KEY": secrets.token_hex(32), "MACO_RATE_LIMIT_ENABLED": "0",
-           "MACO_PUBLIC_PREVIEW": "1"}  # the demo's participant view link works without an admin login
+           "MACO_PUBLIC_PREVIEW": "1",  # the demo's participant view link works without an admin login
+           **{f"MACO_{key}": str(int(DEFAULTS[key] * time_scale)) for key in ("MIN_RT_MS", "MIN_ANSWER_MS",
+                                                                               "MIN_SESSION_S")}}
     paths.server_log.unlink(missing_ok=True)  # this run's log only
     try:
         return ServerProcess(paths.bundle, paths.db_url, host=host, port=port, workers=1, threads=8, env=env,
@@ -197,7 +202,7 @@ def run_demo(folder: Path, simulate: int = 0, exit_after: bool = False, host: st
     echo(f"[2/4] a fresh database {paths.database}")
     password = fresh_database(paths)
     result: dict = {"folder": str(paths.root), "build_s": round(build_s, 1)}
-    server = start_server(paths, host, port)
+    server = start_server(paths, host, port, time_scale)
     try:
         echo(f"[3/4] the study server is running ({paths.server_log})\n"
              f"      participant view (preview, never exported): {server.url}/preview\n"

@@ -55,7 +55,10 @@ def serve(bundle: Path, folder: Path) -> str:
         session.commit()
     app = create_app({"DATABASE_URL": url, "BUNDLE_DIR": str(bundle), "SECRET_KEY": "screenshots",
                       "COMPLETION_CODE": "C0MPL3TE", "NOCONSENT_CODE": "NOCONSENT", "BREAK_EVERY": 2,
-                      "RATE_LIMIT_ENABLED": 0, "COMPLETION_URL": "/study?cc={code}"})
+                      "RATE_LIMIT_ENABLED": 0, "COMPLETION_URL": "/study?cc={code}",
+                      # a script answers the moment it can: the pace rules off, so that the pages
+                      # show what a person sees (the done page with the completion code)
+                      "MIN_RT_MS": 0, "MIN_ANSWER_MS": 0, "MIN_SESSION_S": 0})
     engine = app.extensions["maco"].engine
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -242,7 +245,9 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         base_url = serve(args.bundle, Path(folder))
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        # without navigator.webdriver, which would send the session to review (study_server/speed.py)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-blink-features=AutomationControlled"])
         viewport = {"width": width, "height": height}
         pids = (pid(k) for k in itertools.count())
         walk(*at_instructions(browser, base_url, viewport, True, pids, args.out, args.suffix), args.out, args.suffix)

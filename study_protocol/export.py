@@ -59,12 +59,23 @@ COLUMNS: tuple[Column, ...] = (
     Column("device_pixel_ratio", "float", "number?", "window.devicePixelRatio at the answer"),
     Column("blur_count", "int", "int?", "times the window lost focus during this trial"),
     Column("fullscreen_exit_count", "int", "int?", "times the browser left full screen during this trial"),
+    Column("webdriver", "int or empty", "binary?", "1 if the browser reported `navigator.webdriver` (set by "
+           "automation tools, never by a person's browser) at the answer; empty for answers stored before it was "
+           "recorded"),
+    Column("answer_input", "str", "text", "`key` (a digit key) or `pointer` (a click or tap): what gave the answer; "
+           "empty for answers stored before it was recorded"),
     Column("instruction_ms", "float", "number?", "per participant (repeated on each of their rows): time on the "
            "instructions page", required=True, per_participant=True),
     Column("practice_rounds", "int", "int?", "per participant: practice rounds used (1..3; 3 and still wrong = "
            "flagged)", required=True, per_participant=True),
     Column("total_ms", "float or empty", "number?", "per participant: /start to completion; empty if not completed",
            required=True, per_participant=True),
+    Column("review", "str", "text", "per participant: why the session got the review completion code instead of "
+           "the completion code, `;`-separated (`fast_answers`, `fast_session`, `clock_gap`, `webdriver`: "
+           "docs/admin.md, \"Review submissions\"); empty if it got the completion code or is not completed",
+           per_participant=True),
+    Column("images_fetched", "int", "int?", "per participant: trial images the server sent (an answer counts only "
+           "once its trial's images were sent)", per_participant=True),
 )
 COLUMN_NAMES = [column.name for column in COLUMNS]
 PROLIFIC_COLUMNS = ("participant_id", "prolific_pid", "study_id", "session_id")

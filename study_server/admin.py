@@ -19,11 +19,13 @@ from wtforms.validators import DataRequired
 
 from .state import db, read_db, state
 from .export import write_responses
-from .models import COMPLETED, LoginFailure, Participant, Setting, Trial, utcnow
+from .models import COMPLETED, LoginFailure, Participant, ServedImage, Setting, Trial, utcnow
 from .progress import (STATUS_COLUMNS, attrition, condition_progress, dashboard_status, exclusion_previews,
                        live_participants, main_trials_per_network, network_progress, overall,
                        real_participants)
-from .review import ReviewFilterError, page_count, page_of, parse_filters, review_units
+from .speed import REVIEW_REASONS, signals
+from .review import (SORTS, ReviewFilterError, activation_difference, page_count, page_of, parse_filters,
+                     review_units)
 
 admin_bp = Blueprint("admin", __name__, url_prefix="/admin")
 PASSWORD_SETTING = "admin_password_hash"
@@ -197,9 +199,12 @@ def participant_detail(public_id: str):  # noqa: ANN201
     if p is None:
         abort(404)
     trials = list(read_db().scalars(select(Trial).where(Trial.participant_id == p.id).order_by(Trial.position)))
+    images_fetched = read_db().scalar(select(func.count()).select_from(ServedImage)
+                                      .where(ServedImage.participant_id == p.id))
     return render_template("admin_participant.html", p=p, trials=trials, logout=LogoutForm(),
                            status=dashboard_status(p, state().study.timeout, utcnow()),
-                           exclusion=exclusion_previews(read_db(), [p])[p.id])
+                           exclusion=exclusion_previews(read_db(), [p])[p.id],
+                           signals=signals(trials, images_fetched), review_reasons=REVIEW_REASONS)
 
 
 @admin_bp.get("/review")
@@ -216,7 +221,8 @@ def review():  # noqa: ANN201
         return redirect(url_for("admin.review", **filters.query(page=pages)))
     return render_template("admin_review.html", manifest=manifest, filters=filters, units=page_of(units, filters.page),
                            n_units=len(units), n_pairs=sum(len(u.pairs) for u in units), pages=pages,
-                           per_participant=main_trials_per_network(manifest), logout=LogoutForm())
+                           per_participant=main_trials_per_network(manifest), logout=LogoutForm(),
+                           sorts=SORTS, difference=activation_difference)
 
 
 @admin_bp.get("/image/<image_id>")

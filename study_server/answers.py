@@ -4,6 +4,8 @@ Two clocks time a trial. The browser's `rt_ms` runs from the images on screen to
 the server's `server_elapsed_ms` from GET /api/trial sending the trial to the answer arriving. The
 browser's interval lies inside the server's, so an `rt_ms` longer than `server_elapsed_ms` (beyond
 CLOCK_TOLERANCE_MS) cannot come from study.js: such an answer is refused, never stored.
+An answer to a trial whose images the server never sent, or with an `rt_ms` below MIN_RT_MS,
+is refused too (speed.py).
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from sqlalchemy.orm import Session, lazyload
 
 from .flow import PHONE_REFUSED, FlowError, first_unanswered, move, needs_touch, require_not_timed_out, touch
 from .models import COMPLETED, Participant, Trial, utcnow
-from .plan import StudyContext, start_main, start_practice_round
+from .plan import StudyContext, image_scope, image_token, start_main, start_practice_round, trial_images
+from .speed import SpeedRules, served_count
 
 ANSWER_FIELDS: dict[str, tuple[type, float, float]] = {
     # name: (type, minimum, maximum)
@@ -30,6 +33,7 @@ ANSWER_FIELDS: dict[str, tuple[type, float, float]] = {
     "blur_count": (int, 0, 100_000),
     "fullscreen_exit_count": (int, 0, 100_000),
 }
+INPUTS = ("key", "pointer")  # what gave the answer: a digit key, or a click or tap
 ANSWER_ID = re.compile(r"[A-Za-z0-9-]{8,64}")  # always fullmatch ("$" would accept a trailing newline)
 # timer rounding in the browser, and wall clocks of two server machines a little apart
 CLOCK_TOLERANCE_MS = 250
@@ -39,14 +43,19 @@ def validate_answer(data: Any) -> dict[str, Any]:
     """The answer body, checked field by field; FlowError(400) names the first bad one."""
     if not isinstance(data, dict):
         raise FlowError("the body must be a JSON object", 400)
-    expected = set(ANSWER_FIELDS) | {"answer_id", "chosen_side"}
+    expected = set(ANSWER_FIELDS) | {"answer_id", "chosen_side", "webdriver", "input"}
     for name in sorted(set(data) ^ expected):
         raise FlowError(f"{name}: {'unknown field' if name in data else 'missing'}", 400)
     if not isinstance(data["answer_id"], str) or not ANSWER_ID.fullmatch(data["answer_id"]):
         raise FlowError("answer_id: must be 8-64 letters, digits or dashes", 400)
     if data["chosen_side"] not in ("left", "right"):
         raise FlowError('chosen_side: must be "left" or "right"', 400)
-    clean = {"answer_id": data["answer_id"], "chosen_side": data["chosen_side"]}
+    if not isinstance(data["webdriver"], bool):
+        raise FlowError("webdriver: must be true or false", 400)
+    if data["input"] not in INPUTS:
+        raise FlowError('input: must be "key" or "pointer"', 400)
+    clean = {"answer_id": data["answer_id"], "chosen_side": data["chosen_side"],
+             "webdriver": data["webdriver"], "input": data["input"]}
     for name, (kind, lo, hi) in ANSWER_FIELDS.items():
         value = data[name]
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -83,12 +92,14 @@ def _answer_reply(participant: Participant, trial: Trial, round_result: str | No
 
 
 def store_answer(session: Session, ctx: StudyContext, participant_id: int, answer: dict[str, Any],
-                 served_position: int | None, served_at_ms: float | None) -> dict[str, Any]:
+                 served_position: int | None, served_at_ms: float | None, secret: bytes,
+                 rules: SpeedRules) -> dict[str, Any]:
     """Store one answer (idempotent on answer_id) and advance; the caller commits, then replies.
 
     `served_position` is the last trial GET /api/trial sent to this browser session and
     `served_at_ms` when (epoch ms, server clock), both kept in its signed cookie: a new answer
-    is accepted only for a trial whose images were sent, and only with a possible `rt_ms`."""
+    is accepted only for the trial sent, once GET /img sent every one of its images (their
+    tokens under `secret`), and only with a possible `rt_ms`."""
     participant = session.scalar(select(Participant).where(Participant.id == participant_id)
                                  .with_for_update())
     if participant is None:
@@ -121,6 +132,13 @@ def store_answer(session: Session, ctx: StudyContext, participant_id: int, answe
         raise FlowError("this is not the current trial: reload the page")
     if served_position != trial.position:
         raise FlowError("this trial was not shown yet: reload the page")
+    tokens = {image_token(secret, participant.id, image, image_scope(trial))
+              for image in trial_images(ctx, participant.condition, trial)}
+    if served_count(session, participant.id, tokens) < len(tokens):
+        raise FlowError("the pictures of this trial were not loaded: reload the page")
+    if answer["rt_ms"] < rules.min_rt_ms:
+        raise FlowError("that answer came faster than the pictures can be seen: please look at them, "
+                        "then answer", 422)
     now = utcnow()
     elapsed_ms = None if served_at_ms is None else max(0.0, now.timestamp() * 1000 - served_at_ms)
     if elapsed_ms is not None and answer["rt_ms"] > elapsed_ms + CLOCK_TOLERANCE_MS:
@@ -134,8 +152,9 @@ def store_answer(session: Session, ctx: StudyContext, participant_id: int, answe
     trial.answered_at = now
     trial.shown_at = now - timedelta(milliseconds=answer["rt_ms"])
     for name in ("window_width", "window_height", "device_pixel_ratio", "blur_count",
-                 "fullscreen_exit_count"):
+                 "fullscreen_exit_count", "webdriver"):
         setattr(trial, name, answer[name])
+    trial.answer_input = answer["input"]
     if needs_touch(participant):  # the answer itself shows life; the slot's clock is kept per minute
         touch(participant)
     round_result = _advance(session, ctx, participant, trial, trials)

@@ -112,7 +112,7 @@ def complete():  # noqa: ANN201
     comment = _body("comment")["comment"]
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
         abort(400, f"comment: must be text of at most {MAX_COMMENT} characters")
-    return _step(lambda p: flow.complete(db(), state().study, p, comment.strip()))
+    return _step(lambda p: flow.complete(db(), state().study, p, comment.strip(), state().speed))
 
 
 @api_bp.get("/trial")
@@ -163,6 +163,6 @@ def answer():  # noqa: ANN201
 
 def _store_answer(participant_id: int, clean: dict[str, Any]):  # noqa: ANN202
     reply = answers.store_answer(db(), state().study, participant_id, clean, session.get("served"),
-                                 session.get("served_at_ms"))
+                                 session.get("served_at_ms"), state().token_secret, state().speed)
     db().commit()
     return jsonify(reply)  # only now: the answer is committed

@@ -4,9 +4,10 @@
 the database, which must already be upgraded and hold the bundle's study
 (`maco-study serve` does both), and registers the participant, api and admin
 blueprints. For a bare gunicorn, use
-`gunicorn 'study_server.cli:create_app_when_database_answers()'` with the
-MACO_* variables set: a worker that boots while the database is down then
-waits for it instead of making gunicorn stop every worker.
+`gunicorn --logger-class study_server.gunicorn_log.EscapingLogger
+'study_server.cli:create_app_when_database_answers()'` with the MACO_* variables
+set: a worker that boots while the database is down then waits for it instead
+of making gunicorn stop every worker, and no request can forge a log line.
 """
 from __future__ import annotations
 
@@ -26,11 +27,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from stimuli.manifest import load_manifest
 
-from .config import condition_targets, load_config, require_secret_key
+from . import logs
+from .config import check_codes, condition_targets, load_config, pid_pattern, require_secret_key
 from .db import make_engine, make_sessionmaker
 from .formatting import register_filters
 from .models import Setting, Study
 from .plan import StudyContext, load_pairs
+from .speed import SpeedRules
 from .state import ServerState, init_state
 
 
@@ -66,8 +69,11 @@ class JSONProvider(DefaultJSONProvider):
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     config = load_config(overrides)
     require_secret_key(config)
+    check_codes(config)
+    pid_pattern(config)
     if not config["BUNDLE_DIR"]:
         raise RuntimeError("no bundle configured: set MACO_BUNDLE_DIR (or use maco-study serve --bundle)")
+    logs.install()  # before the first log line: no request can forge one (logs.py)
     app = Flask(__name__)
     app.json = JSONProvider(app)
     app.config.update(config)
@@ -98,7 +104,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     init_state(app, ServerState(
         engine, sessions, read_engine, make_sessionmaker(read_engine),
         StudyContext(study.id, manifest, timedelta(minutes=config["PARTICIPANT_TIMEOUT_MIN"]), pairs),
-        Path(config["BUNDLE_DIR"]), token_secret=app.secret_key.encode()))
+        Path(config["BUNDLE_DIR"]), token_secret=app.secret_key.encode(), speed=SpeedRules.from_config(config)))
 
     app.config["TARGET_PER_CONDITION"] = condition_targets(config["TARGET_PER_CONDITION"], manifest.conditions)
     register_filters(app)

@@ -75,6 +75,10 @@ def serve(bundle: str, db_url: str, host: str, port: int, workers: int, threads:
 def _run_gunicorn(options: dict) -> None:
     from gunicorn.app.base import BaseApplication
 
+    from .gunicorn_log import EscapingLogger
+
+    options = {**options, "logger_class": EscapingLogger}  # no request forges a log line (logs.py)
+
     class StudyServer(BaseApplication):
         def load_config(self) -> None:
             for key, value in options.items():

@@ -11,6 +11,12 @@
 | ADMIN_REFRESH_S | MACO_ADMIN_REFRESH_S | seconds between the dashboard's refreshes of its live figures |
 | COMPLETION_CODE | MACO_COMPLETION_CODE | Prolific completion code shown/redirected to at the end |
 | COMPLETION_URL | MACO_COMPLETION_URL | redirect target, `{code}` replaced by the code |
+| REVIEW_CODE | MACO_REVIEW_CODE | Prolific code for a completed session that tripped a speed or automation rule (study_server/speed.py); create it on Prolific with the action "manually review"; must differ from COMPLETION_CODE |
+| MIN_RT_MS | MACO_MIN_RT_MS | an answer whose browser `rt_ms` is below this is refused (nothing stored; the trial stays on screen) |
+| MIN_ANSWER_MS | MACO_MIN_ANSWER_MS | a completed session whose median server-measured time per main or catch answer is below this gets REVIEW_CODE |
+| MIN_SESSION_S | MACO_MIN_SESSION_S | a completed session shorter than this (server clock, /start to completion) gets REVIEW_CODE |
+| MAX_CLOCK_GAP_MS | MACO_MAX_CLOCK_GAP_MS | a completed session whose median (server time - `rt_ms`) per answer is above this gets REVIEW_CODE |
+| PROLIFIC_PID_PATTERN | MACO_PROLIFIC_PID_PATTERN | regular expression a whole participant id must match (Prolific's: 24 lower-case hex digits); another recruiter's format here |
 | NOCONSENT_CODE | MACO_NOCONSENT_CODE | Prolific code for consent declined (a "request return" code, e.g. NOCONSENT); empty: the page only asks to return the study |
 | NO_DEVICE_CODE | MACO_NO_DEVICE_CODE | Prolific code for "no suitable device" (no computer, window too small); empty: only the request to return |
 | INTER_TRIAL_MS | MACO_INTER_TRIAL_MS | blank screen with a fixation cross between two trials, ms |
@@ -32,6 +38,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from typing import Any
 
@@ -43,6 +50,13 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,
     "COMPLETION_CODE": "CHANGE-ME",
     "COMPLETION_URL": "https://app.prolific.com/submissions/complete?cc={code}",
+    "REVIEW_CODE": "CHANGE-ME-REVIEW",
+    # speed floors (study_server/speed.py says why each default is where it is)
+    "MIN_RT_MS": 200,
+    "MIN_ANSWER_MS": 1000,
+    "MIN_SESSION_S": 60,
+    "MAX_CLOCK_GAP_MS": 3000,
+    "PROLIFIC_PID_PATTERN": "[0-9a-f]{24}",
     "NOCONSENT_CODE": "",
     "NO_DEVICE_CODE": "",
     "INTER_TRIAL_MS": 500,
@@ -88,6 +102,21 @@ def require_secret_key(config: dict[str, Any]) -> None:
     generated and kept in the database would let anyone holding a backup forge sessions."""
     if not config["SECRET_KEY"] and not (config["PREVIEW_MODE"] or config.get("TESTING")):
         raise ConfigError(SECRET_KEY_MISSING)
+
+
+def check_codes(config: dict[str, Any]) -> None:
+    """The review code must tell a flagged session from a clean one on Prolific."""
+    if config["REVIEW_CODE"] == config["COMPLETION_CODE"]:
+        raise ConfigError("REVIEW_CODE must differ from COMPLETION_CODE (a flagged session would look clean "
+                          "on Prolific): create a second completion code with the action 'manually review'")
+
+
+def pid_pattern(config: dict[str, Any]) -> re.Pattern[str]:
+    try:
+        return re.compile(config["PROLIFIC_PID_PATTERN"])
+    except re.error as exc:
+        raise ConfigError(f"PROLIFIC_PID_PATTERN is not a regular expression ({exc}): "
+                          f"{config['PROLIFIC_PID_PATTERN']!r}") from None
 
 
 def condition_targets(value: int | dict[str, int], conditions: list[str]) -> dict[str, int]:

@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from study_protocol.export import COLUMN_NAMES, PROLIFIC_COLUMNS, codebook_markdown
 
-from .models import COMPLETED, IN_PROGRESS, TIMED_OUT, Participant, QueryPair, Study, Trial, Unit, as_utc, utcnow
+from .models import (COMPLETED, IN_PROGRESS, TIMED_OUT, Participant, QueryPair, ServedImage, Study, Trial, Unit,
+                     as_utc, utcnow)
 
 def iso(value: datetime | None) -> str:
     value = as_utc(value)
@@ -41,12 +42,16 @@ def response_rows(session: Session, study: str | None = None,
                   timeout: timedelta | None = None) -> Iterator[dict[str, Any]]:
     """One dict per answered trial of every real (non-preview) participant."""
     now = utcnow()
+    images_fetched = dict(session.execute(select(ServedImage.participant_id, func.count())
+                                          .group_by(ServedImage.participant_id)).all())
     for p in _participants(session, study):
         total_ms = ((as_utc(p.completed_at) - as_utc(p.created_at)).total_seconds() * 1000
                     if p.status == COMPLETED and p.completed_at else "")
         per_participant = {"participant_id": p.public_id, "participant_status": effective_status(p, timeout, now),
                            "condition": p.condition, "instruction_ms": _blank(p.instruction_ms),
-                           "practice_rounds": p.practice_round, "total_ms": total_ms}
+                           "practice_rounds": p.practice_round, "total_ms": total_ms,
+                           "review": p.review or "",
+                           "images_fetched": images_fetched.get(p.id, 0)}
         trials = session.execute(
             select(Trial, QueryPair, Unit).join(QueryPair, Trial.query_pair_id == QueryPair.id)
             .join(Unit, QueryPair.unit_id == Unit.id)
@@ -64,6 +69,8 @@ def response_rows(session: Session, study: str | None = None,
                 "answered_at": iso(trial.answered_at), "window_width": trial.window_width,
                 "window_height": trial.window_height, "device_pixel_ratio": trial.device_pixel_ratio,
                 "blur_count": trial.blur_count, "fullscreen_exit_count": trial.fullscreen_exit_count,
+                "webdriver": "" if trial.webdriver is None else int(trial.webdriver),
+                "answer_input": _blank(trial.answer_input),
             }
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, lazyload
 from . import stages
 from .models import COMPLETED, IN_PROGRESS, RETURNED, TIMED_OUT, Participant, Study, Trial, as_utc, utcnow
 from .plan import StudyContext, image_scope, image_token, start_practice_round, trial_images
+from .speed import SpeedRules, review_reasons
 
 PROLIFIC_ID = re.compile(r"[A-Za-z0-9]{1,64}")  # always fullmatch ("$" would accept a trailing newline)
 
@@ -193,15 +194,18 @@ def finish_instructions(session: Session, ctx: StudyContext, participant: Partic
     start_practice_round(session, ctx, participant, start_position=0)
 
 
-def complete(session: Session, ctx: StudyContext, participant: Participant, comment: str) -> None:
+def complete(session: Session, ctx: StudyContext, participant: Participant, comment: str,
+             rules: SpeedRules) -> None:
+    """The session ends: completed, and marked for review if it trips a speed rule (speed.py)."""
     _require_stage(participant, "comment")
-    unanswered = session.scalar(select(func.count()).select_from(Trial).where(
-        Trial.participant_id == participant.id, Trial.answer_id.is_(None)))
+    trials = participant_trials(session, participant)
+    unanswered = sum(t.answer_id is None for t in trials)
     if unanswered:  # cannot happen through the API; guards the completion code
         raise FlowError(f"{unanswered} trials are still unanswered")
     participant.comment = comment or None
     participant.completed_at = utcnow()
     participant.status = COMPLETED
+    participant.review = ";".join(review_reasons(participant, trials, rules))
     move(participant, "done")
 
 

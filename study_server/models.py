@@ -112,6 +112,8 @@ class Participant(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     return_reason: Mapped[str | None] = mapped_column(String(40))
+    # at completion: why the session goes to manual review (";"-joined speed.REVIEW_REASONS keys), "" if none
+    review: Mapped[str | None] = mapped_column(String(200))
 
 
 class Trial(Base):
@@ -139,7 +141,20 @@ class Trial(Base):
     device_pixel_ratio: Mapped[float | None] = mapped_column(Float)
     blur_count: Mapped[int | None] = mapped_column(Integer)
     fullscreen_exit_count: Mapped[int | None] = mapped_column(Integer)
+    webdriver: Mapped[bool | None] = mapped_column(Boolean)  # navigator.webdriver at the answer
+    answer_input: Mapped[str | None] = mapped_column(String(8))  # "key" / "pointer": what gave the answer
     query_pair: Mapped[QueryPair] = relationship(lazy="joined")
+
+
+class ServedImage(Base):
+    """An image the server sent to a participant (under its opaque token): an answer counts only
+    for a trial whose every image is here (answers.py)."""
+
+    __tablename__ = "served_images"
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"),
+                                                primary_key=True)
+    token: Mapped[str] = mapped_column(String(32), primary_key=True)
+    served_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Setting(Base):

@@ -5,6 +5,7 @@ step to the JSON API and follows its `next`.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
@@ -13,7 +14,7 @@ from . import flow, stages
 from .admin import admin_session_active, start_participant_session
 from .state import db, read_db, state
 from .models import COMPLETED, TIMED_OUT, Participant
-from .plan import EXAMPLE_SCOPE, example_images, image_token
+from .plan import EXAMPLE_SCOPE, example_images, image_token, main_phase_length
 
 participant_bp = Blueprint("participant", __name__)
 
@@ -48,6 +49,12 @@ def start():  # noqa: ANN201
                         "The study link must carry your Prolific details "
                         f"({', '.join(bad)} {'is' if len(bad) == 1 else 'are'} missing or malformed). "
                         "Please open the study again from Prolific.", 400)
+    if not re.fullmatch(current_app.config["PROLIFIC_PID_PATTERN"], values["PROLIFIC_PID"]):
+        # nothing is created: an id in another shape would start a participant no recruiter pays
+        return _message("This is not a Prolific ID",
+                        "The participant id in the study link (PROLIFIC_PID) is not in the recruiter's "
+                        "format (Prolific IDs are 24 characters, digits and the letters a to f). "
+                        "Please open the study from Prolific, without changing the link.", 400)
     ctx = state().study
     participant = flow.start(db(), ctx, values["PROLIFIC_PID"], values["STUDY_ID"],
                              values["SESSION_ID"], request.user_agent.string)
@@ -107,12 +114,11 @@ def _page_context(participant: Participant) -> dict[str, Any]:
         example = example_images(manifest, participant.condition)
         context["example"] = [url_for("participant.image", token=image_token(
             state().token_secret, participant.id, i, EXAMPLE_SCOPE)) for i in example]
-        context["n_main"] = (manifest.protocol.main_trials_per_participant or len(manifest.query_pairs)) \
-            + len(manifest.catch_trials)
+        context["n_main"] = main_phase_length(manifest)
         context["break_every"] = cfg["BREAK_EVERY"]
         context["fresh_practice"] = manifest.protocol.practice_trials_per_round is not None
-    elif participant.stage == "done":
-        context.update(_completion(participant, cfg["COMPLETION_CODE"]))
+    elif participant.stage == "done":  # a session marked for review gets its own code (speed.py)
+        context.update(_completion(participant, cfg["REVIEW_CODE" if participant.review else "COMPLETION_CODE"]))
     elif participant.stage == "returned":
         key = RETURN_CODES.get(participant.return_reason or "", "NO_DEVICE_CODE")
         context.update(_completion(participant, cfg[key]))
@@ -145,6 +151,8 @@ def image(token: str):  # noqa: ANN201
     if image_id is None or (scope != EXAMPLE_SCOPE and (
             served is None or image_id not in state().reached_images(participant_id, served))):
         abort(404)
+    if scope != EXAMPLE_SCOPE:  # recorded (committed) before it leaves: what an answer requires
+        state().record_served(participant_id, token)
     data = state().images.read(image_id)  # queries: a size that says nothing of the side
     # no ETag / Last-Modified / file name: nothing that identifies the image
     return Response(data, mimetype="image/png",

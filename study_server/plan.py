@@ -142,6 +142,12 @@ def spread_catch(rng: random.Random, main: list[T], catch: list[T]) -> list[tupl
     return plan
 
 
+def main_phase_length(manifest: Manifest) -> int:
+    """The main and catch trials one participant answers after practice (start_main's plan)."""
+    drawn = manifest.protocol.main_trials_per_participant or len(manifest.query_pairs)
+    return min(drawn, len(manifest.query_pairs)) + len(manifest.catch_trials)
+
+
 def start_main(session: Session, ctx: StudyContext, participant: Participant, start_position: int) -> None:
     """Main trials, all networks interleaved in a per-participant random order, catch trials spread in."""
     rng = random.Random(f"{participant.plan_seed}:main")

@@ -21,7 +21,7 @@ from study_protocol.exclusions import CATCH_TOLERANCE, REASONS, ExclusionRules
 from . import stages
 from .export import effective_status
 from .models import COMPLETED, IN_PROGRESS, Participant, QueryPair, Trial, Unit, as_utc
-from .plan import StudyContext
+from .plan import StudyContext, main_phase_length
 
 BEFORE_TRIALS = stages.before("trials")
 STATUS_COLUMNS = ("started", "in progress", "completed", "returned", "timed out")
@@ -102,16 +102,21 @@ def network_progress(session: Session, ctx: StudyContext, targets: dict[str, int
 
 def live_participants(session: Session, participants: list[Participant], ctx: StudyContext,
                       now: datetime) -> list[dict[str, Any]]:
-    """Everyone started or in progress: answered and planned trials, last sign of life."""
+    """Everyone started or in progress: main and catch trials answered of those planned (the
+    same number for everyone; practice rounds add rows, never to this count), practice answers
+    apart, last sign of life."""
     live = [p for p in participants if dashboard_status(p, ctx.timeout, now) in ("started", "in progress")]
     if not live:
         return []
-    counts = session.execute(
-        select(Trial.participant_id, func.count(Trial.answer_id), func.count())
-        .where(Trial.participant_id.in_([p.id for p in live])).group_by(Trial.participant_id)).all()
-    trials = {pid: (answered, planned) for pid, answered, planned in counts}
-    return [{"p": p, "answered": trials.get(p.id, (0, 0))[0], "planned": trials.get(p.id, (0, 0))[1],
-             "last_seen": as_utc(p.last_seen_at)} for p in live]
+    answered: Counter[tuple[int, bool]] = Counter()  # (participant, practice?) -> answers
+    for pid, kind, n in session.execute(
+            select(Trial.participant_id, Trial.kind, func.count(Trial.answer_id))
+            .where(Trial.participant_id.in_([p.id for p in live])).group_by(Trial.participant_id, Trial.kind)):
+        answered[pid, kind == "practice"] += n
+    planned = main_phase_length(ctx.manifest)
+    return [{"p": p, "answered": answered.get((p.id, False), 0), "planned": planned,
+             "practice_answered": answered.get((p.id, True), 0), "last_seen": as_utc(p.last_seen_at)}
+            for p in live]
 
 
 def exclusion_previews(session: Session, participants: list[Participant],
@@ -144,7 +149,7 @@ def exclusion_previews(session: Session, participants: list[Participant],
             "practice": p.practice_round > rules.max_practice_rounds,
             "window": p.id in small_window,
         }
-        previews[p.id] = {"answered": len(mine), "catch_accuracy": sum(catch) / len(catch) if catch else None,
+        previews[p.id] = {"answered": sum(kind != "practice" for kind, _, _ in mine), "catch_accuracy": sum(catch) / len(catch) if catch else None,
                           "total_ms": None if total_s is None else total_s * 1000,
                           "reasons": [rules.reason(key) for key in REASONS if failed[key]]}
     return previews

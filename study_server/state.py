@@ -12,10 +12,12 @@ from flask import Flask, current_app, g
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from .db import make_engine
 from .flow import participant_trials
 from .images import ImageStore
 from .models import Participant
 from .plan import EXAMPLE_SCOPE, StudyContext, example_images, image_token, practice_scope, trial_images
+from .speed import SpeedRules, record_served
 
 EXTENSION = "maco"
 
@@ -29,11 +31,14 @@ class ServerState:
     study: StudyContext
     bundle_dir: Path
     token_secret: bytes  # keys the opaque image ids
+    speed: SpeedRules
     # participant id -> {opaque token: (image id, scope)}, built once per participant and process
     participant_images: Callable[[int], dict[str, tuple[str, str]]] = field(init=False)
     # (participant id, last trial sent) -> image ids the participant may fetch, read once per trial and process
     reached_images: Callable[[int, int], frozenset[str]] = field(init=False)
     images: ImageStore = field(init=False)  # the bytes served for an image id
+    # (participant id, token) -> None once this process recorded the image as sent (speed.py)
+    record_served: Callable[[int, str], None] = field(init=False)
 
     def __post_init__(self) -> None:
         manifest = self.study.manifest
@@ -68,6 +73,19 @@ class ServerState:
                                  for image in trial_images(self.study, participant.condition, trial))
 
         self.reached_images = reached
+
+        relaxed = (make_engine(self.engine.url.render_as_string(hide_password=False), relaxed=True)
+                   if self.engine.dialect.name == "sqlite" else self.engine)
+
+        @lru_cache(maxsize=65536)
+        def record(participant_id: int, token: str) -> None:
+            """One write per image and participant (a browser caches the image; a repeated
+            request, from a reload without cache or another worker, finds the row and adds none),
+            committed without waiting for the disk (speed.record_served)."""
+            with relaxed.begin() as connection:
+                record_served(connection, participant_id, token)
+
+        self.record_served = record
 
 
 def state() -> ServerState:

@@ -38,7 +38,8 @@ def answer_body(position: int, chosen_side: str, confidence: int, rt_ms: float, 
     """POST /api/answer's body as study.js builds it (a new answer_id unless one is given)."""
     return {"answer_id": answer_id or str(uuid.uuid4()), "position": position, "chosen_side": chosen_side,
             "confidence": confidence, "rt_ms": rt_ms, "window_width": window[0], "window_height": window[1],
-            "device_pixel_ratio": 1.0, "blur_count": 0, "fullscreen_exit_count": 0, **extra}
+            "device_pixel_ratio": 1.0, "blur_count": 0, "fullscreen_exit_count": 0, "webdriver": False,
+            "input": "key", **extra}
 
 
 def step_request(page: str, window: tuple[int, int] = WINDOW, agree: bool = True, is_phone: bool = False,

@@ -175,8 +175,9 @@ function trialsPage() {
     if (released) buttons[index].click();
   });
   document.addEventListener("keyup", (event) => { if (event.key === heldKey) heldKey = null; });
-  buttons.forEach((button) => button.addEventListener("click", () => {
-    if (shownAt !== null && fits()) answer(button.dataset.side, Number(button.dataset.confidence));
+  // a digit key clicks the button from code (event.detail 0); a mouse click or tap counts its clicks
+  buttons.forEach((button) => button.addEventListener("click", (event) => {
+    if (shownAt !== null && fits()) answer(button.dataset.side, Number(button.dataset.confidence), event.detail ? "pointer" : "key");
   }));
 
   function setButtons(enabled) { buttons.forEach((b) => { b.disabled = !enabled || !fits(); }); }
@@ -288,7 +289,7 @@ function trialsPage() {
     return data;
   }
 
-  async function answer(side, confidence) {
+  async function answer(side, confidence, input) {
     const rt = performance.now() - shownAt;
     shownAt = null;  // one answer per trial, whatever else is pressed before the reply
     setButtons(false);
@@ -297,6 +298,7 @@ function trialsPage() {
       answer_id: newId(), position: trial.position, chosen_side: side, confidence: confidence,
       rt_ms: Math.round(rt * 10) / 10, window_width: window.innerWidth, window_height: window.innerHeight,
       device_pixel_ratio: window.devicePixelRatio || 1, blur_count: blurs, fullscreen_exit_count: fullscreenExits,
+      webdriver: navigator.webdriver === true, input: input,  // signals for the researcher (study_server/speed.py)
     };
     const reply = await send(body);
     if (reply.feedback) await feedback(reply.feedback, side);

@@ -82,7 +82,7 @@ def test_simulate_command_against_a_running_server(demo_dir: Path, tmp_path: Pat
     other_bundle = tmp_path / "other"
     build_test_bundle(other_bundle, networks=("vgg16", "resnet50", "vit_b16"))
     runner = CliRunner()
-    with start_server(paths, "127.0.0.1", free_port()) as server:
+    with start_server(paths, "127.0.0.1", free_port(), time_scale=0) as server:  # its floors on the same clock
         good = runner.invoke(main, ["simulate", "--url", server.url, "--bundle", str(paths.bundle),
                                     "--participants", "3", "--time-scale", "0", "--out", str(tmp_path / "good")])
         wrong = runner.invoke(main, ["simulate", "--url", server.url, "--bundle", str(other_bundle),

@@ -3,7 +3,9 @@ MACO_TEST_POSTGRES_URL is set, as CI does), the app, and a scripted participant 
 client on Flask's test client)."""
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Iterator
@@ -61,6 +63,9 @@ def db_url(request: pytest.FixtureRequest) -> str:
 # on (their code runs in every test) but out of reach; test_server_limits.py tests the real ones
 UNLIMITED = {key: "1000000 per second" for key in
              ("RATE_LIMIT_PARTICIPANT", "RATE_LIMIT_IMAGES", "RATE_LIMIT_START", "RATE_LIMIT_ADMIN_LOGIN")}
+# for the same reason the floors on a session's pace are off (MIN_RT_MS stays: the walker reports
+# a possible rt_ms); test_server_speed.py tests them at their defaults
+PACE_UNCHECKED = {"MIN_ANSWER_MS": 0, "MIN_SESSION_S": 0}
 
 
 def make_app(db_url: str, bundle: Path, **overrides: Any):  # noqa: ANN201
@@ -71,7 +76,8 @@ def make_app(db_url: str, bundle: Path, **overrides: Any):  # noqa: ANN201
         session.commit()
     engine.dispose()
     config = {"DATABASE_URL": db_url, "BUNDLE_DIR": str(bundle), "SECRET_KEY": "test-secret",
-              "TESTING": True, "COMPLETION_CODE": "C0DE123", **UNLIMITED}
+              "TESTING": True, "COMPLETION_CODE": "C0DE123", **UNLIMITED,
+              **PACE_UNCHECKED}
     config.update(overrides)
     return create_app(config)
 
@@ -92,7 +98,9 @@ def live_server_factory(sqlite_url: str, bundle: Path):  # noqa: ANN201
     started = []
 
     def serve(**overrides: Any):  # noqa: ANN202
-        app = make_app(sqlite_url, bundle, **overrides)
+        # Playwright answers the moment the buttons are enabled: no rt_ms floor (test_server_speed.py
+        # tests it), unless a test sets one
+        app = make_app(sqlite_url, bundle, **{"MIN_RT_MS": 0, **overrides})
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         started.append((app, server))
@@ -111,6 +119,13 @@ def app(db_url: str, bundle: Path):  # noqa: ANN201
     app.extensions["maco"].engine.dispose()
 
 
+def prolific_pid(name: str) -> str:
+    """A Prolific-format id (24 lower-case hex digits) for a test's readable participant name."""
+    if re.fullmatch(r"[0-9a-f]{24}", name):
+        return name
+    return hashlib.sha256(name.encode()).hexdigest()[:24]
+
+
 class Walker:
     """A participant driven through the JSON API by the protocol client (study_server.client) on
     Flask's test client, without retries (a test sees every status); the oracles read the database."""
@@ -118,7 +133,7 @@ class Walker:
     def __init__(self, app, pid: str | None = None):  # noqa: ANN001
         self.app = app
         self.study = StudyClient(FlaskTransport(app), NO_RETRY)
-        self.pid = pid or secrets.token_hex(12)
+        self.pid = secrets.token_hex(12) if pid is None else prolific_pid(pid)
 
     @property
     def client(self):  # noqa: ANN201
@@ -136,12 +151,16 @@ class Walker:
         return self.study.request("POST", url, json=body)
 
     def to_trials(self) -> None:
+        self.to_first_trial()
+        self.current()  # the trials page opens and asks for its first trial, and loads its images
+
+    def to_first_trial(self) -> None:
+        """Start, consent, device check and instructions: the trials page is next."""
         assert self.start().status_code == 302
         self.study.consent()
         self.study.device()
         assert self.study.page() == "instructions"
         self.study.instructions()
-        self.current()  # the trials page opens and asks for its first trial (its images are sent)
 
     def participant(self) -> Participant:
         with Session(self.app.extensions["maco"].engine) as session:
@@ -154,12 +173,17 @@ class Walker:
                 Participant.prolific_pid == self.pid, Trial.position == position))
 
     def answer_body(self, position: int, side: str, confidence: int = 2, **extra: Any) -> dict[str, Any]:
-        # rt_ms below answers.CLOCK_TOLERANCE_MS: possible however fast the test answers after the GET
-        return answer_body(position, side, confidence, **{"rt_ms": 123.5, **extra})
+        # rt_ms below answers.CLOCK_TOLERANCE_MS (possible however fast the test answers after the
+        # GET) and above the MIN_RT_MS floor
+        return answer_body(position, side, confidence, **{"rt_ms": 240.0, **extra})
 
     def current(self) -> dict[str, Any] | None:
+        """GET /api/trial and, as the browser does, the trial's images (an answer needs them)."""
         data = self.study.trial()
-        return None if data["done"] else data["trial"]
+        if data["done"]:
+            return None
+        self.study.images(data["trial"])
+        return data["trial"]
 
     def answer_current(self, correct: bool = True) -> dict[str, Any]:
         trial = self.current()

@@ -93,7 +93,7 @@ def test_admin_pages_show_readable_numbers(admin_app, walker) -> None:
         assert not re.search(r"\d\.\d{4,}", text), url  # no raw float, no microseconds
         assert not re.search(r"\d\d:\d\d:\d\d\.\d", text), url
     detail = pages[f"/admin/participant/{done.participant().public_id}"]
-    assert "361 ms" in detail and "124 ms" in detail and "1280×800" in detail  # Walker: rt_ms 123.5
+    assert "361 ms" in detail and "240 ms" in detail and "1280×800" in detail  # Walker: rt_ms 240
     assert len(TIMESTAMP.findall(detail)) == 2 + 14  # started, completed, every answer
     assert "–" in pages[f"/admin/participant/{half.participant().public_id}"]  # window not measured yet
 
@@ -123,7 +123,9 @@ def test_review_shows_every_trial_with_its_answer_and_activations(admin_app, bun
         favoured = re.search(r'class="query favoured"><img src="/admin/image/([0-9a-f]+)"', row).group(1)
         assert favoured == pair.correct_image and row.count("favoured") == 2  # class and words, once
         for activation in (pair.activation_base, pair.activation_max, pair.activation_min):
-            assert f"{activation:.2f}" in row
+            assert f"{activation:.3f}" in row
+        difference = re.search(r'<td class="num difference">([-\d.]+)</td>', row).group(1)
+        assert difference == f"{pair.activation_max - pair.activation_min:.3f}"
     for unit in manifest.units:  # every condition's references, `none` says it has none
         section = re.search(rf'data-unit="{unit.key}">(.*?)</section>', page, re.DOTALL).group(1)
         for condition in manifest.conditions:
@@ -151,10 +153,27 @@ def test_review_filters(admin_app, bundle: Path) -> None:
     assert "reference 1" not in none and 'data-unit="' + manifest.units[0].key in none
     maco = _review_pages(client, condition="maco")
     assert "olah reference" not in maco and "maco reference 9" in maco
-    for bad in ({"network": "alexnet"}, {"kind": "warmup"}, {"page": "0"}, {"page": "x"}):
+    for bad in ({"network": "alexnet"}, {"kind": "warmup"}, {"page": "0"}, {"page": "x"}, {"page": "\u00b2"},
+                {"page": "\u0661"}, {"page": "9" * 5000}, {"sort": "activation"}):
         response = client.get("/admin/review", query_string=bad)
         assert response.status_code == 400 and (b"unknown" in response.data or b"page must" in response.data)
     assert client.get("/admin/review?page=99").headers["Location"].endswith("/admin/review")
+
+
+def test_review_sorts_by_the_activation_difference(admin_app, bundle: Path) -> None:
+    manifest = load_manifest(bundle)
+    client = _admin(admin_app)
+    page = _review_pages(client, sort="difference")
+    shown = [float(d) for d in re.findall(r'<td class="num difference">([-\d.]+)</td>', page)]
+    assert len(shown) == len(list(manifest.all_query_pairs()))
+    units = re.findall(r'data-unit="([^"]+)"(.*?)</section>', page, re.S)
+    smallest = []
+    for _unit, section in units:  # within a unit near-ties first, and the units by their nearest tie
+        differences = [float(d) for d in re.findall(r'<td class="num difference">([-\d.]+)</td>', section)]
+        assert differences == sorted(differences)
+        smallest.append(differences[0])
+    assert smallest == sorted(smallest) and len(units) == len(manifest.units)
+    assert '<option value="difference" selected>' in page
 
 
 # --- preview -----------------------------------------------------------------------------------

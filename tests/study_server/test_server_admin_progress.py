@@ -69,8 +69,18 @@ def test_progress_bars_per_condition_and_network(target_app, walker) -> None:
     assert _overall(fragment) == (1, 7)
     counts = _status_counts(fragment)
     assert counts[condition][2] == 1 and counts[started.participant().condition][1] >= 1
+    # practice answers never count as answered trials, nor do repeated rounds change the total
+    # (8 main + 2 catch for everyone); practice answers and rounds are apart
     assert re.search(rf"{started.participant().public_id}</a></td>\s*<td>\w+</td><td>trials</td>"
-                     r'<td class="num">0 / 2</td>', fragment)
+                     r'<td class="num">0 / 10</td><td class="num">0 \(1\)</td>', fragment)
+    started.answer_current(correct=False)
+    started.answer_current(correct=False)  # round 1 failed: round 2 adds two practice rows
+    fragment = client.get("/admin/live").data.decode()
+    assert re.search(rf"{started.participant().public_id}</a></td>\s*<td>\w+</td><td>trials</td>"
+                     r'<td class="num">0 / 10</td><td class="num">2 \(2\)</td>', fragment)
+    done_row = re.search(rf"{done.participant().public_id}</a></td>(.*?)</tr>", fragment.split('id="exclusions"')[1],
+                         re.S).group(1)
+    assert re.findall(r'<td class="num">(\d+)</td>', done_row) == ["10"]  # main and catch, not its practice
 
 
 def test_the_refresh_is_no_sign_of_activity(target_app) -> None:

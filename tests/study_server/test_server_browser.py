@@ -114,7 +114,8 @@ def test_one_participant_in_chromium(live_server, tmp_path: Path) -> None:  # no
         assert page.title() == "prolific-ok"
         browser.close()
 
-    assert redirected == ["https://app.prolific.com/submissions/complete?cc=C0DE123"]
+    # a browser driven by Playwright reports navigator.webdriver: it finishes, with the review code
+    assert redirected == ["https://app.prolific.com/submissions/complete?cc=CHANGE-ME-REVIEW"]
     assert len(lost_replies) == 2 and all('"stored":true' in r for r in lost_replies)
     assert sorted(throttled) == [f"{base_url}/api/{name}" for name in ("answer", "consent", "trial")]
     p, trials = db_state()
@@ -124,6 +125,8 @@ def test_one_participant_in_chromium(live_server, tmp_path: Path) -> None:  # no
     assert {t.confidence for t in trials} == {2, 3}
     assert all(0 < t.rt_ms < 60_000 for t in trials)
     assert all((t.window_width, t.window_height) == (1280, 800) for t in trials)
+    assert p.review == "webdriver" and all(t.webdriver for t in trials)
+    assert [t.answer_input for t in trials] == ["key", "pointer"] * 6  # as pressed and clicked above
     assert (tmp_path / "trial.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Participant)) == 1

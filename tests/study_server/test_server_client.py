@@ -15,6 +15,8 @@ from study_server.client import (STUDY_JS, FlaskTransport, LightTransport, Proto
                                  answer_body, backoff_s, retry_after_s, start_path)
 from study_server.models import Participant, Trial
 
+from .conftest import prolific_pid
+
 
 def test_backoff_is_study_js() -> None:
     # Math.min(8000, 250 * 2 ** attempt) ms
@@ -74,8 +76,10 @@ def test_bounded_rules_give_up() -> None:
 def test_answer_body_is_the_one_study_js_posts() -> None:
     body = answer_body(7, "left", 3, 812.5, window=(1440, 900))
     assert set(body) == {"answer_id", "position", "chosen_side", "confidence", "rt_ms", "window_width",
-                         "window_height", "device_pixel_ratio", "blur_count", "fullscreen_exit_count"}
+                         "window_height", "device_pixel_ratio", "blur_count", "fullscreen_exit_count", "webdriver",
+                         "input"}
     assert (body["window_width"], body["window_height"], body["rt_ms"]) == (1440, 900, 812.5)
+    assert (body["webdriver"], body["input"]) == (False, "key")
     assert answer_body(7, "left", 3, 1.0)["answer_id"] != body["answer_id"]
     assert start_path("P", "S", "X") == "/start?PROLIFIC_PID=P&STUDY_ID=S&SESSION_ID=X"
 
@@ -92,7 +96,7 @@ def walk(client: StudyClient, pid: str) -> int:
         images = client.images(trial)
         assert all(png.startswith(b"\x89PNG") for png in images.values())
         assert client.images(trial) == {}  # cached, as a browser does
-        reply = client.answer(answer_body(trial["position"], "left", 2, 50.0))
+        reply = client.answer(answer_body(trial["position"], "left", 2, 240.0))
         assert reply["stored"]
         answered += 1
     assert client.page(data["next"]) == "comment"
@@ -103,7 +107,7 @@ def walk(client: StudyClient, pid: str) -> int:
 def test_one_participant_per_transport_completes(live_server_factory) -> None:  # noqa: ANN001
     app, url = live_server_factory()
     transports = {"flask": FlaskTransport(app), "requests": RequestsTransport(url), "light": LightTransport(url)}
-    answered = {name: walk(StudyClient(transport), f"PID{name.upper()}") for name, transport in transports.items()}
+    answered = {name: walk(StudyClient(transport), prolific_pid(name)) for name, transport in transports.items()}
     with Session(app.extensions["maco"].engine) as session:
         completed = session.scalar(select(func.count()).select_from(Participant)
                                    .where(Participant.status == "completed"))

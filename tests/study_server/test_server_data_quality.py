@@ -29,7 +29,7 @@ def _stored(app, walker_: Walker, position: int) -> Trial:  # noqa: ANN001
 @pytest.mark.parametrize("field", ["PROLIFIC_PID", "STUDY_ID", "SESSION_ID"])
 def test_a_trailing_newline_in_a_prolific_parameter_is_refused(app, field: str) -> None:  # noqa: ANN001
     client = app.test_client()
-    params = {"PROLIFIC_PID": "abc", "STUDY_ID": "s1", "SESSION_ID": "x1"}
+    params = {"PROLIFIC_PID": "5f0c1e2d3b4a59687766554a", "STUDY_ID": "s1", "SESSION_ID": "x1"}
     assert client.get("/start", query_string=params).status_code == 302
     for bad in ("\n", "\r\n", "%0A"):
         response = client.get("/start", query_string={**params, field: params[field] + bad})

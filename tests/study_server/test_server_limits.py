@@ -8,9 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from stimuli.testing import build_test_bundle
+from study_server.client import start_path
 from study_server.config import DEFAULTS, ConfigError
 
-from .conftest import FakeClock, Walker, make_app
+from .conftest import FakeClock, Walker, make_app, prolific_pid
 from .test_server_tampering import _stored
 
 pytestmark = pytest.mark.usefixtures("rate_limit_clock")
@@ -45,8 +46,8 @@ def test_a_participant_flooding_the_api_is_limited(sqlite_url: str, bundle: Path
 def test_image_floods_are_limited_per_participant(sqlite_url: str, bundle: Path) -> None:
     app = make_app(sqlite_url, bundle, RATE_LIMIT_IMAGES="5 per minute")
     mallory = Walker(app)
-    mallory.to_trials()
-    url = mallory.current()["base"]
+    mallory.to_first_trial()
+    url = mallory.study.trial()["trial"]["base"]
     for _ in range(5):
         assert mallory.client.get(url).status_code == 200
     _assert_too_many(mallory.client.get(url))
@@ -56,14 +57,14 @@ def test_new_participants_are_limited_per_address(sqlite_url: str, bundle: Path)
     app = make_app(sqlite_url, bundle, RATE_LIMIT_START="3 per minute")
     script = app.test_client()
     for n in range(3):
-        assert script.get(f"/start?PROLIFIC_PID=bot{n}&STUDY_ID=s&SESSION_ID=x").status_code == 302
+        assert script.get(start_path(prolific_pid(f"bot{n}"), "s", "x")).status_code == 302
     before = _stored(app)
-    _assert_too_many(script.get("/start?PROLIFIC_PID=bot9&STUDY_ID=s&SESSION_ID=x"))
+    _assert_too_many(script.get(start_path(prolific_pid("bot9"), "s", "x")))
     _assert_too_many(script.get("/preview"))  # the same budget
     assert _stored(app) == before  # no participant created
     elsewhere = app.test_client()
     elsewhere.environ_base["REMOTE_ADDR"] = "192.0.2.7"
-    assert elsewhere.get("/start?PROLIFIC_PID=human1&STUDY_ID=s&SESSION_ID=x").status_code == 302
+    assert elsewhere.get(start_path(prolific_pid("human1"), "s", "x")).status_code == 302
 
 
 def test_a_fast_real_participant_is_never_limited(sqlite_url: str, tmp_path: Path, rate_limit_clock: FakeClock) -> None:

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 from study_server.config import DEFAULTS
 from study_server.models import Participant, Trial
 
+from .conftest import prolific_pid
+
 CHROMIUM = "/usr/bin/chromium"
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed")
@@ -39,17 +41,17 @@ def browser():  # noqa: ANN201
 
 def _participant(app, pid: str) -> Participant:  # noqa: ANN001
     with Session(app.extensions["maco"].engine) as session:
-        return session.scalar(select(Participant).where(Participant.prolific_pid == pid))
+        return session.scalar(select(Participant).where(Participant.prolific_pid == prolific_pid(pid)))
 
 
 def _trials(app, pid: str) -> list[Trial]:  # noqa: ANN001
     with Session(app.extensions["maco"].engine) as session:
-        return list(session.scalars(select(Trial).join(Participant).where(Participant.prolific_pid == pid)
-                                    .order_by(Trial.position)))
+        return list(session.scalars(select(Trial).join(Participant)
+                                    .where(Participant.prolific_pid == prolific_pid(pid)).order_by(Trial.position)))
 
 
 def _to_instructions(page, base_url: str, pid: str) -> None:  # noqa: ANN001
-    page.goto(f"{base_url}/start?PROLIFIC_PID={pid}&STUDY_ID=s1&SESSION_ID=x1")
+    page.goto(f"{base_url}/start?PROLIFIC_PID={prolific_pid(pid)}&STUDY_ID=s1&SESSION_ID=x1")
     page.click("#agree")
     page.wait_for_selector("#check")
     page.click("#check")
@@ -58,7 +60,8 @@ def _to_instructions(page, base_url: str, pid: str) -> None:  # noqa: ANN001
 
 def _set_condition(app, pid: str, condition: str) -> None:  # noqa: ANN001
     with app.extensions["maco"].engine.begin() as conn:
-        conn.execute(update(Participant).where(Participant.prolific_pid == pid).values(condition=condition))
+        conn.execute(update(Participant).where(Participant.prolific_pid == prolific_pid(pid))
+                     .values(condition=condition))
 
 
 def _through_practice(page, app, pid: str) -> None:  # noqa: ANN001
@@ -89,7 +92,7 @@ def test_a_click_before_the_script_has_run_waits_for_it(live_server_factory, bro
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     held = []
     page.route("**/static/study.js", lambda route: held.append(route))  # the script's download hangs until released
-    page.goto(f"{base_url}/start?PROLIFIC_PID=slowjs1&STUDY_ID=s1&SESSION_ID=x1", wait_until="commit")
+    page.goto(f"{base_url}/start?PROLIFIC_PID={prolific_pid('slowjs1')}&STUDY_ID=s1&SESSION_ID=x1", wait_until="commit")
     page.wait_for_selector("#agree", state="attached")
     with pytest.raises(sync_api.TimeoutError):
         page.click("#agree", timeout=1000)
@@ -153,7 +156,7 @@ def test_queries_fill_the_window_at_1366x768(live_server_factory, browser, condi
     app, base_url = live_server_factory()
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     pid = f"size{condition}"
-    page.goto(f"{base_url}/start?PROLIFIC_PID={pid}&STUDY_ID=s1&SESSION_ID=x1")
+    page.goto(f"{base_url}/start?PROLIFIC_PID={prolific_pid(pid)}&STUDY_ID=s1&SESSION_ID=x1")
     _set_condition(app, pid, condition)
     page.click("#agree")
     page.wait_for_selector("#check")
@@ -184,7 +187,7 @@ def test_no_page_scrolls_at_the_smallest_window(live_server_factory, browser) ->
         seen.append(name)
         assert not _scrolls(page), name
 
-    page.goto(f"{base_url}/start?PROLIFIC_PID=small1&STUDY_ID=s1&SESSION_ID=x1")
+    page.goto(f"{base_url}/start?PROLIFIC_PID={prolific_pid('small1')}&STUDY_ID=s1&SESSION_ID=x1")
     check("consent")
     page.click("#agree")
     page.wait_for_selector("#check")
@@ -216,7 +219,7 @@ def test_no_page_scrolls_at_the_smallest_window(live_server_factory, browser) ->
     page.wait_for_selector("h1:has-text('Thank you')")
     check("done")
     declined = browser.new_page(viewport=MIN_WINDOW)
-    declined.goto(f"{base_url}/start?PROLIFIC_PID=small2&STUDY_ID=s1&SESSION_ID=x1")
+    declined.goto(f"{base_url}/start?PROLIFIC_PID={prolific_pid('small2')}&STUDY_ID=s1&SESSION_ID=x1")
     declined.click("#decline")
     declined.wait_for_selector("#confirm-end[open]")  # ending the study asks first
     page = declined
@@ -230,7 +233,7 @@ def test_no_page_scrolls_at_the_smallest_window(live_server_factory, browser) ->
 
 def test_a_phone_is_sent_to_a_computer_where_the_same_id_goes_on(live_server_factory, browser) -> None:  # noqa: ANN001
     app, base_url = live_server_factory()
-    link = f"{base_url}/start?PROLIFIC_PID=phone1&STUDY_ID=s1&SESSION_ID=x1"
+    link = f"{base_url}/start?PROLIFIC_PID={prolific_pid('phone1')}&STUDY_ID=s1&SESSION_ID=x1"
     phone = browser.new_page(viewport={"width": 390, "height": 844}, user_agent=PHONE_AGENT,
                              is_mobile=True, has_touch=True)
     phone.goto(link)
@@ -248,7 +251,7 @@ def test_a_phone_is_sent_to_a_computer_where_the_same_id_goes_on(live_server_fac
     assert _participant(app, "phone1").stage == "trials"
     # only "I cannot use a computer" returns the study
     other = browser.new_page(viewport={"width": 390, "height": 844}, user_agent=PHONE_AGENT)
-    other.goto(f"{base_url}/start?PROLIFIC_PID=phone2&STUDY_ID=s1&SESSION_ID=x1")
+    other.goto(f"{base_url}/start?PROLIFIC_PID={prolific_pid('phone2')}&STUDY_ID=s1&SESSION_ID=x1")
     other.click("#agree")
     other.click("#give-up")
     other.click("#confirm-yes")  # after a confirmation

@@ -40,7 +40,7 @@ def test_a_stored_stage_outside_the_table_is_never_a_template_name(app, walker):
     participant = walker("pstage01")
     assert participant.start().status_code == 302
     with Session(app.extensions["maco"].engine) as session:
-        session.execute(update(Participant).where(Participant.prolific_pid == "pstage01")
+        session.execute(update(Participant).where(Participant.prolific_pid == participant.pid)
                         .values(stage="../admin_login"))
         session.commit()
     with pytest.raises(stages.StageError, match="unknown participant stage '../admin_login'"):

@@ -4,7 +4,10 @@ from __future__ import annotations
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
+from study_server.client import start_path
 from study_server.models import Participant, Trial
+
+from .conftest import prolific_pid
 
 
 def _row(obj) -> tuple:  # noqa: ANN001
@@ -104,7 +107,7 @@ def test_a_second_pid_in_the_same_browser_neither_hands_over_nor_mixes(app, walk
     alice_urls = _image_urls(first)
     alice_rows = _rows_of(app, alice.participant().id)
     browser = alice.client
-    assert browser.get("/start?PROLIFIC_PID=secondpid01&STUDY_ID=s1&SESSION_ID=x2").status_code == 302
+    assert browser.get(start_path(prolific_pid("secondpid01"), "s1", "x2")).status_code == 302
     # the session now belongs to the new participant, at its own start
     assert browser.get("/api/trial").get_json()["done"] is True  # consent first: no trial yet
     before = _stored(app)
