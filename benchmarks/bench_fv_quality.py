@@ -11,8 +11,9 @@ uniformly, ``score_boxes``: the protocol does not favour centre-biased crops), n
 
 - own logit: the unit's logit, mean over crops; margin: that minus the best
   other unit's mean logit;
-- plausibility: per crop, the 1-NN distance in the network's penultimate
-  features to natural images of the unit's class (Deep-KNN), mean;
+- plausibility: per crop, the Deep-KNN distance (L2-normalised penultimate
+  features, 1st nearest, as `maco-study evaluate`) to natural images of the
+  unit's class, mean;
 - FID: torchmetrics' FrechetInceptionDistance on those penultimate features
   (the toy task has no Inception-v3), every crop against natural images.
 
@@ -43,6 +44,7 @@ from torch import nn
 
 os.environ.setdefault("MACO_OFFLINE", "1")
 
+from maco.evaluation.metrics import deep_knn_distance  # noqa: E402
 from maco.images import stretch_contrast, to_pil  # noqa: E402
 from maco.models import Model  # noqa: E402
 from maco.optimize import maco  # noqa: E402
@@ -133,7 +135,7 @@ class Scores:
     seeds: torch.Tensor  # (images,)
     own_logit: torch.Tensor  # (images,) the unit's logit, mean over the crops
     margin: torch.Tensor  # (images,) that minus the best other unit's mean logit
-    plausibility: torch.Tensor  # (images,) 1-NN distance to the class's natural images, mean over the crops
+    plausibility: torch.Tensor  # (images,) Deep-KNN distance to the class's natural images, mean over the crops
     features: torch.Tensor  # (images, crops, features) penultimate features of every crop
 
 
@@ -150,7 +152,7 @@ def score(model: Model, runs: list[tuple], natural: dict[int, torch.Tensor], cro
         logits = model.net.head(feats).mean(0)
         own.append(logits[unit])
         margin.append(logits[unit] - torch.cat([logits[:unit], logits[unit + 1:]]).max())
-        nearest.append(torch.cdist(feats, natural[unit]).min(dim=1).values.mean())
+        nearest.append(deep_knn_distance(feats, natural[unit]).mean().float())
         features.append(feats)
     return Scores(torch.tensor([r[0] for r in runs]), torch.tensor([r[1] for r in runs]), torch.stack(own),
                   torch.stack(margin), torch.stack(nearest), torch.stack(features))

@@ -21,6 +21,7 @@ from maco.evaluation.settings import (
     FID_CROP,
     FID_MODEL,
     FID_RESIZE,
+    PLAUSIBILITY_K,
     TRANSFER_CLASSIFIERS,
 )
 from maco.evaluation.variants import VARIANTS
@@ -81,6 +82,8 @@ def _recorded(result: Evaluation, field: str) -> list[str]:
 @click.option("--transfer-models", default=",".join(TRANSFER_CLASSIFIERS), show_default=True,
               help="classifiers for transferability: the paper's short names or timm names; 'none' to skip")
 @click.option("--fid-model", default=FID_MODEL, show_default=True, help="FID feature network (pool features)")
+@click.option("--plausibility-k", type=click.IntRange(min=1), default=PLAUSIBILITY_K, show_default=True,
+              help="Deep-KNN's k: the distance to the k-th nearest natural image of the class")
 @click.option("--seeds", default="0", show_default=True, help="comma-separated seeds: one visualization per unit and seed")
 @click.option("--steps", type=click.IntRange(min=1), help="optimisation steps [each method's default]")
 @click.option("--size", type=click.IntRange(min=16), help="working image side in px [each method's default]")
@@ -90,7 +93,8 @@ def _recorded(result: Evaluation, field: str) -> list[str]:
 @runtime_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def evaluate(model_names, weights, random_weights, units, images, variant_names, transfer_models, fid_model, seeds,
+def evaluate(model_names, weights, random_weights, units, images, variant_names, transfer_models, fid_model,
+             plausibility_k, seeds,
              steps, size, spectrum_path, device, dtype, deterministic, out, quiet):
     """Score feature visualizations as in the MACO paper (Tables 1-3): CSV, markdown tables, contact sheets."""
     started = time.perf_counter()
@@ -104,6 +108,10 @@ def evaluate(model_names, weights, random_weights, units, images, variant_names,
     try:
         device = resolve_device(device)
         natural_files = find_natural_images(images, unit_list)
+        too_few = {unit: len(paths) for unit, paths in natural_files.items() if len(paths) < plausibility_k}
+        if too_few:
+            raise EvaluationError(f"--plausibility-k {plausibility_k} needs as many natural images per class; "
+                                  f"{', '.join(f'unit {u} has {n}' for u, n in too_few.items())}")
         natural = {unit: [open_rgb(path) for path in paths]
                    for unit, paths in tqdm(natural_files.items(), desc="natural images", unit="class", disable=quiet)}
         # --dtype: the visualized networks' precision (their visualizations, plausibility and logits);
@@ -121,7 +129,7 @@ def evaluate(model_names, weights, random_weights, units, images, variant_names,
 
     method_options = {key: value for key, value in {"steps": steps, "size": size}.items() if value}
     result = run_evaluation(networks, unit_list, natural, variants, PenultimateFeatures(fid_network), transfer,
-                            seed_list, method_options, spectrum, progress=not quiet)
+                            seed_list, method_options, spectrum, progress=not quiet, plausibility_k=plausibility_k)
 
     out.mkdir(parents=True, exist_ok=True)
     write_csv(result.rows, out / "scores.csv")
@@ -151,6 +159,8 @@ def evaluate(model_names, weights, random_weights, units, images, variant_names,
         "method_options": method_options,
         "maco_algorithm": ", ".join(_recorded(result, "algorithm")) or None,
         "spectrum": _recorded(result, "spectrum_source"),
+        "plausibility": {"score": "Deep-KNN: L2-normalised penultimate features, distance to the k-th nearest",
+                         "k": plausibility_k},
         "natural_images": {"source": str(images), "per_unit": {u: len(p) for u, p in natural_files.items()}},
         "fid": {"model": fid_model, "weights": fid_network.weights, "resize": FID_RESIZE, "crop": FID_CROP},
         "transfer_classifiers": {column: model.weights for column, model in transfer.items()},

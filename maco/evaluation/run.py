@@ -18,12 +18,12 @@ from tqdm import tqdm
 
 from maco.evaluation.metrics import (
     FrechetDistance,
+    deep_knn_distance,
     logits,
-    nearest_neighbour_distance,
     penultimate_features,
     top1_hits,
 )
-from maco.evaluation.settings import FID_CROP, FID_RESIZE
+from maco.evaluation.settings import FID_CROP, FID_RESIZE, PLAUSIBILITY_K
 from maco.evaluation.variants import Variant, generate
 from maco.images import center_crop, fit_center, from_pil, to_pil
 from maco.models import PRESETS, Model
@@ -58,6 +58,7 @@ def score_variant(
     natural_features: dict[int, torch.Tensor],
     fid: FrechetDistance,
     transfer: dict[str, Model],
+    plausibility_k: int = PLAUSIBILITY_K,
 ) -> tuple[list[dict], dict]:
     """Rows for each visualization, and the variant's summary (means, FID, accuracies in %)."""
     pictures = [to_pil(variant.scored_image(viz)) for viz in visualizations]
@@ -70,7 +71,7 @@ def score_variant(
     for i, viz in enumerate(visualizations):
         row = {
             "network": network.name, "variant": variant.name, "unit": viz.unit, "seed": viz.seed,
-            "plausibility": float(nearest_neighbour_distance(features[i:i + 1], natural_features[viz.unit])[0]),
+            "plausibility": float(deep_knn_distance(features[i:i + 1], natural_features[viz.unit], plausibility_k)[0]),
             "logit": float(outputs[i, viz.unit]),
             **{f"top1_{name}": bool(hit[i]) for name, hit in hits.items()},
         }
@@ -103,6 +104,7 @@ def evaluate(
     method_options: dict | None = None,
     spectrum: Spectrum | None = None,
     progress: bool = True,
+    plausibility_k: int = PLAUSIBILITY_K,
 ) -> Evaluation:
     """Generate every variant for every network and score it against the natural images of each unit's class."""
     fid = FrechetDistance(fid_features)
@@ -118,7 +120,7 @@ def evaluate(
         others = {column: model for column, model in transfer.items() if not _same_classifier(model, network)}
         for variant in tqdm(variants, desc=f"scoring {network.name}", unit="variant", disable=not progress):
             variant_rows, variant_summary = score_variant(
-                network, variant, visualizations[variant.name], natural_features, fid, others)
+                network, variant, visualizations[variant.name], natural_features, fid, others, plausibility_k)
             rows += variant_rows
             summary.append(variant_summary)
     return Evaluation(rows, summary, generated)

@@ -47,7 +47,7 @@ def test_evaluate_writes_tables_scores_contact_sheet_and_run_json(tmp_path, imag
     assert {r["variant"] for r in rows} == set(VARIANTS)
     assert "top1_test_resnet" not in rows[0]  # the network itself is no "other classifier"
     for row in rows:
-        assert float(row["plausibility"]) >= 0 and np.isfinite(float(row["logit"]))
+        assert 0 <= float(row["plausibility"]) <= 2 and np.isfinite(float(row["logit"]))  # unit vectors' distance
         hits = [row["top1_test_efficientnet"] == "True", row["top1_test_convnext"] == "True"]
         assert float(row["transferability"]) == pytest.approx(sum(hits) / 2)
     # MACO and MACO without transparency are one optimisation scored on two views of it
@@ -67,6 +67,7 @@ def test_evaluate_writes_tables_scores_contact_sheet_and_run_json(tmp_path, imag
     assert "| MACO - noise |" in tables and "| Fourier (Olah et al.) |" in tables
     assert "| MACO - crops |" in tables and "| MACO - magnitude constraint |" in tables
     run = json.loads((out / "run.json").read_text())
+    assert run["plausibility"]["k"] == 1 and "L2-normalised" in run["plausibility"]["score"]
     assert run["random_weights"] is True and run["natural_images"]["per_unit"] == {"1": 3, "2": 2}
     assert run["fid"]["resize"] == 512 and run["fid"]["crop"] == 299 and run["seeds"] == [0, 1]
     assert run["command"] == "evaluate" and run["maco_algorithm"] == MACO_ALGORITHM
@@ -97,6 +98,7 @@ def bad_input_cases(tmp_path, image_folder):
         (["--units", "1", "--variants", "maco,fancy"], "unknown variant(s) fancy"),
         (["--units", "1", "--transfer-models", "nosuchnet"], "unknown model 'nosuchnet'"),
         (["--units", "1000"], "out of range"),
+        (["--units", "1,2", "--plausibility-k", "3"], "--plausibility-k 3 needs as many natural images per class; unit 2 has 2"),
     ]
 
 
