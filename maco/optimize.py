@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ from maco.parameterizations import (
     pixel_image,
     pixel_init,
 )
-from maco.spectra import Spectrum, resize_spectrum, resolve_spectrum
+from maco.spectra import Spectrum, SpectrumFallbackWarning, resize_spectrum, resolve_spectrum
 from maco.transforms import (
     CROP_MEAN,
     CROP_STD,
@@ -221,7 +222,12 @@ def maco(
     started = time.perf_counter()
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
-    spectrum = resize_spectrum(spectrum, size) if spectrum is not None else resolve_spectrum(size)
+    if spectrum is None:
+        spectrum = resolve_spectrum(size)
+        if spectrum.fallback:  # who passes a spectrum has been told (``visualize`` says it on stderr)
+            warnings.warn(f"the published ImageNet spectrum is unavailable ({spectrum.fallback}); MACO uses the "
+                          "analytic approximation (pass spectrum= to choose one)", SpectrumFallbackWarning, stacklevel=2)
+    spectrum = resize_spectrum(spectrum, size)
     layout = SpectralLayout.of(size, size, device)
     magnitude = layout.even(spectrum.magnitude.to(device))
     phase, carrier = maco_init(len(objectives), size, size, generator)

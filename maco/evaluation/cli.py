@@ -11,7 +11,7 @@ import torch
 import torchmetrics
 from tqdm import tqdm
 
-from maco.cli import default_device, parse_units
+from maco.cli import default_device, parse_units, spectrum_option
 from maco.device import DTYPES, DeviceError, resolve_device, runtime_provenance, use_deterministic
 from maco.evaluation.metrics import PenultimateFeatures
 from maco.evaluation.natural import EvaluationError, find_natural_images, open_rgb
@@ -30,7 +30,7 @@ from maco.models import RANDOM_WEIGHTS, Model, ModelError, load_model
 from maco.objectives import ObjectiveError
 from maco.optimize import check_units
 from maco.options import runtime_options
-from maco.spectra import SpectrumError, load_spectrum
+from maco.spectra import SpectrumError, choose_spectrum
 
 
 def _names(text: str, what: str) -> list[str]:
@@ -87,8 +87,7 @@ def _recorded(result: Evaluation, field: str) -> list[str]:
 @click.option("--seeds", default="0", show_default=True, help="comma-separated seeds: one visualization per unit and seed")
 @click.option("--steps", type=click.IntRange(min=1), help="optimisation steps [each method's default]")
 @click.option("--size", type=click.IntRange(min=16), help="working image side in px [each method's default]")
-@click.option("--spectrum", "spectrum_path", type=click.Path(path_type=Path),
-              help="MACO magnitude spectrum .npy [default: ImageNet's, else the analytic one]")
+@spectrum_option(fallback=False)
 @click.option("--device", default=default_device, show_default="cuda if available")
 @runtime_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
@@ -107,6 +106,8 @@ def evaluate(model_names, weights, random_weights, units, images, variant_names,
         use_deterministic()
     try:
         device = resolve_device(device)
+        # a benchmark's MACO runs on the spectrum it names: never a silent fallback to the analytic one
+        spectrum = choose_spectrum(spectrum_path) if any(v.method == "maco" for v in variants) else None
         natural_files = find_natural_images(images, unit_list)
         too_few = {unit: len(paths) for unit, paths in natural_files.items() if len(paths) < plausibility_k}
         if too_few:
@@ -121,7 +122,6 @@ def evaluate(model_names, weights, random_weights, units, images, variant_names,
         transfer = {column: _load_checked(name, shared_weights, device, unit_list)
                     for column, name in classifiers.items()}
         fid_network = load_model(fid_model, weights=shared_weights, device=device)
-        spectrum = load_spectrum(spectrum_path) if spectrum_path else None
     except (DeviceError, EvaluationError, ModelError, ObjectiveError, SpectrumError) as error:
         raise click.ClickException(str(error)) from None
     if random_weights:

@@ -14,7 +14,7 @@ from maco_study import main
 
 UNIT_WNID = "n01443537"  # ImageNet class 1, goldfish: a folder may be named by index or WordNet id
 FAST = ["--model", "test_resnet", "--random-weights", "--transfer-models", "test_efficientnet,test_convnext,test_resnet",
-        "--fid-model", "test_resnet", "--steps", "2", "--size", "48", "--quiet"]
+        "--fid-model", "test_resnet", "--steps", "2", "--size", "48", "--quiet", "--spectrum", "analytic"]
 
 
 def smooth_image(path, seed, size=(40, 36)):
@@ -71,6 +71,7 @@ def test_evaluate_writes_tables_scores_contact_sheet_and_run_json(tmp_path, imag
     assert run["random_weights"] is True and run["natural_images"]["per_unit"] == {"1": 3, "2": 2}
     assert run["fid"]["resize"] == 512 and run["fid"]["crop"] == 299 and run["seeds"] == [0, 1]
     assert run["command"] == "evaluate" and run["maco_algorithm"] == MACO_ALGORITHM
+    assert [s.split(" (")[0] for s in run["spectrum"]] == ["analytic"]  # as chosen, at its working size
     assert run["variants"]["maco"]["scored"] == "masked" and run["variants"]["maco-no-noise"]["options"] == {"noise": 0.0}
     assert run["variants"]["maco-no-crops"]["options"] == {"crops": 0}
     assert run["variants"]["maco-no-magnitude"]["options"] == {"magnitude_constraint": False}
@@ -116,9 +117,24 @@ def test_missing_pretrained_weights_are_one_clear_line(tmp_path, image_folder, m
     monkeypatch.setattr("maco.models._hub_reachable", lambda timeout_s=3.0: False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
     result = CliRunner().invoke(main, ["evaluate", "--model", "test_resnet", "--units", "1", "--images",
-                                       str(image_folder), "--out", str(tmp_path / "o")])
+                                       str(image_folder), "--spectrum", "analytic", "--out", str(tmp_path / "o")])
     assert result.exit_code != 0 and "pretrained weights for test_resnet" in result.output, result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_missing_published_spectrum_stops_evaluate_unless_analytic_is_chosen(tmp_path, image_folder, monkeypatch):
+    monkeypatch.setenv("MACO_CACHE", str(tmp_path / "empty-cache"))
+    without = [arg for arg in FAST if arg not in ("--spectrum", "analytic")]
+    result = CliRunner().invoke(main, ["evaluate", *without, "--units", "1", "--images", str(image_folder),
+                                       "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith("Error: the ImageNet spectrum is not cached at")
+    assert "or choose 'analytic'" in result.output and not (tmp_path / "o").exists()
+    # without a MACO variant no spectrum is needed
+    olah = CliRunner().invoke(main, ["evaluate", *without, "--units", "1", "--images", str(image_folder),
+                                     "--variants", "olah", "--out", str(tmp_path / "olah")])
+    assert olah.exit_code == 0, olah.output
+    assert json.loads((tmp_path / "olah" / "run.json").read_text())["spectrum"] == []
 
 
 def test_dtype_and_device_are_recorded_and_an_absent_gpu_is_one_line(tmp_path, image_folder):
