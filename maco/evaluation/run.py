@@ -56,7 +56,7 @@ def score_variant(
     variant: Variant,
     visualizations: Sequence[Visualization],
     natural_features: dict[int, torch.Tensor],
-    fid: FrechetDistance,
+    fid: FrechetDistance | None,
     transfer: dict[str, Model],
     plausibility_k: int = PLAUSIBILITY_K,
 ) -> tuple[list[dict], dict]:
@@ -80,7 +80,7 @@ def score_variant(
     summary = {
         "network": network.name, "variant": variant.name, "images": len(rows),
         "plausibility": _mean(r["plausibility"] for r in rows),
-        "fid": fid(fid_view(pictures)),
+        "fid": fid(fid_view(pictures)) if fid is not None else math.nan,
         "logit": _mean(r["logit"] for r in rows),
         "transferability": 100 * _mean(float(h.float().mean()) for h in hits.values()),
         **{f"top1_{name}": 100 * float(hit.float().mean()) for name, hit in hits.items()},
@@ -98,7 +98,7 @@ def evaluate(
     units: Sequence[int],
     natural: dict[int, list[Image.Image]],
     variants: Sequence[Variant],
-    fid_features: nn.Module,
+    fid_features: nn.Module | None,
     transfer: dict[str, Model],
     seeds: Sequence[int] = (0,),
     method_options: dict | None = None,
@@ -106,9 +106,12 @@ def evaluate(
     progress: bool = True,
     plausibility_k: int = PLAUSIBILITY_K,
 ) -> Evaluation:
-    """Generate every variant for every network and score it against the natural images of each unit's class."""
-    fid = FrechetDistance(fid_features)
-    for unit in units:  # one class at a time: the 299 px crops of every class at once may not fit in memory
+    """Generate every variant for every network and score it against the natural images of each unit's class.
+
+    ``fid_features`` None: no FID (NaN), as no ``transfer`` classifier means no transferability.
+    """
+    fid = FrechetDistance(fid_features) if fid_features is not None else None
+    for unit in units if fid is not None else ():  # one class at a time: every class's 299 px crops may not fit
         fid.add_natural(fid_view(natural[unit]))
     rows, summary, generated = [], [], {}
     for network in networks:
