@@ -1,6 +1,7 @@
 """benchmarks/bench_fv_quality.py in its smoke mode, so that it cannot rot (the figures live in RESULTS.md)."""
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -69,9 +70,9 @@ def test_smoke_run_prints_every_ratio_per_network_and_protocol_and_saves_the_con
                 ratios = report[ours][protocol]
                 keys = ["own_logit_ratio", "margin_ratio", "plausibility_ratio"] + ["fid_ratio"] * (protocol == "crops")
                 assert set(ratios) == {*keys, "ci95"}, (network, ours, protocol, ratios)
-                for key in keys:
+                for key in keys:  # 3 steps: a logit or margin may still be near 0, so a ratio of any sign
                     low, high = ratios["ci95"][key]
-                    assert low <= high and (key == "margin_ratio" or ratios[key] > 0), (network, ours, protocol)
+                    assert math.isfinite(ratios[key]) and low <= high, (network, ours, protocol)
         with Image.open(tmp_path / f"sheet_{network}.png") as image:  # 4 units x 1 seed, 8 columns of 128 px
             assert image.size[1] > 4 * 128 and image.size[0] > 8 * 128
     assert last["seeds"] == 1
