@@ -1,30 +1,39 @@
-"""Our MACO against Horama 0.3.0 (the MACO authors' PyTorch code), side by side on one trained network.
+"""Our MACO and our Olah against the references (Horama 0.3.0, Lucent), side by side, on a CNN and a ViT.
 
-A small CNN is trained here in seconds on four coloured shapes (red disc,
-green square, blue ring, yellow cross on textured grey backgrounds, 64 px).
-For every seed and unit, our ``maco.maco`` and ``horama.maco`` run with the
-same steps, image size, crops per step and the published ImageNet spectrum,
-alternating (which goes first swaps every time), one unit per run. One
-protocol scores both sets of images: the network's logits and penultimate
-features on the same fixed random crops (side ~N(0.25, 0.1), placed
-uniformly, ``score_boxes``: the protocol does not favour centre-biased crops), no noise.
+Two small networks are trained here in seconds on four coloured shapes (red
+disc, green square, blue ring, yellow cross on textured grey backgrounds, 64
+px): a CNN and a ViT (timm's VisionTransformer, patch 8, width 96, depth 4).
+For every network, seed and unit, five methods run with the same steps,
+image size and crops per step, one unit per run, in an order that rotates:
 
-- own logit: the unit's logit, mean over crops; margin: that minus the best
-  other unit's mean logit;
-- plausibility: per crop, the 1-NN distance in the network's penultimate
-  features to natural images of the unit's class (Deep-KNN), mean;
-- FID: torchmetrics' FrechetInceptionDistance on those penultimate features
-  (the toy task has no Inception-v3), every crop against natural images.
+- ``maco``: our ``maco.maco`` (the study's default, its random carrier);
+- ``maco_no_carrier``: the same with ``random_carrier=False`` (the references' start);
+- ``horama``: ``horama.maco``, the MACO authors' PyTorch code (published spectrum);
+- ``olah``: our ``maco.olah`` (Lucid's Fourier basis and transforms), at the input size;
+- ``lucent``: Lucent's ``render_vis`` with the same parameterization and its standard transforms.
 
-Last line: one JSON object with own_logit_ratio, margin_ratio,
-plausibility_ratio, fid_ratio and time_ratio (ours / Horama). Targets:
-the first two >= 1, the others <= 1. Two measures of what the draw of seeds
-alone moves a ratio by: ``ci95``, a 95% bootstrap interval of each ratio
-(each method's images drawn again with replacement, per unit), and
-``horama_halves``, the same ratios between Horama's own odd-seed and
-even-seed runs (docs/maco.md). A contact sheet PNG shows every image.
+One scoring for every method, under three protocols (the images as seen):
 
-    python benchmarks/bench_fv_quality.py [--steps 256] [--seeds 4] [--out fv_quality.png] [--threads 1] [--smoke]
+- ``crops``: 64 fixed random crops (side ~N(0.25, 0.1), placed uniformly,
+  ``score_boxes``), what the MACO optimisers see;
+- ``whole``: the whole image resized to the input, what a participant sees;
+- ``masked``: the whole image through its transparency map (``masked_image``),
+  what a participant sees in the mask condition (MACO methods only).
+
+Measures: own logit (mean over the views), margin (own minus the best other
+unit's mean logit), plausibility (Deep-KNN as `maco-study evaluate`:
+L2-normalised penultimate features, distance to the nearest natural image of
+the class, mean over views), and, on crops only, FID of every crop's
+penultimate features against the natural images'.
+
+Ratios: ``maco`` and ``maco_no_carrier`` over ``horama``; ``olah`` over
+``lucent``. Targets: logit and margin ratios >= 1 (whole image: >= 0.98),
+plausibility and FID <= 1. ``ci95``: a 95% bootstrap interval of each ratio
+(each method's images drawn again with replacement, per unit): what the draw
+of seeds alone moves a ratio by. Last line: one JSON object, per network,
+comparison and protocol. Contact sheets: ``<out stem>_<network>.png``.
+
+    python benchmarks/bench_fv_quality.py [--steps 256] [--seeds 4] [--networks cnn,vit] [--out fv_quality.png] [--smoke]
 """
 from __future__ import annotations
 
@@ -37,18 +46,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import timm
 import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
 os.environ.setdefault("MACO_OFFLINE", "1")
 
+from maco.evaluation.metrics import deep_knn_distance, logits, penultimate_features  # noqa: E402
 from maco.images import stretch_contrast, to_pil  # noqa: E402
 from maco.models import Model  # noqa: E402
-from maco.optimize import maco  # noqa: E402
+from maco.optimize import maco, olah  # noqa: E402
 from maco.spectra import load_spectrum  # noqa: E402
 from maco.toy import train_toy  # noqa: E402
-from maco.transforms import crop_and_resize  # noqa: E402
+from maco.transforms import crop_and_resize, whole_image_boxes  # noqa: E402
 from maco.transparency import masked_image  # noqa: E402
 
 SPECTRUM = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet_spectrum_decorrelated.npy"
@@ -92,15 +104,49 @@ class ShapesNet(nn.Module):
         return self.head(self.features(x))
 
 
-def train(iterations: int) -> tuple[Model, float]:
+def tiny_vit() -> nn.Module:
+    return timm.models.VisionTransformer(img_size=INPUT, patch_size=8, num_classes=len(CLASSES), embed_dim=96,
+                                         depth=4, num_heads=3)
+
+
+NETWORKS = {"cnn": ShapesNet, "vit": tiny_vit}
+COMPARISONS = {"maco": "horama", "maco_no_carrier": "horama", "olah": "lucent"}  # ours -> its reference
+PROTOCOLS = ("crops", "whole", "masked")
+
+
+def train(network: str, iterations: int) -> tuple[Model, float]:
     torch.manual_seed(0)  # the initial weights
-    return train_toy(ShapesNet(), shapes, len(CLASSES), INPUT, iterations, "shapes")
+    return train_toy(NETWORKS[network](), shapes, len(CLASSES), INPUT, iterations, f"shapes-{network}")
 
 
-def run_ours(model: Model, unit: int, seed: int, args, spectrum) -> tuple[torch.Tensor, torch.Tensor]:
+def run_ours(model: Model, unit: int, seed: int, args, spectrum, carrier: bool) -> tuple[torch.Tensor, torch.Tensor]:
     viz = maco(model, [unit], steps=args.steps, size=args.size, crops=args.crops, seed=seed,
-               spectrum=spectrum, progress=False)[0]
+               spectrum=spectrum, random_carrier=carrier, progress=False)[0]
     return viz.image, viz.transparency
+
+
+def run_olah(model: Model, unit: int, seed: int, args) -> tuple[torch.Tensor, None]:
+    return olah(model, [unit], steps=args.olah_steps, seed=seed, progress=False)[0].image, None
+
+
+def run_lucent(model: Model, unit: int, seed: int, args) -> tuple[torch.Tensor, None]:
+    """Lucent's render_vis: its Fourier image (decorrelated, sd 0.01), standard transforms, Adam 0.05."""
+    from lucent.optvis import objectives, param, render
+
+    class Logits(nn.Module):  # what Lucent hooks: the network's logits, inputs in [0, 1] (Model normalises)
+        def __init__(self) -> None:
+            super().__init__()
+            self.logits = nn.Identity()
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return self.logits(model(images))
+
+    torch.manual_seed(seed)
+    objective = objectives.Objective(lambda hook: -hook("logits")[:, unit].mean())
+    [image] = render.render_vis(Logits(), objective, lambda: param.image(model.input_size), preprocess=False,
+                                fixed_image_size=model.input_size, thresholds=(args.olah_steps,), show_image=False,
+                                progress=False)
+    return torch.from_numpy(np.ascontiguousarray(image[0])).permute(2, 0, 1).float(), None
 
 
 def run_horama(model: Model, unit: int, seed: int, args, workdir: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,6 +161,17 @@ def run_horama(model: Model, unit: int, seed: int, args, workdir: Path) -> tuple
     return image.detach(), transparency.sum(0)
 
 
+@dataclass
+class Scores:
+    """One protocol's per-image results for one method: a row per (unit, seed) image."""
+    units: torch.Tensor  # (images,)
+    seeds: torch.Tensor  # (images,)
+    own_logit: torch.Tensor  # (images,) the unit's logit, mean over the views
+    margin: torch.Tensor  # (images,) that minus the best other unit's mean logit
+    plausibility: torch.Tensor  # (images,) Deep-KNN distance to the class's natural images, mean over the views
+    features: torch.Tensor  # (images, views, features) penultimate features of every view
+
+
 def score_boxes(crops: int, size: int) -> torch.Tensor:
     """The protocol's fixed crops: side ~N(0.25, 0.1) clipped to [0.1, 1], placed uniformly, seed 123.
 
@@ -126,31 +183,35 @@ def score_boxes(crops: int, size: int) -> torch.Tensor:
     return torch.stack([torch.zeros(crops), x1, y1, x1 + side, y1 + side], dim=1)
 
 
-@dataclass
-class Scores:
-    """One protocol's per-image results for one method: a row per (unit, seed) image."""
-    units: torch.Tensor  # (images,)
-    seeds: torch.Tensor  # (images,)
-    own_logit: torch.Tensor  # (images,) the unit's logit, mean over the crops
-    margin: torch.Tensor  # (images,) that minus the best other unit's mean logit
-    plausibility: torch.Tensor  # (images,) 1-NN distance to the class's natural images, mean over the crops
-    features: torch.Tensor  # (images, crops, features) penultimate features of every crop
+def views(image: torch.Tensor, transparency: torch.Tensor | None, protocol: str, crops: int,
+          input_size: int) -> torch.Tensor | None:
+    """(views, 3, S, S) what a protocol shows the network of one image; None when it has no such view."""
+    if protocol == "masked":
+        if transparency is None:
+            return None
+        image = masked_image(image, transparency)
+    size = image.shape[-1]
+    boxes = score_boxes(crops, size) if protocol == "crops" else whole_image_boxes(1, size, size, image.device)
+    return crop_and_resize(image.unsqueeze(0), boxes, input_size)
 
 
 @torch.no_grad()
-def score(model: Model, runs: list[tuple], natural: dict[int, torch.Tensor], crops: int) -> Scores:
-    """One protocol for both methods: logits and features on the same fixed crops, no noise.
+def score(model: Model, runs: list[tuple], natural: dict[int, torch.Tensor], protocol: str, crops: int
+          ) -> Scores | None:
+    """One protocol for every method: logits and penultimate features of the same views, no noise.
 
-    ``runs``: (unit, seed, image, ...) rows.
+    ``runs``: (unit, seed, image, transparency) rows. None when the method has no view under the protocol.
     """
-    boxes = score_boxes(crops, runs[0][2].shape[-1])
     own, margin, nearest, features = [], [], [], []
-    for unit, _, image, *_ in runs:
-        feats = model.net.features(model.normalize(crop_and_resize(image.unsqueeze(0), boxes, INPUT)))
-        logits = model.net.head(feats).mean(0)
-        own.append(logits[unit])
-        margin.append(logits[unit] - torch.cat([logits[:unit], logits[unit + 1:]]).max())
-        nearest.append(torch.cdist(feats, natural[unit]).min(dim=1).values.mean())
+    for unit, _, image, transparency in runs:
+        batch = views(image, transparency, protocol, crops, model.input_size)
+        if batch is None:
+            return None
+        feats = penultimate_features(model, batch)
+        mean_logits = logits(model, batch).mean(0)
+        own.append(mean_logits[unit])
+        margin.append(mean_logits[unit] - torch.cat([mean_logits[:unit], mean_logits[unit + 1:]]).max())
+        nearest.append(deep_knn_distance(feats, natural[unit]).mean().float())
         features.append(feats)
     return Scores(torch.tensor([r[0] for r in runs]), torch.tensor([r[1] for r in runs]), torch.stack(own),
                   torch.stack(margin), torch.stack(nearest), torch.stack(features))
@@ -172,12 +233,15 @@ def fid_metric(natural: dict[int, torch.Tensor]):
 
 
 def summarise(scores: Scores, fid, index: torch.Tensor | None = None) -> dict[str, float]:
-    """The four measures over the images ``index`` (default all; repeats count): means, and FID of every crop."""
+    """The measures over the images ``index`` (default all; repeats count): means, and FID when there are crops."""
     index = torch.arange(len(scores.units)) if index is None else index
-    fid.reset()
-    fid.update(scores.features[index].flatten(0, 1), real=False)
-    return {"own_logit": scores.own_logit[index].mean().item(), "margin": scores.margin[index].mean().item(),
-            "plausibility": scores.plausibility[index].mean().item(), "fid": float(fid.compute())}
+    summary = {"own_logit": scores.own_logit[index].mean().item(), "margin": scores.margin[index].mean().item(),
+               "plausibility": scores.plausibility[index].mean().item()}
+    if scores.features.shape[1] > 1:  # one view per image is too few features for a covariance
+        fid.reset()
+        fid.update(scores.features[index].flatten(0, 1), real=False)
+        summary["fid"] = float(fid.compute())
+    return summary
 
 
 def ratios(ours: dict[str, float], theirs: dict[str, float]) -> dict[str, float]:
@@ -219,78 +283,90 @@ def contact_sheet(rows: list[tuple[str, list[torch.Tensor]]], columns: list[str]
     sheet.save(path)
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
+def measure_network(network: str, args, spectrum, workdir: Path) -> dict:
+    """Every method on one network; per comparison and protocol its ratios and their intervals."""
+    model, accuracy = train(network, args.train_iterations)
+    print(f"{network}: test accuracy {accuracy:.3f} on the four shapes", flush=True)
+    units = list(range(len(CLASSES)))
+    generator = torch.Generator().manual_seed(1)
+    natural = {unit: penultimate_features(model, shapes(torch.full((200 if not args.smoke else 8,), unit), generator))
+               for unit in units}
+    runners = {"maco": lambda u, s: run_ours(model, u, s, args, spectrum, carrier=True),
+               "maco_no_carrier": lambda u, s: run_ours(model, u, s, args, spectrum, carrier=False),
+               "horama": lambda u, s: run_horama(model, u, s, args, workdir),
+               "olah": lambda u, s: run_olah(model, u, s, args),
+               "lucent": lambda u, s: run_lucent(model, u, s, args)}
+    results = {method: [] for method in runners}
+    seconds = dict.fromkeys(runners, 0.0)
+    order = list(runners)
+    for seed in range(args.seeds):
+        for unit in units:
+            for method in order:
+                started = time.perf_counter()
+                results[method].append((unit, seed, *runners[method](unit, seed)))
+                seconds[method] += time.perf_counter() - started
+            order = order[1:] + order[:1]  # who goes first rotates: load on the machine hits every method alike
+        print(f"{network}: seed {seed} done", flush=True)
+    fid = fid_metric(natural)
+    report = {"network_accuracy": round(accuracy, 3)}
+    for ours, theirs in COMPARISONS.items():
+        report[ours] = {"time_ratio": round(seconds[ours] / seconds[theirs], 3)}
+        for protocol in PROTOCOLS:
+            mine, reference = (score(model, results[m], natural, protocol, args.score_crops) for m in (ours, theirs))
+            if mine is None or reference is None:
+                continue
+            intervals = bootstrap_intervals(mine, reference, fid, args.resamples)
+            report[ours][protocol] = {
+                **{k: round(v, 3) for k, v in ratios(summarise(mine, fid), summarise(reference, fid)).items()},
+                "ci95": {k: [round(v, 3) for v in bounds] for k, bounds in intervals.items()}}
+            print(f"{network} {ours}/{theirs} {protocol}: {report[ours][protocol]}", flush=True)
+    rows = []
+    for index, (unit, seed, *_) in enumerate(results["maco"]):
+        tiles = []
+        for method in runners:
+            image, transparency = results[method][index][2:]
+            tiles.append(stretch_contrast(image))
+            if transparency is not None:
+                tiles.append(masked_image(stretch_contrast(image), transparency))
+        rows.append((f"{CLASSES[unit]}, seed {seed}", tiles))
+    columns = ["maco", "maco masked", "no carrier", "no carrier masked", "Horama", "Horama masked", "our Olah",
+               "Lucent"]
+    sheet = args.out.with_name(f"{args.out.stem}_{network}{args.out.suffix}")
+    contact_sheet(rows, columns, sheet)
+    print(f"contact sheet: {sheet}", flush=True)
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=256)
-    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=256, help="MACO steps (ours and Horama)")
+    parser.add_argument("--olah-steps", type=int, default=512, help="Olah steps (ours and Lucent)")
+    parser.add_argument("--size", type=int, default=256, help="MACO image side")
     parser.add_argument("--crops", type=int, default=6)
-    parser.add_argument("--seeds", type=int, default=4, help="at least 2 (the halves)")
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--networks", default="cnn,vit")
     parser.add_argument("--train-iterations", type=int, default=300)
     parser.add_argument("--score-crops", type=int, default=64)
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap draws behind ci95")
-    parser.add_argument("--out", type=Path, default=Path("fv_quality.png"), help="contact sheet PNG")
+    parser.add_argument("--out", type=Path, default=Path("fv_quality.png"), help="contact sheets: <stem>_<network>.png")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: a shared machine slows several threads down many times)")
     parser.add_argument("--smoke", action="store_true", help="tiny settings, for the test suite")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.smoke:
-        args.steps, args.size, args.seeds, args.train_iterations, args.score_crops, args.resamples = 3, 64, 2, 20, 4, 20
-    if args.seeds < 2:
-        raise SystemExit("bench_fv_quality: --seeds must be at least 2 (Horama's two halves)")
+        args.steps, args.olah_steps, args.size, args.seeds, args.train_iterations, args.score_crops, args.resamples = (
+            3, 3, 64, 1, 20, 4, 20)
     if not SPECTRUM.is_file():
         raise SystemExit(f"bench_fv_quality: the published spectrum is missing at {SPECTRUM}")
-
-    model, accuracy = train(args.train_iterations)
-    print(f"network: test accuracy {accuracy:.3f} on the four shapes", flush=True)
-    units = list(range(len(CLASSES)))
-    generator = torch.Generator().manual_seed(1)
-    natural = {}
-    with torch.no_grad():
-        for unit in units:
-            photos = shapes(torch.full((200 if not args.smoke else 8,), unit), generator)
-            natural[unit] = model.net.features(model.normalize(photos))
     spectrum = load_spectrum(SPECTRUM)
-    results = {"ours": [], "horama": []}
-    seconds = {"ours": 0.0, "horama": 0.0}
+    summary = {}
     with tempfile.TemporaryDirectory() as workdir:
         os.symlink(SPECTRUM, Path(workdir) / "spectrum_decorrelated.npy")  # Horama reads it from the cwd
-        runners = {"ours": lambda u, s: run_ours(model, u, s, args, spectrum),
-                   "horama": lambda u, s: run_horama(model, u, s, args, Path(workdir))}
-        order = ["ours", "horama"]
-        for seed in range(args.seeds):
-            for unit in units:
-                for method in order:
-                    started = time.perf_counter()
-                    results[method].append((unit, seed, *runners[method](unit, seed)))
-                    seconds[method] += time.perf_counter() - started
-                order.reverse()
-            print(f"seed {seed} done", flush=True)
-
-    fid = fid_metric(natural)
-    scores = {method: score(model, runs, natural, args.score_crops) for method, runs in results.items()}
-    summaries = {method: summarise(scores[method], fid) for method in scores}
-    for method, runs in results.items():
-        means = torch.stack([r[2].mean(dim=(1, 2)) for r in runs])
-        print(f"{method}: {json.dumps({k: round(v, 3) for k, v in summaries[method].items()})}, "
-              f"mean RGB {means.min().item():.2f}..{means.max().item():.2f}, {seconds[method]:.1f} s", flush=True)
-    rows = []
-    for (unit, seed, ours, ours_t), (_, _, theirs, theirs_t) in zip(results["ours"], results["horama"]):
-        rows.append((f"{CLASSES[unit]}, seed {seed}", [
-            stretch_contrast(ours), masked_image(stretch_contrast(ours), ours_t),
-            stretch_contrast(theirs), masked_image(stretch_contrast(theirs), theirs_t)]))
-    contact_sheet(rows, ["ours", "ours masked", "Horama", "Horama masked"], args.out)
-    print(f"contact sheet: {args.out}", flush=True)
-    horama = scores["horama"]
-    even, odd = (summarise(horama, fid, (horama.seeds % 2 == parity).nonzero().flatten()) for parity in (0, 1))
-    intervals = bootstrap_intervals(scores["ours"], horama, fid, args.resamples)
-    summary = {**{k: round(v, 3) for k, v in ratios(summaries["ours"], summaries["horama"]).items()},
-               "time_ratio": round(seconds["ours"] / seconds["horama"], 3),
-               "ci95": {k: [round(v, 3) for v in bounds] for k, bounds in intervals.items()},
-               "horama_halves": {k: round(v, 3) for k, v in ratios(odd, even).items()},
-               "steps": args.steps, "size": args.size,
-               "crops": args.crops, "seeds": args.seeds, "network_accuracy": round(accuracy, 3),
-               "threads": torch.get_num_threads()}
+        for network in args.networks.split(","):
+            summary[network] = measure_network(network, args, spectrum, Path(workdir))
+    summary.update({"steps": args.steps, "olah_steps": args.olah_steps, "size": args.size, "crops": args.crops,
+                    "seeds": args.seeds, "threads": torch.get_num_threads()})
     print(json.dumps(summary))
     return summary
 

@@ -15,7 +15,7 @@ from maco.objectives import ObjectiveError, logit
 from maco.optimize import MACO_ALGORITHM, METHODS, check_units, method_defaults
 from maco.outputs import write_visualization
 from maco.options import DTYPE_NAMES, runtime_options
-from maco.spectra import SpectrumError, load_spectrum, resize_spectrum, resolve_spectrum, save_spectrum, spectrum_from_folder
+from maco.spectra import ANALYTIC, SpectrumError, resolve_spectrum, save_spectrum, spectrum_from_folder
 from maco.units import TOKEN_CHOICES, channel_objectives
 
 DEFAULTS = {method: method_defaults(method) for method in METHODS}  # one home: the functions' signatures
@@ -49,6 +49,14 @@ def model_options(command):
     return command
 
 
+def spectrum_option(fallback: bool):
+    """--spectrum: a .npy file or "analytic"; by default the published one, which a study needs (no ``fallback``)."""
+    default = ("the published ImageNet spectrum, else the analytic one with a warning" if fallback
+               else "the published ImageNet spectrum; stops when it is unavailable")
+    return click.option("--spectrum", "spectrum_path", type=click.Path(path_type=Path),
+                        help=f"MACO magnitude spectrum: a .npy file, or {ANALYTIC!r} [default: {default}]")
+
+
 def maco_options(command):
     """--steps, --size, --crops, --seed, --spectrum and --quiet of a MACO run (commands with MACO only)."""
     for option in reversed([
@@ -58,8 +66,7 @@ def maco_options(command):
         click.option("--crops", type=click.IntRange(min=0), default=DEFAULTS["maco"]["crops"], show_default=True,
                      help="MACO crops per step, 0 for the whole image"),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--spectrum", "spectrum_path", type=click.Path(path_type=Path),
-                     help="MACO magnitude spectrum .npy [default: ImageNet's, else the analytic one]"),
+        spectrum_option(fallback=True),
         click.option("--quiet", is_flag=True, help="no progress bars"),
     ]):
         command = option(command)
@@ -84,13 +91,16 @@ def open_model(model_name: str, weights: str, random_weights: bool, device: str,
     return model
 
 
-def open_spectrum(spectrum_path: Path | None, size: int):
-    """The MACO spectrum at ``size``: the file given, else the default chain (announced on stderr)."""
+def open_spectrum(spectrum_path: Path | None, size: int, fallback: bool = True):
+    """The MACO spectrum at ``size`` (``--spectrum``), announced on stderr, with a warning when it fell back."""
     try:
-        spectrum = resize_spectrum(load_spectrum(spectrum_path), size) if spectrum_path else resolve_spectrum(size)
+        spectrum = resolve_spectrum(size, spectrum_path, fallback=fallback)
     except SpectrumError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"spectrum: {spectrum.source}", err=True)
+    if spectrum.fallback:
+        click.echo(f"WARNING: the published ImageNet spectrum is unavailable ({spectrum.fallback}); MACO uses the "
+                   f"analytic approximation (say --spectrum {ANALYTIC} to choose it)", err=True)
     return spectrum
 
 
@@ -128,8 +138,7 @@ def _targets(model, units: str | None, layer: str | None, channels: str | None, 
 @click.option("--units-per-run", type=click.IntRange(min=1), default=8, show_default=True,
               help="units optimised together (one forward/backward per step for all of them)")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--spectrum", "spectrum_path", type=click.Path(path_type=Path),
-              help="MACO magnitude spectrum .npy [default: ImageNet's, else the analytic one]")
+@spectrum_option(fallback=True)
 @runtime_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--quiet", is_flag=True, help="no progress bars")

@@ -1,13 +1,15 @@
 """A class's CRAFT concepts, ranked by importance and visualized with MACO.
 
 ``extract_concepts`` runs CRAFT (``maco.craft``) on one class's images;
-``concept_objectives`` turns each concept into a ``direction`` objective for
-``maco.optimize.maco``. The direction is the concept's dual vector (row k of
-pinv(W)^T): the linear read-out of concept k's least-squares coefficient, so
-that raising it raises concept k and not the concepts it shares channels with.
-NMF concept vectors are non-negative and often close (cosine 0.6-0.98 on the
-test network), and a direction on the raw vector then mostly raises whichever
-concept dominates the shared channels (docs/applications.md has the numbers).
+``concept_objectives`` turns each concept into an objective for
+``maco.optimize.maco``. The objective stays in the non-negative space CRAFT
+factorised: it reads the visualization's concepts as CRAFT does (non-negative
+coefficients against W, ``expression``) and raises concept k's above the
+strongest other's (``nnls_contrast``). NMF concept vectors are non-negative
+and often close (cosine 0.7-0.9 on the test network): a direction on the raw
+vector raises whichever concept dominates the shared channels, and the dual
+vector (pinv(W)^T) leaves the non-negative space, where its read-out is not
+CRAFT's. Chosen by benchmarks/bench_concept_objectives.py (docs/applications.md).
 """
 from __future__ import annotations
 
@@ -83,12 +85,67 @@ def concept_directions(basis: ConceptBasis) -> torch.Tensor:
     return torch.linalg.pinv(basis.vectors).T
 
 
-def concept_objectives(basis: ConceptBasis, concepts: list[int]) -> list[Objective]:
-    """One ``direction`` objective per concept, named after it."""
-    duals = concept_directions(basis)
+def _dual(basis: ConceptBasis, k: int) -> Objective:
+    return direction(basis.layer, concept_directions(basis)[k])
+
+
+def _raw(cos_power: float):
+    def objective(basis: ConceptBasis, k: int) -> Objective:
+        return direction(basis.layer, basis.vectors[k], cos_power)
+    return objective
+
+
+NNLS_ITERATIONS = 256  # converged to 5e-4 of the largest coefficient on the test network (64: 1e-2)
+
+
+def nnls_coefficients(features: torch.Tensor, vectors: torch.Tensor, iterations: int = NNLS_ITERATIONS) -> torch.Tensor:
+    """(B, K) u >= 0 minimising ||h - u W||: projected gradient from the clamped least-squares solution.
+
+    Differentiable (unrolled), so an objective can stay in the non-negative
+    space CRAFT factorised; close to sklearn's ``NMF.transform`` (test).
+    """
+    gram = vectors @ vectors.T
+    step = 1 / torch.linalg.matrix_norm(gram, ord=2)
+    target = features @ vectors.T
+    u = (features @ torch.linalg.pinv(vectors)).clamp(min=0)
+    for _ in range(iterations):
+        u = (u - step * (u @ gram - target)).clamp(min=0)
+    return u
+
+
+def expression(features: torch.Tensor, basis: ConceptBasis) -> torch.Tensor:
+    """(B, K) how much of each concept pooled features hold: NNLS coefficient x concept vector norm.
+
+    The size of the concept's part of the reconstruction: free of NMF's
+    arbitrary split of scale between U and W, so concepts compare.
+    """
+    vectors = basis.vectors.to(features)
+    return nnls_coefficients(features, vectors) * vectors.norm(dim=1)
+
+
+def _nnls(contrast: bool):
+    def objective(basis: ConceptBasis, k: int) -> Objective:
+        def fn(a):
+            expressed = expression(pooled_features(a[basis.layer]), basis)
+            own = expressed[:, k]
+            if not contrast:
+                return own
+            return own - torch.cat([expressed[:, :k], expressed[:, k + 1:]], dim=1).max(dim=1).values
+        return Objective(fn, [basis.layer], "")
+    return objective
+
+
+# the objectives compared by benchmarks/bench_concept_objectives.py (docs/applications.md)
+CONCEPT_OBJECTIVES = {"dual": _dual, "raw": _raw(0.0), "raw_cos1": _raw(1.0), "raw_cos2": _raw(2.0),
+                      "nnls": _nnls(False), "nnls_contrast": _nnls(True)}
+CONCEPT_OBJECTIVE = "nnls_contrast"  # the only one whose every visualization showed its own concept most
+
+
+def concept_objectives(basis: ConceptBasis, concepts: list[int], kind: str = CONCEPT_OBJECTIVE) -> list[Objective]:
+    """One objective per concept (``CONCEPT_OBJECTIVES[kind]``), named after it."""
     objectives = []
     for k in concepts:
-        objective = direction(basis.layer, duals[k])
+        objective = CONCEPT_OBJECTIVES[kind](basis, k)
         objective.name = f"concept {k} at {basis.layer}"
         objectives.append(objective)
     return objectives

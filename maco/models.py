@@ -1,10 +1,11 @@
 """Model loading over timm: presets for the study's networks, frozen and in eval mode.
 
-Weights come from, in order of preference: timm's pretrained weights (the
-Hugging Face hub cache, downloaded once when online), a local checkpoint file,
-or random initialisation. Random weights are used only when asked for
-(``weights="random"``); a missing pretrained download is an error that says how
-to fix it, never a silent fallback.
+Weights come from timm's pretrained weights (the Hugging Face hub cache,
+downloaded once when online), a local checkpoint file, a folder of weights
+(offline machines: ``weights_in_folder``), or random initialisation. Random
+weights are used only when asked for (``weights="random"``); a missing
+pretrained download is an error that says how to fix it, never a silent
+fallback.
 """
 from __future__ import annotations
 
@@ -112,16 +113,47 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
-def _cached_weights(timm_name: str) -> str | None:
-    """The weights file of ``timm_name`` in the local hub cache, or None; never touches the network."""
+def _cached_weights(timm_name: str, cache_dir: Path | None = None) -> str | None:
+    """The weights file of ``timm_name`` in the hub cache (``cache_dir``, else the default), or None; offline."""
     from huggingface_hub import try_to_load_from_cache
 
     hub_id = timm.models.get_pretrained_cfg(timm_name).hf_hub_id
     for filename in ("model.safetensors", "pytorch_model.bin"):  # what timm reads from the hub, in its order
-        path = try_to_load_from_cache(hub_id, filename) if hub_id else None
+        path = try_to_load_from_cache(hub_id, filename, cache_dir=cache_dir) if hub_id else None
         if isinstance(path, str):
             return path
     return None
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def weights_in_folder(folder: Path, timm_name: str) -> Path:
+    """``timm_name``'s pretrained weights in ``folder``, without the network; else a ModelError naming the files.
+
+    Looked for, in order: ``<timm name>.safetensors`` (or .pth, .pt, .bin),
+    then ``folder`` as a Hugging Face hub cache (itself, or its ``hub/``: an
+    ``HF_HOME``), then the file of timm's download URL (weights not on the hub,
+    e.g. ``legacy_xception``; torch's ``hub/checkpoints`` layout too).
+    """
+    config = timm.models.get_pretrained_cfg(timm_name)
+    named = [folder / f"{timm_name}{suffix}" for suffix in WEIGHT_SUFFIXES]
+    url_file = Path(urlparse(config.url).path).name if config.url else None
+    downloaded = [place / url_file for place in (folder, folder / "checkpoints", folder / "hub" / "checkpoints")
+                  ] if url_file else []
+    for path in named:
+        if path.is_file():
+            return path
+    for cache in (folder, folder / "hub"):
+        cached = _cached_weights(timm_name, cache)
+        if cached is not None:
+            return Path(cached)
+    for path in downloaded:
+        if path.is_file():
+            return path
+    hub = f"; nor a hub cache entry models--{config.hf_hub_id.replace('/', '--')}" if config.hf_hub_id else ""
+    url = f"; nor {url_file}" if url_file else ""
+    raise ModelError(f"no weights for {timm_name} in {folder}: no file {named[0]} (or .pth, .pt, .bin){hub}{url}")
 
 
 def _create_pretrained(timm_name: str) -> nn.Module:
@@ -142,8 +174,8 @@ def _create_pretrained(timm_name: str) -> nn.Module:
     reason = f"download failed: {type(error).__name__}" if error else "the hub cannot be reached"
     raise ModelError(
         f"pretrained weights for {timm_name} are not in the local cache and {reason}; fix: run "
-        "once with internet access, point HF_HOME at a cache that has them, or pass a local "
-        "checkpoint file as the weights (--random-weights only for tests)"
+        "once with internet access, point HF_HOME at a cache that has them, or give its weights "
+        "as a local checkpoint file or a folder of weights"
     ) from error
 
 
@@ -157,8 +189,9 @@ def load_model(
     """Load ``name`` (a preset or any timm name) with frozen parameters in eval mode.
 
     ``weights``: ``"pretrained"`` (timm's hub cache, downloaded when online),
-    ``"random"`` (only for tests and demos; recorded as such), or the path of
-    a local checkpoint file (a state dict, or timm's checkpoint formats).
+    ``"random"`` (only for tests and demos; recorded as such), the path of
+    a local checkpoint file (a state dict, or timm's checkpoint formats), or
+    a folder holding the pretrained weights (``weights_in_folder``).
     Random weights are drawn from ``seed``, so every process (a resumed or
     sharded build) gets the same network; the global RNG is left untouched.
     ``compute_dtype``: float32, or bfloat16 for the forward pass (``Model``).
@@ -173,11 +206,15 @@ def load_model(
     elif weights == PRETRAINED_WEIGHTS:
         net = _create_pretrained(timm_name)
         description = f"pretrained:{timm_name}"
+    elif Path(weights).is_dir():
+        path = weights_in_folder(Path(weights), timm_name)
+        net = timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+        description = f"pretrained:{timm_name} from {path.resolve()}"
     else:
         checkpoint = Path(weights)
         if not checkpoint.is_file():
             raise ModelError(
-                f"weights {weights!r} is neither 'pretrained', 'random' nor an existing checkpoint file"
+                f"weights {weights!r} is neither 'pretrained', 'random', a checkpoint file nor a folder of weights"
             )
         net = timm.create_model(timm_name, pretrained=False)
         try:

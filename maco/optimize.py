@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ from maco.parameterizations import (
     pixel_image,
     pixel_init,
 )
-from maco.spectra import Spectrum, resize_spectrum, resolve_spectrum
+from maco.spectra import Spectrum, SpectrumFallbackWarning, resize_spectrum, resolve_spectrum
 from maco.transforms import (
     CROP_MEAN,
     CROP_STD,
@@ -156,12 +157,12 @@ def _visualizations(method, labels, seed, images, transparency, history, started
     ]
 
 
-MACO_ALGORITHM = "maco-study-maco/6"
+MACO_ALGORITHM = "maco-study-maco/7"
 """Recorded with every MACO output (run.json, bundle provenance). /1: raw phase, DC zeroed, uniform
 crops; /2: standardised phase, DC kept, centre-biased crops, even self-conjugate columns; /3: crop
 sides as Horama's, U[0.25, 0.30]; /4: a random carrier phase (no corner spike) and the spectrum's
-boundary cross removed; /5: the learning rate annealed on a cosine; /6: crop centres ~N(0.5, 0.18), not 0.15
-(docs/maco.md)."""
+boundary cross removed; /5: the learning rate annealed on a cosine; /6: crop centres ~N(0.5, 0.18), not 0.15;
+/7: no carrier by default (it cost whole-image margin, most on a ViT) (docs/maco.md)."""
 FREE_MAGNITUDE_LR = 0.05  # ablation only (magnitude_constraint=False): NAdam lr on the log-magnitude
 
 
@@ -191,7 +192,7 @@ def maco(
     seed: int = 0,
     spectrum: Spectrum | None = None,
     magnitude_constraint: bool = True,
-    random_carrier: bool = True,
+    random_carrier: bool = False,
     progress: bool = True,
     callback: StepCallback | None = None,
 ) -> list[Visualization]:
@@ -207,10 +208,11 @@ def maco(
 
     Ablations (the paper's Table 3): ``magnitude_constraint=False`` optimises
     the magnitude too (its log, from the spectrum); ``crops=0`` feeds the whole
-    image, resized; ``noise=0`` adds none. ``random_carrier=False`` drops
-    the fixed random carrier phase (v4), as the references: their corner
-    spike comes back (on whole images it scored higher; docs/maco.md, "The
-    carrier, measured again"). These defaults are the only ones:
+    image, resized; ``noise=0`` adds none. ``random_carrier=True`` adds v4's
+    fixed random carrier phase, which removes the references' saturated
+    corner dot but cost whole-image margin, most on a ViT, so the default
+    (v7) starts as the references do (docs/maco.md, "The carrier, decided").
+    These defaults are the only ones:
     ``method_defaults("maco")`` gives them to the CLI and to study.toml.
     """
     objectives, labels = _objectives(model, units, objectives)
@@ -221,7 +223,12 @@ def maco(
     started = time.perf_counter()
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
-    spectrum = resize_spectrum(spectrum, size) if spectrum is not None else resolve_spectrum(size)
+    if spectrum is None:
+        spectrum = resolve_spectrum(size)
+        if spectrum.fallback:  # who passes a spectrum has been told (``visualize`` says it on stderr)
+            warnings.warn(f"the published ImageNet spectrum is unavailable ({spectrum.fallback}); MACO uses the "
+                          "analytic approximation (pass spectrum= to choose one)", SpectrumFallbackWarning, stacklevel=2)
+    spectrum = resize_spectrum(spectrum, size)
     layout = SpectralLayout.of(size, size, device)
     magnitude = layout.even(spectrum.magnitude.to(device))
     phase, carrier = maco_init(len(objectives), size, size, generator)

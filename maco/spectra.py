@@ -2,13 +2,18 @@
 
 A spectrum is the mean per-channel magnitude of the 2-D FFT of natural images
 in decorrelated colour space, in ``torch.fft.rfft2`` layout ``(3, H, W//2+1)``.
-Sources, in the order ``resolve_spectrum`` tries them:
+A run chooses its spectrum (``choose_spectrum``):
 
 1. a ``.npy`` file the user names (``load_spectrum``), e.g. one computed from a
    folder of images by ``maco-study spectrum`` (``spectrum_from_folder``);
-2. the published ImageNet spectrum of the MACO authors, downloaded once into a
-   cache and checked against its sha256 (``imagenet_spectrum``);
-3. an analytic approximation of it for offline use (``analytic_spectrum``).
+2. ``"analytic"``: an analytic approximation of the published one, for offline
+   use (``analytic_spectrum``);
+3. by default, the published ImageNet spectrum of the MACO authors, downloaded
+   once into a cache and checked against its sha256 (``imagenet_spectrum``).
+   When it is unavailable, a study (``stimuli build``, ``evaluate``) stops; an
+   exploration (``visualize``, the library) falls back to the analytic one and
+   says so (``Spectrum.fallback``). A failed download is not retried in the
+   same process.
 
 Every ``Spectrum`` carries a ``source`` string that outputs record.
 
@@ -60,11 +65,16 @@ class SpectrumError(ValueError):
     """A spectrum that cannot be loaded, computed or fetched; the message says why."""
 
 
+class SpectrumFallbackWarning(UserWarning):
+    """MACO runs on the analytic spectrum because the published one is unavailable."""
+
+
 @dataclass
 class Spectrum:
     magnitude: torch.Tensor  # (3, H, W//2+1), float32, non-negative
     source: str
     boundary_cross_removed: bool = False  # set by ``resize_spectrum``, which removes it once
+    fallback: str | None = None  # why the analytic spectrum stands in for the published one (None: it does not)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -136,7 +146,8 @@ def resize_spectrum(spectrum: Spectrum, size: int | tuple[int, int]) -> Spectrum
     """
     height, width = _pair(size)
     if not spectrum.boundary_cross_removed:
-        spectrum = Spectrum(without_boundary_cross(spectrum.magnitude), spectrum.source, boundary_cross_removed=True)
+        spectrum = dataclasses.replace(spectrum, magnitude=without_boundary_cross(spectrum.magnitude),
+                                       boundary_cross_removed=True)
     if (height, width) == spectrum.image_size:
         return spectrum
     src_height, src_width = spectrum.image_size
@@ -150,7 +161,7 @@ def resize_spectrum(spectrum: Spectrum, size: int | tuple[int, int]) -> Spectrum
     # fewer in a smaller image, and a sampled DC alone made 128 px images one flat colour (docs/maco.md)
     source_ac = _ac_energy(spectrum.magnitude.double(), src_width)
     magnitude[:, 0, 0] *= torch.sqrt(_ac_energy(magnitude, width) / source_ac.clamp(min=1e-300))
-    return Spectrum(magnitude.float(), f"{spectrum.source}, resized to {height}x{width}", boundary_cross_removed=True)
+    return dataclasses.replace(spectrum, magnitude=magnitude.float(), source=f"{spectrum.source}, resized to {height}x{width}")
 
 
 def without_boundary_cross(magnitude: torch.Tensor) -> torch.Tensor:
@@ -249,42 +260,77 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+ANALYTIC = "analytic"  # the spectrum choice (a CLI value, study.toml's references.spectrum) of the analytic one
+CHOICES_HINT = (f"give a spectrum .npy (maco-study spectrum), copy the published file into {{cache}}, "
+                f"or choose {ANALYTIC!r} for the analytic approximation")
+_download_failure: SpectrumError | None = None  # a failed download is tried once per process
+
+
 def imagenet_spectrum(download: bool = True, timeout_s: float = 30.0) -> Spectrum:
     """The MACO authors' ImageNet spectrum (3x512x257), from the cache or downloaded once.
 
     The file is verified against its sha256 both after download and when read
-    from the cache; a corrupted cached copy is replaced.
+    from the cache; a corrupted cached copy is replaced. A download that failed
+    is not tried again in this process (a firewalled try costs seconds, and a
+    run asks once per optimisation): the same error is raised.
     """
+    global _download_failure
     path = cache_dir() / IMAGENET_SPECTRUM_FILENAME
     if not (path.is_file() and _sha256(path) == IMAGENET_SPECTRUM_SHA256):
         if not download:
-            raise SpectrumError(f"the ImageNet spectrum is not cached at {path} and downloading is off")
-        path.parent.mkdir(parents=True, exist_ok=True)
+            raise SpectrumError(f"the ImageNet spectrum is not cached at {path} and downloading is off (MACO_OFFLINE)")
+        if _download_failure is not None:
+            raise _download_failure
         try:
-            with urllib.request.urlopen(IMAGENET_SPECTRUM_URL, timeout=timeout_s) as response:
-                payload = response.read()
-        except OSError as error:
-            raise SpectrumError(f"cannot download the ImageNet spectrum: {error}") from error
-        if hashlib.sha256(payload).hexdigest() != IMAGENET_SPECTRUM_SHA256:
-            raise SpectrumError("the downloaded ImageNet spectrum does not match its sha256; not cached")
+            payload = _download(timeout_s)
+        except SpectrumError as error:
+            _download_failure = error
+            raise
+        path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(path, lambda f: f.write(payload))
     spectrum = load_spectrum(path)
     return Spectrum(spectrum.magnitude, f"imagenet (published, sha256 {IMAGENET_SPECTRUM_SHA256[:8]})")
 
 
-def resolve_spectrum(size: int | tuple[int, int], path: str | Path | None = None) -> Spectrum:
-    """The spectrum for a run at ``size``: the named file, else ImageNet's, else the analytic one.
-
-    Set ``MACO_OFFLINE=1`` to skip the download attempt.
-    """
-    if path is not None:
-        return resize_spectrum(load_spectrum(path), size)
+def _download(timeout_s: float) -> bytes:
+    """The published spectrum's bytes, checked against its sha256."""
     try:
-        spectrum = imagenet_spectrum(download=os.environ.get("MACO_OFFLINE", "") in ("", "0"))
+        with urllib.request.urlopen(IMAGENET_SPECTRUM_URL, timeout=timeout_s) as response:
+            payload = response.read()
+    except OSError as error:
+        raise SpectrumError(f"cannot download the ImageNet spectrum: {error}") from error
+    if hashlib.sha256(payload).hexdigest() != IMAGENET_SPECTRUM_SHA256:
+        raise SpectrumError("the downloaded ImageNet spectrum does not match its sha256; not cached")
+    return payload
+
+
+def choose_spectrum(choice: str | Path | None = None, *, fallback: bool = False) -> Spectrum:
+    """The spectrum a run asked for, at its own size: a ``.npy`` file, ``"analytic"``, or None, the published one.
+
+    When the published one is unavailable: with ``fallback``, the analytic one,
+    its ``fallback`` saying why (its source too, for provenance); without, a
+    ``SpectrumError`` that names the choices. Set ``MACO_OFFLINE=1`` to skip
+    the download attempt.
+    """
+    if choice is not None and str(choice) == ANALYTIC:
+        return analytic_spectrum()
+    if choice is not None:
+        return load_spectrum(choice)
+    try:
+        return imagenet_spectrum(download=os.environ.get("MACO_OFFLINE", "") in ("", "0"))
     except SpectrumError as error:
-        fallback = analytic_spectrum(size)
-        return dataclasses.replace(fallback, source=f"{fallback.source}; ImageNet spectrum unavailable: {error}")
-    return resize_spectrum(spectrum, size)
+        if not fallback:
+            raise SpectrumError(f"{error}; {CHOICES_HINT.format(cache=cache_dir() / IMAGENET_SPECTRUM_FILENAME)}"
+                                ) from error
+        analytic = analytic_spectrum()
+        return dataclasses.replace(analytic, source=f"{analytic.source}; ImageNet spectrum unavailable: {error}",
+                                   fallback=str(error))
+
+
+def resolve_spectrum(size: int | tuple[int, int], choice: str | Path | None = None, *,
+                     fallback: bool = True) -> Spectrum:
+    """``choose_spectrum`` at the run's image size (``resize_spectrum``)."""
+    return resize_spectrum(choose_spectrum(choice, fallback=fallback), size)
 
 
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .config import StudyConfig
+from .config import StimuliError, StudyConfig
 from .models import StudyModel
 
 
@@ -23,10 +23,17 @@ def from_pil(image: Image.Image) -> torch.Tensor:
 
 
 def resolve_spectrum(config: StudyConfig) -> Any:
-    """MACO's magnitude spectrum: the configured file, else maco's default chain."""
-    from maco.spectra import resolve_spectrum as maco_resolve
+    """MACO's magnitude spectrum: the configured file or "analytic", else the published one.
 
-    return maco_resolve(config.references.maco.size, config.references.spectrum)
+    Never the analytic one unless the config says so: a study's stimuli are not
+    built on an approximation because a machine was offline.
+    """
+    from maco.spectra import SpectrumError, resolve_spectrum as maco_resolve
+
+    try:
+        return maco_resolve(config.references.maco.size, config.references.spectrum, fallback=False)
+    except SpectrumError as error:
+        raise StimuliError(f"references.spectrum: {error}") from None
 
 
 def visualize(model: StudyModel, config: StudyConfig, method: str, units: list[int], seed: int,

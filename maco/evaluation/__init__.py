@@ -3,7 +3,7 @@
 - ``settings``: the protocol's constants (classifiers, FID model and crop);
 - ``variants``: the methods and the Table 3 ablation, and their generation;
 - ``natural``: the natural images of each class (ImageFolder or CSV);
-- ``metrics``: plausibility (1-NN), FID (torchmetrics), transferability, logits;
+- ``metrics``: plausibility (Deep-KNN), FID (torchmetrics), transferability, logits;
 - ``run``: scoring every visualization of every network;
 - ``report``: CSV, markdown tables and the contact sheet; ``cli``: the command.
 """

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from maco.evaluation.settings import BATCH_SIZE
+from maco.evaluation.settings import BATCH_SIZE, PLAUSIBILITY_K
 from maco.models import Model
 
 
@@ -49,9 +50,18 @@ def penultimate_features(model: Model, images: torch.Tensor, batch_size: int = B
     return torch.cat(captured)
 
 
-def nearest_neighbour_distance(queries: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
-    """(Nq,) Euclidean distance from each query to its nearest reference (the plausibility score, lower is better)."""
-    return torch.cdist(queries.double(), references.double()).min(dim=1).values
+def deep_knn_distance(queries: torch.Tensor, references: torch.Tensor, k: int = PLAUSIBILITY_K) -> torch.Tensor:
+    """(Nq,) Deep-KNN score (Sun et al. 2022), the plausibility (lower is better).
+
+    Each feature vector is L2-normalised; the score is the Euclidean distance
+    from each query to its ``k``-th nearest reference. On unit vectors it is
+    sqrt(2 - 2 cos), so it ranks by the angle alone: a visualization does not
+    get closer or farther by scaling its activations.
+    """
+    if not 1 <= k <= references.shape[0]:
+        raise ValueError(f"k={k} needs 1 to {references.shape[0]} reference features")
+    queries, references = (F.normalize(x.double(), dim=1) for x in (queries, references))
+    return torch.cdist(queries, references).kthvalue(k, dim=1).values
 
 
 class PenultimateFeatures(nn.Module):

@@ -18,6 +18,7 @@ GAP = 4  # grey between tiles, so that a masked image's white edge stays visible
 LABEL_HEIGHT = 34
 LABEL_WIDTH = 110
 SHEET_GREY = (225, 225, 225)
+NOT_SCORED_RANDOM = "n/a (random weights)"  # the cell of a metric whose networks have random weights
 
 
 def write_csv(rows: Sequence[dict], path: Path) -> None:
@@ -40,14 +41,22 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def markdown_tables(summary: Sequence[dict], variants: dict[str, Variant], classifiers: Sequence[str],
-                    preamble: Sequence[str] = ()) -> str:
+                    preamble: Sequence[str] = (), not_scored: dict[str, str] | None = None) -> str:
     """Table 1 (methods x networks per metric), Table 2 (logits and each classifier), Table 3 (ablation).
 
-    ``preamble``: lines under the title (the weights, and a warning when they are random)."""
+    ``preamble``: lines under the title (the weights, and a warning when they are random).
+    ``not_scored``: metric ("fid", "transferability": its ``top1_`` columns too) -> the text of its cells.
+    """
     by_key = {(s["network"], s["variant"]): s for s in summary}
     networks = list(dict.fromkeys(s["network"] for s in summary))
     methods = [name for name in TABLE1 if name in variants]
     ablation = [name for name in ABLATION if name in variants]
+    not_scored = not_scored or {}
+
+    def cell(network: str, variant: str, metric: str, digits: int | None = None) -> str:
+        reason = not_scored.get("transferability" if metric.startswith("top1_") else metric)
+        return reason or _cell(by_key[(network, variant)].get(metric, math.nan), digits)
+
     lines = ["# Feature visualization benchmark (MACO paper, section 4)", "", *preamble, ""]
     if methods:
         lines += ["## Table 1: plausibility, FID and transferability", ""]
@@ -55,17 +64,17 @@ def markdown_tables(summary: Sequence[dict], variants: dict[str, Variant], class
         for metric, title, digits in [("plausibility", "**Plausibility** (↓)", None), ("fid", "**FID** (↓)", None),
                                       ("transferability", "**Transferability** (↑, %)", 1)]:
             rows.append([title] + [""] * len(networks))
-            rows += [[variants[m].label] + [_cell(by_key[(n, m)][metric], digits) for n in networks] for m in methods]
+            rows += [[variants[m].label] + [cell(n, m, metric, digits) for n in networks] for m in methods]
         lines += _table(["", *networks], rows) + [""]
         lines += ["## Table 2: logit magnitude and top-1 (%) of each other classifier", ""]
         for network in networks:
-            rows = [[variants[m].label, _cell(by_key[(network, m)]["logit"], 2)]
-                    + [_cell(by_key[(network, m)].get(f"top1_{c}", math.nan), 1) for c in classifiers] for m in methods]
+            rows = [[variants[m].label, cell(network, m, "logit", 2)]
+                    + [cell(network, m, f"top1_{c}", 1) for c in classifiers] for m in methods]
             lines += [f"**{network}**", ""] + _table(["", "logit (↑)", *classifiers], rows) + [""]
     if len(ablation) > 1:
         lines += ["## Table 3: ablation", ""]
         for network in networks:
-            rows = [[variants[v].label] + [_cell(by_key[(network, v)][k], d) for k, d in
+            rows = [[variants[v].label] + [cell(network, v, k, d) for k, d in
                                            [("plausibility", None), ("fid", None), ("logit", 2), ("transferability", 1)]]
                     for v in ablation]
             header = ["", "Plausibility (↓)", "FID (↓)", "Logit magnitude (↑)", "Transferability (↑, %)"]

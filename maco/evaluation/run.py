@@ -18,12 +18,12 @@ from tqdm import tqdm
 
 from maco.evaluation.metrics import (
     FrechetDistance,
+    deep_knn_distance,
     logits,
-    nearest_neighbour_distance,
     penultimate_features,
     top1_hits,
 )
-from maco.evaluation.settings import FID_CROP, FID_RESIZE
+from maco.evaluation.settings import FID_CROP, FID_RESIZE, PLAUSIBILITY_K
 from maco.evaluation.variants import Variant, generate
 from maco.images import center_crop, fit_center, from_pil, to_pil
 from maco.models import PRESETS, Model
@@ -56,8 +56,9 @@ def score_variant(
     variant: Variant,
     visualizations: Sequence[Visualization],
     natural_features: dict[int, torch.Tensor],
-    fid: FrechetDistance,
+    fid: FrechetDistance | None,
     transfer: dict[str, Model],
+    plausibility_k: int = PLAUSIBILITY_K,
 ) -> tuple[list[dict], dict]:
     """Rows for each visualization, and the variant's summary (means, FID, accuracies in %)."""
     pictures = [to_pil(variant.scored_image(viz)) for viz in visualizations]
@@ -70,7 +71,7 @@ def score_variant(
     for i, viz in enumerate(visualizations):
         row = {
             "network": network.name, "variant": variant.name, "unit": viz.unit, "seed": viz.seed,
-            "plausibility": float(nearest_neighbour_distance(features[i:i + 1], natural_features[viz.unit])[0]),
+            "plausibility": float(deep_knn_distance(features[i:i + 1], natural_features[viz.unit], plausibility_k)[0]),
             "logit": float(outputs[i, viz.unit]),
             **{f"top1_{name}": bool(hit[i]) for name, hit in hits.items()},
         }
@@ -79,7 +80,7 @@ def score_variant(
     summary = {
         "network": network.name, "variant": variant.name, "images": len(rows),
         "plausibility": _mean(r["plausibility"] for r in rows),
-        "fid": fid(fid_view(pictures)),
+        "fid": fid(fid_view(pictures)) if fid is not None else math.nan,
         "logit": _mean(r["logit"] for r in rows),
         "transferability": 100 * _mean(float(h.float().mean()) for h in hits.values()),
         **{f"top1_{name}": 100 * float(hit.float().mean()) for name, hit in hits.items()},
@@ -97,16 +98,20 @@ def evaluate(
     units: Sequence[int],
     natural: dict[int, list[Image.Image]],
     variants: Sequence[Variant],
-    fid_features: nn.Module,
+    fid_features: nn.Module | None,
     transfer: dict[str, Model],
     seeds: Sequence[int] = (0,),
     method_options: dict | None = None,
     spectrum: Spectrum | None = None,
     progress: bool = True,
+    plausibility_k: int = PLAUSIBILITY_K,
 ) -> Evaluation:
-    """Generate every variant for every network and score it against the natural images of each unit's class."""
-    fid = FrechetDistance(fid_features)
-    for unit in units:  # one class at a time: the 299 px crops of every class at once may not fit in memory
+    """Generate every variant for every network and score it against the natural images of each unit's class.
+
+    ``fid_features`` None: no FID (NaN), as no ``transfer`` classifier means no transferability.
+    """
+    fid = FrechetDistance(fid_features) if fid_features is not None else None
+    for unit in units if fid is not None else ():  # one class at a time: every class's 299 px crops may not fit
         fid.add_natural(fid_view(natural[unit]))
     rows, summary, generated = [], [], {}
     for network in networks:
@@ -118,7 +123,7 @@ def evaluate(
         others = {column: model for column, model in transfer.items() if not _same_classifier(model, network)}
         for variant in tqdm(variants, desc=f"scoring {network.name}", unit="variant", disable=not progress):
             variant_rows, variant_summary = score_variant(
-                network, variant, visualizations[variant.name], natural_features, fid, others)
+                network, variant, visualizations[variant.name], natural_features, fid, others, plausibility_k)
             rows += variant_rows
             summary.append(variant_summary)
     return Evaluation(rows, summary, generated)

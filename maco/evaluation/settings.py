@@ -18,5 +18,12 @@ FID_MODEL = "inception_v3.tv_in1k"
 FID_RESIZE = 512
 FID_CROP = 299
 
+# Plausibility: Deep-KNN (Sun et al. 2022) on the visualized network's penultimate
+# features, L2-normalised, against the natural images of the unit's class: the
+# distance to the k-th nearest. Sun et al. use k = 1000 over ImageNet's 1.28M
+# training images (k = 50 over CIFAR's 50k); against one class's images (50
+# in ImageNet's validation set) that fraction is below one image: k = 1.
+PLAUSIBILITY_K = 1
+
 BATCH_SIZE = 32  # images per forward pass when scoring
 UNITS_PER_RUN = 8  # units optimised together by one method call

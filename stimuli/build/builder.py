@@ -12,6 +12,7 @@ from maco.device import DeviceError, resolve_device
 from ..config import StimuliError, StudyConfig
 from ..models import StudyModel, load_study_model
 from ..pool import list_pool
+from ..references import resolve_spectrum
 from .finalize import finalize
 from .plan import Shard, check_pool_size, network_input_size, plan_pieces
 from .pool_stage import merged_topk, run_pool_stage
@@ -43,14 +44,16 @@ class Builder:
         check_pool_size(config, len(pool.files))
         for network in config.networks:
             network_input_size(network)  # unknown names fail here, before loading anything
+        pieces = plan_pieces(config, len(pool.files))
+        # a missing published spectrum stops the build here, before any model, piece or file
+        spectrum = resolve_spectrum(config) if any(p.method == "maco" for p in pieces["references"]) else None
         self.models = {n.key: load_study_model(n, config.seed, self.device, self.compute_dtype)
                        for n in config.networks}
         store.claim(config, pool)
         store.record_runtime(self.device, self.compute_dtype)
-        pieces = plan_pieces(config, len(pool.files))
         run_pool_stage(store, config, self.models, pool, shard.mine(pieces["pool"]), self.progress)
         run_references_stage(store, config, self.models, shard.mine(pieces["references"]),
-                             pieces["references"], self.progress)
+                             pieces["references"], spectrum, self.progress)
         store.wait(pieces["pool"], "pool pieces")
         topk = merged_topk(store, config, pieces["pool"], len(pool.files))
         run_queries_stage(store, config, self.models, pool, topk, shard.mine(pieces["queries"]), self.progress)

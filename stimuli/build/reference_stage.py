@@ -6,27 +6,26 @@ from typing import Any
 from ..config import StimuliError, StudyConfig
 from ..models import StudyModel
 from ..quality import unit_record
-from ..references import masked, resolve_spectrum, visualize
+from ..references import masked, visualize
 from .plan import Piece
 from .store import PieceStore, progress_bar
 
 
-def pinned_spectrum(store: PieceStore, config: StudyConfig, pieces: list[Piece]) -> Any:
-    """Resolved once per process; a resumed build must find the spectrum it started with."""
-    spectrum = resolve_spectrum(config)
+def check_pinned(store: PieceStore, spectrum: Any, pieces: list[Piece]) -> None:
+    """A resumed build must find the spectrum it started with."""
     earlier = {store.read(p)["spectrum_source"] for p in pieces if p.method == "maco" and store.done(p)}
-    if earlier - {spectrum.source}:
+    if spectrum is not None and earlier - {spectrum.source}:
         raise StimuliError(f"references.spectrum: this build started with the spectrum "
                            f"{sorted(earlier)[0]!r} but now gets {spectrum.source!r}; set "
                            "references.spectrum to a file (maco-study spectrum) to pin it")
-    return spectrum
 
 
 def run_references_stage(store: PieceStore, config: StudyConfig, models: dict[str, StudyModel],
-                         pieces: list[Piece], all_pieces: list[Piece], progress: bool) -> None:
+                         pieces: list[Piece], all_pieces: list[Piece], spectrum: Any, progress: bool) -> None:
+    """``spectrum``: MACO's, resolved once per process before any stage (``references.resolve_spectrum``)."""
     todo = [p for p in pieces if not store.done(p)]
     with_mask = "maco_mask" in config.conditions
-    spectrum = pinned_spectrum(store, config, all_pieces) if any(p.method == "maco" for p in todo) else None
+    check_pinned(store, spectrum, all_pieces)
     with progress_bar(len(todo), "references", progress) as bar:
         for piece in todo:
             model = models[piece.network]

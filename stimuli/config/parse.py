@@ -98,8 +98,10 @@ def parse_config(data: dict[str, Any], base_dir: Path, source_text: str = "") ->
     nets_table.used.update(nets_table.data)
 
     refs = root.table("references")
+    from maco.spectra import ANALYTIC  # lazily, as the method defaults (settings.py): maco needs torch
+
     spectrum = refs.raw("spectrum", None)
-    if spectrum is not None:
+    if spectrum is not None and refs.str("spectrum") != ANALYTIC:
         spectrum_path = base_dir / refs.str("spectrum")
         if not spectrum_path.is_file():
             raise ConfigError(f"references.spectrum: no file {spectrum_path}")

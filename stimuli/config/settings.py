@@ -63,7 +63,7 @@ class ReferencesConfig:
     units_per_run: int = 8
     maco: MethodConfig = field(default_factory=maco_method_defaults)
     olah: MethodConfig = field(default_factory=olah_method_defaults)
-    spectrum: str | None = None  # a .npy magnitude spectrum for MACO; None: maco's default
+    spectrum: str | None = None  # MACO's: a .npy path or "analytic"; None: the published one (stops when missing)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maco.concepts import concept_directions, concept_objectives, extract_concepts
+from maco.concepts import concept_objectives, extract_concepts, nnls_coefficients
 from maco.craft import (
     ConceptError,
     fit_concepts,
@@ -14,6 +14,7 @@ from maco.craft import (
     sobol_masks,
 )
 from maco.optimize import maco
+from maco.spectra import analytic_spectrum
 from maco.transforms import crop_and_resize, maco_crop_boxes
 
 LAYER = "4"  # the second convolutional block of parts_cnn (in the last one both parts of a class align)
@@ -67,19 +68,29 @@ def test_jansen_estimator_on_an_additive_function():
     assert torch.allclose(indices, weights**2 / (weights**2).sum(), atol=0.02)
 
 
-def test_concept_visualization_raises_its_own_coefficient(parts_cnn, parts, class_zero):
+def test_every_concept_visualization_expresses_its_own_concept_most(parts_cnn, parts, class_zero):
+    """Read in CRAFT's own space: sklearn's NMF coefficients (W fixed) times each concept vector's norm.
+
+    Under the dual-vector objective this failed on this class: concept 0's image expressed the ground most.
+    """
     result = class_zero[0]
     size = 96
-    vizs = maco(parts_cnn, objectives=concept_objectives(result.basis, list(range(CONCEPTS))), steps=48,
-                size=size, crops=4, progress=False)
+    vizs = maco(parts_cnn, objectives=concept_objectives(result.basis, list(range(CONCEPTS))), steps=64,
+                size=size, crops=4, progress=False, spectrum=analytic_spectrum())
     images = torch.stack([v.image for v in vizs])
     # the features as the optimisation saw them: on MACO crops, averaged per visualization
-    boxes = maco_crop_boxes(CONCEPTS, 32, size, size, torch.Generator().manual_seed(5))
+    boxes = maco_crop_boxes(CONCEPTS, 16, size, size, torch.Generator().manual_seed(5))
     features = pooled_features(layer_activations(parts_cnn, LAYER, crop_and_resize(images, boxes, parts.size)))
-    # least-squares concept coefficients (the linear read-out the objective raises); row: visualization
-    coefficients = (features @ concept_directions(result.basis).T).view(CONCEPTS, 32, CONCEPTS).mean(dim=1)
-    # each concept's coefficient is highest on its own visualization
-    assert coefficients.argmax(dim=0).tolist() == list(range(CONCEPTS)), coefficients
+    features = features.view(CONCEPTS, 16, -1).mean(dim=1)
+    expressed = result.basis.coefficients(features) * result.basis.vectors.norm(dim=1)  # row: visualization
+    assert expressed.argmax(dim=1).tolist() == list(range(CONCEPTS)), expressed
+
+
+def test_nnls_coefficients_match_sklearns_nmf_transform(class_zero):
+    basis = class_zero[0].basis
+    features = torch.rand(20, basis.vectors.shape[1], generator=torch.Generator().manual_seed(0))
+    reference = basis.coefficients(features)
+    assert torch.allclose(nnls_coefficients(features, basis.vectors), reference, atol=1e-3 * float(reference.max()))
 
 
 def test_more_concepts_than_channels_is_refused():

@@ -90,6 +90,15 @@ def test_bench_concepts_smoke() -> None:
     assert result["widened_over_repeated"] > 0
 
 
+def test_bench_concept_objectives_smoke() -> None:
+    result = run_benchmark("bench_concept_objectives.py", "--smoke")
+    assert result["concepts"] == 3 and result["seeds"] == 1
+    for objective in ("dual", "raw", "raw_cos2", "nnls_contrast"):
+        for view in ("crops", "whole"):
+            scores = result[objective][view]
+            assert 0 <= scores["own_most"] <= 1 and 0 < scores["own_share"] <= 1 and 0 <= scores["negative_lsq"] <= 1
+
+
 def test_fault_server_smoke() -> None:
     # client faults only (no worker to kill in one-worker SQLite, no database to restart)
     result = run_benchmark("fault_server.py", "--db", "sqlite", "--participants", "2", "--scenarios", "client_faults",

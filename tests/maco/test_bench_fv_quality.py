@@ -1,6 +1,7 @@
 """benchmarks/bench_fv_quality.py in its smoke mode, so that it cannot rot (the figures live in RESULTS.md)."""
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -53,18 +54,25 @@ def test_bootstrap_intervals_known_values():
 
 
 @pytest.mark.skipif(not SHARED_SPECTRUM.exists(), reason=f"the published spectrum is not at {SHARED_SPECTRUM}")
-def test_smoke_run_prints_every_ratio_and_saves_the_contact_sheet(tmp_path, capsys):
+def test_smoke_run_prints_every_ratio_per_network_and_protocol_and_saves_the_contact_sheets(tmp_path, capsys):
     pytest.importorskip("horama", reason="the bench extra (horama) is not installed")
+    pytest.importorskip("lucent", reason="the bench extra (torch-lucent) is not installed")
     bench = load_bench()
-    sheet = tmp_path / "sheet.png"
-    bench.main(["--smoke", "--out", str(sheet)])
+    bench.main(["--smoke", "--out", str(tmp_path / "sheet.png")])
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    for key in ("own_logit_ratio", "margin_ratio", "plausibility_ratio", "fid_ratio", "time_ratio"):
-        assert last[key] > 0, last
-        if key != "time_ratio":
-            assert last["horama_halves"][key] > 0, last
-            low, high = last["ci95"][key]
-            assert 0 < low <= high, last
-    assert last["seeds"] == 2
-    with Image.open(sheet) as image:  # 4 units x 2 seeds rows, 4 columns of 128 px tiles
-        assert image.size[1] > 8 * 128 and image.size[0] > 4 * 128
+    for network in ("cnn", "vit"):
+        report = last[network]
+        # MACO against Horama under every protocol, Olah against Lucent on crops and whole images (no mask)
+        for ours, protocols in [("maco", bench.PROTOCOLS), ("maco_no_carrier", bench.PROTOCOLS),
+                                ("olah", ("crops", "whole"))]:
+            assert report[ours]["time_ratio"] > 0 and "masked" not in report["olah"]
+            for protocol in protocols:
+                ratios = report[ours][protocol]
+                keys = ["own_logit_ratio", "margin_ratio", "plausibility_ratio"] + ["fid_ratio"] * (protocol == "crops")
+                assert set(ratios) == {*keys, "ci95"}, (network, ours, protocol, ratios)
+                for key in keys:  # 3 steps: a logit or margin may still be near 0, so a ratio of any sign
+                    low, high = ratios["ci95"][key]
+                    assert math.isfinite(ratios[key]) and low <= high, (network, ours, protocol)
+        with Image.open(tmp_path / f"sheet_{network}.png") as image:  # 4 units x 1 seed, 8 columns of 128 px
+            assert image.size[1] > 4 * 128 and image.size[0] > 8 * 128
+    assert last["seeds"] == 1

@@ -4,9 +4,11 @@ import json
 
 import numpy as np
 import pytest
+import timm
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from safetensors.torch import save_file
 
 from maco.evaluation.variants import VARIANTS
 from maco.optimize import MACO_ALGORITHM
@@ -14,7 +16,7 @@ from maco_study import main
 
 UNIT_WNID = "n01443537"  # ImageNet class 1, goldfish: a folder may be named by index or WordNet id
 FAST = ["--model", "test_resnet", "--random-weights", "--transfer-models", "test_efficientnet,test_convnext,test_resnet",
-        "--fid-model", "test_resnet", "--steps", "2", "--size", "48", "--quiet"]
+        "--fid-model", "test_resnet", "--steps", "2", "--size", "48", "--quiet", "--spectrum", "analytic"]
 
 
 def smooth_image(path, seed, size=(40, 36)):
@@ -33,13 +35,29 @@ def image_folder(tmp_path):
     return root
 
 
+@pytest.fixture(scope="module")
+def weights_folder(tmp_path_factory):
+    """Each test network's weights as ``<timm name>.safetensors``: what --fid-weights and --transfer-weights read."""
+    folder = tmp_path_factory.mktemp("weights")
+    for name in ("test_resnet", "test_efficientnet", "test_convnext"):
+        torch.manual_seed(0)
+        save_file(timm.create_model(name).state_dict(), folder / f"{name}.safetensors")
+    return folder
+
+
+def judged(weights_folder) -> list[str]:
+    """FAST with every network on weights from a folder (not random)."""
+    return [*FAST, "--weights", str(weights_folder), "--fid-weights", str(weights_folder),
+            "--transfer-weights", str(weights_folder)]
+
+
 def invoke(*args):
     return CliRunner().invoke(main, ["evaluate", *args], catch_exceptions=False)
 
 
-def test_evaluate_writes_tables_scores_contact_sheet_and_run_json(tmp_path, image_folder):
+def test_evaluate_writes_tables_scores_contact_sheet_and_run_json(tmp_path, image_folder, weights_folder):
     out = tmp_path / "out"
-    result = invoke(*FAST, "--units", "1,2", "--images", str(image_folder), "--seeds", "0,1", "--out", str(out))
+    result = invoke(*judged(weights_folder), "--units", "1,2", "--images", str(image_folder), "--seeds", "0,1", "--out", str(out))
     assert result.exit_code == 0, result.output
     with (out / "scores.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -47,7 +65,7 @@ def test_evaluate_writes_tables_scores_contact_sheet_and_run_json(tmp_path, imag
     assert {r["variant"] for r in rows} == set(VARIANTS)
     assert "top1_test_resnet" not in rows[0]  # the network itself is no "other classifier"
     for row in rows:
-        assert float(row["plausibility"]) >= 0 and np.isfinite(float(row["logit"]))
+        assert 0 <= float(row["plausibility"]) <= 2 and np.isfinite(float(row["logit"]))  # unit vectors' distance
         hits = [row["top1_test_efficientnet"] == "True", row["top1_test_convnext"] == "True"]
         assert float(row["transferability"]) == pytest.approx(sum(hits) / 2)
     # MACO and MACO without transparency are one optimisation scored on two views of it
@@ -61,15 +79,20 @@ def test_evaluate_writes_tables_scores_contact_sheet_and_run_json(tmp_path, imag
         summary = {r["variant"]: r for r in csv.DictReader(handle)}
     assert all(np.isfinite(float(s["fid"])) and float(s["fid"]) >= 0 for s in summary.values())
     tables = (out / "tables.md").read_text()
-    assert "**RANDOM weights" in tables and "- test_efficientnet: random" in tables
+    assert "RANDOM" not in tables and "n/a" not in tables
+    assert f"- test_efficientnet: pretrained:test_efficientnet from {weights_folder}" in tables
     assert "## Table 1" in tables and "## Table 2" in tables and "## Table 3" in tables
     assert "| logit (↑) | test_efficientnet | test_convnext | test_resnet |" in tables
     assert "| MACO - noise |" in tables and "| Fourier (Olah et al.) |" in tables
     assert "| MACO - crops |" in tables and "| MACO - magnitude constraint |" in tables
     run = json.loads((out / "run.json").read_text())
-    assert run["random_weights"] is True and run["natural_images"]["per_unit"] == {"1": 3, "2": 2}
+    assert run["plausibility"]["k"] == 1 and "L2-normalised" in run["plausibility"]["score"]
+    assert run["fid"]["weights"] == f"pretrained:test_resnet from {weights_folder / 'test_resnet.safetensors'}"
+    assert run["transfer_classifiers"]["test_convnext"].startswith("pretrained:test_convnext from")
+    assert run["random_weights"] == [] and run["natural_images"]["per_unit"] == {"1": 3, "2": 2}
     assert run["fid"]["resize"] == 512 and run["fid"]["crop"] == 299 and run["seeds"] == [0, 1]
     assert run["command"] == "evaluate" and run["maco_algorithm"] == MACO_ALGORITHM
+    assert [s.split(" (")[0] for s in run["spectrum"]] == ["analytic"]  # as chosen, at its working size
     assert run["variants"]["maco"]["scored"] == "masked" and run["variants"]["maco-no-noise"]["options"] == {"noise": 0.0}
     assert run["variants"]["maco-no-crops"]["options"] == {"crops": 0}
     assert run["variants"]["maco-no-magnitude"]["options"] == {"magnitude_constraint": False}
@@ -97,6 +120,7 @@ def bad_input_cases(tmp_path, image_folder):
         (["--units", "1", "--variants", "maco,fancy"], "unknown variant(s) fancy"),
         (["--units", "1", "--transfer-models", "nosuchnet"], "unknown model 'nosuchnet'"),
         (["--units", "1000"], "out of range"),
+        (["--units", "1,2", "--plausibility-k", "3"], "--plausibility-k 3 needs as many natural images per class; unit 2 has 2"),
     ]
 
 
@@ -110,13 +134,70 @@ def test_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, image_folder
     assert not (tmp_path / "o").exists()
 
 
+def test_a_smoke_run_prints_no_fid_nor_transferability_of_random_networks(tmp_path, image_folder, weights_folder):
+    """--random-weights: the judges are not loaded, their cells say why; an explicit --weights still counts."""
+    out = tmp_path / "out"
+    result = invoke(*FAST, "--weights", str(weights_folder), "--units", "1", "--images", str(image_folder),
+                    "--variants", "maco,olah", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    tables = (out / "tables.md").read_text()
+    fid_rows = tables.split("**FID** (↓)")[1].split("**Transferability**")[0]
+    assert fid_rows.count("| n/a (random weights) |") == 2  # MACO and Olah
+    olah_table2 = [line for line in tables.splitlines() if line.startswith("| Fourier (Olah et al.) |")][-1]
+    assert olah_table2.endswith(" | n/a (random weights)" * 3 + " |")  # top-1 of each classifier
+    assert "- fid networks: random weights, fid not computed" in tables and "**RANDOM weights" in tables
+    with (out / "summary.csv").open() as handle:
+        assert all(np.isnan(float(row["fid"])) for row in csv.DictReader(handle))
+    run = json.loads((out / "run.json").read_text())
+    assert run["networks"]["test_resnet"].startswith("pretrained:test_resnet from")  # not overridden
+    assert run["random_weights"] == ["fid", "transferability"] and run["fid"]["weights"] == "n/a (random weights)"
+
+
+def test_auxiliary_weights_missing_from_their_folder_or_offline_are_named(tmp_path, image_folder, weights_folder,
+                                                                            monkeypatch):
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "test_resnet.safetensors").write_bytes((weights_folder / "test_resnet.safetensors").read_bytes())
+    result = CliRunner().invoke(main, ["evaluate", *FAST, "--transfer-weights", str(partial), "--units", "1",
+                                       "--images", str(image_folder), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and result.output.startswith(
+        f"Error: transfer classifier test_efficientnet: no weights for test_efficientnet in {partial}: no file "
+        f"{partial / 'test_efficientnet.safetensors'} (or .pth, .pt, .bin); nor a hub cache entry "
+        "models--timm--test_efficientnet.r160_in1k"), result.output
+    # without --random-weights and offline, the FID network needs real weights: one line, naming it
+    monkeypatch.setattr("maco.models._hub_reachable", lambda timeout_s=3.0: False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    result = CliRunner().invoke(main, ["evaluate", "--model", "test_resnet", "--weights", str(weights_folder),
+                                       "--transfer-models", "none", "--fid-model", "test_resnet", "--units", "1",
+                                       "--images", str(image_folder), "--spectrum", "analytic", "--quiet",
+                                       "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and result.output.startswith(
+        "Error: FID network: pretrained weights for test_resnet are not in the local cache"), result.output
+    assert "a folder of weights" in result.output and not (tmp_path / "o").exists()
+
+
 def test_missing_pretrained_weights_are_one_clear_line(tmp_path, image_folder, monkeypatch):
     monkeypatch.setattr("maco.models._hub_reachable", lambda timeout_s=3.0: False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
     result = CliRunner().invoke(main, ["evaluate", "--model", "test_resnet", "--units", "1", "--images",
-                                       str(image_folder), "--out", str(tmp_path / "o")])
+                                       str(image_folder), "--spectrum", "analytic", "--out", str(tmp_path / "o")])
     assert result.exit_code != 0 and "pretrained weights for test_resnet" in result.output, result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_missing_published_spectrum_stops_evaluate_unless_analytic_is_chosen(tmp_path, image_folder, monkeypatch):
+    monkeypatch.setenv("MACO_CACHE", str(tmp_path / "empty-cache"))
+    without = [arg for arg in FAST if arg not in ("--spectrum", "analytic")]
+    result = CliRunner().invoke(main, ["evaluate", *without, "--units", "1", "--images", str(image_folder),
+                                       "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith("Error: the ImageNet spectrum is not cached at")
+    assert "or choose 'analytic'" in result.output and not (tmp_path / "o").exists()
+    # without a MACO variant no spectrum is needed
+    olah = CliRunner().invoke(main, ["evaluate", *without, "--units", "1", "--images", str(image_folder),
+                                     "--variants", "olah", "--out", str(tmp_path / "olah")])
+    assert olah.exit_code == 0, olah.output
+    assert json.loads((tmp_path / "olah" / "run.json").read_text())["spectrum"] == []
 
 
 def test_dtype_and_device_are_recorded_and_an_absent_gpu_is_one_line(tmp_path, image_folder):

@@ -8,7 +8,7 @@ from torch import nn
 from maco.evaluation.metrics import (
     FrechetDistance,
     PenultimateFeatures,
-    nearest_neighbour_distance,
+    deep_knn_distance,
     penultimate_features,
     top1_hits,
 )
@@ -50,16 +50,24 @@ def test_fid_of_shifted_gaussians_matches_the_closed_form():
     assert math.isnan(fid(generated[:1]))  # one image has no covariance
 
 
-def test_nearest_neighbour_distance_of_a_shifted_copy_is_the_shift():
-    generator = torch.Generator().manual_seed(2)
-    references = torch.randn(50, 256, generator=generator)  # pairwise ~22 apart
-    shift = torch.randn(256, generator=generator)
-    shift = 0.5 * shift / shift.norm()
-    distances = nearest_neighbour_distance(references[[3, 7, 9]] + shift, references)
-    assert torch.allclose(distances, torch.full((3,), 0.5, dtype=torch.float64), atol=1e-6)
-    query = torch.randn(4, 256, generator=generator)
-    brute = torch.stack([min((q - r).norm() for r in references) for q in query]).double()
-    assert torch.allclose(nearest_neighbour_distance(query, references), brute, atol=1e-4)
+def test_deep_knn_distance_by_hand():
+    """Sun et al.'s Deep-KNN: normalise, then the Euclidean distance to the k-th nearest reference.
+
+    References (3, 0), (0, 2), (1, 1), (-4, 0) normalise to e1, e2, d = (e1 + e2)/sqrt 2 and -e1. The query
+    (5, 5) normalises to d: 1st neighbour d (0), 2nd and 3rd e1 and e2 (|d - e1| = sqrt(2 - sqrt 2)), 4th
+    -e1 (sqrt(2 + sqrt 2)). Unnormalised, its nearest reference would be (1, 1), 4 sqrt 2 = 5.66 away.
+    """
+    references = torch.tensor([[3.0, 0.0], [0.0, 2.0], [1.0, 1.0], [-4.0, 0.0]])
+    query = torch.tensor([[5.0, 5.0], [0.0, -0.5]])
+    near, far = math.sqrt(2 - math.sqrt(2)), math.sqrt(2 + math.sqrt(2))
+    # (0, -0.5) normalises to -e2: e1 and -e1 at sqrt 2, d at sqrt(2 + sqrt 2), e2 at 2
+    expected = {1: [0.0, math.sqrt(2)], 2: [near, math.sqrt(2)], 3: [near, far], 4: [far, 2.0]}
+    for k, values in expected.items():
+        assert deep_knn_distance(query, references, k).tolist() == pytest.approx(values, abs=1e-12)
+    # the scale of either side does not count: a visualization does not get closer by louder activations
+    assert deep_knn_distance(7 * query, 0.1 * references, 2).tolist() == pytest.approx(expected[2], abs=1e-12)
+    with pytest.raises(ValueError, match="k=5 needs 1 to 4"):
+        deep_knn_distance(query, references, 5)
 
 
 def test_penultimate_features_are_timms_pre_logits_and_fid_uses_them():

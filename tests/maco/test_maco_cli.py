@@ -11,7 +11,8 @@ def run(*args):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-def test_visualize_writes_every_file_and_labels_random_weights(tmp_path):
+def test_visualize_writes_every_file_and_labels_random_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("MACO_CACHE", str(tmp_path / "empty-cache"))  # and MACO_OFFLINE=1 (conftest)
     out = tmp_path / "out"
     result = run("visualize", "--model", "resnet18", "--random-weights", "--units", "1,5", "--method", "maco",
                  "--steps", "2", "--size", "64", "--crops", "2", "--out", str(out), "--quiet")
@@ -19,7 +20,13 @@ def test_visualize_writes_every_file_and_labels_random_weights(tmp_path):
     record = json.loads((out / "run.json").read_text())
     assert record["weights"] == "random" and record["random_weights"] is True
     assert record["method"] == "maco" and record["steps"] == 2 and record["seed"] == 0
-    assert record["spectrum"].startswith("analytic")
+    assert record["spectrum"].startswith("analytic") and "ImageNet spectrum unavailable" in record["spectrum"]
+    warning = "WARNING: the published ImageNet spectrum is unavailable (the ImageNet spectrum is not cached at"
+    assert warning in result.stderr  # an exploration falls back, loudly
+    chosen = run("visualize", "--model", "resnet18", "--random-weights", "--units", "1", "--steps", "1", "--size",
+                 "32", "--crops", "1", "--spectrum", "analytic", "--out", str(tmp_path / "chosen"), "--quiet")
+    assert "WARNING: the published" not in chosen.stderr and "spectrum: analytic" in chosen.stderr
+    assert "unavailable" not in json.loads((tmp_path / "chosen" / "run.json").read_text())["spectrum"]
     assert [u["unit"] for u in record["units"]] == [1, 5]
     for unit in record["units"]:
         assert set(unit["files"]) == {"image", "transparency", "masked"}

@@ -1,5 +1,7 @@
 import pytest
+import timm
 import torch
+from safetensors.torch import save_file
 
 from maco import models
 from maco.models import ModelError, load_model
@@ -50,8 +52,28 @@ def test_local_checkpoint_round_trip(tmp_path, random_resnet18):
     torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "wrong.pth")
     with pytest.raises(ModelError, match="does not fit resnet18"):
         load_model("resnet18", weights=tmp_path / "wrong.pth")
-    with pytest.raises(ModelError, match="neither 'pretrained', 'random' nor an existing checkpoint"):
+    with pytest.raises(ModelError, match="neither 'pretrained', 'random', a checkpoint file nor a folder"):
         load_model("resnet18", weights=tmp_path / "missing.pth")
+
+
+def test_weights_from_a_folder_named_by_timm_name_or_as_a_hub_cache(tmp_path, random_resnet18):
+    """An offline machine's weights: <timm name>.pth in a folder, or a copied Hugging Face cache (HF_HOME)."""
+    x = torch.rand(1, 3, 64, 64)
+    torch.save(random_resnet18.net.state_dict(), tmp_path / "resnet18.pth")
+    named = load_model("resnet18", weights=tmp_path)
+    assert named.weights == f"pretrained:resnet18 from {tmp_path / 'resnet18.pth'}"
+    assert torch.equal(named(x), random_resnet18(x))
+    hub_id = timm.models.get_pretrained_cfg("resnet18").hf_hub_id  # timm/resnet18.a1_in1k
+    entry = tmp_path / "hf_home" / "hub" / f"models--{hub_id.replace('/', '--')}"
+    (entry / "refs").mkdir(parents=True)
+    (entry / "refs" / "main").write_text("0123abc")
+    (entry / "snapshots" / "0123abc").mkdir(parents=True)
+    save_file(random_resnet18.net.state_dict(), entry / "snapshots" / "0123abc" / "model.safetensors")
+    cached = load_model("resnet18", weights=tmp_path / "hf_home")
+    assert cached.weights.endswith("snapshots/0123abc/model.safetensors") and torch.equal(cached(x), named(x))
+    with pytest.raises(ModelError, match=f"no weights for resnet34 in {tmp_path}: no file {tmp_path / 'resnet34'}"
+                                         r"\.safetensors \(or \.pth, \.pt, \.bin\); nor a hub cache entry models--timm--resnet34"):
+        load_model("resnet34", weights=tmp_path)
 
 
 def test_random_weights_are_reproducible_from_their_seed():

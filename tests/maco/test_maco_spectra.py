@@ -5,9 +5,11 @@ from PIL import Image
 
 from maco import spectra
 from maco.spectra import (
-    SpectrumError, Spectrum, analytic_spectrum, frequency_grid, imagenet_spectrum, load_spectrum,
-    resize_spectrum, resolve_spectrum, save_spectrum, spectrum_from_folder,
+    ANALYTIC, SpectrumError, Spectrum, SpectrumFallbackWarning, analytic_spectrum, choose_spectrum, frequency_grid,
+    imagenet_spectrum, load_spectrum, resize_spectrum, resolve_spectrum, save_spectrum, spectrum_from_folder,
 )
+
+from maco.optimize import maco
 
 from .conftest import SHARED_SPECTRUM, needs_shared
 
@@ -38,7 +40,44 @@ def test_imagenet_spectrum_is_read_from_the_cache_and_checked(tmp_path, monkeypa
     with pytest.raises(SpectrumError, match="not cached"):
         imagenet_spectrum(download=False)
     fallback = resolve_spectrum(224)
-    assert fallback.source.startswith("analytic") and "unavailable" in fallback.source
+    assert fallback.source.startswith("analytic") and "unavailable" in fallback.source and fallback.fallback
+
+
+@pytest.fixture
+def firewalled(tmp_path, monkeypatch):
+    """An empty cache, downloading on, and a network that refuses: the calls to urlopen, counted."""
+    monkeypatch.setenv("MACO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MACO_OFFLINE", "0")
+    monkeypatch.setattr(spectra, "_download_failure", None)  # as in a fresh process
+    calls = []
+
+    def refuse(url, timeout):
+        calls.append(url)
+        raise OSError("firewalled")
+
+    monkeypatch.setattr(spectra.urllib.request, "urlopen", refuse)
+    return calls
+
+
+def test_a_failed_download_is_tried_once_per_process(firewalled):
+    for _ in range(3):
+        with pytest.raises(SpectrumError, match="cannot download the ImageNet spectrum: firewalled"):
+            imagenet_spectrum()
+        assert resolve_spectrum(64).fallback == "cannot download the ImageNet spectrum: firewalled"
+    assert len(firewalled) == 1
+
+
+def test_a_study_never_falls_back_silently(firewalled, tiny_model):
+    """Without a choice: the published spectrum or one line naming the choices; "analytic" when asked for."""
+    with pytest.raises(SpectrumError, match="firewalled; give a spectrum .npy .* or choose 'analytic'"):
+        choose_spectrum(None)
+    chosen = choose_spectrum(ANALYTIC)
+    assert chosen.source.startswith("analytic") and chosen.fallback is None and "unavailable" not in chosen.source
+    assert torch.equal(chosen.magnitude, analytic_spectrum().magnitude)
+    # the library's default falls back, and says so as a warning; provenance keeps saying it
+    with pytest.warns(SpectrumFallbackWarning, match="published ImageNet spectrum is unavailable"):
+        viz = maco(tiny_model, [0], steps=1, size=32, crops=1, progress=False)[0]
+    assert viz.spectrum_source.startswith("analytic") and "unavailable: cannot download" in viz.spectrum_source
 
 
 def test_resize_matches_frequencies_as_a_fraction_of_nyquist():

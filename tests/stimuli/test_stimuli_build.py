@@ -25,14 +25,6 @@ from stimuli.references import from_pil
 TINY = Path(__file__).resolve().parents[2] / "examples" / "study_tiny.toml"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def offline_spectrum():
-    """MACO's analytic spectrum: the same in every process, with or without internet."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MACO_OFFLINE", "1")
-        yield
-
-
 def one_thread() -> dict[str, str]:
     """Every build of these tests runs single-threaded: CPU results depend on the thread count
     (reduction order), and several processes share a small CPU."""
@@ -97,6 +89,8 @@ def test_bundle_holds_every_piece_of_the_study(bundle, config):
     assert manifest.provenance["config_fingerprint"] == config.fingerprint()
     assert manifest.provenance["config_toml"] == TINY.read_text()
     assert "maco-study" in manifest.provenance["software"]
+    [spectrum] = manifest.provenance["spectrum_sources"]  # chosen in the config, not fallen back to
+    assert spectrum.startswith("analytic (offline fit") and "unavailable" not in spectrum
     [runtime] = manifest.provenance["runtime"]  # every process of this build ran alike
     assert runtime["device_kind"] == "cpu" and runtime["dtype"] == "float32" and runtime["torch"] == torch.__version__
     assert runtime["deterministic"]["algorithms"] is False
@@ -252,6 +246,21 @@ def test_bad_input_fails_fast_with_one_line(tmp_path, edit, message):
     assert result.exit_code == 1
     assert result.output.startswith(message) and result.output.count("\n") == 1
     assert not (tmp_path / "b").exists()
+
+
+def test_a_missing_published_spectrum_stops_the_build_unless_the_config_chooses_the_analytic_one(
+        tmp_path, monkeypatch):
+    """The tiny study says spectrum = "analytic"; without that line it needs the published spectrum."""
+    monkeypatch.setenv("MACO_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("MACO_OFFLINE", "1")
+    study = tmp_path / "study.toml"
+    study.write_text(TINY.read_text().replace('spectrum = "analytic"', ""))
+    result = CliRunner().invoke(cli, ["stimuli", "build", str(study), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert result.output.startswith("Error: references.spectrum: the ImageNet spectrum is not cached at "
+                                    f"{tmp_path / 'empty-cache'}")
+    assert "or choose 'analytic' for the analytic approximation" in result.output
+    assert not (tmp_path / "b").exists()  # before any model, piece or file
 
 
 def test_too_few_readable_images_fail_after_the_pool_pass_naming_the_count(tmp_path, make_pool):
