@@ -1,7 +1,7 @@
 """``maco-study analyze`` and ``maco-study power``."""
 from __future__ import annotations
 
-from study_protocol.study import REFERENCE_NETWORK, TRANSFORMER_NETWORK
+from study_protocol.study import CONDITIONS, REFERENCE_NETWORK, TRANSFORMER_NETWORK
 
 from pathlib import Path
 
@@ -39,7 +39,7 @@ def _levels(text: str | None) -> list[str] | None:
               help="normal: weakly informative normal prior on the fixed effects (blme's bglmer), "
               "the remedy for separation.")
 @click.option("--conditions", default=None, help="Comma-separated conditions that must all have data "
-              "(default: those in the export).")
+              f"(default: those in the export, each one of the study's: {', '.join(CONDITIONS)}).")
 @click.option("--networks", default=None, help="Comma-separated networks that must all have data "
               "(default: those in the export).")
 @click.option("--vit", default=TRANSFORMER_NETWORK, show_default=True, help="The network compared with each CNN (vit_vs_cnns).")
@@ -57,13 +57,13 @@ def _levels(text: str | None) -> list[str] | None:
 @click.option("--min-instruction-s", type=float, default=DEFAULT_RULES.min_instruction_s, show_default=True)
 @click.option("--min-total-s", type=float, default=DEFAULT_RULES.min_total_s, show_default=True)
 @click.option("--max-total-s", type=float, default=DEFAULT_RULES.max_total_s, show_default=True)
-@click.option("--max-practice-rounds", type=int, default=DEFAULT_RULES.max_practice_rounds, show_default=True)
+@click.option("--practice-check/--no-practice-check", default=DEFAULT_RULES.exclude_practice_flagged,
+              show_default=True, help="Exclude participants still wrong in the last practice round (practice_flagged).")
 @click.option("--side-check/--no-side-check", default=True, show_default=True,
               help="Exclude participants who answered on one side only.")
 def analyze(responses, out, engine, query, ref_condition, ref_network, interaction, random_slopes,
             slope_correlations, prior, conditions, networks, vit, contrasts, allow_unconverged, min_participants,
-            min_rt_ms, min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, max_practice_rounds,
-            side_check):
+            min_rt_ms, min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, practice_check, side_check):
     """Analyse an export (CSV file or database URL) into a report folder.
 
     Writes fixed_effects.csv, contrasts.csv, descriptives.csv, exclusions.csv,
@@ -75,8 +75,9 @@ def analyze(responses, out, engine, query, ref_condition, ref_network, interacti
     from analysis.pipeline import run_analysis
     from analysis.report import file_sha256, trusted, verdict, write_report
 
-    rules = ExclusionRules(min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, side_check,
-                           max_practice_rounds, min_rt_ms)
+    rules = ExclusionRules(min_catch_accuracy=min_catch_accuracy, min_instruction_s=min_instruction_s,
+                           min_total_s=min_total_s, max_total_s=max_total_s, require_both_sides=side_check,
+                           exclude_practice_flagged=practice_check, min_rt_ms=min_rt_ms)
     spec = ModelSpec(ref_condition, ref_network, interaction, random_slopes=random_slopes,
                      slope_correlations=slope_correlations, prior=prior)
     try:

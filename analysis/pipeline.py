@@ -6,7 +6,7 @@ warnings that do not stop the analysis (few participants per condition).
 """
 from __future__ import annotations
 
-from study_protocol.study import TRANSFORMER_NETWORK
+from study_protocol.study import CONDITIONS, TRANSFORMER_NETWORK
 
 from dataclasses import dataclass
 
@@ -18,7 +18,7 @@ from analysis.effects import cell_predictions, estimate_contrasts, marginal_pred
 from analysis.exclusions import (
     ExclusionRules, exclusion_summary, fast_trial_summary, model_rows, participant_table, sample_size_warnings,
 )
-from analysis.load import check_levels
+from analysis.load import check_levels, check_study_conditions
 from analysis.models import FitResult, ModelSpec, build_design, fit_model
 
 MIN_PARTICIPANTS_PER_CONDITION = 10  # below this, a warning: condition effects and the participant SD are unstable
@@ -57,11 +57,14 @@ def run_analysis(
 ) -> Analysis:
     """Exclusions, descriptives, model, contrasts for a validated export (``load.validate_export``).
 
-    ``conditions`` and ``networks`` default to the levels present in the export;
+    ``conditions`` and ``networks`` default to the levels present in the export (each condition one of
+    the study's, ``study_protocol.study.CONDITIONS``, or ``ExportError``);
     each must keep main trials after the exclusions, or this raises ``ExportError``.
     ``contrasts`` are ``--contrast`` declarations (default: the paper's set); a
     level they need and the data lacks raises ``ContrastError`` before any fit.
     """
+    if conditions is None:
+        check_study_conditions(df, CONDITIONS)
     conditions = list(conditions or sorted(set(df["condition"])))
     networks = list(networks or sorted(set(df.loc[df["trial_kind"].eq("main"), "network"])))
     check_levels(df, "condition", conditions, "rows")

@@ -90,6 +90,7 @@ class SimulatedParticipant:
     drops_after: int | None  # answered trials (practice included) before leaving
     instruction_ms: float
     practice_rounds: int
+    practice_flagged: bool = False  # still wrong in the last round (the server's practice_flagged)
 
 
 def draw_participants(
@@ -111,6 +112,7 @@ def draw_participants(
             rng.uniform(3_000, 12_000) if rushed else float(np.exp(rng.normal(np.log(40_000), 0.4)))
         )
         rounds = int(rng.choice([1, 2, 3], p=[0.8, 0.15, 0.05] if attentive else [1 / 3] * 3))
+        flagged = not attentive and rounds == 3  # at chance, the last round failed too
         participants.append(
             SimulatedParticipant(
                 participant_id=f"{prefix}{i:05d}",
@@ -122,6 +124,7 @@ def draw_participants(
                 drops_after=drops_after,
                 instruction_ms=round(instruction_ms),
                 practice_rounds=rounds,
+                practice_flagged=flagged,
             )
         )
     return participants
@@ -222,9 +225,9 @@ def simulate_export(
             correct_side = "left" if rng.random() < 0.5 else "right"
             unit_re = unit_effect(model, seed, network, unit) if kind == "main" else 0.0
             reply = answer(model, participant, kind, network, unit_re, correct_side, rng)
-            if kind == "practice":  # every round but the last had a mistake (its first trial)
+            if kind == "practice":  # every round but the last (and a flagged one's last) had a mistake: its first trial
                 first_of_round = index % model.practice_trials == 0
-                wrong = round_ < participant.practice_rounds and first_of_round
+                wrong = (round_ < participant.practice_rounds or participant.practice_flagged) and first_of_round
                 reply["chosen_side"] = ("right" if correct_side == "left" else "left") if wrong else correct_side
                 reply["correct"] = int(not wrong)
             elapsed += 1_500.0  # loading the trial's images
@@ -254,6 +257,7 @@ def simulate_export(
                     "fullscreen_exit_count": 0,
                     "instruction_ms": participant.instruction_ms,
                     "practice_rounds": participant.practice_rounds,
+                    "practice_flagged": int(participant.practice_flagged),
                 }
             )
         for row in answered:

@@ -132,6 +132,11 @@ def test_conditions_spelled_differently_are_an_error_not_a_shorter_family(tmp_pa
     raw["condition"] = raw["condition"].replace({"maco": "MACO", "olah": "Olah"})
     result, _ = run(tmp_path, raw, "--ref-condition", "Olah")
     assert result.exit_code == 1
+    assert "'MACO' (2 participants, did you mean 'maco'?), 'Olah' (2 participants, did you mean 'olah'?)" in (
+        result.stderr)
+    # named on purpose, the labels pass that check, and the paper's contrasts still need the study's spelling
+    result, _ = run(tmp_path, raw, "--ref-condition", "Olah", "--conditions", "MACO,Olah,maco_mask,none")
+    assert result.exit_code == 1
     assert "condition 'maco' (needed by 'MACO vs Olah', 'MACO with mask vs without')" in result.stderr
     assert "condition 'olah' (needed by 'MACO vs Olah', 'Olah vs none')" in result.stderr
     assert "conditions found: MACO, Olah, maco_mask, none" in result.stderr
