@@ -82,6 +82,9 @@ class Design:
     blocks: dict[str, list[str]]  # "condition" / "network" / "condition:network" -> columns
     # per column after the intercept: the (condition, network) it indicates; None = any
     levels: list[tuple[str | None, str | None]]
+    # the frame's condition:network dummies, in the main model only with ``spec.interaction``; an additive
+    # model still fits them once, for the interaction's LRT
+    interaction_columns: list[str] = field(default_factory=list)
 
     def row(self, condition: str, network: str) -> np.ndarray:
         """The design row of one cell (population level, random effects at zero)."""
@@ -114,29 +117,32 @@ def build_design(rows: pd.DataFrame, spec: ModelSpec, conditions: list[str], net
     )
     terms, columns, levels = [INTERCEPT], [INTERCEPT], []
     blocks: dict[str, list[str]] = {"condition": [], "network": []}
+    interaction_columns: list[str] = []
 
-    def add(term: str, block: str, condition: str | None, network: str | None) -> None:
-        column = f"x{len(columns)}"
+    def add(term: str, block: str, condition: str | None, network: str | None, in_model: bool = True) -> None:
+        column = f"x{len(columns) + len(interaction_columns) * (not in_model)}"
         values = np.ones(len(rows), dtype=bool)
         if condition is not None:
             values &= rows["condition"].eq(condition).to_numpy()
         if network is not None:
             values &= rows["network"].eq(network).to_numpy()
         frame[column] = values.astype(float)
-        terms.append(term)
-        columns.append(column)
-        levels.append((condition, network))
-        blocks.setdefault(block, []).append(column)
+        if block == "condition:network":
+            interaction_columns.append(column)
+        if in_model:
+            terms.append(term)
+            columns.append(column)
+            levels.append((condition, network))
+            blocks.setdefault(block, []).append(column)
 
     for c in conditions[1:]:
         add(f"condition[{c}]", "condition", c, None)
     for n in networks[1:]:
         add(f"network[{n}]", "network", None, n)
-    if spec.interaction:
-        for c in conditions[1:]:
-            for n in networks[1:]:
-                add(f"condition[{c}]:network[{n}]", "condition:network", c, n)
-    return Design(frame, spec, conditions, networks, terms, columns, blocks, levels)
+    for c in conditions[1:]:
+        for n in networks[1:]:
+            add(f"condition[{c}]:network[{n}]", "condition:network", c, n, in_model=spec.interaction)
+    return Design(frame, spec, conditions, networks, terms, columns, blocks, levels, interaction_columns)
 
 
 # ---------------------------------------------------------------- results
@@ -233,8 +239,10 @@ def wald_table(names: list[str], estimate: np.ndarray, se: np.ndarray, level: fl
 def _models(design: Design, lrt: bool) -> tuple[dict[str, list[str]], list[tuple[str, str, str]]]:
     """The fixed columns of each model to fit, and the LRTs as (term, bigger model, smaller model).
 
-    LRTs: condition and network each dropped from the additive model, and, when
-    the design has it, the interaction dropped from the full model.
+    LRTs: condition and network each dropped from the additive model, and the
+    interaction (the paper's question whether a method helps less on some network)
+    added to it: the full model when it has the interaction, else a model fitted
+    for this test alone.
     """
     additive = design.blocks["condition"] + design.blocks["network"]
     interaction = bool(design.blocks.get("condition:network"))
@@ -246,8 +254,10 @@ def _models(design: Design, lrt: bool) -> tuple[dict[str, list[str]], list[tuple
         for block in ("condition", "network"):
             formulas[f"no_{block}"] = [c for c in additive if c not in design.blocks[block]]
             tests.append((block, base, f"no_{block}"))
-        if interaction:
-            tests.append(("condition:network", "full", "additive"))
+        if design.interaction_columns:  # none when a factor has one level
+            bigger = "full" if interaction else "interaction"
+            formulas[bigger] = additive + design.interaction_columns
+            tests.append(("condition:network", bigger, base))
     return formulas, tests
 
 
