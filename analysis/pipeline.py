@@ -14,12 +14,14 @@ import pandas as pd
 
 from analysis.contrasts import Contrast, check_contrasts, declare_contrasts
 from analysis.descriptives import cell_accuracy, participant_accuracy, trial_summary
-from analysis.effects import cell_predictions, estimate_contrasts, marginal_predictions, simple_effects
+from analysis.effects import (
+    cell_predictions, estimate_contrasts, marginal_predictions, marginal_row, simple_effects,
+)
 from analysis.exclusions import (
     ExclusionRules, exclusion_summary, fast_trial_summary, model_rows, participant_table, sample_size_warnings,
 )
 from analysis.load import check_levels, check_study_conditions
-from analysis.models import FitResult, ModelSpec, build_design, fit_model
+from analysis.models import FitResult, ModelSpec, build_design, contrast_lrt, fit_model
 
 MIN_PARTICIPANTS_PER_CONDITION = 10  # below this, a warning: condition effects and the participant SD are unstable
 
@@ -79,6 +81,7 @@ def run_analysis(
     design = build_design(rows, spec, conditions, networks)
     exclusions = exclusion_summary(participants, design.conditions)
     fit = fit_model(design, engine=engine, lrt=lrt)
+    tests = separated_contrast_tests(fit, declared) if lrt else {}
     return Analysis(
         participants=participants,
         exclusions=exclusions,
@@ -89,10 +92,23 @@ def run_analysis(
         trial_summary=trial_summary(df, participants, design.conditions),
         fit=fit,
         declared=declared,
-        contrasts=estimate_contrasts(fit, declared),
+        contrasts=estimate_contrasts(fit, declared, tests=tests),
         simple_effects=simple_effects(fit, declared) if spec.interaction else pd.DataFrame(),
         cells=cell_predictions(fit),
         marginals=marginal_predictions(fit),
         rules=rules,
         warnings=sample_size_warnings(exclusions, min_participants),
     )
+
+
+def separated_contrast_tests(fit: FitResult, declared: list[Contrast]) -> dict[str, float]:
+    """The likelihood-ratio p-value of each prior-regularised contrast the model can constrain to 0."""
+    tests = {}
+    for contrast in declared:
+        row = marginal_row(fit.design, contrast.factor, contrast.level) - marginal_row(
+            fit.design, contrast.factor, contrast.versus)
+        if fit.prior_regularised({t for t, w in zip(fit.terms, row) if w != 0}):
+            test = contrast_lrt(fit, contrast.factor, contrast.level, contrast.versus)
+            if test is not None:
+                tests[contrast.label] = test["p"]
+    return tests

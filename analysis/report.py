@@ -18,6 +18,7 @@ import pandas as pd
 
 from analysis.contrasts import DEFAULT_FAMILY, FAMILY_REASON
 from analysis.diagnostics import warnings_frame
+from analysis.effects import ADJUSTMENT
 from analysis.exclusions import REASONS
 from analysis.figures import FIGURE5_INTERVALS, figure5_model, plot_accuracy, plot_log_odds
 from analysis.models import FitResult
@@ -25,11 +26,12 @@ from analysis.pipeline import Analysis
 from analysis.render import Block, render_html, render_markdown
 
 TITLE = "MACO study: analysis report"
-CONTRAST_COLUMNS = ["contrast", "family", "estimate", "se", "ci_lower", "ci_upper", "odds_ratio", "or_lower",
-                    "or_upper", "p", "p_holm"]  # z: contrasts.csv
-POINTS_COLUMNS = ["contrast", "pp", "pp_se", "pp_lower", "pp_upper"]
-SIMPLE_EFFECT_COLUMNS = ["contrast", "within", "estimate", "se", "ci_lower", "ci_upper", "p", "p_holm", "pp",
-                         "pp_lower", "pp_upper"]  # odds ratios and z: simple_effects.csv
+CONTRAST_COLUMNS = ["contrast", "family", "estimate", "se", "ci_lower", "ci_upper", "ci_lower_adj", "ci_upper_adj",
+                    "p", "p_method", "p_holm", "prior_regularised"]  # z, p_wald: contrasts.csv
+ODDS_COLUMNS = ["contrast", "odds_ratio", "or_lower", "or_upper"]
+POINTS_COLUMNS = ["contrast", "pp", "pp_se", "pp_lower", "pp_upper", "pp_lower_adj", "pp_upper_adj"]
+SIMPLE_EFFECT_COLUMNS = ["contrast", "within", "estimate", "se", "ci_lower", "ci_upper", "ci_lower_adj",
+                         "ci_upper_adj", "p", "p_holm", "pp", "pp_lower", "pp_upper"]  # the rest: simple_effects.csv
 PREDICTION_COLUMNS = ["condition", "network", "probability", "probability_lower", "probability_upper", "log_odds",
                       "ci_lower", "ci_upper"]
 
@@ -60,13 +62,40 @@ def trusted(fit: FitResult) -> bool:
 
 
 def verdict(row) -> str:
-    """One line per contrast: ``MACO vs Olah: +0.22 log-odds [0.01, 0.42], +4.1 pp [...], p_holm = 0.16``."""
+    """One line per contrast, every interval and p-value saying whether and how it is adjusted.
+
+    ``MACO vs Olah: +0.22 log-odds, 95% CI [0.01, 0.42] unadjusted, [-0.03, 0.46] Bonferroni-adjusted for
+    3 tests; +4.1 percentage points, [0.2, 8.0] unadjusted, [-0.5, 8.7] adjusted; p = 0.04 (Wald,
+    unadjusted), p_holm = 0.12 (Holm over the 3 tests of family conditions)``
+    """
     within = f" within {row.within}" if "within" in row._fields and row.within else ""
-    line = (f"{row.contrast}{within}: {row.estimate:+.2f} log-odds [{row.ci_lower:.2f}, {row.ci_upper:.2f}], "
-            f"{row.pp:+.1f} percentage points [{row.pp_lower:.1f}, {row.pp_upper:.1f}], p_holm = {_p(row.p_holm)}")
+    marked = " (prior-regularised estimate)" if row.prior_regularised else ""
+    if row.family_size > 1:
+        adjusted = f", [{row.ci_lower_adj:.2f}, {row.ci_upper_adj:.2f}] {ADJUSTMENT}-adjusted for {row.family_size} tests"
+        adjusted_pp = f", [{row.pp_lower_adj:.1f}, {row.pp_upper_adj:.1f}] adjusted"
+        holm = f"p_holm = {_p(row.p_holm)} (Holm over the {row.family_size} tests of family {row.family})"
+    else:
+        adjusted = adjusted_pp = ""
+        holm = f"the only test of family {row.family}: no adjustment"
+    line = (f"{row.contrast}{within}{marked}: {row.estimate:+.2f} log-odds, 95% CI [{row.ci_lower:.2f}, "
+            f"{row.ci_upper:.2f}] unadjusted{adjusted}; {row.pp:+.1f} percentage points, [{row.pp_lower:.1f}, "
+            f"{row.pp_upper:.1f}] unadjusted{adjusted_pp}; p = {_p(row.p)} ({row.p_method}, unadjusted), {holm}")
     if not row.trusted:
         return line + f" (not interpretable: {row.warning or 'the fit did not converge'})"
     return line + (f" (note: {row.warning})" if row.warning else "")
+
+
+def interaction_verdict(fit: FitResult) -> list[str]:
+    """The condition x network LRT as a verdict line (the paper's question: does a method help less on some
+    network?), or [] when it was not fitted."""
+    rows = fit.lrt[fit.lrt["term"] == "condition:network"]
+    if not len(rows):
+        return []
+    row = rows.iloc[0]
+    line = (f"Condition x network interaction (does a method help more on some networks than others?): "
+            f"chi-square({int(row['df'])}) = {row['chisq']:.2f}, p = {_p(row['p'])} (likelihood ratio, a single "
+            "test: no adjustment; per-network effects: --interaction)")
+    return [line + (f" (not interpretable: {row['warning']})" if row["warning"] else "")]
 
 
 def alert(analysis: Analysis) -> list[str]:
@@ -129,9 +158,10 @@ def report_blocks(
         ("p", f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {origin}: "
               f"{n_rows} answered trials from {len(analysis.participants)} participants."),
         ("h2", "Verdicts"),
-        ("list", [verdict(row) for row in contrasts.itertuples(index=False)]),
+        ("list", [verdict(row) for row in contrasts.itertuples(index=False)] + interaction_verdict(fit)),
         ("h2", "Exclusions"),
-        ("list", [rules.reason(key) for key in REASONS if key != "sides" or rules.require_both_sides]),
+        ("list", [rules.reason(key) for key in REASONS
+                  if (key != "sides" or rules.require_both_sides) and (key != "practice" or rules.exclude_practice_flagged)]),
         ("p", f"{len(analysis.participants) - included} participants excluded, {included} included; "
               "a participant may fail several rules. Practice and catch trials never enter the model. "
               "Who was excluded and why: `exclusions.csv`."),
@@ -165,9 +195,10 @@ def report_blocks(
               "variance over all random variances plus pi^2/3; per condition with random slopes; `icc.csv`):"),
         ("table", fit.varcorr),
         ("table", fit.icc()),
-        ("p", "Likelihood-ratio tests: condition and network each dropped from the additive model; "
-              "the interaction, when fitted, dropped from the full model. A negative chi-square is a failed "
-              "fit, not a zero (`warning`)."),
+        ("p", "Likelihood-ratio tests: condition and network each dropped from the additive model; the "
+              "condition x network interaction added to it (when the reported model is additive, the interaction "
+              "model is fitted for this test alone). A negative chi-square is a failed fit, not a zero "
+              "(`warning`)."),
         ("table", fit.lrt),
         ("h2", "Predicted accuracy"),
         ("p", "Probability of a correct choice for a typical participant and unit (random effects at zero), with "
@@ -184,7 +215,14 @@ def report_blocks(
               "levels' log-odds averaged over the other factor's levels; its difference in percentage points "
               "is that of the two predicted probabilities above, with a delta-method interval (`contrasts.csv`)."),
         *family_blocks(analysis),
+        ("p", "Intervals are 95%: `ci_lower`/`ci_upper` unadjusted, `*_adj` Bonferroni-adjusted within the "
+              "family (level 1 - 0.05/m for its m tests: the intervals that go with `p_holm`, as emmeans' "
+              "`confint(adjust = \"bonferroni\")`; Holm has no interval of its own). `p` is unadjusted, Wald "
+              "or, for a prior-regularised contrast, a likelihood-ratio test (`p_method`); `p_holm` is Holm's "
+              "adjustment within the family."),
         ("table", contrasts[CONTRAST_COLUMNS]),
+        ("p", "Odds ratios (unadjusted 95% intervals) and differences in percentage points:"),
+        ("table", contrasts[ODDS_COLUMNS]),
         ("table", contrasts[POINTS_COLUMNS]),
     ]
     if len(analysis.simple_effects):

@@ -36,12 +36,14 @@ def test_analyze_writes_every_report_file(tmp_path):
     report = (out / "report.md").read_text()
     for needle in ["correct ~ condition + network + (1|participant) + (1|unit)", "Engine: `mixedlm`",
                    "| mixedlm | ", "| pandas | ", "Holm", "![accuracy", "excluded", "- MACO vs Olah: ",
-                   "Figure 5 shows the additive model (condition + network): the lines are parallel"]:
+                   "Figure 5 shows the additive model (condition + network): the lines are parallel",
+                   "- Condition x network interaction (does a method help more on some networks than others?): "
+                   "chi-square(6) = "]:
         assert needle in report, needle
     assert not (out / "simple_effects.csv").exists()  # additive model: no simple effects
     html = (out / "report.html").read_text()
     md_tables = sum(line.startswith("|---") for line in report.splitlines())
-    assert html.startswith("<!doctype html>") and html.count("<table>") == md_tables == 13
+    assert html.startswith("<!doctype html>") and html.count("<table>") == md_tables == 14
     assert '<img src="log_odds.png"' in html and "<code>correct ~ condition" in html
 
 

@@ -45,7 +45,7 @@ for (f in c("condition", "network")) {
 conditions <- list("MACO vs Olah" = c(-1, 0, 1, 0), "Olah vs none" = c(1, 0, 0, -1),
                    "MACO with mask vs without" = c(0, 1, -1, 0))
 networks <- list("vit_b16 vs resnet50" = c(-1, 0, 1), "vit_b16 vs vgg16" = c(0, -1, 1))
-# p-values Holm-adjusted within the grid (or each by group); intervals not adjusted, as the report gives them
+# p-values Holm-adjusted within the grid (or each by group); intervals unadjusted and Bonferroni-adjusted
 report <- function(what, grid, method, adjust = "holm", by = NULL) {
   k <- contrast(grid, method, by = by)
   p <- as.data.frame(summary(k, adjust = adjust))
@@ -53,6 +53,8 @@ report <- function(what, grid, method, adjust = "holm", by = NULL) {
   label <- if (is.null(by)) p$contrast else paste(p$contrast, p[[by]])
   for (s in c("estimate", "SE", "p.value")) out(what, label, s, p[[s]])
   for (s in c("asymp.LCL", "asymp.UCL")) out(what, label, s, ci[[s]])
+  bonferroni <- as.data.frame(confint(k, adjust = "bonferroni"))  # what emmeans gives for adjust = "holm"
+  for (s in c("asymp.LCL", "asymp.UCL")) out(what, label, paste0("bonferroni.", s), bonferroni[[s]])
 }
 report("contrast", emmeans(m, ~ condition), conditions)
 report("contrast", emmeans(m, ~ network), networks)
@@ -145,6 +147,11 @@ def test_contrasts_percentage_points_and_holm_families_equal_emmeans(emmeans_run
     np.testing.assert_allclose(ours["pp"], 100 * points["estimate"], rtol=1e-9)
     np.testing.assert_allclose(ours["pp_se"], 100 * points["SE"], rtol=1e-7)
     np.testing.assert_allclose(ours["pp_upper"], 100 * points["asymp.UCL"], rtol=1e-7)
+    # the adjusted intervals beside p_holm: emmeans' confint(adjust = "bonferroni") within each family
+    np.testing.assert_allclose(ours["ci_lower_adj"], reference["bonferroni.asymp.LCL"], rtol=1e-7)
+    np.testing.assert_allclose(ours["ci_upper_adj"], reference["bonferroni.asymp.UCL"], rtol=1e-7)
+    np.testing.assert_allclose(ours["pp_lower_adj"], 100 * points["bonferroni.asymp.LCL"], rtol=1e-7)
+    assert (ours["ci_upper_adj"] - ours["ci_lower_adj"] > ours["ci_upper"] - ours["ci_lower"]).all()
 
 
 def test_a_declared_family_equals_r_holm_across_it(emmeans_run, r_fit):
@@ -171,6 +178,7 @@ def test_simple_effects_equal_emmeans_by_network(emmeans_run, r_fit):
     points = emmeans_table(long, "simple_points").loc[ours.index]
     np.testing.assert_allclose(ours["pp"], 100 * points["estimate"], rtol=1e-9)
     np.testing.assert_allclose(ours["pp_se"], 100 * points["SE"], rtol=1e-7)
-    # Holm within each network, as emmeans' by = "network"
+    # Holm within each network, as emmeans' by = "network", and Bonferroni intervals likewise
     np.testing.assert_allclose(ours["p_holm"], reference["p.value"], rtol=1e-6)
+    np.testing.assert_allclose(ours["ci_lower_adj"], reference["bonferroni.asymp.LCL"], rtol=1e-7)
     assert (ours["family"] == "conditions | " + ours["within"]).all()

@@ -285,3 +285,33 @@ def test_a_separated_cell_names_its_interaction_term():
     assert [w.terms for w in found] == [("condition[maco]:network[vgg16]",)]
     n_cell = int(cell.sum())
     assert found[0].message.startswith(f"separation: all {n_cell} main trials of cell maco x vgg16 are correct")
+
+
+def test_prior_regularised_contrasts_are_marked_and_tested_by_likelihood_ratio(separated, rscript):
+    """With separation and --prior normal, the Wald p of MACO vs Olah is mostly the prior's: the contrast is
+    marked and its p comes from the LRT of maximum-likelihood fits with the two levels apart and merged,
+    the same with lme4's glmer as with mixedlm."""
+    from analysis.contrasts import declare_contrasts
+    from analysis.effects import estimate_contrasts
+    from analysis.pipeline import separated_contrast_tests
+
+    design = design_of(separated, prior="normal")
+    fit = fit_model(design, lrt=False)
+    declared = declare_contrasts(["maco_vs_olah", "condition: none vs olah"], ["resnet50", "vgg16"])
+    tests = separated_contrast_tests(fit, declared)
+    assert list(tests) == ["MACO vs Olah"]  # none vs olah touches no separated term
+    table = estimate_contrasts(fit, declared, tests=tests).set_index("contrast")
+    assert table["prior_regularised"].tolist() == [True, False]
+    assert table["p_method"].tolist() == ["likelihood ratio", "Wald"]
+    assert table.loc["MACO vs Olah", "p"] == tests["MACO vs Olah"] != table.loc["MACO vs Olah", "p_wald"]
+    assert table.loc["none vs olah", "p"] == table.loc["none vs olah", "p_wald"]
+    assert fit.fixed_effects().set_index("term")["prior_regularised"].to_dict() == {
+        "(Intercept)": False, "condition[maco]": True, "condition[none]": False, "network[vgg16]": False}
+    # the same LRT from lme4's fits (blme with the barely-there prior that keeps the ML estimate finite)
+    ours = models.contrast_lrt(fit, "condition", "maco", "olah")
+    lme4 = models.contrast_lrt(fit_model(design, engine="lme4", lrt=False), "condition", "maco", "olah")
+    assert ours["p"] == tests["MACO vs Olah"] and ours["df"] == 1
+    assert ours["chisq"] == pytest.approx(lme4["chisq"], abs=1e-3) and ours["chisq"] > 50
+    assert ours["loglik_reduced"] == pytest.approx(lme4["loglik_reduced"], abs=1e-3)
+    # a contrast between two non-reference levels merges their two dummies
+    assert models.contrast_lrt(fit, "condition", "maco", "none")["chisq"] > 50
