@@ -119,7 +119,7 @@ def _estimate(fit: FitResult, rows: list[tuple[Contrast, str | None]], level: fl
     table["converged"] = fit.converged
     table["warning"] = [fit.warning_for(row) for row in L]  # kinds of the diagnosed problems and notes touching it
     # an error of the main model on one of its terms voids it; a note (singular, prior-regularised) does not
-    table["trusted"] = [fit.converged and not any(w.concerns("full", t) for w in fit.problems) for t in terms]
+    table["trusted"] = [fit.trusts(t) for t in terms]
     return table
 
 
@@ -168,3 +168,42 @@ def marginal_predictions(fit: FitResult, level: float = 0.95) -> pd.DataFrame:
     L = [marginal_row(design, "condition", c) for c in design.conditions]
     L += [marginal_row(design, "network", n) for n in design.networks]
     return _predictions(fit, names, np.array(L), level)
+
+
+CHANCE = 0.5  # two images, one correct: the accuracy of a guess
+
+
+def chance_tests(fit: FitResult, rows: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Per condition: is accuracy above chance (50%)?
+
+    The model's answer: the condition's marginal log-odds (averaged over networks, a typical participant
+    and unit: emmeans' ``test(emmeans(m, ~ condition))``) against 0, Wald z, Holm across the conditions
+    (one family) with Bonferroni intervals beside the unadjusted ones. The model-free check: the
+    participants' mean accuracies (main trials the model sees) against 0.5, one-sample t-test and its
+    t interval.
+    """
+    design = fit.design
+    L = np.array([marginal_row(design, "condition", c) for c in design.conditions])
+    table = _predictions(fit, [(c, "all") for c in design.conditions], L, level).drop(columns="network")
+    m = len(table)
+    q_adj = adjusted_quantile(level, m)
+    table["ci_lower_adj"] = table["log_odds"] - q_adj * table["se"]
+    table["ci_upper_adj"] = table["log_odds"] + q_adj * table["se"]
+    table["probability_lower_adj"] = expit(table["ci_lower_adj"])
+    table["probability_upper_adj"] = expit(table["ci_upper_adj"])
+    table["z"] = table["log_odds"] / table["se"]
+    table["p"] = 2 * stats.norm.sf(np.abs(table["z"]))
+    table["p_holm"] = holm(table["p"].to_numpy())
+    table["family_size"] = m
+    people = rows.groupby(["condition", "participant_id"])["correct"].mean().astype(float)
+    checks = []
+    for condition in design.conditions:
+        accuracy = people.loc[condition].to_numpy()
+        test = stats.ttest_1samp(accuracy, CHANCE)
+        interval = test.confidence_interval(level) if len(accuracy) > 1 else (np.nan, np.nan)
+        checks.append((len(accuracy), accuracy.mean(), interval[0], interval[1], test.pvalue))
+    columns = ["n_participants", "participant_mean", "participant_lower", "participant_upper", "t_p"]
+    table[columns] = pd.DataFrame(checks, columns=columns, index=table.index)
+    terms = [{t for t, w in zip(fit.terms, row) if w != 0} for row in L]
+    table["trusted"] = [fit.trusts(t) for t in terms]
+    return table

@@ -194,6 +194,10 @@ class FitResult:
         terms = None if weights is None else {t for t, w in zip(self.terms, weights) if w != 0}
         return warning_label(self.warnings, ("full",), terms)
 
+    def trusts(self, terms: set[str]) -> bool:
+        """Converged, and no problem of the main model touches ``terms`` (a note does not void them)."""
+        return self.converged and not any(w.concerns("full", terms) for w in self.problems)
+
     def prior_regularised(self, terms: set[str]) -> bool:
         """Whether an estimate on ``terms`` is finite only through the prior (a prior fit's separation note)."""
         return any(w.kind == "separation" and w.severity == "note" and w.concerns("full", terms)

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from study_protocol.study import CONDITIONS, TRANSFORMER_NETWORK
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from analysis.contrasts import Contrast, check_contrasts, declare_contrasts
 from analysis.descriptives import cell_accuracy, participant_accuracy, trial_summary
 from analysis.effects import (
-    cell_predictions, estimate_contrasts, marginal_predictions, marginal_row, simple_effects,
+    cell_predictions, chance_tests, estimate_contrasts, marginal_predictions, marginal_row, simple_effects,
 )
 from analysis.exclusions import (
     ExclusionRules, exclusion_summary, fast_trial_summary, model_rows, participant_table, sample_size_warnings,
 )
 from analysis.load import check_levels, check_study_conditions
-from analysis.models import FitResult, ModelSpec, build_design, contrast_lrt, fit_model
+from analysis.models import Design, FitResult, ModelSpec, build_design, contrast_lrt, fit_model
 
 MIN_PARTICIPANTS_PER_CONDITION = 10  # below this, a warning: condition effects and the participant SD are unstable
 
@@ -41,6 +41,8 @@ class Analysis:
     simple_effects: pd.DataFrame  # condition contrasts within each network (interaction models; else empty)
     cells: pd.DataFrame  # predicted log-odds and probability per condition x network
     marginals: pd.DataFrame  # the same per condition and per network
+    chance: pd.DataFrame  # per condition: accuracy against 50%, model-based and model-free
+    sensitivity: pd.DataFrame  # the contrasts refitted without exclusions / RT floor (long; empty if not asked)
     rules: ExclusionRules
     warnings: list[str]  # data warnings that did not stop the analysis
 
@@ -56,6 +58,7 @@ def run_analysis(
     lrt: bool = True,
     contrasts: list[str] | None = None,
     min_participants: int = MIN_PARTICIPANTS_PER_CONDITION,
+    sensitivity: bool = True,
 ) -> Analysis:
     """Exclusions, descriptives, model, contrasts for a validated export (``load.validate_export``).
 
@@ -63,7 +66,8 @@ def run_analysis(
     the study's, ``study_protocol.study.CONDITIONS``, or ``ExportError``);
     each must keep main trials after the exclusions, or this raises ``ExportError``.
     ``contrasts`` are ``--contrast`` declarations (default: the paper's set); a
-    level they need and the data lacks raises ``ContrastError`` before any fit.
+    level they need and the data lacks raises ``ContrastError`` before any fit. ``sensitivity``
+    refits the model without the participant exclusions and without the RT floor (``sensitivity_table``).
     """
     if conditions is None:
         check_study_conditions(df, CONDITIONS)
@@ -82,6 +86,7 @@ def run_analysis(
     exclusions = exclusion_summary(participants, design.conditions)
     fit = fit_model(design, engine=engine, lrt=lrt)
     tests = separated_contrast_tests(fit, declared) if lrt else {}
+    contrasts = estimate_contrasts(fit, declared, tests=tests)
     return Analysis(
         participants=participants,
         exclusions=exclusions,
@@ -92,10 +97,13 @@ def run_analysis(
         trial_summary=trial_summary(df, participants, design.conditions),
         fit=fit,
         declared=declared,
-        contrasts=estimate_contrasts(fit, declared, tests=tests),
+        contrasts=contrasts,
         simple_effects=simple_effects(fit, declared) if spec.interaction else pd.DataFrame(),
         cells=cell_predictions(fit),
         marginals=marginal_predictions(fit),
+        chance=chance_tests(fit, rows),
+        sensitivity=sensitivity_table(df, participants, rules, design, engine, declared, contrasts)
+        if sensitivity else pd.DataFrame(),
         rules=rules,
         warnings=sample_size_warnings(exclusions, min_participants),
     )
@@ -112,3 +120,38 @@ def separated_contrast_tests(fit: FitResult, declared: list[Contrast]) -> dict[s
             if test is not None:
                 tests[contrast.label] = test["p"]
     return tests
+
+
+# (label, keep every participant, drop trials under the RT floor); the first is the reported analysis
+SENSITIVITY_VARIANTS = (
+    ("as reported", False, True),
+    ("no participant exclusions", True, True),
+    ("no RT floor", False, False),
+    ("neither", True, False),
+)
+
+
+def sensitivity_table(df: pd.DataFrame, participants: pd.DataFrame, rules: ExclusionRules, design: Design,
+                      engine: str, declared: list[Contrast], reported: pd.DataFrame) -> pd.DataFrame:
+    """The declared contrasts refitted with and without the participant exclusions and the RT floor.
+
+    Long: one row per variant and contrast (estimate, unadjusted and Bonferroni intervals, p, p_holm,
+    trusted), with the participants and trials each fit saw; the first variant is ``reported`` (the
+    main analysis, its own fit). Without exclusions every participant's answered main trials count,
+    finished or not.
+    """
+    tables = []
+    for label, everyone, floor in SENSITIVITY_VARIANTS:
+        table = participants.assign(excluded=False) if everyone else participants
+        rows = model_rows(df, table, rules if floor else replace(rules, min_rt_ms=0.0))
+        if label == SENSITIVITY_VARIANTS[0][0]:
+            contrasts = reported.copy()
+        else:
+            fit = fit_model(build_design(rows, design.spec, design.conditions, design.networks), engine=engine,
+                            lrt=False)
+            contrasts = estimate_contrasts(fit, declared)
+        contrasts.insert(0, "variant", label)
+        contrasts.insert(1, "participants", rows["participant_id"].nunique())
+        contrasts.insert(2, "trials", len(rows))
+        tables.append(contrasts)
+    return pd.concat(tables, ignore_index=True)

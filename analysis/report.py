@@ -85,6 +85,32 @@ def verdict(row) -> str:
     return line + (f" (note: {row.warning})" if row.warning else "")
 
 
+def chance_verdict(row) -> str:
+    """One line per condition: accuracy against chance, model-based (adjusted and not) and model-free."""
+    line = (f"{row.condition} against chance (50%): {100 * row.probability:.1f}% correct for a typical participant "
+            f"and unit, 95% CI [{100 * row.probability_lower:.1f}, {100 * row.probability_upper:.1f}] unadjusted, "
+            f"[{100 * row.probability_lower_adj:.1f}, {100 * row.probability_upper_adj:.1f}] {ADJUSTMENT}-adjusted "
+            f"for {row.family_size} conditions; p = {_p(row.p)} (Wald z of log-odds 0, unadjusted), p_holm = "
+            f"{_p(row.p_holm)} (Holm over the {row.family_size} conditions); participants' mean accuracy "
+            f"{100 * row.participant_mean:.1f}%, 95% t interval [{100 * row.participant_lower:.1f}, "
+            f"{100 * row.participant_upper:.1f}] unadjusted, p = {_p(row.t_p)} (one-sample t, unadjusted, "
+            f"{row.n_participants} participants)")
+    return line + ("" if row.trusted else " (not interpretable: the fit has problems touching it)")
+
+
+def sensitivity_wide(long: pd.DataFrame) -> pd.DataFrame:
+    """The sensitivity fits side by side: one row per contrast, one column per variant, plus the sample sizes."""
+    text = [f"{r.estimate:+.2f}, 95% CI [{r.ci_lower:.2f}, {r.ci_upper:.2f}] unadjusted; p_holm {_p(r.p_holm)}"
+            + ("" if r.trusted else " (not interpretable)") for r in long.itertuples(index=False)]
+    variants = list(dict.fromkeys(long["variant"]))
+    wide = long.assign(text=text).pivot(index="contrast", columns="variant", values="text")
+    wide = wide.reindex(index=list(dict.fromkeys(long["contrast"])), columns=variants)
+    sizes = long.drop_duplicates("variant").set_index("variant")
+    wide.loc["(sample)"] = [f"{sizes.loc[v, 'participants']} participants, {sizes.loc[v, 'trials']} trials"
+                            for v in variants]
+    return wide.reset_index().rename(columns={"index": "contrast"})
+
+
 def interaction_verdict(fit: FitResult) -> list[str]:
     """The condition x network LRT as a verdict line (the paper's question: does a method help less on some
     network?), or [] when it was not fitted."""
@@ -180,6 +206,12 @@ def report_blocks(
         ("table", analysis.descriptives[["condition", "network", "n_participants", "n_trials", "accuracy",
                                         "sem", "lower_2sem", "upper_2sem"]]),
         ("img", "accuracy.png", "accuracy per condition and network"),
+        ("h2", "Accuracy against chance"),
+        ("p", "Is each condition above chance (50%)? The model's answer: the condition's log-odds averaged over "
+              "networks for a typical participant and unit (emmeans' `test(emmeans(m, ~ condition))`) against "
+              "0, Holm across the conditions, with Bonferroni intervals beside the unadjusted ones; the "
+              "model-free check: participants' mean accuracies against 0.5, one-sample t-test (`chance.csv`)."),
+        ("list", [chance_verdict(row) for row in analysis.chance.itertuples(index=False)]),
         ("h2", "Logistic mixed model"),
         ("p", f"`{spec.formula}`, binomial logit, Laplace approximation (as lme4's `glmer`); "
               f"unit = network and class (`<network>:<class_index>`). Reference levels: condition "
@@ -225,6 +257,16 @@ def report_blocks(
         ("table", contrasts[ODDS_COLUMNS]),
         ("table", contrasts[POINTS_COLUMNS]),
     ]
+    if len(analysis.sensitivity):
+        blocks += [
+            ("h2", "Sensitivity analyses"),
+            ("p", "The declared contrasts refitted with and without the participant exclusions (without: every "
+                  "participant's answered main trials, finished or not) and with and without the RT floor, side by "
+                  "side: log-odds difference, unadjusted 95% Wald interval, and Holm's p within the family "
+                  "(`sensitivity.csv` has the Bonferroni intervals and the rest). A conclusion that holds in "
+                  "every column does not hang on the exclusion rules."),
+            ("table", sensitivity_wide(analysis.sensitivity)),
+        ]
     if len(analysis.simple_effects):
         blocks += [
             ("h2", "Simple effects per network"),
@@ -260,6 +302,7 @@ def write_report(
         "participants.csv": analysis.per_participant,
         "cell_predictions.csv": analysis.cells,
         "marginal_predictions.csv": analysis.marginals,
+        "chance.csv": analysis.chance,
         "random_effects.csv": fit.varcorr,
         "icc.csv": fit.icc(),
         "lrt.csv": fit.lrt,
@@ -267,6 +310,8 @@ def write_report(
     }
     if len(analysis.simple_effects):
         tables["simple_effects.csv"] = analysis.simple_effects
+    if len(analysis.sensitivity):
+        tables["sensitivity.csv"] = analysis.sensitivity
     written = []
     for name, table in tables.items():
         table.to_csv(out / name, index=False)

@@ -15,7 +15,9 @@ import pandas as pd
 import pytest
 
 from analysis.contrasts import declare_contrasts
-from analysis.effects import cell_predictions, estimate_contrasts, marginal_predictions, simple_effects
+from analysis.effects import (
+    cell_predictions, chance_tests, estimate_contrasts, marginal_predictions, simple_effects,
+)
 from analysis.exclusions import model_rows, participant_table
 from analysis.load import validate_export
 from analysis.models import FitResult, ModelSpec, build_design
@@ -65,6 +67,16 @@ report("simple_points", regrid(emmeans(m, ~ condition | network)), conditions, a
 raw <- c(summary(contrast(emmeans(m, ~ condition), conditions[1]))$p.value,
          summary(contrast(emmeans(m, ~ network), networks))$p.value)
 out("one_family", c("MACO vs Olah", names(networks)), "p.value", p.adjust(raw, "holm"))
+chance <- as.data.frame(test(emmeans(m, ~ condition), adjust = "holm"))
+out("chance", as.character(chance$condition), "p.value", chance$p.value)
+chance_ci <- as.data.frame(confint(emmeans(m, ~ condition), adjust = "bonferroni"))
+out("chance", as.character(chance_ci$condition), "bonferroni.asymp.LCL", chance_ci$asymp.LCL)
+accuracy <- aggregate(correct ~ participant + condition, data = d, FUN = mean)
+for (level in levels(d$condition)) {
+  t <- t.test(accuracy$correct[accuracy$condition == level], mu = 0.5)
+  out("chance", level, "t.p.value", t$p.value)
+  out("chance", level, "t.lower", t$conf.int[1])
+}
 write.csv(do.call(rbind, rows), args[2], row.names = FALSE)
 """
 
@@ -182,3 +194,14 @@ def test_simple_effects_equal_emmeans_by_network(emmeans_run, r_fit):
     np.testing.assert_allclose(ours["p_holm"], reference["p.value"], rtol=1e-6)
     np.testing.assert_allclose(ours["ci_lower_adj"], reference["bonferroni.asymp.LCL"], rtol=1e-7)
     assert (ours["family"] == "conditions | " + ours["within"]).all()
+
+
+def test_accuracy_against_chance_equals_emmeans_test_and_r_t_test(emmeans_run, r_fit):
+    rows, long = emmeans_run
+    ours = chance_tests(r_fit, rows).set_index("condition")
+    reference = emmeans_table(long, "chance").loc[ours.index]
+    np.testing.assert_allclose(ours["p_holm"], reference["p.value"], rtol=1e-6)  # Holm over the conditions
+    np.testing.assert_allclose(ours["ci_lower_adj"], reference["bonferroni.asymp.LCL"], rtol=1e-7)
+    np.testing.assert_allclose(ours["t_p"], reference["t.p.value"], rtol=1e-6)
+    np.testing.assert_allclose(ours["participant_lower"], reference["t.lower"], rtol=1e-7)
+    assert (ours["family_size"] == 4).all()
