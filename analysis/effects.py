@@ -199,9 +199,12 @@ def chance_tests(fit: FitResult, rows: pd.DataFrame, level: float = 0.95) -> pd.
     checks = []
     for condition in design.conditions:
         accuracy = people.loc[condition].to_numpy()
+        if len(accuracy) < 2 or np.ptp(accuracy) == 0:  # no spread: the t-test is undefined
+            checks.append((len(accuracy), accuracy.mean(), np.nan, np.nan, np.nan))
+            continue
         test = stats.ttest_1samp(accuracy, CHANCE)
-        interval = test.confidence_interval(level) if len(accuracy) > 1 else (np.nan, np.nan)
-        checks.append((len(accuracy), accuracy.mean(), interval[0], interval[1], test.pvalue))
+        interval = test.confidence_interval(level)
+        checks.append((len(accuracy), accuracy.mean(), interval.low, interval.high, test.pvalue))
     columns = ["n_participants", "participant_mean", "participant_lower", "participant_upper", "t_p"]
     table[columns] = pd.DataFrame(checks, columns=columns, index=table.index)
     terms = [{t for t, w in zip(fit.terms, row) if w != 0} for row in L]

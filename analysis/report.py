@@ -92,9 +92,12 @@ def chance_verdict(row) -> str:
             f"[{100 * row.probability_lower_adj:.1f}, {100 * row.probability_upper_adj:.1f}] {ADJUSTMENT}-adjusted "
             f"for {row.family_size} conditions; p = {_p(row.p)} (Wald z of log-odds 0, unadjusted), p_holm = "
             f"{_p(row.p_holm)} (Holm over the {row.family_size} conditions); participants' mean accuracy "
-            f"{100 * row.participant_mean:.1f}%, 95% t interval [{100 * row.participant_lower:.1f}, "
-            f"{100 * row.participant_upper:.1f}] unadjusted, p = {_p(row.t_p)} (one-sample t, unadjusted, "
-            f"{row.n_participants} participants)")
+            f"{100 * row.participant_mean:.1f}%")
+    if pd.isna(row.t_p):
+        line += f" ({row.n_participants} participant(s), no spread between them: no t-test)"
+    else:
+        line += (f", 95% t interval [{100 * row.participant_lower:.1f}, {100 * row.participant_upper:.1f}] "
+                 f"unadjusted, p = {_p(row.t_p)} (one-sample t, unadjusted, {row.n_participants} participants)")
     return line + ("" if row.trusted else " (not interpretable: the fit has problems touching it)")
 
 
