@@ -9,6 +9,7 @@ import click
 
 from analysis.contrasts import CATALOGUE, PAPER_SET
 from analysis.exclusions import ExclusionRules
+from analysis.intervals import BOOTSTRAP_SAMPLES, CI_METHODS
 from analysis.models import ENGINES, PRIORS, ModelSpec
 from analysis.pipeline import MIN_PARTICIPANTS_PER_CONDITION
 
@@ -47,6 +48,14 @@ def _levels(text: str | None) -> list[str] | None:
               help=f"A contrast to test (repeatable): a name ({', '.join(CATALOGUE)}) or e.g. "
                    "'condition: MACO vs Olah'; contrasts with one FAMILY share a Holm correction (default: "
                    f"condition and network contrasts apart). Default: {', '.join(PAPER_SET)}.")
+@click.option("--ci", type=click.Choice(CI_METHODS), default="wald", show_default=True,
+              help="Intervals of the contrasts: wald, profile (likelihood profile) or bootstrap (parametric); "
+              "the last two need the additive model with random intercepts and the mixedlm engine.")
+@click.option("--bootstrap-samples", type=click.IntRange(min=20), default=BOOTSTRAP_SAMPLES, show_default=True,
+              help="Refits of simulated studies for --ci bootstrap.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --ci bootstrap's simulations.")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Processes refitting in parallel for --ci bootstrap.")
 @click.option("--allow-unconverged", is_flag=True,
               help="Exit 0 even when the fit did not converge or has problems (separation, a failed LRT).")
 @click.option("--min-participants", type=int, default=MIN_PARTICIPANTS_PER_CONDITION, show_default=True,
@@ -62,7 +71,8 @@ def _levels(text: str | None) -> list[str] | None:
 @click.option("--side-check/--no-side-check", default=True, show_default=True,
               help="Exclude participants who answered on one side only.")
 def analyze(responses, out, engine, query, ref_condition, ref_network, interaction, random_slopes,
-            slope_correlations, prior, conditions, networks, vit, contrasts, allow_unconverged, min_participants,
+            slope_correlations, prior, conditions, networks, vit, contrasts, ci, bootstrap_samples, seed, jobs,
+            allow_unconverged, min_participants,
             min_rt_ms, min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, practice_check, side_check):
     """Analyse an export (CSV file or database URL) into a report folder.
 
@@ -84,7 +94,8 @@ def analyze(responses, out, engine, query, ref_condition, ref_network, interacti
         df = load_export(responses, query=query)
         analysis = run_analysis(df, spec=spec, engine=engine, rules=rules, conditions=_levels(conditions),
                                 networks=_levels(networks), vit=vit, contrasts=list(contrasts) or None,
-                                min_participants=min_participants)
+                                min_participants=min_participants, ci=ci, bootstrap_samples=bootstrap_samples,
+                                seed=seed, jobs=jobs)
     except (ExportError, EngineError, ValueError) as error:
         raise click.ClickException(str(error)) from error
     for warning in analysis.warnings:

@@ -69,6 +69,8 @@ def adjusted_quantile(level: float, family_size: int) -> float:
 
 
 ADJUSTMENT = "Bonferroni"  # the intervals matching Holm's p-values (as emmeans' confint)
+WALD_CI = "Wald"  # ci_method of the intervals computed here (analysis.intervals offers the others)
+DELTA_METHOD = "delta-method Wald"  # pp_method of the percentage points' intervals computed here
 
 
 def _estimate(fit: FitResult, rows: list[tuple[Contrast, str | None]], level: float,
@@ -115,6 +117,8 @@ def _estimate(fit: FitResult, rows: list[tuple[Contrast, str | None]], level: fl
     table["pp_upper"] = table["pp"] + _quantile(level) * pp_se
     table["pp_lower_adj"] = table["pp"] - q_adj * pp_se
     table["pp_upper_adj"] = table["pp"] + q_adj * pp_se
+    table["ci_method"] = WALD_CI
+    table["pp_method"] = DELTA_METHOD
     table["prior_regularised"] = [fit.prior_regularised(t) for t in terms]
     table["converged"] = fit.converged
     table["warning"] = [fit.warning_for(row) for row in L]  # kinds of the diagnosed problems and notes touching it

@@ -20,6 +20,7 @@ from analysis.effects import (
 from analysis.exclusions import (
     ExclusionRules, exclusion_summary, fast_trial_summary, model_rows, participant_table, sample_size_warnings,
 )
+from analysis.intervals import BOOTSTRAP_SAMPLES, apply_intervals, check_supported
 from analysis.load import check_levels, check_study_conditions
 from analysis.models import Design, FitResult, ModelSpec, build_design, contrast_lrt, fit_model
 
@@ -59,6 +60,10 @@ def run_analysis(
     contrasts: list[str] | None = None,
     min_participants: int = MIN_PARTICIPANTS_PER_CONDITION,
     sensitivity: bool = True,
+    ci: str = "wald",
+    bootstrap_samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+    jobs: int = 1,
 ) -> Analysis:
     """Exclusions, descriptives, model, contrasts for a validated export (``load.validate_export``).
 
@@ -68,7 +73,10 @@ def run_analysis(
     ``contrasts`` are ``--contrast`` declarations (default: the paper's set); a
     level they need and the data lacks raises ``ContrastError`` before any fit. ``sensitivity``
     refits the model without the participant exclusions and without the RT floor (``sensitivity_table``).
+    ``ci`` picks the contrasts' intervals (``analysis.intervals``: wald, profile, bootstrap with
+    ``bootstrap_samples`` refits from ``seed`` on ``jobs`` processes).
     """
+    check_supported(spec, engine, ci)
     if conditions is None:
         check_study_conditions(df, CONDITIONS)
     conditions = list(conditions or sorted(set(df["condition"])))
@@ -85,8 +93,9 @@ def run_analysis(
     design = build_design(rows, spec, conditions, networks)
     exclusions = exclusion_summary(participants, design.conditions)
     fit = fit_model(design, engine=engine, lrt=lrt)
-    tests = separated_contrast_tests(fit, declared) if lrt else {}
-    contrasts = estimate_contrasts(fit, declared, tests=tests)
+    tests = likelihood_ratio_tests(fit, declared, every=ci == "profile") if lrt or ci == "profile" else {}
+    contrasts = apply_intervals(estimate_contrasts(fit, declared, tests=tests), fit, declared, ci,
+                                bootstrap_samples, seed, jobs)
     return Analysis(
         participants=participants,
         exclusions=exclusions,
@@ -109,13 +118,14 @@ def run_analysis(
     )
 
 
-def separated_contrast_tests(fit: FitResult, declared: list[Contrast]) -> dict[str, float]:
-    """The likelihood-ratio p-value of each prior-regularised contrast the model can constrain to 0."""
+def likelihood_ratio_tests(fit: FitResult, declared: list[Contrast], every: bool = False) -> dict[str, float]:
+    """The likelihood-ratio p-value of each prior-regularised contrast (``every``: of each contrast, the test
+    a profile-likelihood interval inverts) that the model can constrain to 0."""
     tests = {}
     for contrast in declared:
         row = marginal_row(fit.design, contrast.factor, contrast.level) - marginal_row(
             fit.design, contrast.factor, contrast.versus)
-        if fit.prior_regularised({t for t, w in zip(fit.terms, row) if w != 0}):
+        if every or fit.prior_regularised({t for t, w in zip(fit.terms, row) if w != 0}):
             test = contrast_lrt(fit, contrast.factor, contrast.level, contrast.versus)
             if test is not None:
                 tests[contrast.label] = test["p"]

@@ -64,9 +64,9 @@ def trusted(fit: FitResult) -> bool:
 def verdict(row) -> str:
     """One line per contrast, every interval and p-value saying whether and how it is adjusted.
 
-    ``MACO vs Olah: +0.22 log-odds, 95% CI [0.01, 0.42] unadjusted, [-0.03, 0.46] Bonferroni-adjusted for
-    3 tests; +4.1 percentage points, [0.2, 8.0] unadjusted, [-0.5, 8.7] adjusted; p = 0.04 (Wald,
-    unadjusted), p_holm = 0.12 (Holm over the 3 tests of family conditions)``
+    ``MACO vs Olah: +0.22 log-odds, 95% Wald CI [0.01, 0.42] unadjusted, [-0.03, 0.46] Bonferroni-adjusted
+    for 3 tests; +4.1 percentage points, [0.2, 8.0] unadjusted, [-0.5, 8.7] adjusted (delta-method Wald);
+    p = 0.04 (Wald, unadjusted), p_holm = 0.12 (Holm over the 3 tests of family conditions)``
     """
     within = f" within {row.within}" if "within" in row._fields and row.within else ""
     marked = " (prior-regularised estimate)" if row.prior_regularised else ""
@@ -77,9 +77,10 @@ def verdict(row) -> str:
     else:
         adjusted = adjusted_pp = ""
         holm = f"the only test of family {row.family}: no adjustment"
-    line = (f"{row.contrast}{within}{marked}: {row.estimate:+.2f} log-odds, 95% CI [{row.ci_lower:.2f}, "
-            f"{row.ci_upper:.2f}] unadjusted{adjusted}; {row.pp:+.1f} percentage points, [{row.pp_lower:.1f}, "
-            f"{row.pp_upper:.1f}] unadjusted{adjusted_pp}; p = {_p(row.p)} ({row.p_method}, unadjusted), {holm}")
+    line = (f"{row.contrast}{within}{marked}: {row.estimate:+.2f} log-odds, 95% {row.ci_method} CI "
+            f"[{row.ci_lower:.2f}, {row.ci_upper:.2f}] unadjusted{adjusted}; {row.pp:+.1f} percentage points, "
+            f"[{row.pp_lower:.1f}, {row.pp_upper:.1f}] unadjusted{adjusted_pp} ({row.pp_method}); p = {_p(row.p)} ({row.p_method}, "
+            f"unadjusted), {holm}")
     if not row.trusted:
         return line + f" (not interpretable: {row.warning or 'the fit did not converge'})"
     return line + (f" (note: {row.warning})" if row.warning else "")

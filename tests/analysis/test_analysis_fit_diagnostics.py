@@ -293,12 +293,12 @@ def test_prior_regularised_contrasts_are_marked_and_tested_by_likelihood_ratio(s
     the same with lme4's glmer as with mixedlm."""
     from analysis.contrasts import declare_contrasts
     from analysis.effects import estimate_contrasts
-    from analysis.pipeline import separated_contrast_tests
+    from analysis.pipeline import likelihood_ratio_tests
 
     design = design_of(separated, prior="normal")
     fit = fit_model(design, lrt=False)
     declared = declare_contrasts(["maco_vs_olah", "condition: none vs olah"], ["resnet50", "vgg16"])
-    tests = separated_contrast_tests(fit, declared)
+    tests = likelihood_ratio_tests(fit, declared)
     assert list(tests) == ["MACO vs Olah"]  # none vs olah touches no separated term
     table = estimate_contrasts(fit, declared, tests=tests).set_index("contrast")
     assert table["prior_regularised"].tolist() == [True, False]

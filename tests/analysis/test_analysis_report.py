@@ -34,16 +34,18 @@ def test_numbers_beyond_1e4_print_in_scientific_notation():
 
 def test_verdict_line_names_every_adjustment():
     fields = ("contrast estimate ci_lower ci_upper ci_lower_adj ci_upper_adj pp pp_lower pp_upper pp_lower_adj "
-              "pp_upper_adj p p_method p_holm family family_size prior_regularised warning trusted")
+              "pp_upper_adj p p_method p_holm family family_size prior_regularised warning trusted ci_method pp_method")
     Row = namedtuple("Row", fields)
     row = Row("MACO vs Olah", 0.2209, 0.0061, 0.4157, -0.0327, 0.4745, 4.12, 0.21, 8.03, -0.55, 8.79, 0.0437,
-              "Wald", 0.1312, "conditions", 3, False, "", True)
+              "Wald", 0.1312, "conditions", 3, False, "", True, "Wald", "delta-method Wald")
     assert verdict(row) == (
-        "MACO vs Olah: +0.22 log-odds, 95% CI [0.01, 0.42] unadjusted, [-0.03, 0.47] Bonferroni-adjusted for 3 "
-        "tests; +4.1 percentage points, [0.2, 8.0] unadjusted, [-0.6, 8.8] adjusted; p = 0.044 (Wald, unadjusted), "
-        "p_holm = 0.13 (Holm over the 3 tests of family conditions)")
+        "MACO vs Olah: +0.22 log-odds, 95% Wald CI [0.01, 0.42] unadjusted, [-0.03, 0.47] Bonferroni-adjusted for "
+        "3 tests; +4.1 percentage points, [0.2, 8.0] unadjusted, [-0.6, 8.8] adjusted (delta-method Wald); "
+        "p = 0.044 (Wald, unadjusted), p_holm = 0.13 (Holm over the 3 tests of family conditions)")
+    assert "95% profile-likelihood CI [0.01, 0.42]" in verdict(row._replace(ci_method="profile-likelihood"))
     assert verdict(row._replace(family_size=1, family="primary")).endswith(
-        "[0.2, 8.0] unadjusted; p = 0.044 (Wald, unadjusted), the only test of family primary: no adjustment")
+        "[0.2, 8.0] unadjusted (delta-method Wald); p = 0.044 (Wald, unadjusted), the only test of family primary: "
+        "no adjustment")
     assert verdict(row._replace(prior_regularised=True, p_method="likelihood ratio")).startswith(
         "MACO vs Olah (prior-regularised estimate): +0.22 log-odds")
     assert "p = 0.044 (likelihood ratio, unadjusted)" in verdict(row._replace(p_method="likelihood ratio"))
