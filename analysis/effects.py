@@ -73,6 +73,23 @@ WALD_CI = "Wald"  # ci_method of the intervals computed here (analysis.intervals
 DELTA_METHOD = "delta-method Wald"  # pp_method of the percentage points' intervals computed here
 
 
+def adjust_within_families(table: pd.DataFrame, level: float) -> np.ndarray:
+    """Add ``p_holm`` and ``family_size`` (after ``p``) and the Bonferroni interval ``ci_*_adj`` of
+    ``estimate`` +- q ``se`` to a table with a ``family`` column; return each row's quantile q."""
+    p_holm = pd.Series(np.nan, index=table.index)
+    family_size = pd.Series(0, index=table.index)
+    for _, members in table.groupby("family", sort=False).groups.items():
+        p_holm[members] = holm(table.loc[members, "p"].to_numpy())
+        family_size[members] = len(members)
+    after = table.columns.get_loc("p_method" if "p_method" in table else "p") + 1
+    table.insert(after, "p_holm", p_holm.to_numpy())
+    table.insert(after + 1, "family_size", family_size.to_numpy())
+    q_adj = np.array([adjusted_quantile(level, m) for m in family_size])
+    table["ci_lower_adj"] = table["estimate"] - q_adj * table["se"]
+    table["ci_upper_adj"] = table["estimate"] + q_adj * table["se"]
+    return q_adj
+
+
 def _estimate(fit: FitResult, rows: list[tuple[Contrast, str | None]], level: float,
               tests: dict[str, float] | None = None) -> pd.DataFrame:
     """Log-odds and percentage-point differences, Holm within each family, the fit's convergence.
@@ -98,16 +115,7 @@ def _estimate(fit: FitResult, rows: list[tuple[Contrast, str | None]], level: fl
     table["p"] = [tests.get(label, p) for label, p in zip(table["contrast"], table["p_wald"])]
     table.insert(table.columns.get_loc("p") + 1, "p_method",
                  ["likelihood ratio" if label in tests else "Wald" for label in table["contrast"]])
-    p_holm = pd.Series(np.nan, index=table.index)
-    family_size = pd.Series(0, index=table.index)
-    for _, members in table.groupby("family", sort=False).groups.items():
-        p_holm[members] = holm(table.loc[members, "p"].to_numpy())
-        family_size[members] = len(members)
-    table.insert(table.columns.get_loc("p_method") + 1, "p_holm", p_holm.to_numpy())
-    table.insert(table.columns.get_loc("p_holm") + 1, "family_size", family_size.to_numpy())
-    q_adj = np.array([adjusted_quantile(level, m) for m in family_size])
-    table["ci_lower_adj"] = estimate - q_adj * se
-    table["ci_upper_adj"] = estimate + q_adj * se
+    q_adj = adjust_within_families(table, level)
     pa, pb = expit(a @ fit.beta), expit(b @ fit.beta)
     gradient = 100 * ((pa * (1 - pa))[:, None] * a - (pb * (1 - pb))[:, None] * b)
     pp_se = np.sqrt(np.einsum("ij,jk,ik->i", gradient, fit.vcov, gradient))

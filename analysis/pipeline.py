@@ -22,6 +22,7 @@ from analysis.exclusions import (
 )
 from analysis.intervals import BOOTSTRAP_SAMPLES, apply_intervals, check_supported
 from analysis.load import check_levels, check_study_conditions
+from analysis.secondary import LogRtFit, fit_log_rt, log_rt_contrasts
 from analysis.models import Design, FitResult, ModelSpec, build_design, contrast_lrt, fit_model
 
 MIN_PARTICIPANTS_PER_CONDITION = 10  # below this, a warning: condition effects and the participant SD are unstable
@@ -44,6 +45,8 @@ class Analysis:
     marginals: pd.DataFrame  # the same per condition and per network
     chance: pd.DataFrame  # per condition: accuracy against 50%, model-based and model-free
     sensitivity: pd.DataFrame  # the contrasts refitted without exclusions / RT floor (long; empty if not asked)
+    log_rt: LogRtFit | None  # the secondary outcome: log RT, same design (None if not asked)
+    log_rt_contrasts: pd.DataFrame
     rules: ExclusionRules
     warnings: list[str]  # data warnings that did not stop the analysis
 
@@ -60,6 +63,7 @@ def run_analysis(
     contrasts: list[str] | None = None,
     min_participants: int = MIN_PARTICIPANTS_PER_CONDITION,
     sensitivity: bool = True,
+    secondary: bool = True,
     ci: str = "wald",
     bootstrap_samples: int = BOOTSTRAP_SAMPLES,
     seed: int = 0,
@@ -73,7 +77,7 @@ def run_analysis(
     ``contrasts`` are ``--contrast`` declarations (default: the paper's set); a
     level they need and the data lacks raises ``ContrastError`` before any fit. ``sensitivity``
     refits the model without the participant exclusions and without the RT floor (``sensitivity_table``).
-    ``ci`` picks the contrasts' intervals (``analysis.intervals``: wald, profile, bootstrap with
+    ``secondary`` fits log RT with the same design (``analysis.secondary``). ``ci`` picks the contrasts' intervals (``analysis.intervals``: wald, profile, bootstrap with
     ``bootstrap_samples`` refits from ``seed`` on ``jobs`` processes).
     """
     check_supported(spec, engine, ci)
@@ -96,6 +100,7 @@ def run_analysis(
     tests = likelihood_ratio_tests(fit, declared, every=ci == "profile") if lrt or ci == "profile" else {}
     contrasts = apply_intervals(estimate_contrasts(fit, declared, tests=tests), fit, declared, ci,
                                 bootstrap_samples, seed, jobs)
+    log_rt = fit_log_rt(design, rows) if secondary else None
     return Analysis(
         participants=participants,
         exclusions=exclusions,
@@ -113,6 +118,8 @@ def run_analysis(
         chance=chance_tests(fit, rows),
         sensitivity=sensitivity_table(df, participants, rules, design, engine, declared, contrasts)
         if sensitivity else pd.DataFrame(),
+        log_rt=log_rt,
+        log_rt_contrasts=log_rt_contrasts(log_rt, declared) if log_rt else pd.DataFrame(),
         rules=rules,
         warnings=sample_size_warnings(exclusions, min_participants),
     )

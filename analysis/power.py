@@ -44,7 +44,7 @@ def _one_study(task: tuple) -> dict:
     df = validate_export(simulate_export(model, n, seed=seed))
     try:
         analysis = run_analysis(df, spec=spec, engine=engine, rules=rules, lrt=False, contrasts=[CONTRAST],
-                                sensitivity=False)
+                                sensitivity=False, secondary=False)
     except Exception as error:  # noqa: BLE001 - a study that cannot be fitted counts as not detected
         return {"participants": n, "ok": False, "error": f"{type(error).__name__}: {error}"}
     row = analysis.contrasts.iloc[0]

@@ -23,7 +23,8 @@ from analysis.exclusions import REASONS
 from analysis.figures import FIGURE5_INTERVALS, figure5_model, plot_accuracy, plot_log_odds
 from analysis.models import FitResult
 from analysis.pipeline import Analysis
-from analysis.render import Block, render_html, render_markdown
+from analysis.secondary import LOG_RT_FORMULA, log_rt_fixed_effects, log_rt_verdict
+from analysis.render import Block, format_p, render_html, render_markdown
 
 TITLE = "MACO study: analysis report"
 CONTRAST_COLUMNS = ["contrast", "family", "estimate", "se", "ci_lower", "ci_upper", "ci_lower_adj", "ci_upper_adj",
@@ -52,10 +53,6 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def _p(value: float) -> str:
-    return f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}"
-
-
 def trusted(fit: FitResult) -> bool:
     """The main model converged and no diagnosed problem voids an estimate or a test."""
     return fit.converged and not fit.problems
@@ -73,13 +70,13 @@ def verdict(row) -> str:
     if row.family_size > 1:
         adjusted = f", [{row.ci_lower_adj:.2f}, {row.ci_upper_adj:.2f}] {ADJUSTMENT}-adjusted for {row.family_size} tests"
         adjusted_pp = f", [{row.pp_lower_adj:.1f}, {row.pp_upper_adj:.1f}] adjusted"
-        holm = f"p_holm = {_p(row.p_holm)} (Holm over the {row.family_size} tests of family {row.family})"
+        holm = f"p_holm = {format_p(row.p_holm)} (Holm over the {row.family_size} tests of family {row.family})"
     else:
         adjusted = adjusted_pp = ""
         holm = f"the only test of family {row.family}: no adjustment"
     line = (f"{row.contrast}{within}{marked}: {row.estimate:+.2f} log-odds, 95% {row.ci_method} CI "
             f"[{row.ci_lower:.2f}, {row.ci_upper:.2f}] unadjusted{adjusted}; {row.pp:+.1f} percentage points, "
-            f"[{row.pp_lower:.1f}, {row.pp_upper:.1f}] unadjusted{adjusted_pp} ({row.pp_method}); p = {_p(row.p)} ({row.p_method}, "
+            f"[{row.pp_lower:.1f}, {row.pp_upper:.1f}] unadjusted{adjusted_pp} ({row.pp_method}); p = {format_p(row.p)} ({row.p_method}, "
             f"unadjusted), {holm}")
     if not row.trusted:
         return line + f" (not interpretable: {row.warning or 'the fit did not converge'})"
@@ -91,20 +88,20 @@ def chance_verdict(row) -> str:
     line = (f"{row.condition} against chance (50%): {100 * row.probability:.1f}% correct for a typical participant "
             f"and unit, 95% CI [{100 * row.probability_lower:.1f}, {100 * row.probability_upper:.1f}] unadjusted, "
             f"[{100 * row.probability_lower_adj:.1f}, {100 * row.probability_upper_adj:.1f}] {ADJUSTMENT}-adjusted "
-            f"for {row.family_size} conditions; p = {_p(row.p)} (Wald z of log-odds 0, unadjusted), p_holm = "
-            f"{_p(row.p_holm)} (Holm over the {row.family_size} conditions); participants' mean accuracy "
+            f"for {row.family_size} conditions; p = {format_p(row.p)} (Wald z of log-odds 0, unadjusted), p_holm = "
+            f"{format_p(row.p_holm)} (Holm over the {row.family_size} conditions); participants' mean accuracy "
             f"{100 * row.participant_mean:.1f}%")
     if pd.isna(row.t_p):
         line += f" ({row.n_participants} participant(s), no spread between them: no t-test)"
     else:
         line += (f", 95% t interval [{100 * row.participant_lower:.1f}, {100 * row.participant_upper:.1f}] "
-                 f"unadjusted, p = {_p(row.t_p)} (one-sample t, unadjusted, {row.n_participants} participants)")
+                 f"unadjusted, p = {format_p(row.t_p)} (one-sample t, unadjusted, {row.n_participants} participants)")
     return line + ("" if row.trusted else " (not interpretable: the fit has problems touching it)")
 
 
 def sensitivity_wide(long: pd.DataFrame) -> pd.DataFrame:
     """The sensitivity fits side by side: one row per contrast, one column per variant, plus the sample sizes."""
-    text = [f"{r.estimate:+.2f}, 95% CI [{r.ci_lower:.2f}, {r.ci_upper:.2f}] unadjusted; p_holm {_p(r.p_holm)}"
+    text = [f"{r.estimate:+.2f}, 95% CI [{r.ci_lower:.2f}, {r.ci_upper:.2f}] unadjusted; p_holm {format_p(r.p_holm)}"
             + ("" if r.trusted else " (not interpretable)") for r in long.itertuples(index=False)]
     variants = list(dict.fromkeys(long["variant"]))
     wide = long.assign(text=text).pivot(index="contrast", columns="variant", values="text")
@@ -123,7 +120,7 @@ def interaction_verdict(fit: FitResult) -> list[str]:
         return []
     row = rows.iloc[0]
     line = (f"Condition x network interaction (does a method help more on some networks than others?): "
-            f"chi-square({int(row['df'])}) = {row['chisq']:.2f}, p = {_p(row['p'])} (likelihood ratio, a single "
+            f"chi-square({int(row['df'])}) = {row['chisq']:.2f}, p = {format_p(row['p'])} (likelihood ratio, a single "
             "test: no adjustment; per-network effects: --interaction)")
     return [line + (f" (not interpretable: {row['warning']})" if row["warning"] else "")]
 
@@ -271,6 +268,20 @@ def report_blocks(
                   "every column does not hang on the exclusion rules."),
             ("table", sensitivity_wide(analysis.sensitivity)),
         ]
+    if analysis.log_rt is not None:
+        log_rt = analysis.log_rt
+        blocks += [
+            ("h2", "Secondary outcome: reaction time"),
+            ("p", f"`{LOG_RT_FORMULA}`, a linear mixed model fitted by REML (as lme4's `lmer`) on the trials of the "
+                  "primary model (client `rt_ms`). A contrast is a difference of log RT: RT x 1.105 means the first "
+                  "level's answers take 10.5% longer. 95% Wald intervals (asymptotic z, no degrees-of-freedom "
+                  "correction) unadjusted and Bonferroni-adjusted within each family; Holm's p within it "
+                  f"(`log_rt_contrasts.csv`). Residual SD {log_rt.sigma:.3f} on the log scale"
+                  + ("; singular fit (a random-effect SD at 0)" if log_rt.singular else "") + "."),
+            ("list", [log_rt_verdict(row) for row in analysis.log_rt_contrasts.itertuples(index=False)]),
+            ("table", log_rt_fixed_effects(log_rt)),
+            ("table", log_rt.varcorr),
+        ]
     if len(analysis.simple_effects):
         blocks += [
             ("h2", "Simple effects per network"),
@@ -316,6 +327,10 @@ def write_report(
         tables["simple_effects.csv"] = analysis.simple_effects
     if len(analysis.sensitivity):
         tables["sensitivity.csv"] = analysis.sensitivity
+    if analysis.log_rt is not None:
+        tables["log_rt_fixed_effects.csv"] = log_rt_fixed_effects(analysis.log_rt)
+        tables["log_rt_contrasts.csv"] = analysis.log_rt_contrasts
+        tables["log_rt_random_effects.csv"] = analysis.log_rt.varcorr
     written = []
     for name, table in tables.items():
         table.to_csv(out / name, index=False)

@@ -53,6 +53,8 @@ class GenerativeModel:
     p_rushed_instructions: float = 0.03  # 3 to 12 s on the instructions
     p_dropout: float = 0.05  # leave before the end
     rt_median_ms: float = 3000.0
+    participant_rt_sd: float = 0.3  # SD of a participant's log-RT shift (some are faster throughout)
+    unit_rt_sd: float = 0.15  # SD of a unit's log-RT shift (some query pairs take longer)
 
     @property
     def conditions(self) -> list[str]:
@@ -91,6 +93,7 @@ class SimulatedParticipant:
     instruction_ms: float
     practice_rounds: int
     practice_flagged: bool = False  # still wrong in the last round (the server's practice_flagged)
+    speed: float = 0.0  # log-RT shift: negative = faster throughout
 
 
 def draw_participants(
@@ -102,6 +105,8 @@ def draw_participants(
     while len(order) < n:
         order.extend(rng.permutation(conditions).tolist())
     participants = []
+    # from a child stream, so that the draws of everything else stay those of earlier versions
+    speeds = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0]).normal(0.0, model.participant_rt_sd, n)
     n_trials = model.practice_trials + len(model.networks) * model.main_trials_per_network + model.catch_trials
     for i, condition in enumerate(order[:n]):
         attentive = rng.random() >= model.p_inattentive
@@ -125,6 +130,7 @@ def draw_participants(
                 instruction_ms=round(instruction_ms),
                 practice_rounds=rounds,
                 practice_flagged=flagged,
+                speed=float(speeds[i]),
             )
         )
     return participants
@@ -134,6 +140,12 @@ def unit_effect(model: GenerativeModel, seed: int, network: str, unit: str) -> f
     """The random effect of a unit: fixed by (seed, network, unit), in any call order."""
     key = zlib.crc32(f"{network}\x00{unit}".encode())
     return float(np.random.default_rng([seed, key]).normal(0.0, model.unit_sd))
+
+
+def unit_rt_effect(model: GenerativeModel, seed: int, network: str, unit: str) -> float:
+    """The log-RT shift of a unit: fixed by (seed, network, unit), in any call order."""
+    key = zlib.crc32(f"{network}\x00{unit}".encode())
+    return float(np.random.default_rng([seed, key, 1]).normal(0.0, model.unit_rt_sd))
 
 
 def p_correct(
@@ -161,8 +173,10 @@ def answer(
     unit_re: float,
     correct_side: str,
     rng: np.random.Generator,
+    unit_rt: float = 0.0,
 ) -> dict:
-    """How the participant answers one trial: side, confidence (1-3) and reaction time."""
+    """How the participant answers one trial: side, confidence (1-3) and reaction time (log-normal around
+    the model's median, shifted by the participant's ``speed`` and the unit's ``unit_rt``)."""
     other = "left" if correct_side == "right" else "right"
     if participant.one_side is not None:
         chosen = participant.one_side
@@ -171,7 +185,7 @@ def answer(
     correct = chosen == correct_side
     confidence = int(rng.choice([1, 2, 3], p=[0.2, 0.35, 0.45] if correct else [0.45, 0.35, 0.2]))
     fast = participant.one_side is not None or not participant.attentive
-    median = model.rt_median_ms * (0.4 if fast else 1.0)
+    median = model.rt_median_ms * (0.4 if fast else 1.0) * np.exp(participant.speed + unit_rt)
     rt_ms = float(np.exp(rng.normal(np.log(median), 0.4)))
     return {"chosen_side": chosen, "correct": int(correct), "confidence": confidence, "rt_ms": round(rt_ms)}
 
@@ -224,7 +238,8 @@ def simulate_export(
         for index, (kind, network, unit, class_index, query_id, round_) in enumerate(plan[:stop]):
             correct_side = "left" if rng.random() < 0.5 else "right"
             unit_re = unit_effect(model, seed, network, unit) if kind == "main" else 0.0
-            reply = answer(model, participant, kind, network, unit_re, correct_side, rng)
+            unit_rt = unit_rt_effect(model, seed, network, unit) if kind == "main" else 0.0
+            reply = answer(model, participant, kind, network, unit_re, correct_side, rng, unit_rt)
             if kind == "practice":  # every round but the last (and a flagged one's last) had a mistake: its first trial
                 first_of_round = index % model.practice_trials == 0
                 wrong = (round_ < participant.practice_rounds or participant.practice_flagged) and first_of_round
