@@ -125,13 +125,19 @@ def analyze(responses, out, engine, query, ref_condition, ref_network, interacti
 @click.option("--participant-sd", type=float, default=None, help="Random-intercept SD of participants.")
 @click.option("--unit-sd", type=float, default=None, help="Random-intercept SD of units.")
 @click.option("--trials-per-network", type=int, default=None, help="Main trials per network and participant.")
+@click.option("--p-inattentive", type=click.FloatRange(0, 1), default=None,
+              help="Share of participants answering at chance (they fail the catch trials; default: the simulator's).")
+@click.option("--p-dropout", type=click.FloatRange(0, 1), default=None,
+              help="Share of participants leaving before the end (excluded; default: the simulator's).")
 @click.option("--alpha", type=float, default=0.05, show_default=True)
 @click.option("--engine", type=click.Choice(ENGINES), default="mixedlm", show_default=True)
-@click.option("--jobs", type=int, default=1, show_default=True, help="Processes fitting in parallel.")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Processes fitting in parallel (this machine's two cores by default).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("power"),
               show_default=True, help="Folder for power.csv and the power curve.")
-def power(participants, reps, effect, participant_sd, unit_sd, trials_per_network, alpha, engine, jobs, seed, out):
+def power(participants, reps, effect, participant_sd, unit_sd, trials_per_network, p_inattentive, p_dropout, alpha,
+          engine, jobs, seed, out):
     """Estimate the power to detect MACO vs Olah by simulating whole studies."""
     from dataclasses import replace
 
@@ -146,7 +152,8 @@ def power(participants, reps, effect, participant_sd, unit_sd, trials_per_networ
     model = GenerativeModel()
     if effect is not None:
         model = model.with_effect("maco", model.condition_effects["olah"] + effect)
-    changes = {"participant_sd": participant_sd, "unit_sd": unit_sd, "main_trials_per_network": trials_per_network}
+    changes = {"participant_sd": participant_sd, "unit_sd": unit_sd, "main_trials_per_network": trials_per_network,
+               "p_inattentive": p_inattentive, "p_dropout": p_dropout}
     model = replace(model, **{k: v for k, v in changes.items() if v is not None})
     with click.progressbar(length=len(counts) * reps, label="simulated studies") as bar:
         table = power_curve(model, counts, reps=reps, alpha=alpha, seed=seed, engine=engine, jobs=jobs,

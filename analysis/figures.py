@@ -144,3 +144,26 @@ def plot_power(power: pd.DataFrame, stem: Path, target: float = 0.8) -> list[Pat
     )
     ax.spines[["top", "right"]].set_visible(False)
     return _save(fig, stem)
+
+
+NETWORK_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"]
+
+
+def plot_caterpillar(units: pd.DataFrame, stem: Path) -> list[Path]:
+    """The units' conditional modes (log-odds), sorted, +-1.96 conditional SD, one colour per network."""
+    ordered = units.sort_values("mode").reset_index(drop=True)
+    networks = list(dict.fromkeys(units["network"]))
+    fig = Figure(figsize=(6.5, 1.2 + 0.16 * len(ordered)))
+    ax = fig.subplots()
+    ax.axvline(0.0, color="grey", lw=0.8, ls="--")
+    for i, network in enumerate(networks):
+        part = ordered[ordered["network"] == network]
+        ax.errorbar(part["mode"], part.index, xerr=1.959964 * part["cond_sd"], fmt="o", markersize=3.5, lw=0.8,
+                    capsize=0, color=NETWORK_COLOURS[i % len(NETWORK_COLOURS)], label=network)
+    ax.set_yticks(ordered.index, ordered["unit"], fontsize=6)
+    ax.set_ylim(-0.8, len(ordered) - 0.2)
+    ax.set_xlabel("unit random intercept (log-odds; conditional mode ± 1.96 conditional SD)")
+    ax.set_title("Units: easier (right) or harder (left) than their network's average", fontsize=9)
+    ax.legend(title="network", frameon=False, fontsize=7, loc="lower right")
+    ax.spines[["top", "right"]].set_visible(False)
+    return _save(fig, stem)

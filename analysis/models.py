@@ -167,6 +167,7 @@ class FitResult:
     warnings: list[FitWarning] = field(default_factory=list)  # the diagnosis, every fitted model
     # lme4's as.data.frame(VarCorr()) with readable terms: group, var1, var2 ("" = an SD), sdcor
     varcorr: pd.DataFrame | None = None
+    ranef: pd.DataFrame | None = None  # the engine's conditional modes (EngineFit.ranef), terms readable
 
     @property
     def terms(self) -> list[str]:
@@ -311,7 +312,7 @@ def fit_model(design: Design, engine: str = "mixedlm", lrt: bool = True) -> FitR
         vcov_method=main.vcov_method + ("; the deviance includes the normal prior (as blme::bglmer)" if prior else ""),
         re_sd=main.re_sd, loglik=main.loglik, converged=main.converged,
         singular=main.singular, messages=messages, lrt=lrt_table, fit_s=elapsed, engine_versions=versions,
-        warnings=found, varcorr=varcorr,
+        warnings=found, varcorr=varcorr, ranef=None if main.ranef is None else main.ranef.replace({"term": names}),
     )
 
 

@@ -20,9 +20,10 @@ from analysis.contrasts import DEFAULT_FAMILY, FAMILY_REASON
 from analysis.diagnostics import warnings_frame
 from analysis.effects import ADJUSTMENT
 from analysis.exclusions import REASONS
-from analysis.figures import FIGURE5_INTERVALS, figure5_model, plot_accuracy, plot_log_odds
+from analysis.figures import FIGURE5_INTERVALS, figure5_model, plot_accuracy, plot_caterpillar, plot_log_odds
 from analysis.models import FitResult
 from analysis.pipeline import Analysis
+from analysis.units import extreme_units, unit_effects
 from analysis.secondary import LOG_RT_FORMULA, log_rt_fixed_effects, log_rt_verdict
 from analysis.render import Block, format_p, render_html, render_markdown
 
@@ -167,6 +168,21 @@ def family_blocks(analysis: Analysis) -> list[Block]:
     ]
 
 
+def unit_blocks(fit: FitResult) -> list[Block]:
+    """The unit random effects: caterpillar plot and each network's hardest and easiest units."""
+    if fit.ranef is None:
+        return []
+    return [
+        ("p", "Unit random effects (diagnostics): each unit's conditional mode, its departure from its network's "
+              "average in log-odds for a typical participant, ± 1.96 conditional SD (lme4's `ranef(condVar = "
+              "TRUE)`; `unit_effects.csv`). The network contrasts rest on these units: a network whose units "
+              "spread widely, or whose contrast hangs on one or two units far from the rest, deserves a second "
+              "look. Per network, its hardest and easiest units (mode [interval]):"),
+        ("list", extreme_units(unit_effects(fit))),
+        ("img", "units.png", "unit random effects, sorted (caterpillar plot)"),
+    ]
+
+
 def report_blocks(
     analysis: Analysis, source: str, source_sha256: str | None, n_rows: int, notice: str | None = None
 ) -> list[Block]:
@@ -233,6 +249,7 @@ def report_blocks(
               "model is fitted for this test alone). A negative chi-square is a failed fit, not a zero "
               "(`warning`)."),
         ("table", fit.lrt),
+        *unit_blocks(fit),
         ("h2", "Predicted accuracy"),
         ("p", "Probability of a correct choice for a typical participant and unit (random effects at zero), with "
               "95% intervals back-transformed from the log-odds scale (emmeans' `type = \"response\"`; "
@@ -339,6 +356,10 @@ def write_report(
     written.append(out / "vcov.csv")
     written += plot_accuracy(analysis.descriptives, out / "accuracy")
     written += plot_log_odds(analysis.cells, out / "log_odds", fit.spec.interaction, trusted(fit))
+    if fit.ranef is not None:
+        units = unit_effects(fit)
+        units.to_csv(out / "unit_effects.csv", index=False)
+        written += [out / "unit_effects.csv", *plot_caterpillar(units, out / "units")]
     blocks = report_blocks(analysis, source, source_sha256, n_rows, notice)
     (out / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
     (out / "report.html").write_text(render_html(blocks, TITLE), encoding="utf-8")

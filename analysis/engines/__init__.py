@@ -73,6 +73,9 @@ class EngineFit:
     warnings: list[FitWarning] = field(default_factory=list)
     vcov: np.ndarray | None = None
     vcov_method: str = ""
+    # conditional modes of the random effects with their conditional SDs (lme4's ranef(condVar = TRUE)):
+    # group, level, term, mode, cond_sd; with the vcov only
+    ranef: pd.DataFrame | None = None
 
     @property
     def re_sd(self) -> dict[str, float]:

@@ -57,7 +57,7 @@ def test_analyze_reports_a_broken_export_by_column(tmp_path, small_model):
 def test_power_writes_table_and_curve(tmp_path):
     out = tmp_path / "power"
     result = CliRunner().invoke(
-        power, ["--participants", "16:32:16", "--reps", "2", "--trials-per-network", "6", "--out", str(out)]
+        power, ["--participants", "16:32:16", "--reps", "2", "--trials-per-network", "6", "--jobs", "1", "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "power.csv")
@@ -86,6 +86,26 @@ def test_power_counts_only_fits_that_analyze_would_accept(monkeypatch):
     trusted = row["studies"] - row["untrusted_fits"] - row["failed_fits"]
     assert 0 < row["untrusted_fits"] < 30 and 0 < trusted < 30
     assert row["detected"] == trusted and row["power"] == trusted / 30
+
+
+def test_power_takes_inattention_and_dropout_rates_and_both_cores(monkeypatch, tmp_path):
+    from analysis import power as power_module
+
+    seen = {}
+
+    def fake_curve(model, counts, **options):
+        seen.update(model=model, **options)
+        return pd.DataFrame({"participants": counts, "studies": 1, "failed_fits": 0, "untrusted_fits": 0,
+                             "power": 0.5, "ci_lower": 0.1, "ci_upper": 0.9, "first_error": "", "true_effect": 0.5,
+                             "alpha": 0.05})
+
+    monkeypatch.setattr(power_module, "power_curve", fake_curve)
+    result = CliRunner().invoke(power, ["--participants", "40", "--reps", "1", "--p-inattentive", "0.2",
+                                        "--p-dropout", "0.1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (seen["model"].p_inattentive, seen["model"].p_dropout, seen["jobs"]) == (0.2, 0.1, 2)
+    result = CliRunner().invoke(power, ["--p-dropout", "1.5", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "--p-dropout" in result.output
 
 
 def test_power_rejects_a_bad_range():

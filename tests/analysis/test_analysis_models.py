@@ -122,6 +122,12 @@ def test_mixedlm_agrees_with_lme4(rows, fitted, rscript):
     assert fitted.loglik == pytest.approx(lme4.loglik, abs=0.01)
     assert np.allclose(fitted.lrt["chisq"], lme4.lrt["chisq"], atol=0.05)
     assert lme4.converged and "lme4" in lme4.engine_versions
+    # the units' conditional modes and SDs (the caterpillar plot's), as lme4's ranef(condVar = TRUE)
+    ours = fitted.ranef.set_index(["group", "level"])
+    theirs = lme4.ranef.set_index(["group", "level"]).loc[ours.index]
+    assert len(ours.loc["unit"]) == 24 and set(ours["term"]) == {"(Intercept)"}
+    np.testing.assert_allclose(ours["mode"], theirs["mode"], atol=0.02)  # the fits' own tolerance above
+    np.testing.assert_allclose(ours["cond_sd"], theirs["cond_sd"], atol=0.01)
     assert lme4.vcov_method == lme4_engine.HESSIAN_VCOV
     both = fitted.varcorr.merge(lme4.varcorr, on=["group", "var1", "var2"])
     assert len(both) == 2 and np.allclose(both["sdcor_x"], both["sdcor_y"], atol=0.02)
