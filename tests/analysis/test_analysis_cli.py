@@ -15,7 +15,8 @@ REPORT_FILES = [
     "fixed_effects.csv", "contrasts.csv", "descriptives.csv", "exclusions.csv", "exclusion_summary.csv",
     "fast_trials.csv", "trial_summary.csv", "participants.csv", "cell_predictions.csv", "marginal_predictions.csv",
     "random_effects.csv", "icc.csv", "lrt.csv", "fit_warnings.csv", "vcov.csv", "accuracy.png", "accuracy.svg",
-    "log_odds.png", "log_odds.svg", "chance.csv", "sensitivity.csv", "report.md", "report.html",
+    "log_odds.png", "log_odds.svg", "chance.csv", "sensitivity.csv", "log_rt_contrasts.csv", "log_rt_fixed_effects.csv",
+    "log_rt_random_effects.csv", "unit_effects.csv", "units.png", "units.svg", "report.md", "report.html",
 ]
 
 
@@ -43,7 +44,7 @@ def test_analyze_writes_every_report_file(tmp_path):
     assert not (out / "simple_effects.csv").exists()  # additive model: no simple effects
     html = (out / "report.html").read_text()
     md_tables = sum(line.startswith("|---") for line in report.splitlines())
-    assert html.startswith("<!doctype html>") and html.count("<table>") == md_tables == 15
+    assert html.startswith("<!doctype html>") and html.count("<table>") == md_tables == 17
     assert '<img src="log_odds.png"' in html and "<code>correct ~ condition" in html
 
 

@@ -198,7 +198,7 @@ def test_figure_5_draws_an_additive_models_profiles_parallel(small_export):
     from analysis.load import validate_export
     from analysis.pipeline import run_analysis
 
-    cells = run_analysis(validate_export(small_export), lrt=False).cells
+    cells = run_analysis(validate_export(small_export), lrt=False, sensitivity=False, secondary=False).cells
     ax = log_odds_figure(cells, interaction=False).axes[0]
     lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
     assert sorted(lines) == sorted(cells["condition"].unique())

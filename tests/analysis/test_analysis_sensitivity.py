@@ -20,7 +20,7 @@ def test_each_variant_is_the_analysis_under_its_rules():
     raw = simulate_export(MODEL, n_participants=32, seed=31)
     raw.loc[raw.index[raw["trial_kind"].eq("main")][::25], "rt_ms"] = 150  # answers faster than the floor
     df = validate_export(raw)
-    analysis = run_analysis(df, lrt=False, contrasts=["maco_vs_olah", "olah_vs_none"])
+    analysis = run_analysis(df, lrt=False, secondary=False, contrasts=["maco_vs_olah", "olah_vs_none"])
     table = analysis.sensitivity.set_index(["variant", "contrast"])
     assert list(dict.fromkeys(analysis.sensitivity["variant"])) == [
         "as reported", "no participant exclusions", "no RT floor", "neither"]

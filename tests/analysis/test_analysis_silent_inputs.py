@@ -44,6 +44,7 @@ def test_a_relabelled_condition_is_an_error_naming_the_label_and_the_study_condi
     assert not out.exists()
     # naming the conditions to analyse is the way to analyse other labels on purpose
     assert run_analysis(validate_export(raw), conditions=["olah", "maco_mask", "maco", "none", "None"], lrt=False,
+                        sensitivity=False, secondary=False,
                         contrasts=["maco_vs_olah"]).fit.n_groups["participant"] > 0
 
 
@@ -52,7 +53,8 @@ def test_practice_flagged_participants_are_excluded(small_model):
     raw = simulate_export(small_model, n_participants=8, seed=23)
     flagged = raw["participant_id"].iloc[0]
     raw.loc[raw["participant_id"].eq(flagged), ["practice_rounds", "practice_flagged"]] = [3, 1]
-    analysis = run_analysis(validate_export(raw), lrt=False, contrasts=["maco_vs_olah"])
+    analysis = run_analysis(validate_export(raw), lrt=False, sensitivity=False, secondary=False,
+                            contrasts=["maco_vs_olah"])
     table = analysis.participants.set_index("participant_id")
     assert table.loc[flagged, "reasons"] == "still wrong in the last practice round"
     assert flagged not in set(analysis.rows["participant_id"])
