@@ -234,14 +234,16 @@ def report_blocks(
               f"unit = network and class (`<network>:<class_index>`). Reference levels: condition "
               f"`{spec.ref_condition}`, network `{spec.ref_network}`."),
         ("p", f"Engine: `{fit.engine}` ({', '.join(f'{k} {v}' for k, v in fit.engine_versions.items())}); "
-              f"standard errors: {fit.vcov_method}; 95% Wald intervals. {fit.n_obs} trials, "
+              f"standard errors: {fit.vcov_method}; 95% Wald intervals and p-values, unadjusted (the "
+              f"coefficients are not a tested family; the declared contrasts below are). {fit.n_obs} trials, "
               f"{fit.n_groups['participant']} participants, {fit.n_groups['unit']} units; "
               f"log-likelihood {fit.loglik:.2f}; converged: {convergence}; fit in {fit.fit_s:.1f} s."),
         *([("list", [f"engine message: {m}" for m in fit.messages])] if fit.messages else []),
         ("table", fit.fixed_effects()),
         ("p", "Random effects (lme4's `VarCorr`: standard deviations, and correlations where `var2` is set, "
               "on the log-odds scale; `random_effects.csv`) and latent-scale intraclass correlations (a group's "
-              "variance over all random variances plus pi^2/3; per condition with random slopes; `icc.csv`):"),
+              "variance over all random variances plus pi^2/3; per condition with random slopes; `icc.csv`). "
+              "These are point estimates: no interval is computed for them yet."),
         ("table", fit.varcorr),
         ("table", fit.icc()),
         ("p", "Likelihood-ratio tests: condition and network each dropped from the additive model; the "
