@@ -36,6 +36,8 @@ def _levels(text: str | None) -> list[str] | None:
 @click.option("--slope-correlations/--no-slope-correlations", default=True, show_default=True,
               help="With --random-slopes: --no-slope-correlations fits (1 + condition||unit), the first "
               "simplification of a singular maximal model.")
+@click.option("--participant-slopes/--no-participant-slopes", default=False, show_default=True,
+              help="Fit (1 + network|participant): each participant's own differences between networks.")
 @click.option("--prior", type=click.Choice(PRIORS), default="none", show_default=True,
               help="normal: weakly informative normal prior on the fixed effects (blme's bglmer), "
               "the remedy for separation.")
@@ -71,7 +73,7 @@ def _levels(text: str | None) -> list[str] | None:
 @click.option("--side-check/--no-side-check", default=True, show_default=True,
               help="Exclude participants who answered on one side only.")
 def analyze(responses, out, engine, query, ref_condition, ref_network, interaction, random_slopes,
-            slope_correlations, prior, conditions, networks, vit, contrasts, ci, bootstrap_samples, seed, jobs,
+            slope_correlations, participant_slopes, prior, conditions, networks, vit, contrasts, ci, bootstrap_samples, seed, jobs,
             allow_unconverged, min_participants,
             min_rt_ms, min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, practice_check, side_check):
     """Analyse an export (CSV file or database URL) into a report folder.
@@ -89,7 +91,7 @@ def analyze(responses, out, engine, query, ref_condition, ref_network, interacti
                            min_total_s=min_total_s, max_total_s=max_total_s, require_both_sides=side_check,
                            exclude_practice_flagged=practice_check, min_rt_ms=min_rt_ms)
     spec = ModelSpec(ref_condition, ref_network, interaction, random_slopes=random_slopes,
-                     slope_correlations=slope_correlations, prior=prior)
+                     slope_correlations=slope_correlations, prior=prior, participant_slopes=participant_slopes)
     try:
         df = load_export(responses, query=query)
         analysis = run_analysis(df, spec=spec, engine=engine, rules=rules, conditions=_levels(conditions),

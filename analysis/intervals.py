@@ -47,7 +47,7 @@ def check_supported(spec: ModelSpec, engine: str, method: str) -> None:
         raise IntervalError(f"unknown --ci {method!r}; choose one of {', '.join(CI_METHODS)}")
     if method == "wald":
         return
-    if spec.interaction or spec.random_slopes or spec.prior != "none" or engine != "mixedlm":
+    if spec.interaction or not spec.intercepts_only or spec.prior != "none" or engine != "mixedlm":
         raise IntervalError(
             f"--ci {method} needs the additive model with random intercepts, no prior, and the mixedlm engine "
             "(a contrast is then one coefficient); for this model use --ci wald")

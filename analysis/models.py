@@ -56,6 +56,17 @@ class ModelSpec:
     random_slopes: bool = False  # (1 + condition|unit): Barr et al.'s (2013) maximal model for condition
     slope_correlations: bool = True  # False: (1 + condition||unit), the first simplification
     prior: str = "none"  # "normal": blme's weakly informative normal prior on the fixed effects
+    participant_slopes: bool = False  # (1 + network|participant): each participant's own network differences
+
+    @property
+    def participant_term(self) -> str:
+        return "(1 + network|participant)" if self.participant_slopes else "(1|participant)"
+
+    @property
+    def intercepts_only(self) -> bool:
+        """Random intercepts alone: a pairwise contrast is then a merge of two levels, and the profile and
+        bootstrap intervals apply."""
+        return not (self.random_slopes or self.participant_slopes)
 
     @property
     def unit_term(self) -> str:
@@ -66,7 +77,7 @@ class ModelSpec:
     @property
     def formula(self) -> str:
         fixed = "condition + network" + (" + condition:network" if self.interaction else "")
-        return f"correct ~ {fixed} + (1|participant) + {self.unit_term}"
+        return f"correct ~ {fixed} + {self.participant_term} + {self.unit_term}"
 
 
 @dataclass
@@ -280,7 +291,8 @@ def fit_model(design: Design, engine: str = "mixedlm", lrt: bool = True) -> FitR
         raise ValueError(f"unknown prior {design.spec.prior!r}; choose one of {', '.join(PRIORS)}")
     prior = NormalPrior() if design.spec.prior == "normal" else None
     random = RandomEffects(tuple(design.blocks["condition"]) if design.spec.random_slopes else (),
-                           design.spec.slope_correlations)
+                           design.spec.slope_correlations,
+                           tuple(design.blocks["network"]) if design.spec.participant_slopes else ())
     formulas, tests = _models(design, lrt)
     start = time.perf_counter()
     fits, versions = fit_engine(engine, design.frame, formulas, {"full"}, random, prior)
@@ -292,8 +304,9 @@ def fit_model(design: Design, engine: str = "mixedlm", lrt: bool = True) -> FitR
         holding = tuple(name for name, cols in formulas.items() if columns & {INTERCEPT, *cols})
         found.append(replace(warning, models=holding))
     found += separation_in_estimates(design.terms, main.beta, np.sqrt(np.diag(main.vcov)))
-    if design.spec.random_slopes and main.singular:
-        found.append(FitWarning("singular", f"the random slopes {design.spec.unit_term} "
+    if not design.spec.intercepts_only and main.singular:
+        slopes = " and ".join(term for term in (design.spec.participant_term, design.spec.unit_term) if "+" in term)
+        found.append(FitWarning("singular", f"the random slopes {slopes} "
                                 "give a singular fit: some variance or correlation is at its boundary, the data "
                                 "cannot support it; " + SIMPLIFY, "note"))
     rows = []
@@ -335,7 +348,7 @@ def contrast_lrt(fit: FitResult, factor: str, level: str, versus: str) -> dict |
     random slopes (the contrast is then not a merge of two levels) or a fit failed.
     """
     design = fit.design
-    if design.spec.interaction or design.spec.random_slopes:
+    if design.spec.interaction or not design.spec.intercepts_only:
         return None
     column = dict(zip(design.terms, design.columns))
     merged = [column[term] for term in (f"{factor}[{level}]", f"{factor}[{versus}]") if term in column]

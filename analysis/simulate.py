@@ -42,6 +42,7 @@ class GenerativeModel:
         default_factory=lambda: {"resnet50": 0.0, "vgg16": 0.2, "vit_b16": -0.3}
     )
     participant_sd: float = 0.5
+    participant_network_sd: float = 0.0  # SD of a participant's own shift per network (a random slope)
     unit_sd: float = 0.4
     units_per_network: int = 10
     main_trials_per_network: int = 18
@@ -94,6 +95,7 @@ class SimulatedParticipant:
     practice_rounds: int
     practice_flagged: bool = False  # still wrong in the last round (the server's practice_flagged)
     speed: float = 0.0  # log-RT shift: negative = faster throughout
+    network_shifts: dict[str, float] = field(default_factory=dict)  # log-odds shift per network (a random slope)
 
 
 def draw_participants(
@@ -106,7 +108,9 @@ def draw_participants(
         order.extend(rng.permutation(conditions).tolist())
     participants = []
     # from a child stream, so that the draws of everything else stay those of earlier versions
-    speeds = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0]).normal(0.0, model.participant_rt_sd, n)
+    child = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+    speeds = child.normal(0.0, model.participant_rt_sd, n)
+    shifts = child.normal(0.0, model.participant_network_sd, (n, len(model.networks)))
     n_trials = model.practice_trials + len(model.networks) * model.main_trials_per_network + model.catch_trials
     for i, condition in enumerate(order[:n]):
         attentive = rng.random() >= model.p_inattentive
@@ -131,6 +135,7 @@ def draw_participants(
                 practice_rounds=rounds,
                 practice_flagged=flagged,
                 speed=float(speeds[i]),
+                network_shifts=dict(zip(model.networks, shifts[i].tolist())),
             )
         )
     return participants
@@ -160,6 +165,7 @@ def p_correct(
         + model.condition_effects[participant.condition]
         + model.network_effects[network]
         + participant.ability
+        + participant.network_shifts.get(network, 0.0)
         + unit_re
     )
     return float(1.0 / (1.0 + np.exp(-eta)))

@@ -51,11 +51,13 @@ class RandomEffects:
 
     slopes: tuple[str, ...] = ()  # frame columns with a by-unit random slope
     correlated: bool = True  # False: lme4's || (exact here: the slope columns are numeric dummies)
+    participant_slopes: tuple[str, ...] = ()  # frame columns with a by-participant random slope (correlated)
 
     def formula(self) -> str:
         unit = " + ".join(("1",) + self.slopes)
         bar = "|" if self.correlated or not self.slopes else "||"
-        return f"(1|participant) + ({unit}{bar}unit)"
+        participant = " + ".join(("1",) + self.participant_slopes)
+        return f"({participant}|participant) + ({unit}{bar}unit)"
 
 
 @dataclass

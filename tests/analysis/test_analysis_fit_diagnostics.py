@@ -315,3 +315,34 @@ def test_prior_regularised_contrasts_are_marked_and_tested_by_likelihood_ratio(s
     assert ours["loglik_reduced"] == pytest.approx(lme4["loglik_reduced"], abs=1e-3)
     # a contrast between two non-reference levels merges their two dummies
     assert models.contrast_lrt(fit, "condition", "maco", "none")["chisq"] > 50
+
+
+def test_participant_network_slopes_match_lme4(small_model, rscript):
+    """(1 + network|participant): each participant's own difference between networks, simulated with SD 0.8,
+    is found by both engines alike (the tolerances of the unit slopes above)."""
+    from dataclasses import replace
+
+    from analysis.exclusions import model_rows, participant_table
+    from analysis.load import validate_export
+
+    model = replace(small_model, network_effects={"resnet50": 0.0, "vgg16": 0.2}, participant_network_sd=0.8,
+                    main_trials_per_network=16)
+    df = validate_export(simulate_export(model, n_participants=40, seed=61))
+    rows = model_rows(df, participant_table(df))
+    design = design_of(rows, participant_slopes=True)
+    assert design.spec.formula.endswith("(1 + network|participant) + (1|unit)")
+    ours = fit_model(design, lrt=False)
+    lme4 = fit_model(design, engine="lme4", lrt=False)
+    assert ours.converged and lme4.converged
+    assert np.abs(ours.beta - lme4.beta).max() < 5e-3
+    assert np.abs(ours.se / lme4.se - 1).max() < 0.01
+    key = ["group", "var1", "var2"]
+    both = ours.varcorr.merge(lme4.varcorr, on=key, suffixes=("_ours", "_lme4"))
+    assert sorted(map(tuple, both[key].values)) == [
+        ("participant", "(Intercept)", ""), ("participant", "(Intercept)", "network[vgg16]"),
+        ("participant", "network[vgg16]", ""), ("unit", "(Intercept)", ""),
+    ]
+    assert np.abs(both["sdcor_ours"] - both["sdcor_lme4"]).max() < 0.01
+    slope_sd = both.set_index(key).loc[("participant", "network[vgg16]", ""), "sdcor_ours"]
+    assert 0.4 < slope_sd < 1.4  # the simulated participant x network spread (sqrt(2) x 0.8 for a difference)
+    assert ours.loglik == pytest.approx(lme4.loglik, abs=1e-3)

@@ -136,6 +136,8 @@ def test_bootstrap_and_profile_need_the_additive_mixedlm_model():
         check_supported(ModelSpec(interaction=True), "mixedlm", "profile")
     with pytest.raises(IntervalError, match="--ci bootstrap needs .* the mixedlm engine"):
         check_supported(ModelSpec(), "lme4", "bootstrap")
+    with pytest.raises(IntervalError, match="--ci profile needs the additive model with random intercepts"):
+        check_supported(ModelSpec(participant_slopes=True), "mixedlm", "profile")
     check_supported(ModelSpec(interaction=True), "lme4", "wald")
 
 
