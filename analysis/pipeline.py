@@ -22,6 +22,7 @@ from analysis.exclusions import (
 )
 from analysis.intervals import BOOTSTRAP_SAMPLES, apply_intervals, check_supported
 from analysis.load import check_levels, check_study_conditions
+from analysis.ordinal import OrdinalFit, fit_ordinal, ordinal_contrasts
 from analysis.secondary import LogRtFit, fit_log_rt, log_rt_contrasts
 from analysis.models import Design, FitResult, ModelSpec, build_design, contrast_lrt, fit_model
 
@@ -47,6 +48,8 @@ class Analysis:
     sensitivity: pd.DataFrame  # the contrasts refitted without exclusions / RT floor (long; empty if not asked)
     log_rt: LogRtFit | None  # the secondary outcome: log RT, same design (None if not asked)
     log_rt_contrasts: pd.DataFrame
+    confidence: OrdinalFit | None  # the secondary outcome: confidence ratings, same design (None if not asked)
+    confidence_contrasts: pd.DataFrame
     rules: ExclusionRules
     warnings: list[str]  # data warnings that did not stop the analysis
 
@@ -77,7 +80,8 @@ def run_analysis(
     ``contrasts`` are ``--contrast`` declarations (default: the paper's set); a
     level they need and the data lacks raises ``ContrastError`` before any fit. ``sensitivity``
     refits the model without the participant exclusions and without the RT floor (``sensitivity_table``).
-    ``secondary`` fits log RT with the same design (``analysis.secondary``). ``ci`` picks the contrasts' intervals (``analysis.intervals``: wald, profile, bootstrap with
+    ``secondary`` fits log RT and the confidence ratings with the same design (``analysis.secondary``,
+    ``analysis.ordinal``). ``ci`` picks the contrasts' intervals (``analysis.intervals``: wald, profile, bootstrap with
     ``bootstrap_samples`` refits from ``seed`` on ``jobs`` processes).
     """
     check_supported(spec, engine, ci)
@@ -101,6 +105,7 @@ def run_analysis(
     contrasts = apply_intervals(estimate_contrasts(fit, declared, tests=tests), fit, declared, ci,
                                 bootstrap_samples, seed, jobs)
     log_rt = fit_log_rt(design, rows) if secondary else None
+    confidence = fit_ordinal(design, rows) if secondary else None
     return Analysis(
         participants=participants,
         exclusions=exclusions,
@@ -120,6 +125,8 @@ def run_analysis(
         if sensitivity else pd.DataFrame(),
         log_rt=log_rt,
         log_rt_contrasts=log_rt_contrasts(log_rt, declared) if log_rt else pd.DataFrame(),
+        confidence=confidence,
+        confidence_contrasts=ordinal_contrasts(confidence, declared) if confidence else pd.DataFrame(),
         rules=rules,
         warnings=sample_size_warnings(exclusions, min_participants),
     )

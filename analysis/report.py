@@ -23,6 +23,7 @@ from analysis.exclusions import REASONS
 from analysis.figures import FIGURE5_INTERVALS, figure5_model, plot_accuracy, plot_caterpillar, plot_log_odds
 from analysis.models import FitResult
 from analysis.pipeline import Analysis
+from analysis.ordinal import ORDINAL_FORMULA, ordinal_coefficients, ordinal_verdict
 from analysis.units import extreme_units, unit_effects
 from analysis.secondary import LOG_RT_FORMULA, log_rt_fixed_effects, log_rt_verdict
 from analysis.render import Block, format_p, render_html, render_markdown
@@ -301,6 +302,21 @@ def report_blocks(
             ("table", log_rt_fixed_effects(log_rt)),
             ("table", log_rt.varcorr),
         ]
+    if analysis.confidence is not None:
+        confidence = analysis.confidence
+        sds = ", ".join(f"{group} {sd:.3f}" for group, sd in confidence.sd.items())
+        blocks += [
+            ("h2", "Secondary outcome: confidence ratings"),
+            ("p", f"`{ORDINAL_FORMULA}`, a cumulative-logit mixed model (as R's `ordinal::clmm`, Laplace) on the "
+                  "trials of the primary model: logit P(rating <= j) = threshold_j - eta, so a contrast is a log "
+                  "cumulative odds ratio of a higher rating (x 1.5: the odds of rating above any level are 1.5 "
+                  "times as high). 95% Wald intervals unadjusted and Bonferroni-adjusted within each family; Holm's "
+                  f"p within it (`confidence_contrasts.csv`). Random-intercept SDs (point estimates): {sds}; "
+                  f"log-likelihood {confidence.loglik:.2f}"
+                  + ("" if confidence.converged else "; THE FIT DID NOT CONVERGE: " + confidence.message) + "."),
+            ("list", [ordinal_verdict(row) for row in analysis.confidence_contrasts.itertuples(index=False)]),
+            ("table", ordinal_coefficients(confidence)),
+        ]
     if len(analysis.simple_effects):
         blocks += [
             ("h2", "Simple effects per network"),
@@ -350,6 +366,9 @@ def write_report(
         tables["log_rt_fixed_effects.csv"] = log_rt_fixed_effects(analysis.log_rt)
         tables["log_rt_contrasts.csv"] = analysis.log_rt_contrasts
         tables["log_rt_random_effects.csv"] = analysis.log_rt.varcorr
+    if analysis.confidence is not None:
+        tables["confidence_coefficients.csv"] = ordinal_coefficients(analysis.confidence)
+        tables["confidence_contrasts.csv"] = analysis.confidence_contrasts
     written = []
     for name, table in tables.items():
         table.to_csv(out / name, index=False)

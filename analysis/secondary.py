@@ -67,13 +67,14 @@ def log_rt_fixed_effects(fit: LogRtFit, level: float = 0.95) -> pd.DataFrame:
     return table
 
 
-def log_rt_contrasts(fit: LogRtFit, declared: list[Contrast], level: float = 0.95) -> pd.DataFrame:
-    """The declared contrasts on log RT: estimate, Wald intervals (unadjusted and Bonferroni), z, p, p_holm,
-    and the RT ratio with its unadjusted interval."""
-    L = np.array([marginal_row(fit.design, c.factor, c.level) - marginal_row(fit.design, c.factor, c.versus)
+def wald_contrasts(design: Design, beta: np.ndarray, vcov: np.ndarray, declared: list[Contrast],
+                   level: float = 0.95) -> pd.DataFrame:
+    """The declared contrasts of a linear predictor (``beta`` over ``design``'s terms): estimate, Wald
+    intervals (unadjusted and Bonferroni), z, p, p_holm, and exp(estimate) with its unadjusted interval."""
+    L = np.array([marginal_row(design, c.factor, c.level) - marginal_row(design, c.factor, c.versus)
                   for c in declared])
-    estimate = L @ fit.beta
-    se = np.sqrt(np.einsum("ij,jk,ik->i", L, fit.vcov, L))
+    estimate = L @ beta
+    se = np.sqrt(np.einsum("ij,jk,ik->i", L, vcov, L))
     q = float(stats.norm.ppf(0.5 + level / 2))
     table = pd.DataFrame({"contrast": [c.label for c in declared], "family": [c.family for c in declared],
                           "estimate": estimate, "se": se, "ci_lower": estimate - q * se,
@@ -87,14 +88,24 @@ def log_rt_contrasts(fit: LogRtFit, declared: list[Contrast], level: float = 0.9
     return table
 
 
-def log_rt_verdict(row) -> str:
-    """One line per contrast, adjustments named, as ``report.verdict`` for accuracy."""
+def log_rt_contrasts(fit: LogRtFit, declared: list[Contrast], level: float = 0.95) -> pd.DataFrame:
+    """The declared contrasts on log RT; ``ratio``: how many times as long."""
+    return wald_contrasts(fit.design, fit.beta, fit.vcov, declared, level)
+
+
+def ratio_verdict(row, ratio: str, scale: str) -> str:
+    """One line per contrast of a secondary outcome, adjustments named, as ``report.verdict`` for accuracy:
+    ``ratio`` names exp(estimate) (``RT x``), ``scale`` the estimate's scale (``log RT``)."""
     if row.family_size > 1:
         adjusted = (f", [{row.ci_lower_adj:.3f}, {row.ci_upper_adj:.3f}] {ADJUSTMENT}-adjusted for "
                     f"{row.family_size} tests")
         holm_text = f"p_holm = {format_p(row.p_holm)} (Holm over the {row.family_size} tests of family {row.family})"
     else:
         adjusted, holm_text = "", f"the only test of family {row.family}: no adjustment"
-    return (f"{row.contrast}: RT x {row.ratio:.3f}, 95% Wald CI [{row.ratio_lower:.3f}, {row.ratio_upper:.3f}] "
-            f"unadjusted (log RT {row.estimate:+.3f}, [{row.ci_lower:.3f}, {row.ci_upper:.3f}] unadjusted{adjusted}); "
+    return (f"{row.contrast}: {ratio} {row.ratio:.3f}, 95% Wald CI [{row.ratio_lower:.3f}, {row.ratio_upper:.3f}] "
+            f"unadjusted ({scale} {row.estimate:+.3f}, [{row.ci_lower:.3f}, {row.ci_upper:.3f}] unadjusted{adjusted}); "
             f"p = {format_p(row.p)} (Wald z, unadjusted), {holm_text}")
+
+
+def log_rt_verdict(row) -> str:
+    return ratio_verdict(row, "RT x", "log RT")

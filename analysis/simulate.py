@@ -56,6 +56,7 @@ class GenerativeModel:
     rt_median_ms: float = 3000.0
     participant_rt_sd: float = 0.3  # SD of a participant's log-RT shift (some are faster throughout)
     unit_rt_sd: float = 0.15  # SD of a unit's log-RT shift (some query pairs take longer)
+    participant_confidence_sd: float = 0.8  # SD of a participant's shift toward higher ratings (cumulative logit)
 
     @property
     def conditions(self) -> list[str]:
@@ -96,6 +97,7 @@ class SimulatedParticipant:
     practice_flagged: bool = False  # still wrong in the last round (the server's practice_flagged)
     speed: float = 0.0  # log-RT shift: negative = faster throughout
     network_shifts: dict[str, float] = field(default_factory=dict)  # log-odds shift per network (a random slope)
+    confidence_bias: float = 0.0  # cumulative-logit shift toward higher confidence ratings
 
 
 def draw_participants(
@@ -111,6 +113,7 @@ def draw_participants(
     child = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
     speeds = child.normal(0.0, model.participant_rt_sd, n)
     shifts = child.normal(0.0, model.participant_network_sd, (n, len(model.networks)))
+    biases = child.normal(0.0, model.participant_confidence_sd, n)
     n_trials = model.practice_trials + len(model.networks) * model.main_trials_per_network + model.catch_trials
     for i, condition in enumerate(order[:n]):
         attentive = rng.random() >= model.p_inattentive
@@ -136,6 +139,7 @@ def draw_participants(
                 practice_flagged=flagged,
                 speed=float(speeds[i]),
                 network_shifts=dict(zip(model.networks, shifts[i].tolist())),
+                confidence_bias=float(biases[i]),
             )
         )
     return participants
@@ -189,11 +193,21 @@ def answer(
     else:
         chosen = correct_side if rng.random() < p_correct(model, participant, trial_kind, network, unit_re) else other
     correct = chosen == correct_side
-    confidence = int(rng.choice([1, 2, 3], p=[0.2, 0.35, 0.45] if correct else [0.45, 0.35, 0.2]))
+    confidence = int(rng.choice([1, 2, 3], p=confidence_probabilities(correct, participant.confidence_bias)))
     fast = participant.one_side is not None or not participant.attentive
     median = model.rt_median_ms * (0.4 if fast else 1.0) * np.exp(participant.speed + unit_rt)
     rt_ms = float(np.exp(rng.normal(np.log(median), 0.4)))
     return {"chosen_side": chosen, "correct": int(correct), "confidence": confidence, "rt_ms": round(rt_ms)}
+
+
+CONFIDENCE_THRESHOLDS = (-0.79, 0.79)  # with eta = +-0.59: ratings 1-3 of 20/35/45% when correct, reversed when wrong
+
+
+def confidence_probabilities(correct: bool, bias: float) -> np.ndarray:
+    """P(rating 1, 2, 3) of a cumulative-logit model: logit P(rating <= j) = threshold_j - eta."""
+    eta = (0.59 if correct else -0.59) + bias
+    cumulative = 1.0 / (1.0 + np.exp(-(np.array(CONFIDENCE_THRESHOLDS) - eta)))
+    return np.diff(np.r_[0.0, cumulative, 1.0])
 
 
 def unit_keys(model: GenerativeModel, network: str) -> list[tuple[str, int]]:

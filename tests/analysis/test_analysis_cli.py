@@ -16,7 +16,7 @@ REPORT_FILES = [
     "fast_trials.csv", "trial_summary.csv", "participants.csv", "cell_predictions.csv", "marginal_predictions.csv",
     "random_effects.csv", "icc.csv", "lrt.csv", "fit_warnings.csv", "vcov.csv", "accuracy.png", "accuracy.svg",
     "log_odds.png", "log_odds.svg", "chance.csv", "sensitivity.csv", "log_rt_contrasts.csv", "log_rt_fixed_effects.csv",
-    "log_rt_random_effects.csv", "unit_effects.csv", "units.png", "units.svg", "report.md", "report.html",
+    "log_rt_random_effects.csv", "confidence_contrasts.csv", "confidence_coefficients.csv", "unit_effects.csv", "units.png", "units.svg", "report.md", "report.html",
 ]
 
 
@@ -44,7 +44,7 @@ def test_analyze_writes_every_report_file(tmp_path):
     assert not (out / "simple_effects.csv").exists()  # additive model: no simple effects
     html = (out / "report.html").read_text()
     md_tables = sum(line.startswith("|---") for line in report.splitlines())
-    assert html.startswith("<!doctype html>") and html.count("<table>") == md_tables == 17
+    assert html.startswith("<!doctype html>") and html.count("<table>") == md_tables == 18
     assert '<img src="log_odds.png"' in html and "<code>correct ~ condition" in html
 
 

@@ -77,3 +77,53 @@ def test_log_rt_contrasts_carry_ratios_and_their_adjustments(analysis):
     assert line.endswith("the only test of family conditions: no adjustment")
     table = log_rt_fixed_effects(analysis.log_rt).set_index("term")
     assert np.isnan(table.loc["(Intercept)", "ratio"]) and table.loc["condition[maco]", "ratio"] > 0
+
+
+CLMM_SCRIPT = r"""
+suppressPackageStartupMessages(library(ordinal))
+args <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(args[1])
+d$condition <- factor(d$condition, levels = c("olah", "maco", "maco_mask", "none"))  # the analysis's order
+d$network <- factor(d$network, levels = c("resnet50", "vgg16", "vit_b16"))
+m <- clmm(factor(confidence) ~ condition + network + (1 | participant) + (1 | unit), data = d, link = "logit",
+          Hess = TRUE, nAGQ = 1)
+# MACO vs Olah, and vit_b16 vs vgg16, on eta (thresholds first in coef)
+L <- rbind(c(0, 0, 1, 0, 0, 0, 0), c(0, 0, 0, 0, 0, -1, 1))
+V <- vcov(m)[1:7, 1:7]
+out <- rbind(data.frame(what = "coef", value = coef(m)),
+             data.frame(what = "se", value = sqrt(diag(V))),
+             data.frame(what = "contrast", value = L %*% coef(m)),
+             data.frame(what = "contrast_se", value = sqrt(diag(L %*% V %*% t(L)))),
+             data.frame(what = "sd", value = sort(sapply(VarCorr(m), function(v) attr(v, "stddev")))),
+             data.frame(what = "loglik", value = as.numeric(logLik(m))))
+write.csv(out, args[2], row.names = FALSE)
+"""
+
+
+def test_confidence_model_equals_ordinal_clmm(small_model, rscript, tmp_path):
+    """Confidence (1-3) as a cumulative-logit mixed model: thresholds, effects, SEs, SDs, log-likelihood and
+    contrasts as R's ordinal::clmm (Laplace), on data whose participants differ in how confident they are."""
+    analysis = run_analysis(validate_export(simulate_export(small_model, n_participants=24, seed=71)), lrt=False,
+                            sensitivity=False, contrasts=["maco_vs_olah", "network: vit_b16 vs vgg16"])
+    data, script, out = tmp_path / "data.csv", tmp_path / "clmm.R", tmp_path / "out.csv"
+    analysis.rows[["confidence", "participant_id", "unit", "condition", "network"]].rename(
+        columns={"participant_id": "participant"}).to_csv(data, index=False)
+    script.write_text(CLMM_SCRIPT)
+    done = subprocess.run([rscript, "--vanilla", str(script), str(data), str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    r = pd.read_csv(out)
+
+    def values(what: str) -> np.ndarray:
+        return r.loc[r["what"] == what, "value"].to_numpy()
+
+    fit = analysis.confidence
+    assert fit.converged and fit.levels == [1, 2, 3]
+    np.testing.assert_allclose(np.r_[fit.thresholds, fit.beta], values("coef"), atol=1e-3)
+    np.testing.assert_allclose(np.sqrt(np.diag(fit.vcov)), values("se"), atol=1e-3)
+    np.testing.assert_allclose(sorted(fit.sd.values()), values("sd"), atol=1e-3)  # clmm's VarCorr names are unordered
+    assert fit.sd["participant"] > 0.3  # the simulated participants' confidence bias (SD 0.8)
+    assert fit.loglik == pytest.approx(values("loglik")[0], abs=1e-3)
+    contrasts = analysis.confidence_contrasts.set_index("contrast")
+    np.testing.assert_allclose(contrasts["estimate"], values("contrast"), atol=1e-3)
+    np.testing.assert_allclose(contrasts["se"], values("contrast_se"), atol=1e-3)
+    assert contrasts.loc["MACO vs Olah", "ratio"] == pytest.approx(np.exp(contrasts.loc["MACO vs Olah", "estimate"]))
