@@ -152,7 +152,7 @@ NETWORK_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab
 def plot_caterpillar(units: pd.DataFrame, stem: Path) -> list[Path]:
     """The units' conditional modes (log-odds), sorted, +-1.96 conditional SD, one colour per network."""
     ordered = units.sort_values("mode").reset_index(drop=True)
-    networks = list(dict.fromkeys(units["network"]))
+    networks = sorted(set(units["network"]))  # the same colour for a network in every report
     fig = Figure(figsize=(6.5, 1.2 + 0.16 * len(ordered)))
     ax = fig.subplots()
     ax.axvline(0.0, color="grey", lw=0.8, ls="--")
