@@ -1,7 +1,7 @@
 """``maco-study analyze`` and ``maco-study power``."""
 from __future__ import annotations
 
-from study_protocol.study import REFERENCE_NETWORK, TRANSFORMER_NETWORK
+from study_protocol.study import CONDITIONS, REFERENCE_NETWORK, TRANSFORMER_NETWORK
 
 from pathlib import Path
 
@@ -9,6 +9,7 @@ import click
 
 from analysis.contrasts import CATALOGUE, PAPER_SET
 from analysis.exclusions import ExclusionRules
+from analysis.intervals import BOOTSTRAP_SAMPLES, CI_METHODS
 from analysis.models import ENGINES, PRIORS, ModelSpec
 from analysis.pipeline import MIN_PARTICIPANTS_PER_CONDITION
 
@@ -35,11 +36,13 @@ def _levels(text: str | None) -> list[str] | None:
 @click.option("--slope-correlations/--no-slope-correlations", default=True, show_default=True,
               help="With --random-slopes: --no-slope-correlations fits (1 + condition||unit), the first "
               "simplification of a singular maximal model.")
+@click.option("--participant-slopes/--no-participant-slopes", default=False, show_default=True,
+              help="Fit (1 + network|participant): each participant's own differences between networks.")
 @click.option("--prior", type=click.Choice(PRIORS), default="none", show_default=True,
               help="normal: weakly informative normal prior on the fixed effects (blme's bglmer), "
               "the remedy for separation.")
 @click.option("--conditions", default=None, help="Comma-separated conditions that must all have data "
-              "(default: those in the export).")
+              f"(default: those in the export, each one of the study's: {', '.join(CONDITIONS)}).")
 @click.option("--networks", default=None, help="Comma-separated networks that must all have data "
               "(default: those in the export).")
 @click.option("--vit", default=TRANSFORMER_NETWORK, show_default=True, help="The network compared with each CNN (vit_vs_cnns).")
@@ -47,6 +50,14 @@ def _levels(text: str | None) -> list[str] | None:
               help=f"A contrast to test (repeatable): a name ({', '.join(CATALOGUE)}) or e.g. "
                    "'condition: MACO vs Olah'; contrasts with one FAMILY share a Holm correction (default: "
                    f"condition and network contrasts apart). Default: {', '.join(PAPER_SET)}.")
+@click.option("--ci", type=click.Choice(CI_METHODS), default="wald", show_default=True,
+              help="Intervals of the contrasts: wald, profile (likelihood profile) or bootstrap (parametric); "
+              "the last two need the additive model with random intercepts and the mixedlm engine.")
+@click.option("--bootstrap-samples", type=click.IntRange(min=20), default=BOOTSTRAP_SAMPLES, show_default=True,
+              help="Refits of simulated studies for --ci bootstrap.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --ci bootstrap's simulations.")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Processes refitting in parallel for --ci bootstrap.")
 @click.option("--allow-unconverged", is_flag=True,
               help="Exit 0 even when the fit did not converge or has problems (separation, a failed LRT).")
 @click.option("--min-participants", type=int, default=MIN_PARTICIPANTS_PER_CONDITION, show_default=True,
@@ -57,7 +68,8 @@ def _levels(text: str | None) -> list[str] | None:
 @click.option("--min-instruction-s", type=float, default=DEFAULT_RULES.min_instruction_s, show_default=True)
 @click.option("--min-total-s", type=float, default=DEFAULT_RULES.min_total_s, show_default=True)
 @click.option("--max-total-s", type=float, default=DEFAULT_RULES.max_total_s, show_default=True)
-@click.option("--max-practice-rounds", type=int, default=DEFAULT_RULES.max_practice_rounds, show_default=True)
+@click.option("--practice-check/--no-practice-check", default=DEFAULT_RULES.exclude_practice_flagged,
+              show_default=True, help="Exclude participants still wrong in the last practice round (practice_flagged).")
 @click.option("--side-check/--no-side-check", default=True, show_default=True,
               help="Exclude participants who answered on one side only.")
 @click.option("--min-window-width", type=int, default=DEFAULT_RULES.min_window_width, show_default=True,
@@ -65,9 +77,10 @@ def _levels(text: str | None) -> list[str] | None:
 @click.option("--min-window-height", type=int, default=DEFAULT_RULES.min_window_height, show_default=True,
               help="Exclude participants with an answer given in a lower browser window (CSS px).")
 def analyze(responses, out, engine, query, ref_condition, ref_network, interaction, random_slopes,
-            slope_correlations, prior, conditions, networks, vit, contrasts, allow_unconverged, min_participants,
-            min_rt_ms, min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, max_practice_rounds,
-            side_check, min_window_width, min_window_height):
+            slope_correlations, participant_slopes, prior, conditions, networks, vit, contrasts, ci, bootstrap_samples, seed, jobs,
+            allow_unconverged, min_participants,
+            min_rt_ms, min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, practice_check, side_check,
+            min_window_width, min_window_height):
     """Analyse an export (CSV file or database URL) into a report folder.
 
     Writes fixed_effects.csv, contrasts.csv, descriptives.csv, exclusions.csv,
@@ -79,15 +92,18 @@ def analyze(responses, out, engine, query, ref_condition, ref_network, interacti
     from analysis.pipeline import run_analysis
     from analysis.report import file_sha256, trusted, verdict, write_report
 
-    rules = ExclusionRules(min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, side_check,
-                           max_practice_rounds, min_rt_ms, min_window_width, min_window_height)
+    rules = ExclusionRules(min_catch_accuracy=min_catch_accuracy, min_instruction_s=min_instruction_s,
+                           min_total_s=min_total_s, max_total_s=max_total_s, require_both_sides=side_check,
+                           exclude_practice_flagged=practice_check, min_rt_ms=min_rt_ms,
+                           min_window_width=min_window_width, min_window_height=min_window_height)
     spec = ModelSpec(ref_condition, ref_network, interaction, random_slopes=random_slopes,
-                     slope_correlations=slope_correlations, prior=prior)
+                     slope_correlations=slope_correlations, prior=prior, participant_slopes=participant_slopes)
     try:
         df = load_export(responses, query=query)
         analysis = run_analysis(df, spec=spec, engine=engine, rules=rules, conditions=_levels(conditions),
                                 networks=_levels(networks), vit=vit, contrasts=list(contrasts) or None,
-                                min_participants=min_participants)
+                                min_participants=min_participants, ci=ci, bootstrap_samples=bootstrap_samples,
+                                seed=seed, jobs=jobs)
     except (ExportError, EngineError, ValueError) as error:
         raise click.ClickException(str(error)) from error
     for warning in analysis.warnings:
@@ -117,13 +133,19 @@ def analyze(responses, out, engine, query, ref_condition, ref_network, interacti
 @click.option("--participant-sd", type=float, default=None, help="Random-intercept SD of participants.")
 @click.option("--unit-sd", type=float, default=None, help="Random-intercept SD of units.")
 @click.option("--trials-per-network", type=int, default=None, help="Main trials per network and participant.")
+@click.option("--p-inattentive", type=click.FloatRange(0, 1), default=None,
+              help="Share of participants answering at chance (they fail the catch trials; default: the simulator's).")
+@click.option("--p-dropout", type=click.FloatRange(0, 1), default=None,
+              help="Share of participants leaving before the end (excluded; default: the simulator's).")
 @click.option("--alpha", type=float, default=0.05, show_default=True)
 @click.option("--engine", type=click.Choice(ENGINES), default="mixedlm", show_default=True)
-@click.option("--jobs", type=int, default=1, show_default=True, help="Processes fitting in parallel.")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Processes fitting in parallel (this machine's two cores by default).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("power"),
               show_default=True, help="Folder for power.csv and the power curve.")
-def power(participants, reps, effect, participant_sd, unit_sd, trials_per_network, alpha, engine, jobs, seed, out):
+def power(participants, reps, effect, participant_sd, unit_sd, trials_per_network, p_inattentive, p_dropout, alpha,
+          engine, jobs, seed, out):
     """Estimate the power to detect MACO vs Olah by simulating whole studies."""
     from dataclasses import replace
 
@@ -138,7 +160,8 @@ def power(participants, reps, effect, participant_sd, unit_sd, trials_per_networ
     model = GenerativeModel()
     if effect is not None:
         model = model.with_effect("maco", model.condition_effects["olah"] + effect)
-    changes = {"participant_sd": participant_sd, "unit_sd": unit_sd, "main_trials_per_network": trials_per_network}
+    changes = {"participant_sd": participant_sd, "unit_sd": unit_sd, "main_trials_per_network": trials_per_network,
+               "p_inattentive": p_inattentive, "p_dropout": p_dropout}
     model = replace(model, **{k: v for k, v in changes.items() if v is not None})
     with click.progressbar(length=len(counts) * reps, label="simulated studies") as bar:
         table = power_curve(model, counts, reps=reps, alpha=alpha, seed=seed, engine=engine, jobs=jobs,

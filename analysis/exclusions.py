@@ -37,6 +37,7 @@ def participant_table(df: pd.DataFrame, rules: ExclusionRules = ExclusionRules()
         instruction_ms=("instruction_ms", "first"),
         total_ms=("total_ms", "first"),
         practice_rounds=("practice_rounds", "first"),
+        practice_flagged=("practice_flagged", "first"),
     )
     main = df[kind.eq("main")].groupby("participant_id")
     catch = df[kind.eq("catch")].groupby("participant_id")["correct"]
@@ -60,7 +61,7 @@ def participant_table(df: pd.DataFrame, rules: ExclusionRules = ExclusionRules()
     people["fail_instructions"] = ~(people["instruction_ms"] / 1000.0 >= rules.min_instruction_s)
     people["fail_total_time"] = total_s.notna() & ~total_s.between(rules.min_total_s, rules.max_total_s)
     people["fail_sides"] = rules.require_both_sides & (people["sides_used"] < 2)
-    people["fail_practice"] = people["practice_rounds"].astype(float) > rules.max_practice_rounds
+    people["fail_practice"] = rules.exclude_practice_flagged & people["practice_flagged"].astype(int).eq(1)
     people["fail_window"] = people["small_window_answers"] > 0
     fails = [f"fail_{key}" for key in REASONS]
     people[fails] = people[fails].astype(bool)

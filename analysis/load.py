@@ -123,6 +123,7 @@ def validate_export(raw: pd.DataFrame) -> pd.DataFrame:
         empty = main & df[column].eq("")
         if empty.any():
             raise _bad(column, empty, raw[column], "are empty on main trials")
+    _check_units_unique_per_network(df[main])
     duplicated = df.duplicated(["participant_id", "trial_index"], keep=False)
     if duplicated.any():
         raise _bad("trial_index", duplicated, raw["trial_index"], "repeat within a participant")
@@ -136,6 +137,20 @@ def validate_export(raw: pd.DataFrame) -> pd.DataFrame:
                 f"{len(varying)} participant(s), e.g. {list(varying.index[:3])}"
             )
     return df
+
+
+def _check_units_unique_per_network(main: pd.DataFrame) -> None:
+    """A unit key names one unit of one network (``<network>:<class_index>``): a key under two networks
+    (class numbers shared across networks) would merge different units into one random effect."""
+    networks = main.groupby("unit")["network"].unique()
+    shared = networks[networks.map(len) > 1]
+    if len(shared):
+        shown = "; ".join(f"{unit!r} in {', '.join(sorted(nets))}" for unit, nets in shared.head(5).items())
+        raise ExportError(
+            f"column 'unit': {len(shared)} unit key(s) appear under more than one network ({shown}); a unit key "
+            "must name one unit of one network, as `<network>:<class_index>` does (docs/export.md), or units of "
+            "different networks would be merged into one"
+        )
 
 
 def _check_one_answer_per_query(df: pd.DataFrame) -> None:
@@ -170,3 +185,27 @@ def check_levels(rows: pd.DataFrame, column: str, expected: list[str], where: st
             f"column {column!r}: level(s) {', '.join(unknown)} are not among the expected "
             f"{', '.join(expected)}"
         )
+
+
+def check_study_conditions(df: pd.DataFrame, study_conditions: tuple[str, ...] | list[str]) -> None:
+    """Every condition label of the export is one of the study's (the codebook's ``condition`` values).
+
+    A relabelled group (``None`` for ``none``) would otherwise become a level of its own and silently
+    halve the group a contrast compares.
+    """
+    labels = df.groupby("condition")["participant_id"].nunique()
+    unknown = [label for label in labels.index if label not in study_conditions]
+    if not unknown:
+        return
+    lowered = {c.lower(): c for c in study_conditions}
+
+    def shown(label: str) -> str:
+        hint = f", did you mean {lowered[label.lower()]!r}?" if label.lower() in lowered else ""
+        count = int(labels[label])
+        return f"{label!r} ({count} participant{'s' * (count > 1)}{hint})"
+
+    raise ExportError(
+        f"column 'condition': {', '.join(shown(label) for label in unknown)} not among the study's conditions "
+        f"({', '.join(study_conditions)}; docs/export.md); correct the export, or name the conditions to "
+        "analyse with --conditions"
+    )

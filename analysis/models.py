@@ -56,6 +56,17 @@ class ModelSpec:
     random_slopes: bool = False  # (1 + condition|unit): Barr et al.'s (2013) maximal model for condition
     slope_correlations: bool = True  # False: (1 + condition||unit), the first simplification
     prior: str = "none"  # "normal": blme's weakly informative normal prior on the fixed effects
+    participant_slopes: bool = False  # (1 + network|participant): each participant's own network differences
+
+    @property
+    def participant_term(self) -> str:
+        return "(1 + network|participant)" if self.participant_slopes else "(1|participant)"
+
+    @property
+    def intercepts_only(self) -> bool:
+        """Random intercepts alone: a pairwise contrast is then a merge of two levels, and the profile and
+        bootstrap intervals apply."""
+        return not (self.random_slopes or self.participant_slopes)
 
     @property
     def unit_term(self) -> str:
@@ -66,7 +77,7 @@ class ModelSpec:
     @property
     def formula(self) -> str:
         fixed = "condition + network" + (" + condition:network" if self.interaction else "")
-        return f"correct ~ {fixed} + (1|participant) + {self.unit_term}"
+        return f"correct ~ {fixed} + {self.participant_term} + {self.unit_term}"
 
 
 @dataclass
@@ -82,6 +93,9 @@ class Design:
     blocks: dict[str, list[str]]  # "condition" / "network" / "condition:network" -> columns
     # per column after the intercept: the (condition, network) it indicates; None = any
     levels: list[tuple[str | None, str | None]]
+    # the frame's condition:network dummies, in the main model only with ``spec.interaction``; an additive
+    # model still fits them once, for the interaction's LRT
+    interaction_columns: list[str] = field(default_factory=list)
 
     def row(self, condition: str, network: str) -> np.ndarray:
         """The design row of one cell (population level, random effects at zero)."""
@@ -114,29 +128,32 @@ def build_design(rows: pd.DataFrame, spec: ModelSpec, conditions: list[str], net
     )
     terms, columns, levels = [INTERCEPT], [INTERCEPT], []
     blocks: dict[str, list[str]] = {"condition": [], "network": []}
+    interaction_columns: list[str] = []
 
-    def add(term: str, block: str, condition: str | None, network: str | None) -> None:
-        column = f"x{len(columns)}"
+    def add(term: str, block: str, condition: str | None, network: str | None, in_model: bool = True) -> None:
+        column = f"x{len(columns) + len(interaction_columns) * (not in_model)}"
         values = np.ones(len(rows), dtype=bool)
         if condition is not None:
             values &= rows["condition"].eq(condition).to_numpy()
         if network is not None:
             values &= rows["network"].eq(network).to_numpy()
         frame[column] = values.astype(float)
-        terms.append(term)
-        columns.append(column)
-        levels.append((condition, network))
-        blocks.setdefault(block, []).append(column)
+        if block == "condition:network":
+            interaction_columns.append(column)
+        if in_model:
+            terms.append(term)
+            columns.append(column)
+            levels.append((condition, network))
+            blocks.setdefault(block, []).append(column)
 
     for c in conditions[1:]:
         add(f"condition[{c}]", "condition", c, None)
     for n in networks[1:]:
         add(f"network[{n}]", "network", None, n)
-    if spec.interaction:
-        for c in conditions[1:]:
-            for n in networks[1:]:
-                add(f"condition[{c}]:network[{n}]", "condition:network", c, n)
-    return Design(frame, spec, conditions, networks, terms, columns, blocks, levels)
+    for c in conditions[1:]:
+        for n in networks[1:]:
+            add(f"condition[{c}]:network[{n}]", "condition:network", c, n, in_model=spec.interaction)
+    return Design(frame, spec, conditions, networks, terms, columns, blocks, levels, interaction_columns)
 
 
 # ---------------------------------------------------------------- results
@@ -161,6 +178,7 @@ class FitResult:
     warnings: list[FitWarning] = field(default_factory=list)  # the diagnosis, every fitted model
     # lme4's as.data.frame(VarCorr()) with readable terms: group, var1, var2 ("" = an SD), sdcor
     varcorr: pd.DataFrame | None = None
+    ranef: pd.DataFrame | None = None  # the engine's conditional modes (EngineFit.ranef), terms readable
 
     @property
     def terms(self) -> list[str]:
@@ -188,9 +206,19 @@ class FitResult:
         terms = None if weights is None else {t for t, w in zip(self.terms, weights) if w != 0}
         return warning_label(self.warnings, ("full",), terms)
 
+    def trusts(self, terms: set[str]) -> bool:
+        """Converged, and no problem of the main model touches ``terms`` (a note does not void them)."""
+        return self.converged and not any(w.concerns("full", terms) for w in self.problems)
+
+    def prior_regularised(self, terms: set[str]) -> bool:
+        """Whether an estimate on ``terms`` is finite only through the prior (a prior fit's separation note)."""
+        return any(w.kind == "separation" and w.severity == "note" and w.concerns("full", terms)
+                   for w in self.warnings)
+
     def fixed_effects(self, level: float = 0.95) -> pd.DataFrame:
         """Estimate, SE, Wald interval, z and p per term, odds ratios, and whether to trust them."""
         table = wald_table(self.terms, self.beta, self.se, level).rename(columns={"name": "term"})
+        table["prior_regularised"] = [self.prior_regularised({t}) for t in self.terms]
         table["converged"] = self.converged
         table["warning"] = [self.warning_for(np.eye(len(self.terms))[i]) for i in range(len(self.terms))]
         return table
@@ -233,8 +261,10 @@ def wald_table(names: list[str], estimate: np.ndarray, se: np.ndarray, level: fl
 def _models(design: Design, lrt: bool) -> tuple[dict[str, list[str]], list[tuple[str, str, str]]]:
     """The fixed columns of each model to fit, and the LRTs as (term, bigger model, smaller model).
 
-    LRTs: condition and network each dropped from the additive model, and, when
-    the design has it, the interaction dropped from the full model.
+    LRTs: condition and network each dropped from the additive model, and the
+    interaction (the paper's question whether a method helps less on some network)
+    added to it: the full model when it has the interaction, else a model fitted
+    for this test alone.
     """
     additive = design.blocks["condition"] + design.blocks["network"]
     interaction = bool(design.blocks.get("condition:network"))
@@ -246,8 +276,10 @@ def _models(design: Design, lrt: bool) -> tuple[dict[str, list[str]], list[tuple
         for block in ("condition", "network"):
             formulas[f"no_{block}"] = [c for c in additive if c not in design.blocks[block]]
             tests.append((block, base, f"no_{block}"))
-        if interaction:
-            tests.append(("condition:network", "full", "additive"))
+        if design.interaction_columns:  # none when a factor has one level
+            bigger = "full" if interaction else "interaction"
+            formulas[bigger] = additive + design.interaction_columns
+            tests.append(("condition:network", bigger, base))
     return formulas, tests
 
 
@@ -259,7 +291,8 @@ def fit_model(design: Design, engine: str = "mixedlm", lrt: bool = True) -> FitR
         raise ValueError(f"unknown prior {design.spec.prior!r}; choose one of {', '.join(PRIORS)}")
     prior = NormalPrior() if design.spec.prior == "normal" else None
     random = RandomEffects(tuple(design.blocks["condition"]) if design.spec.random_slopes else (),
-                           design.spec.slope_correlations)
+                           design.spec.slope_correlations,
+                           tuple(design.blocks["network"]) if design.spec.participant_slopes else ())
     formulas, tests = _models(design, lrt)
     start = time.perf_counter()
     fits, versions = fit_engine(engine, design.frame, formulas, {"full"}, random, prior)
@@ -271,8 +304,9 @@ def fit_model(design: Design, engine: str = "mixedlm", lrt: bool = True) -> FitR
         holding = tuple(name for name, cols in formulas.items() if columns & {INTERCEPT, *cols})
         found.append(replace(warning, models=holding))
     found += separation_in_estimates(design.terms, main.beta, np.sqrt(np.diag(main.vcov)))
-    if design.spec.random_slopes and main.singular:
-        found.append(FitWarning("singular", f"the random slopes {design.spec.unit_term} "
+    if not design.spec.intercepts_only and main.singular:
+        slopes = " and ".join(term for term in (design.spec.participant_term, design.spec.unit_term) if "+" in term)
+        found.append(FitWarning("singular", f"the random slopes {slopes} "
                                 "give a singular fit: some variance or correlation is at its boundary, the data "
                                 "cannot support it; " + SIMPLIFY, "note"))
     rows = []
@@ -291,5 +325,39 @@ def fit_model(design: Design, engine: str = "mixedlm", lrt: bool = True) -> FitR
         vcov_method=main.vcov_method + ("; the deviance includes the normal prior (as blme::bglmer)" if prior else ""),
         re_sd=main.re_sd, loglik=main.loglik, converged=main.converged,
         singular=main.singular, messages=messages, lrt=lrt_table, fit_s=elapsed, engine_versions=versions,
-        warnings=found, varcorr=varcorr,
+        warnings=found, varcorr=varcorr, ranef=None if main.ranef is None else main.ranef.replace({"term": names}),
     )
+
+
+# so wide it only keeps a separated estimate finite (near 17 log-odds for a few hundred trials), where the
+# log-likelihood is within ~1e-5 of the supremum a maximum-likelihood fit only approaches: both engines then
+# stop at the same place, where an unpenalised optimiser stops wherever its tolerance says
+SUPREMUM_PRIOR = NormalPrior(sd_intercept=1e3, sd=1e3)
+
+
+def contrast_lrt(fit: FitResult, factor: str, level: str, versus: str) -> dict | None:
+    """The likelihood-ratio test of ``level`` = ``versus`` (one factor), from maximum-likelihood fits:
+    ``diagnostics.likelihood_ratio``'s row (chisq, df, p, both log-likelihoods).
+
+    The constrained model merges the two levels (one dummy for both, or none when ``versus`` or
+    ``level`` is the reference): in an additive model without random slopes that is exactly the
+    contrast set to 0. Both models are fitted for their likelihood, not under the study's prior: under
+    separation the likelihood stays bounded while the estimate runs away, so the LRT stays valid where
+    the Wald p of a prior-regularised estimate is mostly the prior's (``SUPREMUM_PRIOR`` only keeps
+    the runaway estimate finite; the log-likelihoods compared exclude its density). None when the model has the interaction or
+    random slopes (the contrast is then not a merge of two levels) or a fit failed.
+    """
+    design = fit.design
+    if design.spec.interaction or not design.spec.intercepts_only:
+        return None
+    column = dict(zip(design.terms, design.columns))
+    merged = [column[term] for term in (f"{factor}[{level}]", f"{factor}[{versus}]") if term in column]
+    frame = design.frame.copy()
+    reduced = [c for c in design.columns[1:] if c not in merged]
+    if len(merged) == 2:
+        frame["x_merged"] = frame[merged[0]] + frame[merged[1]]
+        reduced.append("x_merged")
+    fits, _ = fit_engine(fit.engine, frame, {"full": design.columns[1:], "merged": reduced}, set(),
+                         RandomEffects(), SUPREMUM_PRIOR)
+    row, _ = likelihood_ratio(f"{factor}: {level} vs {versus}", "full", "merged", fits)
+    return None if np.isnan(row["p"]) else row

@@ -39,11 +39,17 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return float(lower), float(upper)
 
 
+def study_seeds(participants: int, reps: int, seed: int = 0) -> list[int]:
+    """The seeds of the ``reps`` simulated studies of one participant count (the benchmark's R loop reuses them)."""
+    return [int(np.random.SeedSequence([seed, participants, r]).generate_state(1)[0]) for r in range(reps)]
+
+
 def _one_study(task: tuple) -> dict:
     model, n, seed, engine, rules, spec = task
     df = validate_export(simulate_export(model, n, seed=seed))
     try:
-        analysis = run_analysis(df, spec=spec, engine=engine, rules=rules, lrt=False, contrasts=[CONTRAST])
+        analysis = run_analysis(df, spec=spec, engine=engine, rules=rules, lrt=False, contrasts=[CONTRAST],
+                                sensitivity=False, secondary=False)
     except Exception as error:  # noqa: BLE001 - a study that cannot be fitted counts as not detected
         return {"participants": n, "ok": False, "error": f"{type(error).__name__}: {error}"}
     row = analysis.contrasts.iloc[0]
@@ -78,11 +84,7 @@ def power_curve(
     """
     spec = ModelSpec()
     truth = model.condition_effects["maco"] - model.condition_effects["olah"]
-    tasks = [
-        (model, n, int(np.random.SeedSequence([seed, n, r]).generate_state(1)[0]), engine, rules, spec)
-        for n in participants
-        for r in range(reps)
-    ]
+    tasks = [(model, n, study_seed, engine, rules, spec) for n in participants for study_seed in study_seeds(n, reps, seed)]
     if jobs > 1:
         with ProcessPoolExecutor(jobs) as pool:
             results = []

@@ -31,6 +31,11 @@ def format_number(value) -> str:
     return str(value)
 
 
+def format_p(value: float) -> str:
+    """A p-value in a sentence: two significant digits, scientific below 1e-3."""
+    return f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}"
+
+
 def render_markdown(blocks: list[Block]) -> str:
     out = []
     for block in blocks:

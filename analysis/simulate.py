@@ -42,6 +42,7 @@ class GenerativeModel:
         default_factory=lambda: {"resnet50": 0.0, "vgg16": 0.2, "vit_b16": -0.3}
     )
     participant_sd: float = 0.5
+    participant_network_sd: float = 0.0  # SD of a participant's own shift per network (a random slope)
     unit_sd: float = 0.4
     units_per_network: int = 10
     main_trials_per_network: int = 18
@@ -53,6 +54,9 @@ class GenerativeModel:
     p_rushed_instructions: float = 0.03  # 3 to 12 s on the instructions
     p_dropout: float = 0.05  # leave before the end
     rt_median_ms: float = 3000.0
+    participant_rt_sd: float = 0.3  # SD of a participant's log-RT shift (some are faster throughout)
+    unit_rt_sd: float = 0.15  # SD of a unit's log-RT shift (some query pairs take longer)
+    participant_confidence_sd: float = 0.8  # SD of a participant's shift toward higher ratings (cumulative logit)
 
     @property
     def conditions(self) -> list[str]:
@@ -90,6 +94,10 @@ class SimulatedParticipant:
     drops_after: int | None  # answered trials (practice included) before leaving
     instruction_ms: float
     practice_rounds: int
+    practice_flagged: bool = False  # still wrong in the last round (the server's practice_flagged)
+    speed: float = 0.0  # log-RT shift: negative = faster throughout
+    network_shifts: dict[str, float] = field(default_factory=dict)  # log-odds shift per network (a random slope)
+    confidence_bias: float = 0.0  # cumulative-logit shift toward higher confidence ratings
 
 
 def draw_participants(
@@ -101,6 +109,11 @@ def draw_participants(
     while len(order) < n:
         order.extend(rng.permutation(conditions).tolist())
     participants = []
+    # from a child stream, so that the draws of everything else stay those of earlier versions
+    child = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+    speeds = child.normal(0.0, model.participant_rt_sd, n)
+    shifts = child.normal(0.0, model.participant_network_sd, (n, len(model.networks)))
+    biases = child.normal(0.0, model.participant_confidence_sd, n)
     n_trials = model.practice_trials + len(model.networks) * model.main_trials_per_network + model.catch_trials
     for i, condition in enumerate(order[:n]):
         attentive = rng.random() >= model.p_inattentive
@@ -111,6 +124,7 @@ def draw_participants(
             rng.uniform(3_000, 12_000) if rushed else float(np.exp(rng.normal(np.log(40_000), 0.4)))
         )
         rounds = int(rng.choice([1, 2, 3], p=[0.8, 0.15, 0.05] if attentive else [1 / 3] * 3))
+        flagged = not attentive and rounds == 3  # at chance, the last round failed too
         participants.append(
             SimulatedParticipant(
                 participant_id=f"{prefix}{i:05d}",
@@ -122,6 +136,10 @@ def draw_participants(
                 drops_after=drops_after,
                 instruction_ms=round(instruction_ms),
                 practice_rounds=rounds,
+                practice_flagged=flagged,
+                speed=float(speeds[i]),
+                network_shifts=dict(zip(model.networks, shifts[i].tolist())),
+                confidence_bias=float(biases[i]),
             )
         )
     return participants
@@ -131,6 +149,12 @@ def unit_effect(model: GenerativeModel, seed: int, network: str, unit: str) -> f
     """The random effect of a unit: fixed by (seed, network, unit), in any call order."""
     key = zlib.crc32(f"{network}\x00{unit}".encode())
     return float(np.random.default_rng([seed, key]).normal(0.0, model.unit_sd))
+
+
+def unit_rt_effect(model: GenerativeModel, seed: int, network: str, unit: str) -> float:
+    """The log-RT shift of a unit: fixed by (seed, network, unit), in any call order."""
+    key = zlib.crc32(f"{network}\x00{unit}".encode())
+    return float(np.random.default_rng([seed, key, 1]).normal(0.0, model.unit_rt_sd))
 
 
 def p_correct(
@@ -145,6 +169,7 @@ def p_correct(
         + model.condition_effects[participant.condition]
         + model.network_effects[network]
         + participant.ability
+        + participant.network_shifts.get(network, 0.0)
         + unit_re
     )
     return float(1.0 / (1.0 + np.exp(-eta)))
@@ -158,19 +183,31 @@ def answer(
     unit_re: float,
     correct_side: str,
     rng: np.random.Generator,
+    unit_rt: float = 0.0,
 ) -> dict:
-    """How the participant answers one trial: side, confidence (1-3) and reaction time."""
+    """How the participant answers one trial: side, confidence (1-3) and reaction time (log-normal around
+    the model's median, shifted by the participant's ``speed`` and the unit's ``unit_rt``)."""
     other = "left" if correct_side == "right" else "right"
     if participant.one_side is not None:
         chosen = participant.one_side
     else:
         chosen = correct_side if rng.random() < p_correct(model, participant, trial_kind, network, unit_re) else other
     correct = chosen == correct_side
-    confidence = int(rng.choice([1, 2, 3], p=[0.2, 0.35, 0.45] if correct else [0.45, 0.35, 0.2]))
+    confidence = int(rng.choice([1, 2, 3], p=confidence_probabilities(correct, participant.confidence_bias)))
     fast = participant.one_side is not None or not participant.attentive
-    median = model.rt_median_ms * (0.4 if fast else 1.0)
+    median = model.rt_median_ms * (0.4 if fast else 1.0) * np.exp(participant.speed + unit_rt)
     rt_ms = float(np.exp(rng.normal(np.log(median), 0.4)))
     return {"chosen_side": chosen, "correct": int(correct), "confidence": confidence, "rt_ms": round(rt_ms)}
+
+
+CONFIDENCE_THRESHOLDS = (-0.79, 0.79)  # with eta = +-0.59: ratings 1-3 of 20/35/45% when correct, reversed when wrong
+
+
+def confidence_probabilities(correct: bool, bias: float) -> np.ndarray:
+    """P(rating 1, 2, 3) of a cumulative-logit model: logit P(rating <= j) = threshold_j - eta."""
+    eta = (0.59 if correct else -0.59) + bias
+    cumulative = 1.0 / (1.0 + np.exp(-(np.array(CONFIDENCE_THRESHOLDS) - eta)))
+    return np.diff(np.r_[0.0, cumulative, 1.0])
 
 
 def unit_keys(model: GenerativeModel, network: str) -> list[tuple[str, int]]:
@@ -221,10 +258,11 @@ def simulate_export(
         for index, (kind, network, unit, class_index, query_id, round_) in enumerate(plan[:stop]):
             correct_side = "left" if rng.random() < 0.5 else "right"
             unit_re = unit_effect(model, seed, network, unit) if kind == "main" else 0.0
-            reply = answer(model, participant, kind, network, unit_re, correct_side, rng)
-            if kind == "practice":  # every round but the last had a mistake (its first trial)
+            unit_rt = unit_rt_effect(model, seed, network, unit) if kind == "main" else 0.0
+            reply = answer(model, participant, kind, network, unit_re, correct_side, rng, unit_rt)
+            if kind == "practice":  # every round but the last (and a flagged one's last) had a mistake: its first trial
                 first_of_round = index % model.practice_trials == 0
-                wrong = round_ < participant.practice_rounds and first_of_round
+                wrong = (round_ < participant.practice_rounds or participant.practice_flagged) and first_of_round
                 reply["chosen_side"] = ("right" if correct_side == "left" else "left") if wrong else correct_side
                 reply["correct"] = int(not wrong)
             elapsed += 1_500.0  # loading the trial's images
@@ -254,6 +292,7 @@ def simulate_export(
                     "fullscreen_exit_count": 0,
                     "instruction_ms": participant.instruction_ms,
                     "practice_rounds": participant.practice_rounds,
+                    "practice_flagged": int(participant.practice_flagged),
                 }
             )
         for row in answered:

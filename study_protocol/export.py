@@ -66,8 +66,11 @@ COLUMNS: tuple[Column, ...] = (
            "empty for answers stored before it was recorded"),
     Column("instruction_ms", "float", "number?", "per participant (repeated on each of their rows): time on the "
            "instructions page", required=True, per_participant=True),
-    Column("practice_rounds", "int", "int?", "per participant: practice rounds used (1..3; 3 and still wrong = "
-           "flagged)", required=True, per_participant=True),
+    Column("practice_rounds", "int", "int?", "per participant: practice rounds used (1 to the bundle's "
+           "`max_practice_rounds`, 3 by default)", required=True, per_participant=True),
+    Column("practice_flagged", "int", "binary", "per participant: 1 if still wrong in the last practice round "
+           "allowed (the server then moves on to the main trials), else 0; the analysis excludes these "
+           "participants", required=True, per_participant=True),
     Column("total_ms", "float or empty", "number?", "per participant: /start to completion; empty if not completed",
            required=True, per_participant=True),
     Column("review", "str", "text", "per participant: why the session got the review completion code instead of "

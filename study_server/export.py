@@ -49,7 +49,8 @@ def response_rows(session: Session, study: str | None = None,
                     if p.status == COMPLETED and p.completed_at else "")
         per_participant = {"participant_id": p.public_id, "participant_status": effective_status(p, timeout, now),
                            "condition": p.condition, "instruction_ms": _blank(p.instruction_ms),
-                           "practice_rounds": p.practice_round, "total_ms": total_ms,
+                           "practice_rounds": p.practice_round,
+                           "practice_flagged": int(p.practice_flagged), "total_ms": total_ms,
                            "review": p.review or "",
                            "images_fetched": images_fetched.get(p.id, 0)}
         trials = session.execute(

@@ -146,7 +146,7 @@ def exclusion_previews(session: Session, participants: list[Participant],
             "instructions": p.instruction_ms is None or p.instruction_ms / 1000 < rules.min_instruction_s,
             "total_time": total_s is not None and not rules.min_total_s <= total_s <= rules.max_total_s,
             "sides": rules.require_both_sides and len(sides) < 2,
-            "practice": p.practice_round > rules.max_practice_rounds,
+            "practice": rules.exclude_practice_flagged and p.practice_flagged,
             "window": p.id in small_window,
         }
         previews[p.id] = {"answered": sum(kind != "practice" for kind, _, _ in mine), "catch_accuracy": sum(catch) / len(catch) if catch else None,

@@ -51,11 +51,13 @@ class RandomEffects:
 
     slopes: tuple[str, ...] = ()  # frame columns with a by-unit random slope
     correlated: bool = True  # False: lme4's || (exact here: the slope columns are numeric dummies)
+    participant_slopes: tuple[str, ...] = ()  # frame columns with a by-participant random slope (correlated)
 
     def formula(self) -> str:
         unit = " + ".join(("1",) + self.slopes)
         bar = "|" if self.correlated or not self.slopes else "||"
-        return f"(1|participant) + ({unit}{bar}unit)"
+        participant = " + ".join(("1",) + self.participant_slopes)
+        return f"({participant}|participant) + ({unit}{bar}unit)"
 
 
 @dataclass
@@ -73,6 +75,9 @@ class EngineFit:
     warnings: list[FitWarning] = field(default_factory=list)
     vcov: np.ndarray | None = None
     vcov_method: str = ""
+    # conditional modes of the random effects with their conditional SDs (lme4's ranef(condVar = TRUE)):
+    # group, level, term, mode, cond_sd; with the vcov only
+    ranef: pd.DataFrame | None = None
 
     @property
     def re_sd(self) -> dict[str, float]:

@@ -55,6 +55,9 @@ for (i in seq_len(nrow(models))) {
     for (j in seq_len(ncol(v$value))) {
       add(model, "vcov", rownames(v$value), num(v$value[, j]), colnames(v$value)[j])
     }
+    re <- as.data.frame(ranef(fit, condVar = TRUE))
+    add(model, "ranef_mode", as.character(re$grp), num(re$condval), as.character(re$term), as.character(re$grpvar))
+    add(model, "ranef_sd", as.character(re$grp), num(re$condsd), as.character(re$term), as.character(re$grpvar))
   }
   vc <- as.data.frame(VarCorr(fit))
   vc$grp <- sub("\\.[0-9]+$", "", vc$grp)  # || splits unit into unit, unit.1, ...

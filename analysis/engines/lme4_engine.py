@@ -81,6 +81,10 @@ def read_fit(part: pd.DataFrame, name: str, columns: list[str]) -> EngineFit:
     if len(v):
         matrix = v.pivot(index="name", columns="name2", values="value").astype(float)
         fit.vcov = matrix.reindex(index=names, columns=names).to_numpy()
+        modes, sds = values("ranef_mode"), values("ranef_sd")
+        fit.ranef = pd.DataFrame({"group": modes["name3"].to_numpy(), "level": modes["name"].to_numpy(),
+                                  "term": modes["name2"].to_numpy(), "mode": modes["value"].astype(float).to_numpy(),
+                                  "cond_sd": sds["value"].astype(float).to_numpy()})
         rx = values("vcov_method")["value"].iloc[0] == "RX"
         fit.vcov_method = RX_VCOV if rx else HESSIAN_VCOV
         if rx and not any(w.kind == "vcov_rx" for w in found):

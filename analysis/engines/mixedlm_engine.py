@@ -76,6 +76,23 @@ def varcorr_frame(result) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", "var1", "var2", "sdcor"])
 
 
+RANEF_COLUMNS = ["group", "level", "term", "mode", "cond_sd"]
+
+
+def ranef_frame(result) -> pd.DataFrame:
+    """lme4's ``as.data.frame(ranef(fit, condVar = TRUE))`` layout: one row per group level and term."""
+    modes = result.ranef(condVar=True)
+    rows = []
+    for structure in result.matrices.random_structures:
+        group = structure.grouping_factor
+        levels = sorted(structure.level_map, key=structure.level_map.get)
+        for term in structure.term_names:
+            values = modes.values[group][term]
+            variances = modes.condVar[group][term]
+            rows += [(group, level, term, float(v), float(np.sqrt(c))) for level, v, c in zip(levels, values, variances)]
+    return pd.DataFrame(rows, columns=RANEF_COLUMNS)
+
+
 def _optimiser(matrices, family):
     """The Laplace objective with ``mixedlm.glmer``'s default inner (PIRLS) settings."""
     from mixedlm.estimation.laplace import GLMMOptimizer
@@ -179,6 +196,7 @@ def fit_one(frame: pd.DataFrame, name: str, columns: list[str], with_vcov: bool,
         warnings=found,
     )
     if with_vcov:
+        fit.ranef = ranef_frame(result)
         fit.vcov, fit.vcov_method = hessian_vcov(hessian, n_theta), HESSIAN_VCOV
         if fit.vcov is None:
             fit.vcov, fit.vcov_method = np.asarray(result.vcov(), dtype=float), RX_VCOV

@@ -32,6 +32,7 @@ def participant_rows(
     instruction_ms: float | None = 40_000,
     total_ms: float | None = 600_000,
     practice_rounds: int = 1,
+    practice_flagged: int = 0,
     status: str = "completed",
     window: tuple[int, int] = (1280, 800),
     small_window: tuple[int, int] | None = None,
@@ -55,7 +56,7 @@ def participant_rows(
             practice_round=1 if kind == "practice" else "", trial_index=index, query_id=f"q{index}",
             correct_side=correct_side, chosen_side=chosen_side, correct=int(correct_side == chosen_side),
             confidence=2, rt_ms=2500.0, instruction_ms="" if instruction_ms is None else instruction_ms,
-            practice_rounds=practice_rounds, total_ms="" if total_ms is None else total_ms,
+            practice_rounds=practice_rounds, practice_flagged=practice_flagged, total_ms="" if total_ms is None else total_ms,
             window_width=window[0], window_height=window[1],
         )
         if small_window and index == practice + len(main) - 1:

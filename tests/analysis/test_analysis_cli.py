@@ -15,7 +15,8 @@ REPORT_FILES = [
     "fixed_effects.csv", "contrasts.csv", "descriptives.csv", "exclusions.csv", "exclusion_summary.csv",
     "fast_trials.csv", "trial_summary.csv", "participants.csv", "cell_predictions.csv", "marginal_predictions.csv",
     "random_effects.csv", "icc.csv", "lrt.csv", "fit_warnings.csv", "vcov.csv", "accuracy.png", "accuracy.svg",
-    "log_odds.png", "log_odds.svg", "report.md", "report.html",
+    "log_odds.png", "log_odds.svg", "chance.csv", "sensitivity.csv", "log_rt_contrasts.csv", "log_rt_fixed_effects.csv",
+    "log_rt_random_effects.csv", "confidence_contrasts.csv", "confidence_coefficients.csv", "unit_effects.csv", "units.png", "units.svg", "report.md", "report.html",
 ]
 
 
@@ -36,12 +37,14 @@ def test_analyze_writes_every_report_file(tmp_path):
     report = (out / "report.md").read_text()
     for needle in ["correct ~ condition + network + (1|participant) + (1|unit)", "Engine: `mixedlm`",
                    "| mixedlm | ", "| pandas | ", "Holm", "![accuracy", "excluded", "- MACO vs Olah: ",
-                   "Figure 5 shows the additive model (condition + network): the lines are parallel"]:
+                   "Figure 5 shows the additive model (condition + network): the lines are parallel",
+                   "- Condition x network interaction (does a method help more on some networks than others?): "
+                   "chi-square(6) = "]:
         assert needle in report, needle
     assert not (out / "simple_effects.csv").exists()  # additive model: no simple effects
     html = (out / "report.html").read_text()
     md_tables = sum(line.startswith("|---") for line in report.splitlines())
-    assert html.startswith("<!doctype html>") and html.count("<table>") == md_tables == 13
+    assert html.startswith("<!doctype html>") and html.count("<table>") == md_tables == 18
     assert '<img src="log_odds.png"' in html and "<code>correct ~ condition" in html
 
 
@@ -55,7 +58,7 @@ def test_analyze_reports_a_broken_export_by_column(tmp_path, small_model):
 def test_power_writes_table_and_curve(tmp_path):
     out = tmp_path / "power"
     result = CliRunner().invoke(
-        power, ["--participants", "16:32:16", "--reps", "2", "--trials-per-network", "6", "--out", str(out)]
+        power, ["--participants", "16:32:16", "--reps", "2", "--trials-per-network", "6", "--jobs", "1", "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "power.csv")
@@ -84,6 +87,26 @@ def test_power_counts_only_fits_that_analyze_would_accept(monkeypatch):
     trusted = row["studies"] - row["untrusted_fits"] - row["failed_fits"]
     assert 0 < row["untrusted_fits"] < 30 and 0 < trusted < 30
     assert row["detected"] == trusted and row["power"] == trusted / 30
+
+
+def test_power_takes_inattention_and_dropout_rates_and_both_cores(monkeypatch, tmp_path):
+    from analysis import power as power_module
+
+    seen = {}
+
+    def fake_curve(model, counts, **options):
+        seen.update(model=model, **options)
+        return pd.DataFrame({"participants": counts, "studies": 1, "failed_fits": 0, "untrusted_fits": 0,
+                             "power": 0.5, "ci_lower": 0.1, "ci_upper": 0.9, "first_error": "", "true_effect": 0.5,
+                             "alpha": 0.05})
+
+    monkeypatch.setattr(power_module, "power_curve", fake_curve)
+    result = CliRunner().invoke(power, ["--participants", "40", "--reps", "1", "--p-inattentive", "0.2",
+                                        "--p-dropout", "0.1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (seen["model"].p_inattentive, seen["model"].p_dropout, seen["jobs"]) == (0.2, 0.1, 2)
+    result = CliRunner().invoke(power, ["--p-dropout", "1.5", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "--p-dropout" in result.output
 
 
 def test_power_rejects_a_bad_range():

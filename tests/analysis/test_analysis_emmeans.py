@@ -15,7 +15,9 @@ import pandas as pd
 import pytest
 
 from analysis.contrasts import declare_contrasts
-from analysis.effects import cell_predictions, estimate_contrasts, marginal_predictions, simple_effects
+from analysis.effects import (
+    cell_predictions, chance_tests, estimate_contrasts, marginal_predictions, simple_effects,
+)
 from analysis.exclusions import model_rows, participant_table
 from analysis.load import validate_export
 from analysis.models import FitResult, ModelSpec, build_design
@@ -45,7 +47,7 @@ for (f in c("condition", "network")) {
 conditions <- list("MACO vs Olah" = c(-1, 0, 1, 0), "Olah vs none" = c(1, 0, 0, -1),
                    "MACO with mask vs without" = c(0, 1, -1, 0))
 networks <- list("vit_b16 vs resnet50" = c(-1, 0, 1), "vit_b16 vs vgg16" = c(0, -1, 1))
-# p-values Holm-adjusted within the grid (or each by group); intervals not adjusted, as the report gives them
+# p-values Holm-adjusted within the grid (or each by group); intervals unadjusted and Bonferroni-adjusted
 report <- function(what, grid, method, adjust = "holm", by = NULL) {
   k <- contrast(grid, method, by = by)
   p <- as.data.frame(summary(k, adjust = adjust))
@@ -53,6 +55,8 @@ report <- function(what, grid, method, adjust = "holm", by = NULL) {
   label <- if (is.null(by)) p$contrast else paste(p$contrast, p[[by]])
   for (s in c("estimate", "SE", "p.value")) out(what, label, s, p[[s]])
   for (s in c("asymp.LCL", "asymp.UCL")) out(what, label, s, ci[[s]])
+  bonferroni <- as.data.frame(confint(k, adjust = "bonferroni"))  # what emmeans gives for adjust = "holm"
+  for (s in c("asymp.LCL", "asymp.UCL")) out(what, label, paste0("bonferroni.", s), bonferroni[[s]])
 }
 report("contrast", emmeans(m, ~ condition), conditions)
 report("contrast", emmeans(m, ~ network), networks)
@@ -63,6 +67,16 @@ report("simple_points", regrid(emmeans(m, ~ condition | network)), conditions, a
 raw <- c(summary(contrast(emmeans(m, ~ condition), conditions[1]))$p.value,
          summary(contrast(emmeans(m, ~ network), networks))$p.value)
 out("one_family", c("MACO vs Olah", names(networks)), "p.value", p.adjust(raw, "holm"))
+chance <- as.data.frame(test(emmeans(m, ~ condition), adjust = "holm"))
+out("chance", as.character(chance$condition), "p.value", chance$p.value)
+chance_ci <- as.data.frame(confint(emmeans(m, ~ condition), adjust = "bonferroni"))
+out("chance", as.character(chance_ci$condition), "bonferroni.asymp.LCL", chance_ci$asymp.LCL)
+accuracy <- aggregate(correct ~ participant + condition, data = d, FUN = mean)
+for (level in levels(d$condition)) {
+  t <- t.test(accuracy$correct[accuracy$condition == level], mu = 0.5)
+  out("chance", level, "t.p.value", t$p.value)
+  out("chance", level, "t.lower", t$conf.int[1])
+}
 write.csv(do.call(rbind, rows), args[2], row.names = FALSE)
 """
 
@@ -145,6 +159,11 @@ def test_contrasts_percentage_points_and_holm_families_equal_emmeans(emmeans_run
     np.testing.assert_allclose(ours["pp"], 100 * points["estimate"], rtol=1e-9)
     np.testing.assert_allclose(ours["pp_se"], 100 * points["SE"], rtol=1e-7)
     np.testing.assert_allclose(ours["pp_upper"], 100 * points["asymp.UCL"], rtol=1e-7)
+    # the adjusted intervals beside p_holm: emmeans' confint(adjust = "bonferroni") within each family
+    np.testing.assert_allclose(ours["ci_lower_adj"], reference["bonferroni.asymp.LCL"], rtol=1e-7)
+    np.testing.assert_allclose(ours["ci_upper_adj"], reference["bonferroni.asymp.UCL"], rtol=1e-7)
+    np.testing.assert_allclose(ours["pp_lower_adj"], 100 * points["bonferroni.asymp.LCL"], rtol=1e-7)
+    assert (ours["ci_upper_adj"] - ours["ci_lower_adj"] > ours["ci_upper"] - ours["ci_lower"]).all()
 
 
 def test_a_declared_family_equals_r_holm_across_it(emmeans_run, r_fit):
@@ -171,6 +190,18 @@ def test_simple_effects_equal_emmeans_by_network(emmeans_run, r_fit):
     points = emmeans_table(long, "simple_points").loc[ours.index]
     np.testing.assert_allclose(ours["pp"], 100 * points["estimate"], rtol=1e-9)
     np.testing.assert_allclose(ours["pp_se"], 100 * points["SE"], rtol=1e-7)
-    # Holm within each network, as emmeans' by = "network"
+    # Holm within each network, as emmeans' by = "network", and Bonferroni intervals likewise
     np.testing.assert_allclose(ours["p_holm"], reference["p.value"], rtol=1e-6)
+    np.testing.assert_allclose(ours["ci_lower_adj"], reference["bonferroni.asymp.LCL"], rtol=1e-7)
     assert (ours["family"] == "conditions | " + ours["within"]).all()
+
+
+def test_accuracy_against_chance_equals_emmeans_test_and_r_t_test(emmeans_run, r_fit):
+    rows, long = emmeans_run
+    ours = chance_tests(r_fit, rows).set_index("condition")
+    reference = emmeans_table(long, "chance").loc[ours.index]
+    np.testing.assert_allclose(ours["p_holm"], reference["p.value"], rtol=1e-6)  # Holm over the conditions
+    np.testing.assert_allclose(ours["ci_lower_adj"], reference["bonferroni.asymp.LCL"], rtol=1e-7)
+    np.testing.assert_allclose(ours["t_p"], reference["t.p.value"], rtol=1e-6)
+    np.testing.assert_allclose(ours["participant_lower"], reference["t.lower"], rtol=1e-7)
+    assert (ours["family_size"] == 4).all()

@@ -25,7 +25,8 @@ def people(make_export):
         dict(pid="too_fast", condition="none", total_ms=119_000),
         dict(pid="too_slow", condition="none", total_ms=5_400_001),
         dict(pid="left_only", condition="none", main=[("resnet50", "left", "left"), ("vgg16", "right", "left")]),
-        dict(pid="practice_4", condition="maco_mask", practice_rounds=4),
+        dict(pid="practice_3_flagged", condition="maco_mask", practice_rounds=3, practice_flagged=1),
+        dict(pid="practice_3_passed", condition="maco_mask", practice_rounds=3),  # passed in the last round: kept
         dict(pid="returned", condition="maco_mask", status="returned", total_ms=None),
         dict(pid="two_faults", condition="maco_mask", catch=wrong(6), instruction_ms=3_000),
         dict(pid="window_940x600", condition="olah", window=(940, 600)),  # exactly the minimum: kept
@@ -46,7 +47,8 @@ def test_each_rule_excludes_exactly_its_participants(people):
         "too_fast": "total time outside 120-5400 s",
         "too_slow": "total time outside 120-5400 s",
         "left_only": "answers on one side only",
-        "practice_4": "more than 3 practice rounds",
+        "practice_3_flagged": "still wrong in the last practice round",
+        "practice_3_passed": "",
         "returned": "session not finished",
         "two_faults": "catch accuracy below 2/3; instructions under 15 s",
         "window_940x600": "",
@@ -60,7 +62,7 @@ def test_each_rule_excludes_exactly_its_participants(people):
 
 def test_rules_are_configurable(people):
     lenient = ExclusionRules(min_catch_accuracy=0.5, min_instruction_s=10, require_both_sides=False,
-                             max_practice_rounds=4, min_total_s=60, max_total_s=10_000)
+                             exclude_practice_flagged=False, min_total_s=60, max_total_s=10_000)
     table = participant_table(people, lenient).set_index("participant_id")
     assert sorted(table.index[table["excluded"]]) == ["low_window", "one_small_window", "returned", "two_faults"]
     small = ExclusionRules(min_window_width=700, min_window_height=450)
@@ -77,12 +79,13 @@ def test_summary_counts_per_condition(people):
     assert summary.loc["maco_mask", ["practice", "incomplete", "catch", "instructions", "excluded"]].tolist() == [
         1, 1, 1, 1, 3
     ]
-    assert summary.loc["all", "participants"] == 14 and summary.loc["all", "excluded"] == 10
+    assert summary.loc["all", "participants"] == 15 and summary.loc["all", "excluded"] == 10
 
 
 def test_model_sees_only_main_trials_of_included_participants(people):
     table = participant_table(people)
     rows = model_rows(people, table)
     assert set(rows["trial_kind"]) == {"main"}
-    assert set(rows["participant_id"]) == {"keep", "catch_4_of_6", "instr_15000", "window_940x600"}
-    assert len(rows) == 4 * 4
+    assert set(rows["participant_id"]) == {"keep", "catch_4_of_6", "instr_15000", "practice_3_passed",
+                                          "window_940x600"}
+    assert len(rows) == 5 * 4

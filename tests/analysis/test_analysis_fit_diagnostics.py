@@ -285,3 +285,64 @@ def test_a_separated_cell_names_its_interaction_term():
     assert [w.terms for w in found] == [("condition[maco]:network[vgg16]",)]
     n_cell = int(cell.sum())
     assert found[0].message.startswith(f"separation: all {n_cell} main trials of cell maco x vgg16 are correct")
+
+
+def test_prior_regularised_contrasts_are_marked_and_tested_by_likelihood_ratio(separated, rscript):
+    """With separation and --prior normal, the Wald p of MACO vs Olah is mostly the prior's: the contrast is
+    marked and its p comes from the LRT of maximum-likelihood fits with the two levels apart and merged,
+    the same with lme4's glmer as with mixedlm."""
+    from analysis.contrasts import declare_contrasts
+    from analysis.effects import estimate_contrasts
+    from analysis.pipeline import likelihood_ratio_tests
+
+    design = design_of(separated, prior="normal")
+    fit = fit_model(design, lrt=False)
+    declared = declare_contrasts(["maco_vs_olah", "condition: none vs olah"], ["resnet50", "vgg16"])
+    tests = likelihood_ratio_tests(fit, declared)
+    assert list(tests) == ["MACO vs Olah"]  # none vs olah touches no separated term
+    table = estimate_contrasts(fit, declared, tests=tests).set_index("contrast")
+    assert table["prior_regularised"].tolist() == [True, False]
+    assert table["p_method"].tolist() == ["likelihood ratio", "Wald"]
+    assert table.loc["MACO vs Olah", "p"] == tests["MACO vs Olah"] != table.loc["MACO vs Olah", "p_wald"]
+    assert table.loc["none vs olah", "p"] == table.loc["none vs olah", "p_wald"]
+    assert fit.fixed_effects().set_index("term")["prior_regularised"].to_dict() == {
+        "(Intercept)": False, "condition[maco]": True, "condition[none]": False, "network[vgg16]": False}
+    # the same LRT from lme4's fits (blme with the barely-there prior that keeps the ML estimate finite)
+    ours = models.contrast_lrt(fit, "condition", "maco", "olah")
+    lme4 = models.contrast_lrt(fit_model(design, engine="lme4", lrt=False), "condition", "maco", "olah")
+    assert ours["p"] == tests["MACO vs Olah"] and ours["df"] == 1
+    assert ours["chisq"] == pytest.approx(lme4["chisq"], abs=1e-3) and ours["chisq"] > 50
+    assert ours["loglik_reduced"] == pytest.approx(lme4["loglik_reduced"], abs=1e-3)
+    # a contrast between two non-reference levels merges their two dummies
+    assert models.contrast_lrt(fit, "condition", "maco", "none")["chisq"] > 50
+
+
+def test_participant_network_slopes_match_lme4(small_model, rscript):
+    """(1 + network|participant): each participant's own difference between networks, simulated with SD 0.8,
+    is found by both engines alike (the tolerances of the unit slopes above)."""
+    from dataclasses import replace
+
+    from analysis.exclusions import model_rows, participant_table
+    from analysis.load import validate_export
+
+    model = replace(small_model, network_effects={"resnet50": 0.0, "vgg16": 0.2}, participant_network_sd=0.8,
+                    main_trials_per_network=16)
+    df = validate_export(simulate_export(model, n_participants=40, seed=61))
+    rows = model_rows(df, participant_table(df))
+    design = design_of(rows, participant_slopes=True)
+    assert design.spec.formula.endswith("(1 + network|participant) + (1|unit)")
+    ours = fit_model(design, lrt=False)
+    lme4 = fit_model(design, engine="lme4", lrt=False)
+    assert ours.converged and lme4.converged
+    assert np.abs(ours.beta - lme4.beta).max() < 5e-3
+    assert np.abs(ours.se / lme4.se - 1).max() < 0.01
+    key = ["group", "var1", "var2"]
+    both = ours.varcorr.merge(lme4.varcorr, on=key, suffixes=("_ours", "_lme4"))
+    assert sorted(map(tuple, both[key].values)) == [
+        ("participant", "(Intercept)", ""), ("participant", "(Intercept)", "network[vgg16]"),
+        ("participant", "network[vgg16]", ""), ("unit", "(Intercept)", ""),
+    ]
+    assert np.abs(both["sdcor_ours"] - both["sdcor_lme4"]).max() < 0.01
+    slope_sd = both.set_index(key).loc[("participant", "network[vgg16]", ""), "sdcor_ours"]
+    assert 0.4 < slope_sd < 1.4  # the simulated participant x network spread (sqrt(2) x 0.8 for a difference)
+    assert ours.loglik == pytest.approx(lme4.loglik, abs=1e-3)

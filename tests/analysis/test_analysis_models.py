@@ -61,8 +61,8 @@ def test_fit_reports_effects_sds_convergence_and_lrts(rows, fitted):
     assert np.allclose(table["ci_upper"] - table["estimate"], 1.959964 * table["se"], atol=1e-6)
     assert np.allclose(table["odds_ratio"], np.exp(table["estimate"]))
     assert set(fitted.re_sd) == {"participant", "unit"} and all(v > 0 for v in fitted.re_sd.values())
-    assert fitted.lrt["term"].tolist() == ["condition", "network"]
-    assert fitted.lrt["df"].tolist() == [3, 2]
+    assert fitted.lrt["term"].tolist() == ["condition", "network", "condition:network"]
+    assert fitted.lrt["df"].tolist() == [3, 2, 6]
     assert (fitted.lrt["chisq"] > 0).all() and fitted.lrt["p"].between(0, 1).all()
     assert fitted.lrt["converged"].all() and fitted.lrt["warning"].eq("").all()
     assert fitted.n_obs == len(rows)
@@ -94,6 +94,18 @@ def test_interaction_adds_its_lrt(rows):
     assert fit.vcov.shape == (12, 12)
 
 
+def test_the_additive_model_reports_the_interaction_lrt(rows, fitted):
+    """The paper's question (does a method help less on some network?) is tested without --interaction,
+    by the same pair of models the interaction model's own LRT compares."""
+    assert fitted.lrt["term"].tolist() == ["condition", "network", "condition:network"]
+    assert fitted.lrt["df"].tolist() == [3, 2, 6]
+    assert fitted.terms == ["(Intercept)", *[t for t in fitted.terms[1:] if ":" not in t]] and len(fitted.terms) == 6
+    interaction = fit_model(build_design(rows, ModelSpec(interaction=True), CONDITIONS, NETWORKS))
+    both = fitted.lrt.merge(interaction.lrt, on="term", suffixes=("", "_interaction"))
+    assert np.allclose(both["chisq"], both["chisq_interaction"], atol=1e-3)
+    assert np.allclose(both["p"], both["p_interaction"], atol=1e-4)
+
+
 def test_lme4_engine_without_r_says_how_to_install(rows, monkeypatch):
     monkeypatch.setattr(lme4_engine.shutil, "which", lambda name: None)
     with pytest.raises(EngineError, match="Rscript is not on PATH .Debian: apt-get install r-base-core r-cran-lme4"):
@@ -110,6 +122,12 @@ def test_mixedlm_agrees_with_lme4(rows, fitted, rscript):
     assert fitted.loglik == pytest.approx(lme4.loglik, abs=0.01)
     assert np.allclose(fitted.lrt["chisq"], lme4.lrt["chisq"], atol=0.05)
     assert lme4.converged and "lme4" in lme4.engine_versions
+    # the units' conditional modes and SDs (the caterpillar plot's), as lme4's ranef(condVar = TRUE)
+    ours = fitted.ranef.set_index(["group", "level"])
+    theirs = lme4.ranef.set_index(["group", "level"]).loc[ours.index]
+    assert len(ours.loc["unit"]) == 24 and set(ours["term"]) == {"(Intercept)"}
+    np.testing.assert_allclose(ours["mode"], theirs["mode"], atol=0.02)  # the fits' own tolerance above
+    np.testing.assert_allclose(ours["cond_sd"], theirs["cond_sd"], atol=0.01)
     assert lme4.vcov_method == lme4_engine.HESSIAN_VCOV
     both = fitted.varcorr.merge(lme4.varcorr, on=["group", "var1", "var2"])
     assert len(both) == 2 and np.allclose(both["sdcor_x"], both["sdcor_y"], atol=0.02)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -31,16 +32,28 @@ def test_numbers_beyond_1e4_print_in_scientific_notation():
     assert format_number(0.0) == "0.000"
 
 
-def test_verdict_line():
-    Row = namedtuple("Row", "contrast estimate ci_lower ci_upper pp pp_lower pp_upper p_holm warning trusted")
-    row = Row("MACO vs Olah", 0.2209, 0.0061, 0.4157, 4.12, 0.21, 8.03, 0.1612, "", True)
-    assert verdict(row) == ("MACO vs Olah: +0.22 log-odds [0.01, 0.42], +4.1 percentage points [0.2, 8.0], "
-                            "p_holm = 0.16")
+def test_verdict_line_names_every_adjustment():
+    fields = ("contrast estimate ci_lower ci_upper ci_lower_adj ci_upper_adj pp pp_lower pp_upper pp_lower_adj "
+              "pp_upper_adj p p_method p_holm family family_size prior_regularised warning trusted ci_method pp_method")
+    Row = namedtuple("Row", fields)
+    row = Row("MACO vs Olah", 0.2209, 0.0061, 0.4157, -0.0327, 0.4745, 4.12, 0.21, 8.03, -0.55, 8.79, 0.0437,
+              "Wald", 0.1312, "conditions", 3, False, "", True, "Wald", "delta-method Wald")
+    assert verdict(row) == (
+        "MACO vs Olah: +0.22 log-odds, 95% Wald CI [0.01, 0.42] unadjusted, [-0.03, 0.47] Bonferroni-adjusted for "
+        "3 tests; +4.1 percentage points, [0.2, 8.0] unadjusted, [-0.6, 8.8] adjusted (delta-method Wald); "
+        "p = 0.044 (Wald, unadjusted), p_holm = 0.13 (Holm over the 3 tests of family conditions)")
+    assert "95% profile-likelihood CI [0.01, 0.42]" in verdict(row._replace(ci_method="profile-likelihood"))
+    assert verdict(row._replace(family_size=1, family="primary")).endswith(
+        "[0.2, 8.0] unadjusted (delta-method Wald); p = 0.044 (Wald, unadjusted), the only test of family primary: "
+        "no adjustment")
+    assert verdict(row._replace(prior_regularised=True, p_method="likelihood ratio")).startswith(
+        "MACO vs Olah (prior-regularised estimate): +0.22 log-odds")
+    assert "p = 0.044 (likelihood ratio, unadjusted)" in verdict(row._replace(p_method="likelihood ratio"))
     assert verdict(row._replace(p_holm=4.6e-5, trusted=False)).endswith(
-        "p_holm = 4.6e-05 (not interpretable: the fit did not converge)")
+        "(not interpretable: the fit did not converge)")
     assert verdict(row._replace(warning="optimizer; separation", trusted=False)).endswith(
         "(not interpretable: optimizer; separation)")
-    assert verdict(row._replace(warning="singular")).endswith("p_holm = 0.16 (note: singular)")
+    assert verdict(row._replace(warning="singular")).endswith("family conditions) (note: singular)")
 
 
 @pytest.fixture()
@@ -132,6 +145,11 @@ def test_conditions_spelled_differently_are_an_error_not_a_shorter_family(tmp_pa
     raw["condition"] = raw["condition"].replace({"maco": "MACO", "olah": "Olah"})
     result, _ = run(tmp_path, raw, "--ref-condition", "Olah")
     assert result.exit_code == 1
+    assert "'MACO' (2 participants, did you mean 'maco'?), 'Olah' (2 participants, did you mean 'olah'?)" in (
+        result.stderr)
+    # named on purpose, the labels pass that check, and the paper's contrasts still need the study's spelling
+    result, _ = run(tmp_path, raw, "--ref-condition", "Olah", "--conditions", "MACO,Olah,maco_mask,none")
+    assert result.exit_code == 1
     assert "condition 'maco' (needed by 'MACO vs Olah', 'MACO with mask vs without')" in result.stderr
     assert "condition 'olah' (needed by 'MACO vs Olah', 'Olah vs none')" in result.stderr
     assert "conditions found: MACO, Olah, maco_mask, none" in result.stderr
@@ -171,3 +189,27 @@ def test_interaction_adds_simple_effects_and_labels_figure_5(tmp_path, small_mod
     report = (out / "report.md").read_text()
     assert "## Simple effects per network" in report and "- MACO vs Olah within vgg16: " in report
     assert "Figure 5 shows the interaction model (condition x network)" in report
+
+
+def test_figure_5_draws_an_additive_models_profiles_parallel(small_export):
+    """Each condition's line joins points at the networks' own positions (no dodge), so the vertical gap
+    between two conditions' lines is the same at every network, as the additive model says."""
+    from analysis.figures import log_odds_figure
+    from analysis.load import validate_export
+    from analysis.pipeline import run_analysis
+
+    cells = run_analysis(validate_export(small_export), lrt=False, sensitivity=False, secondary=False).cells
+    ax = log_odds_figure(cells, interaction=False).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    assert sorted(lines) == sorted(cells["condition"].unique())
+    for line in lines.values():
+        assert list(line.get_xdata()) == [0.0, 1.0, 2.0]
+    y = np.array([lines[c].get_ydata() for c in sorted(lines)])
+    gaps = y - y[0]
+    assert np.ptp(gaps, axis=1).max() < 1e-9 and np.abs(gaps[1:]).min() > 1e-3
+    # a prior-regularised cell is drawn with an open marker, and the caption says so
+    marked = cells.assign(prior_regularised=cells["condition"].eq("maco"))
+    figure = log_odds_figure(marked, interaction=False)
+    open_markers = [line for line in figure.axes[0].get_lines() if line.get_markerfacecolor() == "white"]
+    assert len(open_markers) == 1 and len(open_markers[0].get_xdata()) == 3
+    assert any("Open marker: prior-regularised" in text.get_text() for text in figure.texts)

@@ -33,7 +33,7 @@ def test_bench_maco_smoke() -> None:
 def test_bench_analysis_smoke() -> None:
     # random slopes on 16 participants are degenerate, so the engines are compared on the other two
     result = run_benchmark("bench_analysis.py", "--participants", "16", "--trials-per-network", "6",
-                           "--scenarios", "intercepts,prior")
+                           "--scenarios", "intercepts,prior", "--power-reps", "2", "--jobs", "1")
     assert result["participants"] == 16 and result["included"] == 16
     assert result["trials"] == 16 * 6 * 3  # every main trial of every participant, three networks
     for scenario in ("intercepts", "prior"):
@@ -41,6 +41,10 @@ def test_bench_analysis_smoke() -> None:
         assert fits["converged"]["mixedlm"]
         if fits["max_beta_diff"] is not None and all(fits["converged"].values()):  # R is there and converged
             assert fits["max_beta_diff"] < 1e-2
+    power = result["power"]  # maco-study power's loop against an R glmer loop over the same two studies
+    assert power["studies"] == 2 and power["power_s"]["mixedlm"] > 0 and 0 <= power["power"]["mixedlm"] <= 1
+    if power["speedup_vs_r"] is not None:
+        assert power["power_s"]["lme4"] > 0 and power["speedup_vs_r"] > 0
     slopes = run_benchmark("bench_analysis.py", "--participants", "16", "--trials-per-network", "6",
                            "--scenarios", "slopes", "--engines", "mixedlm")
     assert slopes["slopes"]["fit_s"]["mixedlm"] > 0 and slopes["slopes"]["max_beta_diff"] is None

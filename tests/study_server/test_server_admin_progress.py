@@ -159,6 +159,37 @@ def test_exclusion_preview_agrees_with_the_analysis(app, walker, db_url: str, tm
     assert admin[people[5].participant().public_id] == ["answered in a window under 940x600"]
 
 
+def test_practice_still_wrong_in_the_last_round_is_excluded_by_the_preview_and_the_analysis(
+        app, walker, db_url: str, tmp_path: Path) -> None:  # noqa: ANN001
+    """The server caps practice at 3 rounds and flags who is still wrong; the export carries the flag, so
+    the analysis and the admin's preview both exclude that participant (and only them)."""
+    flagged = walker()
+    flagged.to_trials()
+    for _ in range(6):  # 2 practice trials a round, every one wrong, 3 rounds
+        flagged.answer_current(correct=False)
+    flagged.answer_all()
+    assert flagged.complete().status_code == 200
+    passed = _finished(walker)  # one wrong practice answer, passed in round 2
+    ids = [flagged.participant().id, passed.participant().id]
+    with Session(_engine(app)) as session:  # instructions and total time within the rules
+        session.execute(update(Participant).where(Participant.id.in_(ids)).values(instruction_ms=20_000))
+        for pid in ids:
+            completed = session.scalar(select(Participant.completed_at).where(Participant.id == pid))
+            session.execute(update(Participant).where(Participant.id == pid)
+                            .values(created_at=completed - timedelta(minutes=10)))
+        session.commit()
+        participants = list(session.scalars(select(Participant).where(Participant.id.in_(ids))))
+        previews = exclusion_previews(session, participants)
+        admin = {p.public_id: previews[p.id]["reasons"] for p in participants}
+    export = analysed_export(db_url, tmp_path)
+    assert export.groupby("participant_id")["practice_rounds"].first().to_dict() == {
+        flagged.participant().public_id: 3, passed.participant().public_id: 2}
+    table = participant_table(export).set_index("participant_id")
+    analysis = {pid: [r for r in reasons.split("; ") if r] for pid, reasons in table["reasons"].items()}
+    assert admin == analysis == {flagged.participant().public_id: ["still wrong in the last practice round"],
+                                 passed.participant().public_id: []}
+
+
 def test_serve_refuses_a_target_for_an_unknown_condition(tmp_path: Path, bundle: Path, monkeypatch) -> None:  # noqa: ANN001
     config = tmp_path / "study.toml"
     config.write_text('secret_key = "k"\ntarget_per_condition = { maco = 40, mcao = 40 }\n')
