@@ -50,22 +50,22 @@ SUBCOMMANDS = {
 }
 
 
-# The optional dependencies (pyproject.toml's extras) by the top-level module they install: a
-# server-only install (the base package) that is asked for more says which extra to add.
-EXTRA_OF_MODULE = {
-    **dict.fromkeys(("torch", "torchvision", "timm", "sklearn", "skimage", "torchmetrics"), "generator"),
-    **dict.fromkeys(("numpy", "pandas", "scipy", "statsmodels", "mixedlm", "matplotlib"), "analysis"),
+# The extra (pyproject.toml) each command needs beyond the base install, which is the server's:
+# a server-only install asked for more says which extra to add.
+COMMAND_EXTRAS = {
+    **dict.fromkeys(("visualize", "concepts", "gallery", "invert", "spectrum", "evaluate", "stimuli"), "generator"),
+    **dict.fromkeys(("analyze", "power", "simulate"), "analysis"),
+    "demo": "all",
 }
 
 
-def missing_extra(exc: ModuleNotFoundError) -> click.ClickException | None:
-    """One line naming the extra to install, for a module that an extra provides."""
-    module = (exc.name or "").split(".")[0]
-    extra = EXTRA_OF_MODULE.get(module)
+def missing_extra(command: str | None, exc: ModuleNotFoundError) -> click.ClickException | None:
+    """One line naming the extra to install, when a command of an extra misses a module."""
+    extra = COMMAND_EXTRAS.get(command or "")
     if extra is None:
         return None
-    return click.ClickException(f"this command needs {module}, which this install does not have: "
-                                f"pip install 'maco-study[{extra}]' (or 'maco-study[all]')")
+    return click.ClickException(f"maco-study {command} needs {exc.name}, which this install does not have: "
+                                f"pip install 'maco-study[{extra}]'")
 
 
 def load_command(name: str) -> click.Command:
@@ -112,13 +112,13 @@ class LazyGroup(click.Group):
         try:
             return load_command(cmd_name)
         except ModuleNotFoundError as exc:
-            raise missing_extra(exc) or exc from None
+            raise missing_extra(cmd_name, exc) or exc from None
 
     def invoke(self, ctx: click.Context):  # noqa: ANN201 - what the subcommand returns
         try:
             return super().invoke(ctx)
         except ModuleNotFoundError as exc:  # a command that imports its libraries when it runs
-            raise missing_extra(exc) or exc from None
+            raise missing_extra(ctx.invoked_subcommand, exc) or exc from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
