@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..config import DEFAULTS
+
 MANUALLY_REVIEW = {"action": "MANUALLY_REVIEW"}
 AUTOMATICALLY_APPROVE = {"action": "AUTOMATICALLY_APPROVE"}
 
@@ -34,7 +36,6 @@ OUTCOME_CODES = {
     "NO_DEVICE_CODE": OutcomeCode("INCOMPATIBLE_DEVICE", ({"action": "REQUEST_RETURN", "return_reason":
                                                            "No computer with a large enough window"},), RETURN),
 }
-PLACEHOLDER_CODE = "CHANGE-ME"  # COMPLETION_CODE's default: never sent to Prolific
 
 
 def configured_codes(cfg: dict) -> dict[str, str]:
@@ -45,7 +46,7 @@ def configured_codes(cfg: dict) -> dict[str, str]:
 def completion_codes(cfg: dict) -> list[dict]:
     """The draft study's `completion_codes`; ValueError (one line) for a missing or repeated code."""
     codes = configured_codes(cfg)
-    missing = [key for key, code in codes.items() if not code or code == PLACEHOLDER_CODE]
+    missing = [key for key, code in codes.items() if not code or code == DEFAULTS[key]]  # a placeholder
     if missing:
         raise ValueError(f"set {', '.join('MACO_' + k for k in missing)}: Prolific needs a code for every outcome "
                          "(letters and digits, e.g. C1A2B3C4)")
