@@ -40,12 +40,32 @@ SUBCOMMANDS = {
     "admin": ("study_server.cli:admin", "Administration of the study server."),
     "backup": ("study_server.cli:backup", "Copy the database while the server runs: SQLite online backup, or "
                "pg_dump's custom format."),
+    "prolific": ("study_server.prolific.cli:prolific", "Create, watch and pay the study on Prolific: a draft "
+                 "study, its status against the server's records, and the approvals."),
     "demo": ("demo.cli:demo", "The whole study on this machine: build a small bundle (random-weight stand-in "
              "networks), serve it on 127.0.0.1, and with --simulate N run, export and analyse N synthetic "
              "participants."),
     "simulate": ("demo.cli:simulate", "Drive synthetic participants through a running study server over HTTP, "
                  "as browsers do."),
 }
+
+
+# The extra (pyproject.toml) each command needs beyond the base install, which is the server's:
+# a server-only install asked for more says which extra to add.
+COMMAND_EXTRAS = {
+    **dict.fromkeys(("visualize", "concepts", "gallery", "invert", "spectrum", "evaluate", "stimuli"), "generator"),
+    **dict.fromkeys(("analyze", "power", "simulate"), "analysis"),
+    "demo": "all",
+}
+
+
+def missing_extra(command: str | None, exc: ModuleNotFoundError) -> click.ClickException | None:
+    """One line naming the extra to install, when a command of an extra misses a module."""
+    extra = COMMAND_EXTRAS.get(command or "")
+    if extra is None:
+        return None
+    return click.ClickException(f"maco-study {command} needs {exc.name}, which this install does not have: "
+                                f"pip install 'maco-study[{extra}]'")
 
 
 def load_command(name: str) -> click.Command:
@@ -87,7 +107,18 @@ class LazyGroup(click.Group):
         return sorted(SUBCOMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return load_command(cmd_name) if cmd_name in SUBCOMMANDS else None
+        if cmd_name not in SUBCOMMANDS:
+            return None
+        try:
+            return load_command(cmd_name)
+        except ModuleNotFoundError as exc:
+            raise missing_extra(cmd_name, exc) or exc from None
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201 - what the subcommand returns
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:  # a command that imports its libraries when it runs
+            raise missing_extra(ctx.invoked_subcommand, exc) or exc from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):

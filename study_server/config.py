@@ -34,6 +34,10 @@
 | RATE_LIMIT_ADMIN_LOGIN | MACO_RATE_LIMIT_ADMIN_LOGIN | per client address, POST /admin/login (on top of ADMIN_MAX_FAILED_LOGINS) |
 | RATE_LIMIT_STORAGE_URI | MACO_RATE_LIMIT_STORAGE_URI | where the counters live: `memory://` (default) counts per worker process; `redis://host:6379` shares them between workers and machines |
 | RATE_LIMIT_ENABLED | MACO_RATE_LIMIT_ENABLED | 0 turns every rate limit off |
+| PROLIFIC_STUDY_NAME | MACO_PROLIFIC_STUDY_NAME | `maco-study prolific create`: the study's public title on Prolific |
+| PROLIFIC_DESCRIPTION | MACO_PROLIFIC_DESCRIPTION | the study's public description on Prolific (`{min_window}` becomes MIN_WINDOW_WIDTHxMIN_WINDOW_HEIGHT) |
+| PROLIFIC_HOURLY_RATE | MACO_PROLIFIC_HOURLY_RATE | pay per hour in the Prolific account's currency, in cents (pence); the reward is this times the estimated time |
+| PROLIFIC_AUTO_APPROVE | MACO_PROLIFIC_AUTO_APPROVE | 1: Prolific approves the completion code on entry; 0: `maco-study prolific reconcile` approves it once the server's record confirms it |
 """
 from __future__ import annotations
 
@@ -84,6 +88,14 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_ADMIN_LOGIN": "10 per minute",
     "RATE_LIMIT_STORAGE_URI": "memory://",
     "RATE_LIMIT_ENABLED": 1,
+    # maco-study prolific (study_server/prolific/, docs/prolific.md)
+    "PROLIFIC_STUDY_NAME": "Which picture would a computer vision model prefer?",
+    "PROLIFIC_DESCRIPTION": (
+        "You will see pictures that explain what an image-recognition model responds to, then choose which of "
+        "two versions of a photo the model prefers, and say how sure you are. You need a computer (no phone or "
+        "tablet) and a browser window of at least {min_window} pixels. There is a short practice with feedback first."),
+    "PROLIFIC_HOURLY_RATE": 1200,  # cents per hour: above Prolific's recommended minimum in GBP and USD
+    "PROLIFIC_AUTO_APPROVE": 0,
 }
 _INT_KEYS = {k for k, v in DEFAULTS.items() if isinstance(v, int)}
 

@@ -180,6 +180,20 @@ def give_up_device(participant: Participant, stage: str = "device") -> None:
     _return(participant, NO_DEVICE)
 
 
+# the config key of the Prolific code a participant who left this way is given
+RETURN_CODE_KEYS = {"declined consent": "NOCONSENT_CODE", NO_DEVICE: "NO_DEVICE_CODE"}
+
+
+def code_key(participant: Participant) -> str | None:
+    """The config key of the Prolific completion code this participant was shown (None: none yet).
+    The participant pages show it and `maco-study prolific` matches submissions against it."""
+    if participant.status == COMPLETED:  # a session marked for review gets its own code (speed.py)
+        return "REVIEW_CODE" if participant.review else "COMPLETION_CODE"
+    if participant.status == RETURNED:
+        return RETURN_CODE_KEYS.get(participant.return_reason or "", "NO_DEVICE_CODE")
+    return None
+
+
 def _return(participant: Participant, reason: str) -> None:
     participant.status = RETURNED
     move(participant, "returned")

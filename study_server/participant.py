@@ -93,9 +93,6 @@ def preview():  # noqa: ANN201
     return redirect(url_for("participant.study"))
 
 
-RETURN_CODES = {"declined consent": "NOCONSENT_CODE", flow.NO_DEVICE: "NO_DEVICE_CODE"}  # reason -> config key
-
-
 def _completion(participant: Participant, code: str) -> dict[str, Any]:
     """The Prolific code of an outcome and its redirect URL (none for a preview or an unset code)."""
     url = None if participant.is_preview or not code else current_app.config["COMPLETION_URL"].format(code=code)
@@ -117,11 +114,8 @@ def _page_context(participant: Participant) -> dict[str, Any]:
         context["n_main"] = main_phase_length(manifest)
         context["break_every"] = cfg["BREAK_EVERY"]
         context["fresh_practice"] = manifest.protocol.practice_trials_per_round is not None
-    elif participant.stage == "done":  # a session marked for review gets its own code (speed.py)
-        context.update(_completion(participant, cfg["REVIEW_CODE" if participant.review else "COMPLETION_CODE"]))
-    elif participant.stage == "returned":
-        key = RETURN_CODES.get(participant.return_reason or "", "NO_DEVICE_CODE")
-        context.update(_completion(participant, cfg[key]))
+    elif participant.stage in ("done", "returned"):
+        context.update(_completion(participant, cfg[flow.code_key(participant)]))
     return context
 
 
