@@ -1,4 +1,4 @@
-"""analysis: from the response export to the report (see DESIGN.md and README.md).
+"""analysis: from the response export to the report (docs/analysis.md, docs/analysis-models.md, docs/analysis-report.md).
 
 load (read and check the export) -> exclusions -> descriptives -> models (glmer by
 the engines mixedlm or lme4/blme, checked by diagnostics) -> contrasts -> figures ->

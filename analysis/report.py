@@ -185,8 +185,10 @@ def unit_blocks(fit: FitResult) -> list[Block]:
 
 
 def report_blocks(
-    analysis: Analysis, source: str, source_sha256: str | None, n_rows: int, notice: str | None = None
+    analysis: Analysis, source: str, source_sha256: str | None, n_rows: int, notice: str | None = None,
+    effect_note: str | None = None,
 ) -> list[Block]:
+    """The report's blocks; ``effect_note`` ends every verdict line (the demo: its effects are planted)."""
     fit = analysis.fit
     rules = analysis.rules
     spec = fit.spec
@@ -202,7 +204,8 @@ def report_blocks(
         ("p", f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from {origin}: "
               f"{n_rows} answered trials from {len(analysis.participants)} participants."),
         ("h2", "Verdicts"),
-        ("list", [verdict(row) for row in contrasts.itertuples(index=False)] + interaction_verdict(fit)),
+        ("list", [line + (f" ({effect_note})" if effect_note else "")
+                  for line in [verdict(row) for row in contrasts.itertuples(index=False)] + interaction_verdict(fit)]),
         ("h2", "Exclusions"),
         ("list", [rules.reason(key) for key in REASONS
                   if (key != "sides" or rules.require_both_sides) and (key != "practice" or rules.exclude_practice_flagged)]),
@@ -335,7 +338,7 @@ def report_blocks(
 
 def write_report(
     analysis: Analysis, out: Path, source: str, source_sha256: str | None = None, n_rows: int = 0,
-    notice: str | None = None,
+    notice: str | None = None, effect_note: str | None = None,
 ) -> list[Path]:
     """Write every table, both figures and report.md/.html into ``out``; return the paths."""
     out = Path(out)
@@ -381,7 +384,7 @@ def write_report(
         units = unit_effects(fit)
         units.to_csv(out / "unit_effects.csv", index=False)
         written += [out / "unit_effects.csv", *plot_caterpillar(units, out / "units")]
-    blocks = report_blocks(analysis, source, source_sha256, n_rows, notice)
+    blocks = report_blocks(analysis, source, source_sha256, n_rows, notice, effect_note)
     (out / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
     (out / "report.html").write_text(render_html(blocks, TITLE), encoding="utf-8")
     return written + [out / "report.md", out / "report.html"]

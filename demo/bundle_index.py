@@ -11,15 +11,10 @@ import hashlib
 import io
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 from PIL import Image
 
 from analysis.simulate import GenerativeModel
 from stimuli.manifest import Manifest, QueryPair, image_path, load_manifest
-
-if TYPE_CHECKING:
-    from .driver import Profile
 
 
 class DriverError(Exception):
@@ -82,14 +77,13 @@ class BundleIndex:
             raise DriverError("the server showed reference images that are not a reference set of this bundle")
         return condition
 
-    def model_for(self, profile: Profile) -> GenerativeModel:
-        """The profile's model on this study's levels and trial counts.
+    def model_for(self, model: GenerativeModel) -> GenerativeModel:
+        """A profile's model on this study's levels and trial counts.
 
-        A condition or network the profile does not name gets effect 0 (the reference level).
+        A condition or network the model does not name gets effect 0 (the reference level).
         """
         m = self.manifest
         per_participant = m.protocol.main_trials_per_participant or len(m.query_pairs)
-        model = profile.model
         return replace(
             model,
             condition_effects={c: model.condition_effects.get(c, 0.0) for c in m.conditions},

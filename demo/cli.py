@@ -22,24 +22,30 @@ PROFILE_HELP = "behaviour profile: " + "; ".join(f"{name}: {p.description}" for 
               help="port on 127.0.0.1 (0: any free port)")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="a study.toml to use instead of the embedded demo study (copied to DIR/study.toml)")
+@click.option("--random", "random_weights", is_flag=True,
+              help="the random-weight study (timm test networks on scikit-image's photos): the fastest run, "
+                   "its pictures mean nothing (tests)")
 @click.option("--profile", default="strong", show_default=True, type=click.Choice(sorted(PROFILES)), help=PROFILE_HELP)
 @click.option("--seed", default=0, show_default=True, type=int, help="seed of the simulated participants")
 @click.option("--no-progress", is_flag=True, help="no progress bars")
-def demo(folder: Path, participants: int, exit_after: bool, port: int, config: Path | None, profile: str,
-         seed: int, no_progress: bool) -> None:
-    """The whole study on this machine: build a small bundle (random-weight stand-in networks),
-    serve it on 127.0.0.1, and with --simulate N run, export and analyse N synthetic participants."""
+def demo(folder: Path, participants: int, exit_after: bool, port: int, config: Path | None, random_weights: bool,
+         profile: str, seed: int, no_progress: bool) -> None:
+    """The whole study on this machine: train three small networks on a synthetic task (cached), build a
+    small bundle on them, serve it on 127.0.0.1, and with --simulate N run, export and analyse N
+    synthetic participants."""
     from study_server.client import free_port
 
     from .run import DemoError, run_demo
 
+    if config is not None and random_weights:
+        raise click.UsageError("give --config or --random, not both")
     host = "127.0.0.1"
     # a plain `kill` must stop the server subprocess too: exit through run_demo's clean-up
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         run_demo(folder, simulate=participants, exit_after=exit_after, host=host,
                  port=port or free_port(host), config=config, profile=profile, seed=seed,
-                 progress=not no_progress, echo=click.echo)
+                 progress=not no_progress, echo=click.echo, random=random_weights)
     except DemoError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -215,7 +215,7 @@ def simulate(base_url: str, bundle_dir: str | Path, participants: int, profile: 
         raise ValueError("time_scale: must be >= 0")
     profile = PROFILES[profile] if isinstance(profile, str) else profile
     index = BundleIndex.load(bundle_dir)
-    model = index.model_for(profile)
+    model = index.model_for(profile.model)
     people = draw_participants(model, participants, np.random.default_rng(seed), prefix="sim")
     run_tag = secrets.token_hex(4)  # a second run against the same server brings new Prolific ids
     t0 = time.perf_counter()

@@ -1,6 +1,10 @@
 """`maco-study demo`: the whole study on this machine, from one command, in one folder.
 
 Steps, each reusing the packages' own code:
+0. the synthetic task, when the study uses it (the embedded ``study_demo.toml``
+   does; ``--random`` writes ``study_demo_random.toml`` instead): three small
+   networks trained on it into ``DIR/networks`` (demo/networks.py) and the pool
+   drawn from it into ``DIR/pool`` (demo/task.py), both reused by the next run;
 1. the bundle: ``stimuli.build`` on the embedded ``study_demo.toml`` (or the
    user's ``--config``) into ``DIR/bundle``. The build is resumable, so a
    second run only checks what is there (seconds) and a stopped build
@@ -31,12 +35,17 @@ from typing import Callable
 from study_protocol.study import REFERENCE_NETWORK, TRANSFORMER_NETWORK
 from study_server.client import ServerProcess, ServerStartError, port_in_use
 
-DEMO_CONFIG = "study_demo.toml"
+DEMO_CONFIG = "study_demo.toml"  # networks trained here on the synthetic task
+RANDOM_DEMO_CONFIG = "study_demo_random.toml"  # random-weight networks, scikit-image's photos: the fastest
 DEMO_TIME_SCALE = 0.02  # 50x faster than people: 40 s of instructions take 0.8 s
 SERVER_START_TIMEOUT_S = 120
 RANDOM_WEIGHTS_NOTICE = ("DEMO DATA: the networks of this study have random weights and the participants "
                          "are simulated; the numbers show the platform working, not anything about "
                          "feature visualizations.")
+PLANTED_NOTE = "DEMO: planted by the simulator (profile {profile!r}), not measured"  # on every effect line
+TRAINED_NOTICE = ("DEMO DATA: small networks trained here on a synthetic task ({networks}); the participants "
+                  "are simulated, and every effect below was planted by the simulator (profile {profile!r}), "
+                  "not measured: the numbers show the platform recovering it.")
 
 
 class DemoError(Exception):
@@ -80,14 +89,54 @@ class DemoPaths:
         return self.root / "report"
 
 
-def write_config(paths: DemoPaths, config: Path | None) -> None:
-    """DIR/study.toml: a copy of the user's --config; else the one already there (edit it to
-    change the demo); else the embedded demo config."""
+def write_config(paths: DemoPaths, config: Path | None, random: bool = False) -> None:
+    """DIR/study.toml: a copy of the user's --config, or of the embedded random-weight config with
+    --random; else the one already there (edit it to change the demo); else the embedded demo config."""
     paths.root.mkdir(parents=True, exist_ok=True)
     if config is not None:
         paths.config.write_text(config.read_text(encoding="utf-8"), encoding="utf-8")
+    elif random:
+        paths.config.write_text(files("demo").joinpath(RANDOM_DEMO_CONFIG).read_text("utf-8"), encoding="utf-8")
     elif not paths.config.exists():
         paths.config.write_text(files("demo").joinpath(DEMO_CONFIG).read_text("utf-8"), encoding="utf-8")
+
+
+def uses_task(config: Path) -> bool:
+    """Whether the study reads the synthetic task's pool or networks (DIR/pool, DIR/networks/...)."""
+    import tomllib
+
+    from .networks import NETWORKS_DIR
+    from .task import POOL_DIR
+
+    try:
+        data = tomllib.loads(config.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False  # the build names the problem
+    weights = [str(n.get("weights", "")) for n in data.get("networks", {}).values() if isinstance(n, dict)]
+    return data.get("pool", {}).get("source") == POOL_DIR or any(w.startswith(f"{NETWORKS_DIR}/") for w in weights)
+
+
+def prepare_task(paths: DemoPaths, echo: Callable[[str], None]) -> dict:
+    """The task's networks (trained or cached) and pool (drawn or reused); a retrained network
+    makes the bundle stale, so it is removed and built again."""
+    import shutil
+
+    from .networks import NETWORKS_DIR, TrainingError, prepare_networks
+    from .task import POOL_DIR, POOL_PER_CLASS, POOL_SEED, write_pool
+
+    pool = paths.root / POOL_DIR
+    if not pool.is_dir():
+        partial = paths.root / f".{POOL_DIR}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        write_pool(partial, POOL_PER_CLASS, POOL_SEED)
+        partial.replace(pool)
+    try:
+        networks = prepare_networks(paths.root / NETWORKS_DIR, echo)
+    except TrainingError as exc:
+        raise DemoError(str(exc)) from None
+    if not all(n.reused for n in networks.values()) and paths.bundle.exists():
+        shutil.rmtree(paths.bundle)
+    return networks
 
 
 def build_bundle(paths: DemoPaths, progress: bool = True) -> None:
@@ -155,7 +204,8 @@ def export_responses(paths: DemoPaths, study: str) -> dict:
     return summary
 
 
-def analyse(paths: DemoPaths, time_scale: float, notice: str):  # noqa: ANN201 - analysis.pipeline.Analysis
+def analyse(paths: DemoPaths, time_scale: float, notice: str,  # noqa: ANN201 - analysis.pipeline.Analysis
+            effect_note: str | None = None):
     """The analysis of the export into DIR/report, with time limits on the simulated clock."""
     from analysis.exclusions import ExclusionRules
     from analysis.load import load_export
@@ -174,34 +224,43 @@ def analyse(paths: DemoPaths, time_scale: float, notice: str):  # noqa: ANN201 -
                      ref_network=REFERENCE_NETWORK if REFERENCE_NETWORK in networks else networks[0])
     analysis = run_analysis(df, spec=spec, rules=rules, vit=TRANSFORMER_NETWORK if TRANSFORMER_NETWORK in networks else networks[-1])
     write_report(analysis, paths.report, source=str(paths.responses), source_sha256=file_sha256(paths.responses),
-                 n_rows=len(df), notice=notice)
+                 n_rows=len(df), notice=notice, effect_note=effect_note)
     return analysis
 
 
 def run_demo(folder: Path, simulate: int = 0, exit_after: bool = False, host: str = "127.0.0.1",
              port: int = 5000, config: Path | None = None, profile: str = "strong", seed: int = 0,
              time_scale: float = DEMO_TIME_SCALE, concurrency: int = 8, progress: bool = True,
-             echo: Callable[[str], None] = print) -> dict:
+             echo: Callable[[str], None] = print, random: bool = False) -> dict:
     """Everything `maco-study demo` does; returns where things are and the main numbers."""
     from stimuli.manifest import load_manifest
 
     from .driver import simulate as drive
 
     paths = DemoPaths(Path(folder))
-    write_config(paths, config)
+    write_config(paths, config, random)
     t0 = time.perf_counter()
+    result: dict = {"folder": str(paths.root)}
+    if uses_task(paths.config):
+        echo(f"[0/4] the synthetic task: networks in {paths.root / 'networks'}, pool in {paths.root / 'pool'} "
+             "(reused when already there)")
+        prepare_task(paths, echo)
+        result["task_s"] = round(time.perf_counter() - t0, 1)
+    t1 = time.perf_counter()
     echo(f"[1/4] building the stimulus bundle into {paths.bundle} (reused when already built)")
     build_bundle(paths, progress)
     manifest = load_manifest(paths.bundle)
-    build_s = time.perf_counter() - t0
+    build_s = time.perf_counter() - t1
     random_nets = [f"{n.key} ({n.timm_name})" for n in manifest.networks if n.weights == "random"]
     echo(f"      bundle ready in {build_s:.0f} s: {len(manifest.units)} units, {len(manifest.query_pairs)} "
          f"query pairs, {len(manifest.images)} images")
+    for line in bundle_quality(manifest):
+        echo("      " + line)
     if random_nets:
         echo(f"      RANDOM WEIGHTS (demo only): {', '.join(random_nets)}")
     echo(f"[2/4] a fresh database {paths.database}")
     password = fresh_database(paths)
-    result: dict = {"folder": str(paths.root), "build_s": round(build_s, 1)}
+    result["build_s"] = round(build_s, 1)
     server = start_server(paths, host, port, time_scale)
     try:
         echo(f"[3/4] the study server is running ({paths.server_log})\n"
@@ -222,10 +281,13 @@ def run_demo(folder: Path, simulate: int = 0, exit_after: bool = False, host: st
                                 f"(details: {paths.simulation / 'participants.csv'}, {paths.server_log})")
             summary = export_responses(paths, manifest.study)
             echo(f"      export: {summary['rows']} answered trials -> {paths.responses}")
-            notice = RANDOM_WEIGHTS_NOTICE if random_nets else (
+            trained = manifest.provenance.get("network_training", {})
+            notice = RANDOM_WEIGHTS_NOTICE if random_nets else TRAINED_NOTICE.format(
+                networks=", ".join(f"{key}: {meta.get('held_out_accuracy', '?')} held-out accuracy"
+                                   for key, meta in trained.items()), profile=profile) if trained else (
                 "DEMO DATA: the participants are simulated (demo.driver, profile "
                 f"{profile!r}); time limits of the exclusions are on the simulated clock.")
-            analysis = analyse(paths, time_scale, notice)
+            analysis = analyse(paths, time_scale, notice, effect_note=PLANTED_NOTE.format(profile=profile))
             echo(analysis.contrasts[["contrast", "estimate", "se", "p_holm"]].to_string(index=False))
             echo(f"      report: {paths.report / 'report.html'}")
             result.update(simulation=outcome, export=summary, analysis=analysis, report=str(paths.report))
@@ -239,6 +301,20 @@ def run_demo(folder: Path, simulate: int = 0, exit_after: bool = False, host: st
         return result
     finally:
         server.stop()
+
+
+def bundle_quality(manifest) -> list[str]:  # noqa: ANN001 - stimuli.manifest.Manifest
+    """What the build's quality gate and query pairs say: can a person do this task?"""
+    from stimuli.quality import warnings
+
+    gate = manifest.provenance.get("quality", [])
+    passed = sum(row["passed"] for row in gate)
+    differences = sorted(p.activation_max - p.activation_min for p in manifest.query_pairs)
+    lines = [f"quality gate: {passed} of {len(gate)} (unit, condition) reference sets drive their unit"]
+    if differences:
+        lines.append(f"query pairs: activation max - min from {differences[0]:.2f} to {differences[-1]:.2f} "
+                     f"(median {differences[len(differences) // 2]:.2f} logits)")
+    return lines + [f"WARNING: {line}" for line in warnings(manifest.provenance)]
 
 
 def _progress_bar(total: int, enabled: bool):  # noqa: ANN202 - tqdm

@@ -19,6 +19,7 @@ import timm
 import torch
 from torch import nn
 
+from maco import small_networks  # noqa: F401 - registers small_vgg, small_resnet, small_vit with timm
 from maco.device import at_least_float32, autocast
 
 # The study's networks. The tags pin the weights: torchvision's original
@@ -56,6 +57,8 @@ class Model:
     weights: str
     num_classes: int
     compute_dtype: torch.dtype = torch.float32
+    # what a .safetensors checkpoint says about its training (e.g. the demo's task, recipe, accuracy)
+    metadata: dict[str, str] = field(default_factory=dict)
     _mean: torch.Tensor = field(init=False, repr=False)
     _std: torch.Tensor = field(init=False, repr=False)
 
@@ -179,6 +182,19 @@ def _create_pretrained(timm_name: str) -> nn.Module:
     ) from error
 
 
+def checkpoint_metadata(path: Path) -> dict[str, str]:
+    """The string metadata of a .safetensors checkpoint (empty for other formats)."""
+    if path.suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as checkpoint:
+            return dict(checkpoint.metadata() or {})
+    except Exception as error:
+        raise ModelError(f"checkpoint {path} is not a readable safetensors file: {error}") from error
+
+
 def load_model(
     name: str,
     weights: str | Path = PRETRAINED_WEIGHTS,
@@ -198,6 +214,7 @@ def load_model(
     """
     timm_name = resolve_name(name)
     weights = str(weights)
+    metadata: dict[str, str] = {}
     if weights == RANDOM_WEIGHTS:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -216,7 +233,10 @@ def load_model(
             raise ModelError(
                 f"weights {weights!r} is neither 'pretrained', 'random', a checkpoint file nor a folder of weights"
             )
-        net = timm.create_model(timm_name, pretrained=False)
+        metadata = checkpoint_metadata(checkpoint)
+        # a network trained on another label set says how many classes it has (demo/networks.py)
+        classes = {"num_classes": int(metadata["num_classes"])} if "num_classes" in metadata else {}
+        net = timm.create_model(timm_name, pretrained=False, **classes)
         try:
             timm.models.load_checkpoint(net, str(checkpoint), strict=True)
         except Exception as error:
@@ -225,6 +245,7 @@ def load_model(
 
     config = timm.data.resolve_data_config({}, model=net)
     return Model(
+        metadata=metadata,
         net=net,
         name=name,
         input_size=int(config["input_size"][-1]),

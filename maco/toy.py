@@ -17,9 +17,11 @@ BatchMaker = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 def train_classifier(model: Model, make_batch: BatchMaker, classes: int, iterations: int, batch: int = 64,
-                     lr: float = 3e-3, held_out_per_class: int = 25) -> float:
+                     lr: float = 3e-3, held_out_per_class: int = 25, held_out: BatchMaker | None = None) -> float:
     """Adam on ``model.net`` (frozen again afterwards); returns the accuracy on fresh images of each class.
 
+    The held-out images come from ``held_out`` (default: ``make_batch``, which must then draw fresh
+    images: give ``held_out`` when ``make_batch`` samples a fixed training set).
     Only the first ``classes`` outputs compete in that accuracy (a network may have more outputs).
     """
     net = model.net
@@ -39,7 +41,7 @@ def train_classifier(model: Model, make_batch: BatchMaker, classes: int, iterati
         parameter.requires_grad_(False)
     labels = torch.arange(classes).repeat(held_out_per_class)
     with torch.no_grad():
-        predictions = model(make_batch(labels, generator))[:, :classes].argmax(1)
+        predictions = model((held_out or make_batch)(labels, generator))[:, :classes].argmax(1)
     return (predictions == labels).float().mean().item()
 
 

@@ -1,7 +1,7 @@
 """Participant exclusion rules: the one home of their thresholds and of their wording.
 
-Defaults follow DESIGN.md: catch trials at least 2/3 correct, at least 15 s on the
-instructions, total time within bounds (DESIGN.md gives no numbers; the defaults are 2 to 90
+Defaults (docs/analysis.md): catch trials at least 2/3 correct, at least 15 s on the
+instructions, total time within bounds (the study's design gives no numbers; the defaults are 2 to 90
 minutes), at least one answer on each side, practice passed (the server allows at most 3 rounds and
 flags a participant still wrong in the last: the export's practice_flagged), every answer given in a
 window of at least 940x600 CSS px (the trials' layout needs it: below, labels and buttons are cut

@@ -9,7 +9,7 @@ from __future__ import annotations
 # between-subject conditions: which reference images a participant sees (none: no references)
 CONDITIONS = ("olah", "maco_mask", "maco", "none")
 CONDITIONS_WITHOUT_REFERENCES = ("none",)
-# the study's networks (DESIGN.md): the CNNs and the transformer each CNN is compared with
+# the study's networks (docs/stimuli.md): the CNNs and the transformer each CNN is compared with
 NETWORKS = ("vgg16", "resnet50", "vit_b16")
 REFERENCE_NETWORK = "resnet50"  # the reference level of the network factor
 TRANSFORMER_NETWORK = "vit_b16"  # the network compared with each CNN

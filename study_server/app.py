@@ -109,11 +109,14 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config["TARGET_PER_CONDITION"] = condition_targets(config["TARGET_PER_CONDITION"], manifest.conditions)
     register_filters(app)
     untrained = [f"{n.key} ({n.timm_name})" for n in manifest.networks if n.weights == "random"]
+    # the demo's networks: a checkpoint that says it was trained on a task of its own (stimuli's provenance)
+    trained_here = [f"{n.key} ({n.timm_name})" for n in manifest.networks
+                    if "task" in manifest.provenance.get("network_training", {}).get(n.key, {})]
 
     @app.context_processor
-    def _random_weights_notice() -> dict[str, Any]:
-        # demo and test bundles: every page says that its networks are untrained
-        return {"random_weight_networks": untrained}
+    def _demo_networks_notice() -> dict[str, Any]:
+        # demo and test bundles: every page says what their networks are
+        return {"random_weight_networks": untrained, "task_trained_networks": trained_here}
 
     from .admin import admin_bp
     from .api import api_bp

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.metadata as md
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ def finalize(store: PieceStore, config: StudyConfig, models: dict[str, StudyMode
         query_pairs=main, practice_trials=practice, catch_trials=catch,
         protocol=mf.Protocol(config.main_trials_per_participant, config.practice.max_rounds,
                              config.practice.trials or None),
-        provenance=provenance(store, config, pool, topk, pieces["references"]))
+        provenance=provenance(store, config, models, pool, topk, pieces["references"]))
     path = mf.write_manifest(store.out, manifest)
     for stale in (store.out / mf.IMAGES_DIR).glob(".*.tmp"):  # left by a killed build
         stale.unlink(missing_ok=True)
@@ -45,11 +46,15 @@ def networks(config: StudyConfig, models: dict[str, StudyModel]) -> list[mf.Netw
 
 
 def units(config: StudyConfig, models: dict[str, StudyModel]) -> list[mf.Unit]:
-    return [mf.Unit(f"{n.key}:{u}", n.key, u, class_label(u, models[n.key].num_classes))
+    return [mf.Unit(f"{n.key}:{u}", n.key, u, class_label(u, models[n.key].num_classes,
+                                                          models[n.key].model.metadata.get("classes")))
             for n in config.networks for u in n.units]
 
 
-def class_label(index: int, num_classes: int) -> str:
+def class_label(index: int, num_classes: int, names: str | None = None) -> str:
+    """ImageNet's name of the class, the name a checkpoint gives it (``names``: a JSON list), else ``class i``."""
+    if names is not None:
+        return json.loads(names)[index]
     if num_classes != 1000:
         return f"class {index}"
     from timm.data import ImageNetInfo
@@ -80,7 +85,7 @@ def reference_sets(store: PieceStore, config: StudyConfig, pieces: list[Piece]) 
     return sets
 
 
-def provenance(store: PieceStore, config: StudyConfig, pool: Pool, topk: dict[str, TopK],
+def provenance(store: PieceStore, config: StudyConfig, models: dict[str, StudyModel], pool: Pool, topk: dict[str, TopK],
                reference_pieces: list[Piece]) -> dict[str, Any]:
     software = {}
     for package in SOFTWARE:
@@ -95,6 +100,8 @@ def provenance(store: PieceStore, config: StudyConfig, pool: Pool, topk: dict[st
         for unit, entry in record.get("quality", {}).items():  # absent in pieces built before the gate
             quality.setdefault((piece.network, int(unit), piece.method), []).append(entry)
     return {
+        # networks trained on a task of their own (the demo's): what their checkpoint says about it
+        "network_training": {key: model.model.metadata for key, model in models.items() if model.model.metadata},
         "maco_algorithms": sorted({r["algorithm"] for p, r in pieces if p.method == "maco" and r.get("algorithm")}),
         "quality": summarize(quality, {n.key: n.units for n in config.networks}, list(config.conditions)),
         "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

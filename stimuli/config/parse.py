@@ -41,7 +41,7 @@ def sample_units(seed: int, network_key: str, count: int) -> tuple[int, ...]:
     return tuple(sorted(int(i) for i in rng.choice(IMAGENET_CLASSES, size=count, replace=False)))
 
 
-def _network(t: Table, seed: int) -> NetworkConfig:
+def _network(t: Table, seed: int, base_dir: Path) -> NetworkConfig:
     if t.has("units") == t.has("sample_units"):
         raise ConfigError(f"{t.path}: give exactly one of units (class indices) or sample_units (a count)")
     if t.has("units"):
@@ -65,8 +65,11 @@ def _network(t: Table, seed: int) -> NetworkConfig:
         input_size = t.int("input_size", minimum=16)
     if not NAME_PATTERN.fullmatch(t.path.split(".", 1)[1]):
         raise ConfigError(f"{t.path}: the network key must be letters, digits, '.', '_' or '-'")
+    weights = t.str("weights", "pretrained")
+    if weights not in ("pretrained", "random") and (base_dir / weights).exists():
+        weights = str((base_dir / weights).resolve())  # a checkpoint or folder, relative to study.toml
     network = NetworkConfig(key=t.path.split(".", 1)[1], model=t.str("model"),
-                            weights=t.str("weights", "pretrained"), units=units,
+                            weights=weights, units=units,
                             input_size=input_size)
     t.reject_unknown()
     return network
@@ -94,7 +97,7 @@ def parse_config(data: dict[str, Any], base_dir: Path, source_text: str = "") ->
     nets_table = root.table("networks")
     if not nets_table.data:
         raise ConfigError("networks: at least one [networks.<key>] table is required")
-    networks = tuple(_network(nets_table.table(key), seed) for key in nets_table.data)
+    networks = tuple(_network(nets_table.table(key), seed, base_dir) for key in nets_table.data)
     nets_table.used.update(nets_table.data)
 
     refs = root.table("references")

@@ -53,7 +53,7 @@ def test_condition_from_the_reference_grid(index: BundleIndex) -> None:
 
 def test_model_on_the_study_levels(index: BundleIndex) -> None:
     profile = Profile(GenerativeModel(network_effects={"resnet50": 0.0, "vit_b16": -1.0, "alexnet": 2.0}))
-    model = index.model_for(profile)
+    model = index.model_for(profile.model)
     assert model.network_effects == {"vgg16": 0.0, "vit_b16": -1.0}  # unknown to the profile: 0
     assert model.conditions == index.manifest.conditions
     assert (model.practice_trials, model.catch_trials, model.main_trials_per_network) == (2, 2, 4)

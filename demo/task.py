@@ -1,0 +1,129 @@
+"""The demo's synthetic task: six classes a person can name, composed onto scikit-image's photos.
+
+Each class is one shape in one colour (a red disk, a blue square, a green triangle, a yellow ring, a
+magenta cross) or one texture (a black-and-white checkerboard), drawn at a random place and size
+(radius 9-15 px of a 64 px image, colour jittered) onto a random crop of one of scikit-image's
+photos (stimuli.pool's list). The networks are trained on fresh draws (demo/networks.py), and the
+study's pool is drawn from the same generator (``write_pool``): every pool image holds one class
+object, so an occluder on the object and one off it change the unit's activation very differently.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from maco.small_networks import INPUT_SIZE
+
+
+@dataclass(frozen=True)
+class TaskClass:
+    name: str  # what a person calls it; also the pool's sub-folder
+    shape: str
+    colour: tuple[float, float, float]  # RGB in [0, 1]; the checkerboard alternates it with black
+
+
+CLASSES = (
+    TaskClass("red disk", "disk", (0.9, 0.1, 0.1)),
+    TaskClass("blue square", "square", (0.1, 0.25, 0.95)),
+    TaskClass("green triangle", "triangle", (0.1, 0.75, 0.15)),
+    TaskClass("yellow ring", "ring", (0.95, 0.85, 0.1)),
+    TaskClass("magenta cross", "cross", (0.9, 0.1, 0.85)),
+    TaskClass("checkerboard", "checker", (1.0, 1.0, 1.0)),
+)
+RADIUS_PX = (9.0, 15.0)  # the object's half-size, of a 64 px image
+COLOUR_JITTER = 0.08
+BACKGROUND_SIDE = 96  # photos are resized to this shorter side, then cropped to 64 px at random
+POOL_DIR = "pool"  # in the demo folder; study_demo.toml's pool.source
+POOL_PER_CLASS = 8  # the demo's pool: study_demo.toml's query.top_k images per unit and spares for catch distractors
+POOL_SEED = 1  # the training bank draws from seed 0 (demo/networks.py): the pool holds other images
+TASK_DESCRIPTION = (f"a synthetic task: {len(CLASSES)} classes ({', '.join(c.name for c in CLASSES)}) drawn "
+                    "onto random crops of scikit-image's photos")
+
+
+@lru_cache(maxsize=1)
+def backgrounds() -> torch.Tensor:
+    """(P, 3, 96, W) scikit-image's photos (stimuli.pool's list), the shorter side resized to 96 px,
+    centre-cropped square."""
+    from stimuli.pool import SKIMAGE_POOL, list_pool
+
+    pool = list_pool(SKIMAGE_POOL)
+    photos = []
+    for index in range(len(pool.files)):
+        with Image.open(pool.path(index)) as image:
+            rgb = image.convert("RGB")
+        scale = BACKGROUND_SIDE / min(rgb.size)
+        rgb = rgb.resize((max(BACKGROUND_SIDE, round(rgb.width * scale)),
+                          max(BACKGROUND_SIDE, round(rgb.height * scale))), Image.Resampling.BILINEAR)
+        left, top = (rgb.width - BACKGROUND_SIDE) // 2, (rgb.height - BACKGROUND_SIDE) // 2
+        rgb = rgb.crop((left, top, left + BACKGROUND_SIDE, top + BACKGROUND_SIDE))
+        photos.append(torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255)
+    return torch.stack(photos)
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator)
+
+
+def _signed_distance(shape: str, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """Roughly the distance to the shape's edge in units of the radius; negative inside."""
+    if shape == "disk":
+        return torch.sqrt(dx ** 2 + dy ** 2) - 1
+    if shape in ("square", "checker"):
+        return torch.maximum(dx.abs(), dy.abs()) - 0.85
+    if shape == "triangle":  # pointing up: apex at dy = -1, base at dy = 0.75
+        return torch.maximum(dy - 0.75, dx.abs() - (dy + 1) * 0.62)
+    if shape == "ring":
+        return (torch.sqrt(dx ** 2 + dy ** 2) - 0.72).abs() - 0.28
+    if shape == "cross":
+        return torch.minimum(torch.maximum(dx.abs() - 0.3, dy.abs() - 1), torch.maximum(dy.abs() - 0.3, dx.abs() - 1))
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def make_batch(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(B, 3, 64, 64) images in [0, 1], one object of class ``labels[i]`` in image i (maco.toy's BatchMaker)."""
+    n, size = len(labels), INPUT_SIZE
+    photos = backgrounds()
+    which = torch.randint(len(photos), (n,), generator=generator)
+    offsets = torch.randint(BACKGROUND_SIDE - size + 1, (n, 2), generator=generator)
+    images = torch.stack([photos[w, :, y:y + size, x:x + size] for w, (y, x) in zip(which.tolist(), offsets.tolist())])
+    flip = torch.rand(n, generator=generator) < 0.5
+    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    radius = _uniform(n, *RADIUS_PX, generator)
+    cx = _uniform(n, 0, 1, generator) * (size - 2 * radius) + radius
+    cy = _uniform(n, 0, 1, generator) * (size - 2 * radius) + radius
+    jitter = (torch.rand(n, 3, generator=generator) * 2 - 1) * COLOUR_JITTER
+    grid = torch.arange(size, dtype=torch.float32) + 0.5
+    dx = (grid[None, None, :] - cx[:, None, None]) / radius[:, None, None]
+    dy = (grid[None, :, None] - cy[:, None, None]) / radius[:, None, None]
+    for index, task_class in enumerate(CLASSES):
+        chosen = labels == index
+        if not chosen.any():
+            continue
+        distance = _signed_distance(task_class.shape, dx[chosen], dy[chosen])
+        alpha = (0.5 - distance * radius[chosen, None, None]).clamp(0, 1)[:, None]  # one pixel of anti-aliasing
+        colour = (torch.tensor(task_class.colour)[None] + jitter[chosen]).clamp(0, 1)[:, :, None, None]
+        if task_class.shape == "checker":  # 5 x 5 cells across the square
+            cells = (torch.floor(dx[chosen] * 2.5 / 0.85) + torch.floor(dy[chosen] * 2.5 / 0.85)) % 2
+            colour = colour * cells[:, None]
+        images[chosen] = images[chosen] * (1 - alpha) + colour * alpha
+    return images
+
+
+def write_pool(folder: Path, per_class: int, seed: int) -> list[Path]:
+    """``per_class`` images of every class, one sub-folder per class (the pool's layout), as 64 px PNGs."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(len(CLASSES)).repeat_interleave(per_class)
+    images = make_batch(labels, generator)
+    pixels = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    paths = []
+    for number, (label, array) in enumerate(zip(labels.tolist(), pixels)):
+        path = folder / CLASSES[label].name.replace(" ", "_") / f"{number % per_class:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(path)
+        paths.append(path)
+    return paths
