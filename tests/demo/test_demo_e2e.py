@@ -71,6 +71,16 @@ def test_report_recovers_the_profile_signs(demo_dir: Path) -> None:
         assert truth[term] != 0 and (fixed[term] > 0) == (truth[term] > 0), (term, fixed[term], truth[term])
     report = (demo_dir / "report" / "report.html").read_text(encoding="utf-8")
     assert "random weights" in report and "simulated" in report
+    verdicts = (demo_dir / "report" / "report.md").read_text(encoding="utf-8").split("## Verdicts")[1].split("\n#")[0]
+    lines = [line for line in verdicts.splitlines() if line.startswith("- ")]
+    assert lines and all(line.endswith("(DEMO: planted by the simulator (profile 'strong'), not measured)")
+                         for line in lines)
+
+
+def test_random_and_config_exclude_each_other(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["demo", "--dir", str(tmp_path), "--config", str(CONFIG), "--random"])
+    assert result.exit_code == 2 and "give --config or --random, not both" in result.output
+    assert not (tmp_path / "study.toml").exists()
 
 
 def test_simulate_command_against_a_running_server(demo_dir: Path, tmp_path: Path) -> None:

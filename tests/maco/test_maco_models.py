@@ -90,7 +90,6 @@ def test_pretrained_weights_come_from_the_local_cache_without_the_network(tmp_pa
     is never asked (an unreachable hub would otherwise cost a minute of retries)."""
     import timm
     from huggingface_hub import constants
-    from safetensors.torch import save_file
 
     name = "test_resnet.r160_in1k"
     source = timm.create_model(name, pretrained=False)
@@ -111,3 +110,21 @@ def test_pretrained_weights_come_from_the_local_cache_without_the_network(tmp_pa
     assert model.weights == f"pretrained:{name}" and not model.random_weights
     x = torch.rand(1, 3, 64, 64)
     assert torch.equal(model.net(x), source.eval()(x))
+
+
+def test_safetensors_checkpoint_carries_its_classes_and_training_record(tmp_path):
+    """A small network trained on another label set: its checkpoint's metadata gives num_classes, and
+    load_model keeps the record (the demo's networks, the bundle's provenance)."""
+
+    net = timm.create_model("small_vit", num_classes=6)
+    path = tmp_path / "vit.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path),
+              metadata={"num_classes": "6", "held_out_accuracy": "0.97"})
+    loaded = load_model("small_vit", weights=path)
+    assert loaded.num_classes == 6 and loaded.input_size == 64 and loaded.mean == (0.5, 0.5, 0.5)
+    assert loaded.metadata == {"num_classes": "6", "held_out_accuracy": "0.97"}
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.allclose(loaded(x), net.eval()((x - 0.5) / 0.25))
+    with pytest.raises(ModelError, match="does not fit small_vit"):  # the metadata's classes must be the head's
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path), metadata={"num_classes": "5"})
+        load_model("small_vit", weights=path)
