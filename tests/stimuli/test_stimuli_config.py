@@ -109,3 +109,16 @@ def test_every_study_network_key_is_a_maco_preset() -> None:
 
     assert set(NETWORKS) <= set(PRESETS)
     assert {REFERENCE_NETWORK, TRANSFORMER_NETWORK} <= set(NETWORKS)
+
+
+def test_a_checkpoint_path_is_relative_to_the_study_toml(tmp_path, monkeypatch):
+    """As pool.source and references.spectrum: the demo's study.toml names networks/<key>.safetensors."""
+    (tmp_path / "networks").mkdir()
+    (tmp_path / "networks" / "net.safetensors").write_bytes(b"")
+    text = MINIMAL.replace('model = "resnet18"', 'model = "resnet18"\nweights = "networks/net.safetensors"')
+    monkeypatch.chdir(EXAMPLES)  # elsewhere: the path must not depend on the working folder
+    config = load_config(write(tmp_path, text))
+    assert config.networks[0].weights == str((tmp_path / "networks" / "net.safetensors").resolve())
+    for word in ("pretrained", "random"):
+        assert load_config(write(tmp_path, MINIMAL.replace(
+            'model = "resnet18"', f'model = "resnet18"\nweights = "{word}"'))).networks[0].weights == word
