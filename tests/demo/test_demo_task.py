@@ -72,7 +72,7 @@ def test_the_bundle_names_its_classes_and_records_the_training(manifest) -> None
     assert differences[len(differences) // 2] > MIN_PAIR_DIFFERENCE
 
 
-@pytest.mark.xfail(strict=True, reason="open (docs/demo.md): 24 steps leave 19 of 54 reference sets failing the "
+@pytest.mark.xfail(strict=True, reason="open (docs/demo.md): 18-19 of 54 reference sets fail the "
                                        "gate, and the occluder's mean-colour fill keeps a colour class's colour")
 def test_every_unit_passes_the_gate_and_every_pair_differs_clearly(manifest) -> None:  # noqa: ANN001
     failing = [(row["unit"], row["condition"], row["own_logit_rank"])
