@@ -33,6 +33,18 @@ write.csv(out, args[2], row.names = FALSE)
 """
 
 
+def fit_in_r(rscript: str, script_text: str, rows: pd.DataFrame, outcome: str, tmp_path):  # noqa: ANN001, ANN201
+    """R's fit of `outcome` on the model rows: its long output table and `values(what)`, one kind of row."""
+    data, script, out = tmp_path / "data.csv", tmp_path / "fit.R", tmp_path / "out.csv"
+    rows[[outcome, "participant_id", "unit", "condition", "network"]].rename(
+        columns={"participant_id": "participant"}).to_csv(data, index=False)
+    script.write_text(script_text)
+    done = subprocess.run([rscript, "--vanilla", str(script), str(data), str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    r = pd.read_csv(out)
+    return r, lambda what: r.loc[r["what"] == what, "value"].to_numpy()
+
+
 @pytest.fixture(scope="module")
 def analysis(small_model):
     df = validate_export(simulate_export(small_model, n_participants=24, seed=51))
@@ -40,17 +52,7 @@ def analysis(small_model):
 
 
 def test_log_rt_model_equals_lme4_lmer(analysis, rscript, tmp_path):
-    data, script, out = tmp_path / "data.csv", tmp_path / "lmer.R", tmp_path / "out.csv"
-    analysis.rows[["rt_ms", "participant_id", "unit", "condition", "network"]].rename(
-        columns={"participant_id": "participant"}).to_csv(data, index=False)
-    script.write_text(LMER_SCRIPT)
-    done = subprocess.run([rscript, "--vanilla", str(script), str(data), str(out)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    r = pd.read_csv(out)
-
-    def values(what: str) -> np.ndarray:
-        return r.loc[r["what"] == what, "value"].to_numpy()
-
+    r, values = fit_in_r(rscript, LMER_SCRIPT, analysis.rows, "rt_ms", tmp_path)
     fit = analysis.log_rt
     np.testing.assert_allclose(fit.beta, values("beta"), atol=1e-3)
     np.testing.assert_allclose(np.sqrt(np.diag(fit.vcov)), values("se"), atol=1e-4)
@@ -105,17 +107,7 @@ def test_confidence_model_equals_ordinal_clmm(small_model, rscript, tmp_path):
     contrasts as R's ordinal::clmm (Laplace), on data whose participants differ in how confident they are."""
     analysis = run_analysis(validate_export(simulate_export(small_model, n_participants=24, seed=71)), lrt=False,
                             sensitivity=False, contrasts=["maco_vs_olah", "network: vit_b16 vs vgg16"])
-    data, script, out = tmp_path / "data.csv", tmp_path / "clmm.R", tmp_path / "out.csv"
-    analysis.rows[["confidence", "participant_id", "unit", "condition", "network"]].rename(
-        columns={"participant_id": "participant"}).to_csv(data, index=False)
-    script.write_text(CLMM_SCRIPT)
-    done = subprocess.run([rscript, "--vanilla", str(script), str(data), str(out)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    r = pd.read_csv(out)
-
-    def values(what: str) -> np.ndarray:
-        return r.loc[r["what"] == what, "value"].to_numpy()
-
+    r, values = fit_in_r(rscript, CLMM_SCRIPT, analysis.rows, "confidence", tmp_path)
     fit = analysis.confidence
     assert fit.converged and fit.levels == [1, 2, 3]
     np.testing.assert_allclose(np.r_[fit.thresholds, fit.beta], values("coef"), atol=1e-3)
