@@ -12,13 +12,17 @@ from analysis.pipeline import run_analysis
 from analysis.secondary import log_rt_fixed_effects, log_rt_verdict
 from analysis.simulate import simulate_export
 
-LMER_SCRIPT = r"""
-suppressPackageStartupMessages(library(lme4))
+# the model rows as fit_in_r writes them, with the analysis's reference levels
+READ_ROWS = r"""
 args <- commandArgs(trailingOnly = TRUE)
 d <- read.csv(args[1])
 d$condition <- factor(d$condition, levels = c("olah", "maco", "maco_mask", "none"))  # the analysis's order
 d$network <- factor(d$network, levels = c("resnet50", "vgg16", "vit_b16"))
-m <- lmer(log(rt_ms) ~ condition + network + (1 | participant) + (1 | unit), data = d, REML = TRUE)
+"""
+
+LMER_SCRIPT = r"""
+suppressPackageStartupMessages(library(lme4))
+""" + READ_ROWS + r"""m <- lmer(log(rt_ms) ~ condition + network + (1 | participant) + (1 | unit), data = d, REML = TRUE)
 V <- as.matrix(vcov(m))
 # MACO vs Olah, and vit_b16 vs vgg16 (two non-reference levels): L beta and its SE
 L <- rbind(c(0, 1, 0, 0, 0, 0), c(0, 0, 0, 0, -1, 1))
@@ -83,11 +87,7 @@ def test_log_rt_contrasts_carry_ratios_and_their_adjustments(analysis):
 
 CLMM_SCRIPT = r"""
 suppressPackageStartupMessages(library(ordinal))
-args <- commandArgs(trailingOnly = TRUE)
-d <- read.csv(args[1])
-d$condition <- factor(d$condition, levels = c("olah", "maco", "maco_mask", "none"))  # the analysis's order
-d$network <- factor(d$network, levels = c("resnet50", "vgg16", "vit_b16"))
-m <- clmm(factor(confidence) ~ condition + network + (1 | participant) + (1 | unit), data = d, link = "logit",
+""" + READ_ROWS + r"""m <- clmm(factor(confidence) ~ condition + network + (1 | participant) + (1 | unit), data = d, link = "logit",
           Hess = TRUE, nAGQ = 1)
 # MACO vs Olah, and vit_b16 vs vgg16, on eta (thresholds first in coef)
 L <- rbind(c(0, 0, 1, 0, 0, 0, 0), c(0, 0, 0, 0, 0, -1, 1))
