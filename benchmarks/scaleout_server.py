@@ -170,7 +170,7 @@ def main() -> None:
     print(json.dumps({
         "ok": ok, **counts, "stuck": stuck, "codes_shown": shown, "codes_expected": len(results) * len(survivors),
         "instances": args.instances, "participants": args.participants, "kill": kill,
-        "requests_per_instance": {f"instance-{urls.index(u)}": n for u, n in sorted(per_instance.items())},
+        "requests_per_instance": {f"instance-{k}": per_instance.get(u, 0) for k, u in enumerate(urls)},
         "client_errors": len(errors), "first_errors": errors[:3], "wall_s": round(wall, 1),
         "server_exceptions": {f"instance-{k}": server_exceptions(tmp / f"server-{k}.log")
                               for k in range(args.instances)},
