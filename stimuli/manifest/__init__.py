@@ -60,12 +60,11 @@ image referenced is listed in ``images``, every listed image exists on disk
 from __future__ import annotations
 
 from .files import add_image, atomic_write, image_path, load_manifest, write_manifest
-from .schema import (CONDITIONS, CONDITIONS_WITHOUT_REFERENCES, IMAGES_DIR, MANIFEST_FILE, NAME_PATTERN, SCHEMA_NAME,
-                     SCHEMA_VERSION, ImageInfo, Manifest, ManifestError, Network, Occluder, Protocol, QueryPair,
+from .schema import (IMAGES_DIR, MANIFEST_FILE, NAME_PATTERN, SCHEMA_NAME, SCHEMA_VERSION, ConditionMethod, ImageInfo, Manifest, ManifestError, Network, Occluder, Protocol, QueryPair,
                      ReferenceSet, Unit)
 from .validate import parse_manifest
 
-__all__ = ["CONDITIONS", "CONDITIONS_WITHOUT_REFERENCES", "IMAGES_DIR", "MANIFEST_FILE", "NAME_PATTERN", "SCHEMA_NAME",
-           "SCHEMA_VERSION", "ImageInfo", "Manifest", "ManifestError", "Network", "Occluder", "Protocol", "QueryPair",
+__all__ = ["IMAGES_DIR", "MANIFEST_FILE", "NAME_PATTERN", "SCHEMA_NAME", "SCHEMA_VERSION", "ConditionMethod",
+           "ImageInfo", "Manifest", "ManifestError", "Network", "Occluder", "Protocol", "QueryPair",
            "ReferenceSet", "Unit", "add_image", "atomic_write", "image_path", "load_manifest", "parse_manifest",
            "write_manifest"]
