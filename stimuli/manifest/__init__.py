@@ -46,9 +46,11 @@ Schema (``schema_version`` 1), all keys required unless marked optional::
 
 Rules checked on load: every id unique; every unit's network exists and its
 key is ``<network>:<class_index>``; every non-``none`` condition has exactly
-one reference set per unit used in any trial, ``none`` has none; a
-``maco_mask`` set's ``source_images`` equal the ``maco`` set's images (same
-MACO images, masked renderings); no query image (base, a, b) is shown by trials of two
+one reference set per unit used in any trial, ``none`` has none; ``condition_methods``
+(optional: older bundles hold the paper's four) names each condition's method and settings; a
+masked condition's ``source_images`` equal the images of the unmasked condition of the same method
+and settings (the paper's maco_mask and maco); natural exemplars carry ``activations`` (descending)
+and ``pool_files``, one per image, and no seeds (docs/methods.md); no query image (base, a, b) is shown by trials of two
 kinds (practice, main, catch); with ``practice_trials_per_round`` k, ``practice_trials`` holds
 ``max_practice_rounds`` rounds of k pairs (round r: the r-th slice), no image in two rounds;
 no more catch trials than main trials per participant (each

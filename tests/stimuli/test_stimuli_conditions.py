@@ -38,10 +38,8 @@ METHOD = Flat()
 '''
 
 
-@pytest.fixture
-def plugin(tmp_path, monkeypatch):
+def install_plugin(site: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A package installed as pip would: its module and a dist-info declaring the entry point."""
-    site = tmp_path / "site"
     (site / "flat_method_plugin").mkdir(parents=True)
     (site / "flat_method_plugin" / "__init__.py").write_text(PLUGIN)
     info = site / "flat_method_plugin-0.1.dist-info"
@@ -50,6 +48,11 @@ def plugin(tmp_path, monkeypatch):
     (info / "entry_points.txt").write_text("[maco_study.methods]\nflat = flat_method_plugin:METHOD\n")
     monkeypatch.syspath_prepend(str(site))
     return "flat"
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    return install_plugin(tmp_path / "site", monkeypatch)
 
 
 STUDY = """
@@ -153,15 +156,8 @@ def five(tmp_path_factory):
     """The five-condition study built: the paper's two MACO conditions, natural, a plugin's, none."""
     folder = tmp_path_factory.mktemp("five")
     write_pool(folder / "pool", 40, size=40)
-    site = folder / "site"
-    (site / "flat_method_plugin").mkdir(parents=True)
-    (site / "flat_method_plugin" / "__init__.py").write_text(PLUGIN)
-    info = site / "flat_method_plugin-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flat-method-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[maco_study.methods]\nflat = flat_method_plugin:METHOD\n")
     mp = pytest.MonkeyPatch()
-    mp.syspath_prepend(str(site))
+    install_plugin(folder / "site", mp)
     try:
         config = load_config(write_study(folder))
         build(config, folder / "bundle", Shard(), "cpu", progress=False)
