@@ -31,6 +31,7 @@ def finalize(store: PieceStore, config: StudyConfig, models: dict[str, StudyMode
         study=config.name, networks=networks(config, models), units=units(config, models),
         conditions=config.condition_names, references=references,
         condition_methods={c.name: mf.ConditionMethod(c.method, dict(c.settings)) for c in config.conditions},
+        analysis=config.analysis.declared(),
         query_pairs=main, practice_trials=practice, catch_trials=catch,
         protocol=mf.Protocol(config.main_trials_per_participant, config.practice.max_rounds,
                              config.practice.trials or None),

@@ -15,7 +15,7 @@ from study_protocol.study import CONDITION_NAME_LENGTH, PAPER_CONDITIONS
 
 from ..manifest import NAME_PATTERN
 from .settings import (
-    IMAGENET_CLASSES, SKIMAGE_POOL, CatchConfig, ConditionConfig, ConfigError, MethodConfig, NetworkConfig, PoolConfig,
+    AnalysisConfig, IMAGENET_CLASSES, SKIMAGE_POOL, CatchConfig, ConditionConfig, ConfigError, MethodConfig, NetworkConfig, PoolConfig,
     PracticeConfig, QueryConfig, ReferencesConfig, StudyConfig,
 )
 from .table import Table
@@ -57,6 +57,20 @@ def _condition(t: Table, name: str) -> ConditionConfig:
         raise ConfigError(f"{t.key('size')}: MACO's size is references.maco.size (its spectrum is made for it)")
     declared = {**settings, **({"mask": True} if mask else {})}
     return ConditionConfig(name, method.name, method.kind, tuple(sorted(declared.items())))
+
+
+def _analysis(t: Table, conditions: list[str]) -> AnalysisConfig:
+    """[analysis]: the reference condition and contrasts (checked against the data by the analysis)."""
+    reference = t.raw("reference_condition", None)
+    if reference is not None and t.str("reference_condition") not in conditions:
+        raise ConfigError(f"{t.key('reference_condition')}: {reference!r} is not a declared condition "
+                          f"({', '.join(conditions)})")
+    contrasts = t.raw("contrasts", [])
+    if not isinstance(contrasts, list) or not all(isinstance(c, str) and c.strip() for c in contrasts):
+        raise ConfigError(f"{t.key('contrasts')}: a list of contrast declarations "
+                          "(e.g. \"maco_vs_olah\", \"condition: natural vs maco\")")
+    t.reject_unknown()
+    return AnalysisConfig(reference, tuple(contrasts))
 
 
 def _conditions(root: Table, study: Table) -> tuple[ConditionConfig, ...]:
@@ -190,11 +204,12 @@ def parse_config(data: dict[str, Any], base_dir: Path, source_text: str = "") ->
     c = root.table("catch")
     catch = CatchConfig(trials=c.int("trials", 6, minimum=0))
     c.reject_unknown()
+    analysis = _analysis(root.table("analysis"), [c.name for c in conditions])
     root.reject_unknown()
 
     config = StudyConfig(name=name, seed=seed, conditions=tuple(conditions), networks=networks,
                          pool=pool, references=references, query=query, practice=practice,
-                         catch=catch, main_trials_per_participant=main_trials,
+                         catch=catch, main_trials_per_participant=main_trials, analysis=analysis,
                          source_text=source_text)
     _check_trial_supply(config)
     return config

@@ -123,6 +123,20 @@ class CatchConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """[analysis]: what the analysis of this study tests, carried by the bundle and the export.
+
+    Empty: the reference is the first condition and the contrasts the analysis's default
+    (the paper's named contrasts its conditions support, and each other condition vs the reference)."""
+    reference_condition: str | None = None
+    contrasts: tuple[str, ...] = ()  # `maco-study analyze --contrast` declarations
+
+    def declared(self) -> dict[str, Any]:
+        return {k: v for k, v in (("reference_condition", self.reference_condition),
+                                  ("contrasts", list(self.contrasts))) if v}
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     name: str
     seed: int
@@ -134,6 +148,7 @@ class StudyConfig:
     practice: PracticeConfig = PracticeConfig()
     catch: CatchConfig = CatchConfig()
     main_trials_per_participant: int | None = None
+    analysis: AnalysisConfig = AnalysisConfig()
     source_text: str = field(default="", compare=False, repr=False)
 
     @property

@@ -129,6 +129,8 @@ class Manifest:
     images: dict[str, ImageInfo] = field(default_factory=dict)
     # condition -> its method; bundles made before conditions were declared hold the paper's
     condition_methods: dict[str, ConditionMethod] = field(default_factory=dict)
+    # the study config's [analysis] (reference_condition, contrasts); {}: the analysis's defaults
+    analysis: dict[str, Any] = field(default_factory=dict)
     protocol: Protocol = field(default_factory=Protocol)
     provenance: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
@@ -177,8 +179,9 @@ class Manifest:
             for optional in ("source_images", "activations", "pool_files"):
                 if ref[optional] is None:
                     del ref[optional]
-        if not data["condition_methods"]:  # a bundle from before declared conditions keeps its fingerprint
-            del data["condition_methods"]
+        for optional in ("condition_methods", "analysis"):  # older bundles keep their fingerprint
+            if not data[optional]:
+                del data[optional]
         if data["protocol"]["practice_trials_per_round"] is None:  # older bundles keep their fingerprint
             del data["protocol"]["practice_trials_per_round"]
         return data

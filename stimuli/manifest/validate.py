@@ -118,7 +118,7 @@ def _parse_pair(f: _Field) -> QueryPair:
 def _parse(root: _Field) -> Manifest:
     root.obj({"schema", "schema_version", "study", "networks", "units", "conditions",
               "references", "query_pairs", "practice_trials", "catch_trials", "protocol",
-              "images", "provenance", "condition_methods"})
+              "images", "provenance", "condition_methods", "analysis"})
     root.get("schema").str(choices=(SCHEMA_NAME,))
     version = root.get("schema_version").int()
     if version != SCHEMA_VERSION:
@@ -171,6 +171,13 @@ def _parse(root: _Field) -> Manifest:
             f.obj({"method", "settings"})
             condition_methods[name] = ConditionMethod(f.get("method").str(), dict(f.get("settings", {}).obj()))
 
+    analysis_field = root.get("analysis", {})
+    analysis_field.obj({"reference_condition", "contrasts"})
+    if analysis_field.get("reference_condition", conditions[0]).str() not in conditions:
+        raise analysis_field.get("reference_condition").fail("not a condition of the study")
+    for f in analysis_field.get("contrasts", []).items():
+        f.str()
+
     references = []
     for f in root.get("references").items():
         f.obj({"network", "unit", "condition", "seeds", "images", "source_images", "activations", "pool_files"})
@@ -213,7 +220,8 @@ def _parse(root: _Field) -> Manifest:
 
     return Manifest(
         study=root.get("study").str(NAME_PATTERN), networks=networks, units=units,
-        conditions=conditions, condition_methods=condition_methods, references=references, query_pairs=pairs["query_pairs"],
+        conditions=conditions, condition_methods=condition_methods, analysis=dict(analysis_field.value),
+        references=references, query_pairs=pairs["query_pairs"],
         practice_trials=pairs["practice_trials"], catch_trials=pairs["catch_trials"],
         images=images, protocol=protocol, provenance=prov.value, schema_version=version)
 
