@@ -93,7 +93,7 @@ def analyze(responses, out, engine, query, ref_condition, design_path, ref_netwo
     the figures (PNG and SVG) and report.md / report.html into OUT. Exits
     non-zero, after writing the report, when the fit did not converge or has problems.
     """
-    from analysis.load import ExportError, load_design, load_export
+    from analysis.load import ExportError, declared_analysis, load_design, load_export
     from analysis.models import EngineError
     from analysis.pipeline import run_analysis
     from analysis.report import file_sha256, trusted, verdict, write_report
@@ -103,17 +103,15 @@ def analyze(responses, out, engine, query, ref_condition, design_path, ref_netwo
                            exclude_practice_flagged=practice_check, min_rt_ms=min_rt_ms,
                            min_window_width=min_window_width, min_window_height=min_window_height)
     try:
-        design = load_design(responses, design_path)
-        declared = (design or {}).get("analysis", {})
-        ref_condition = ref_condition or declared.get("reference_condition") or (
-            design["conditions"][0] if design else ModelSpec.ref_condition)
-        contrasts = list(contrasts) or declared.get("contrasts") or None
+        study_conditions, declared_reference, declared_contrasts = declared_analysis(load_design(responses, design_path))
+        ref_condition = ref_condition or declared_reference or ModelSpec.ref_condition
+        contrasts = list(contrasts) or declared_contrasts
         spec = ModelSpec(ref_condition, ref_network, interaction, random_slopes=random_slopes,
                          slope_correlations=slope_correlations, prior=prior, participant_slopes=participant_slopes)
         df = load_export(responses, query=query)
         analysis = run_analysis(df, spec=spec, engine=engine, rules=rules, conditions=_levels(conditions),
                                 networks=_levels(networks), vit=vit, contrasts=contrasts,
-                                study_conditions=design["conditions"] if design else None,
+                                study_conditions=study_conditions,
                                 min_participants=min_participants, ci=ci, bootstrap_samples=bootstrap_samples,
                                 seed=seed, jobs=jobs)
     except (ExportError, EngineError, ValueError) as error:

@@ -48,6 +48,15 @@ def load_design(responses: str | Path, path: str | Path | None = None) -> dict |
     return design
 
 
+def declared_analysis(design: dict | None) -> tuple[list[str] | None, str | None, list[str] | None]:
+    """(study conditions, reference condition, contrasts) a design declares; Nones without one."""
+    if design is None:
+        return None, None, None
+    declared = design.get("analysis", {})
+    return (list(design["conditions"]), declared.get("reference_condition") or design["conditions"][0],
+            list(declared.get("contrasts", [])) or None)
+
+
 def load_export(source: str | Path, query: str | None = None) -> pd.DataFrame:
     """Load an export from a CSV path, or from a SQLAlchemy database URL with ``query`` selecting
     the export's rows; validated either way. A study database itself is read through the server's

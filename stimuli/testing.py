@@ -1,7 +1,9 @@
-"""A tiny valid bundle with generated images, for the tests and benchmarks of stimuli, the server and the demo."""
+"""A tiny valid bundle with generated images, and a generated image pool, for the tests and
+benchmarks of stimuli, the server and the demo."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from study_protocol.study import CONDITIONS, PAPER_CONDITIONS
@@ -112,3 +114,20 @@ def build_test_bundle(
                     "seed": seed}, "software": {"maco-study": "test"}})
     write_manifest(bundle_dir, manifest)
     return manifest
+
+
+def write_pool(folder: Path, count: int, size: int = 40, seed: int = 0) -> list[Path]:
+    """`count` random smooth RGB images, in two class sub-folders."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+        image = Image.fromarray(coarse).resize((size + i % 7, size), Image.Resampling.BILINEAR)
+        path = Path(folder) / f"class{i % 2}" / f"img{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        paths.append(path)
+    return paths

@@ -16,7 +16,7 @@ from stimuli.config import ConfigError, load_config
 from stimuli.models import load_study_model
 from stimuli.pool import list_pool, load_image
 
-from .conftest import write_pool
+from stimuli.testing import write_pool
 
 PLUGIN = '''
 import torch
