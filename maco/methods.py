@@ -44,6 +44,11 @@ class Reference:
     algorithm: str | None = None  # a version label recorded in the bundle's provenance
     spectrum_source: str | None = None  # MACO only
 
+    @property
+    def transparency(self) -> torch.Tensor | None:
+        """The mask under the name maco.outputs writes it by (MACO's transparency map)."""
+        return self.mask
+
 
 class Method:
     """A convenient base: subclasses set name, kind, defaults and render (duck typing suffices)."""

@@ -131,3 +131,20 @@ def write_pool(folder: Path, count: int, size: int = 40, seed: int = 0) -> list[
         image.save(path)
         paths.append(path)
     return paths
+
+
+def install_plugin(project_dir: Path, site: Path, monkeypatch: Any) -> None:
+    """The package in ``project_dir`` as an installer leaves it: importable, with a dist-info in
+    ``site`` holding the entry points its pyproject.toml declares (what `pip install` writes), both
+    on sys.path through ``monkeypatch`` (pytest's) until it is undone."""
+    import tomllib
+
+    project = tomllib.loads((Path(project_dir) / "pyproject.toml").read_text())["project"]
+    info = Path(site) / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
+    (info / "entry_points.txt").write_text("".join(
+        f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in points.items())
+        for group, points in project["entry-points"].items()))
+    monkeypatch.syspath_prepend(str(project_dir))
+    monkeypatch.syspath_prepend(str(site))

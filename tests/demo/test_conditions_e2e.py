@@ -3,7 +3,6 @@ build, check, serve, simulated participants, export, analysis."""
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -11,27 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from maco_study import main
-from stimuli.testing import write_pool
+from stimuli.testing import install_plugin, write_pool
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "examples" / "horama_method"
 CONFIG = Path(__file__).with_name("study_conditions_e2e.toml")
 CONDITIONS = ["maco", "maco_mask", "natural", "horama", "none"]
 PER_CONDITION = 4
-
-
-def install_plugin(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The example package as an installer leaves it: importable, with a dist-info holding the entry
-    points its pyproject.toml declares (what `pip install examples/horama_method` writes)."""
-    project = tomllib.loads((PLUGIN / "pyproject.toml").read_text())["project"]
-    info = site / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
-    (info / "entry_points.txt").write_text("".join(
-        f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in points.items())
-        for group, points in project["entry-points"].items()))
-    monkeypatch.syspath_prepend(str(PLUGIN))
-    monkeypatch.syspath_prepend(str(site))
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +26,7 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = folder / "five.toml"
     config.write_text(CONFIG.read_text().replace('"POOL"', json.dumps(str(folder / "pool"))))
     monkeypatch = pytest.MonkeyPatch()
-    install_plugin(folder / "site", monkeypatch)
+    install_plugin(PLUGIN, folder / "site", monkeypatch)
     try:
         result = CliRunner().invoke(main, [
             "demo", "--dir", str(folder / "demo"), "--config", str(config), "--simulate",

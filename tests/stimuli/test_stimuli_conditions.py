@@ -16,7 +16,7 @@ from stimuli.config import ConfigError, load_config
 from stimuli.models import load_study_model
 from stimuli.pool import list_pool, load_image
 
-from stimuli.testing import write_pool
+from stimuli.testing import install_plugin, write_pool
 
 PLUGIN = '''
 import torch
@@ -38,21 +38,20 @@ METHOD = Flat()
 '''
 
 
-def install_plugin(site: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A package installed as pip would: its module and a dist-info declaring the entry point."""
-    (site / "flat_method_plugin").mkdir(parents=True)
-    (site / "flat_method_plugin" / "__init__.py").write_text(PLUGIN)
-    info = site / "flat_method_plugin-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flat-method-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[maco_study.methods]\nflat = flat_method_plugin:METHOD\n")
-    monkeypatch.syspath_prepend(str(site))
+def install_flat(folder: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The plugin above as a package (module and pyproject.toml), installed."""
+    (folder / "flat_method_plugin").mkdir(parents=True)
+    (folder / "flat_method_plugin" / "__init__.py").write_text(PLUGIN)
+    (folder / "pyproject.toml").write_text(
+        '[project]\nname = "flat-method-plugin"\nversion = "0.1"\n'
+        '[project.entry-points."maco_study.methods"]\nflat = "flat_method_plugin:METHOD"\n')
+    install_plugin(folder, folder / "site", monkeypatch)
     return "flat"
 
 
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
-    return install_plugin(tmp_path / "site", monkeypatch)
+    return install_flat(tmp_path / "plugin", monkeypatch)
 
 
 STUDY = """
@@ -157,7 +156,7 @@ def five(tmp_path_factory):
     folder = tmp_path_factory.mktemp("five")
     write_pool(folder / "pool", 40, size=40)
     mp = pytest.MonkeyPatch()
-    install_plugin(folder / "site", mp)
+    install_flat(folder / "plugin", mp)
     try:
         config = load_config(write_study(folder))
         build(config, folder / "bundle", Shard(), "cpu", progress=False)
