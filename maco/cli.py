@@ -11,7 +11,7 @@ import torch
 
 from maco.device import DTYPES, DeviceError, resolve_device, runtime_provenance, use_deterministic
 from maco.images import STRETCH_PERCENTILES
-from maco.methods import MethodError, available_methods, check_settings, get_method
+from maco.methods import MethodError, available_methods, check_settings, get_method, run_method
 from maco.models import RANDOM_WEIGHTS, ModelError, load_model
 from maco.objectives import ObjectiveError, logit
 from maco.optimize import MACO_ALGORITHM, METHODS, check_units, method_defaults
@@ -202,20 +202,17 @@ def visualize(model_name, weights, random_weights, device, units, layer, channel
     def run_chunk(chunk):  # noqa: ANN001, ANN202 - maco.optimize's objectives, or the registry's units
         if method in METHODS:
             return METHODS[method](model, objectives=[t[2] for t in chunk], **kwargs)
-        return registered.render(model, [fields["unit"] for _, fields, _ in chunk], settings, seed)
+        return run_method(method, model, [fields["unit"] for _, fields, _ in chunk], settings, seed)
 
     weights_tag = "_random-weights" if model.random_weights else ""
     metadata = {"model": model_name, "weights": model.weights, "method": method, "seed": str(seed)}
     records = []
     for first in range(0, len(targets), units_per_run):
         chunk = targets[first:first + units_per_run]
-        chunk_started = time.perf_counter()
-        visualizations = run_chunk(chunk)
-        seconds = time.perf_counter() - chunk_started  # the run's wall time, shared by its units
-        for (stem_part, fields, _), viz in zip(chunk, visualizations):
+        for (stem_part, fields, _), viz in zip(chunk, run_chunk(chunk)):
             stem = f"{method}_{model_name}{weights_tag}_{stem_part}_seed{seed}"
             files = write_visualization(viz, out, stem, {**metadata, **{k: str(v) for k, v in fields.items()}}, stretch)
-            records.append({**fields, "files": files, "objective": viz.objective, "run_seconds": round(seconds, 3)})
+            records.append({**fields, "files": files, "objective": viz.objective, "run_seconds": round(viz.seconds, 3)})
     run = {
         "command": "visualize",
         "model": model_name,

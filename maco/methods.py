@@ -44,11 +44,6 @@ class Reference:
     algorithm: str | None = None  # a version label recorded in the bundle's provenance
     spectrum_source: str | None = None  # MACO only
 
-    @property
-    def transparency(self) -> torch.Tensor | None:
-        """The mask under the name maco.outputs writes it by (MACO's transparency map)."""
-        return self.mask
-
 
 class Method:
     """A convenient base: subclasses set name, kind, defaults and render (duck typing suffices)."""
@@ -145,3 +140,23 @@ def get_method(name: str) -> Method:
         raise MethodError(f"method {name!r}: {entry.value} is not a method (it needs render(), kind 'optimized')")
     method.name = name
     return method
+
+
+def run_method(name: str, model: Any, units: Sequence[int], settings: dict[str, Any], seed: int,
+               **context: Any) -> list:
+    """One run of the registry's method ``name`` (settings checked and completed) as
+    maco.optimize.Visualizations, one per unit: what `visualize` and `evaluate` write and score."""
+    import math
+    import time
+
+    from .optimize import Visualization
+
+    method = get_method(name)
+    started = time.perf_counter()
+    references = method.render(model, list(units), check_settings(method, settings), seed, **context)
+    if len(references) != len(units):
+        raise MethodError(f"method {name!r} returned {len(references)} references for {len(units)} units")
+    seconds = time.perf_counter() - started
+    return [Visualization(unit, name, seed, r.image.detach().cpu(),
+                          math.nan if r.objective is None else r.objective, [], r.mask, r.spectrum_source,
+                          r.algorithm, seconds) for unit, r in zip(units, references)]

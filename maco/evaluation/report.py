@@ -90,7 +90,8 @@ def _columns(visualizations: dict[str, list[Visualization]], variants: Sequence[
         if id(shown) in seen:
             continue
         seen.add(id(shown))
-        label = next(v.label for v in VARIANTS.values() if v.generation == variant.generation)  # "MACO", not "- transparency"
+        # "MACO", not "- transparency"; a plugin's method is its own label
+        label = next((v.label for v in VARIANTS.values() if v.generation == variant.generation), variant.label)
         columns.append((f"{label}\nimage", shown, lambda viz: viz.image))
         if shown and shown[0].transparency is not None:
             columns.append((f"{label}\nmasked", shown, lambda viz: masked_image(viz.image, viz.transparency)))
