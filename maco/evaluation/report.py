@@ -49,7 +49,9 @@ def markdown_tables(summary: Sequence[dict], variants: dict[str, Variant], class
     """
     by_key = {(s["network"], s["variant"]): s for s in summary}
     networks = list(dict.fromkeys(s["network"] for s in summary))
-    methods = [name for name in TABLE1 if name in variants]
+    # Table 1's methods, then any installed plugin's (a variant that is not the ablation's)
+    methods = [name for name in TABLE1 if name in variants] + [
+        name for name in variants if name not in TABLE1 and name not in VARIANTS]
     ablation = [name for name in ABLATION if name in variants]
     not_scored = not_scored or {}
 
