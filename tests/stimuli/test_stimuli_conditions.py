@@ -178,6 +178,17 @@ def test_the_manifest_carries_the_declared_conditions_and_check_accepts_them(fiv
     assert not manifest.reference_images("resnet:1", "none")
 
 
+def test_check_names_each_condition_and_its_method(five):
+    from click.testing import CliRunner
+
+    from maco_study import main
+
+    result = CliRunner().invoke(main, ["stimuli", "check", str(five[1])])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.rstrip().endswith("conditions: maco (maco), maco_mask (maco, mask = True), "
+                                           "natural (natural), flat (flat, level = 0.5), none (none)")
+
+
 def test_natural_exemplars_are_the_units_true_top_pool_images_outside_every_query_photo(five):
     config, bundle = five
     manifest = mf.load_manifest(bundle)
