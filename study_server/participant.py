@@ -104,6 +104,8 @@ def _page_context(participant: Participant) -> dict[str, Any]:
     cfg, manifest = current_app.config, state().study.manifest
     context: dict[str, Any] = {
         "participant": participant, "condition": participant.condition,
+        # the wording follows how the condition's references are made (the manifest's condition_methods)
+        "condition_method": manifest.condition_method(participant.condition),
         "min_width": cfg["MIN_WINDOW_WIDTH"], "min_height": cfg["MIN_WINDOW_HEIGHT"],
         "n_references": len(manifest.reference_images(manifest.units[0].key, participant.condition)),
         "max_rounds": manifest.protocol.max_practice_rounds, "inter_trial_ms": cfg["INTER_TRIAL_MS"],
