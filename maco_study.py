@@ -76,15 +76,16 @@ def load_command(name: str) -> click.Command:
 
 def export_for_analysis(db_url: str, out: Path) -> Path:
     """The study database's export, as `maco-study export` writes it, into OUT/export/: the
-    responses and their codebook only (the Prolific ids stay out of a report folder)."""
+    responses, their codebook and the study's design (the Prolific ids stay out of a report folder)."""
     from study_server.cli import export
 
     target = out / "export"
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         click.get_current_context().invoke(export, db_url=db_url, out=str(Path(tmp) / "responses.csv"))
-        for name in ("responses.csv", "codebook.md"):
-            shutil.move(Path(tmp) / name, target / name)
+        for name in ("responses.csv", "codebook.md", "study.json"):  # study.json: one study only
+            if (Path(tmp) / name).exists():
+                shutil.move(Path(tmp) / name, target / name)
     return target / "responses.csv"
 
 

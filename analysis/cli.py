@@ -27,7 +27,11 @@ def _levels(text: str | None) -> list[str] | None:
 @click.option("--engine", type=click.Choice(ENGINES), default="mixedlm", show_default=True,
               help="mixedlm (Python, Rust core) or lme4 (R, needs Rscript).")
 @click.option("--query", default=None, help="SQL selecting the export rows when RESPONSES is a database URL.")
-@click.option("--ref-condition", default="olah", show_default=True)
+@click.option("--ref-condition", default=None,
+              help="Reference condition (default: the study config's [analysis] reference_condition, carried "
+              "in the export's study.json, else its first condition; olah for an export without study.json).")
+@click.option("--design", "design_path", default=None, type=click.Path(dir_okay=False),
+              help="The study's design file (default: study.json beside RESPONSES, written by the export).")
 @click.option("--ref-network", default=REFERENCE_NETWORK, show_default=True)
 @click.option("--interaction/--no-interaction", default=False, show_default=True,
               help="Add condition:network to the model.")
@@ -42,14 +46,16 @@ def _levels(text: str | None) -> list[str] | None:
               help="normal: weakly informative normal prior on the fixed effects (blme's bglmer), "
               "the remedy for separation.")
 @click.option("--conditions", default=None, help="Comma-separated conditions that must all have data "
-              f"(default: those in the export, each one of the study's: {', '.join(CONDITIONS)}).")
+              f"(default: those in the export, each one of the study's: study.json's, else {', '.join(CONDITIONS)}).")
 @click.option("--networks", default=None, help="Comma-separated networks that must all have data "
               "(default: those in the export).")
 @click.option("--vit", default=TRANSFORMER_NETWORK, show_default=True, help="The network compared with each CNN (vit_vs_cnns).")
 @click.option("--contrast", "contrasts", multiple=True, metavar="[FAMILY =] NAME | FACTOR: LEVEL vs VERSUS",
               help=f"A contrast to test (repeatable): a name ({', '.join(CATALOGUE)}) or e.g. "
                    "'condition: MACO vs Olah'; contrasts with one FAMILY share a Holm correction (default: "
-                   f"condition and network contrasts apart). Default: {', '.join(PAPER_SET)}.")
+                   f"condition and network contrasts apart). Default: the study's declared contrasts (study.json), else "
+                   f"the paper's named contrasts its conditions support and each other condition vs the reference: "
+                   f"{', '.join(PAPER_SET)} for the paper's four.")
 @click.option("--ci", type=click.Choice(CI_METHODS), default="wald", show_default=True,
               help="Intervals of the contrasts: wald, profile (likelihood profile) or bootstrap (parametric); "
               "the last two need the additive model with random intercepts and the mixedlm engine.")
@@ -76,7 +82,7 @@ def _levels(text: str | None) -> list[str] | None:
               help="Exclude participants with an answer given in a narrower browser window (CSS px).")
 @click.option("--min-window-height", type=int, default=DEFAULT_RULES.min_window_height, show_default=True,
               help="Exclude participants with an answer given in a lower browser window (CSS px).")
-def analyze(responses, out, engine, query, ref_condition, ref_network, interaction, random_slopes,
+def analyze(responses, out, engine, query, ref_condition, design_path, ref_network, interaction, random_slopes,
             slope_correlations, participant_slopes, prior, conditions, networks, vit, contrasts, ci, bootstrap_samples, seed, jobs,
             allow_unconverged, min_participants,
             min_rt_ms, min_catch_accuracy, min_instruction_s, min_total_s, max_total_s, practice_check, side_check,
@@ -87,7 +93,7 @@ def analyze(responses, out, engine, query, ref_condition, ref_network, interacti
     the figures (PNG and SVG) and report.md / report.html into OUT. Exits
     non-zero, after writing the report, when the fit did not converge or has problems.
     """
-    from analysis.load import ExportError, load_export
+    from analysis.load import ExportError, declared_analysis, load_design, load_export
     from analysis.models import EngineError
     from analysis.pipeline import run_analysis
     from analysis.report import file_sha256, trusted, verdict, write_report
@@ -96,12 +102,16 @@ def analyze(responses, out, engine, query, ref_condition, ref_network, interacti
                            min_total_s=min_total_s, max_total_s=max_total_s, require_both_sides=side_check,
                            exclude_practice_flagged=practice_check, min_rt_ms=min_rt_ms,
                            min_window_width=min_window_width, min_window_height=min_window_height)
-    spec = ModelSpec(ref_condition, ref_network, interaction, random_slopes=random_slopes,
-                     slope_correlations=slope_correlations, prior=prior, participant_slopes=participant_slopes)
     try:
+        study_conditions, declared_reference, declared_contrasts = declared_analysis(load_design(responses, design_path))
+        ref_condition = ref_condition or declared_reference or ModelSpec.ref_condition
+        contrasts = list(contrasts) or declared_contrasts
+        spec = ModelSpec(ref_condition, ref_network, interaction, random_slopes=random_slopes,
+                         slope_correlations=slope_correlations, prior=prior, participant_slopes=participant_slopes)
         df = load_export(responses, query=query)
         analysis = run_analysis(df, spec=spec, engine=engine, rules=rules, conditions=_levels(conditions),
-                                networks=_levels(networks), vit=vit, contrasts=list(contrasts) or None,
+                                networks=_levels(networks), vit=vit, contrasts=contrasts,
+                                study_conditions=study_conditions,
                                 min_participants=min_participants, ci=ci, bootstrap_samples=bootstrap_samples,
                                 seed=seed, jobs=jobs)
     except (ExportError, EngineError, ValueError) as error:

@@ -3,9 +3,11 @@
 A contrast compares two levels of one factor (``condition: maco vs olah``)
 and belongs to one multiplicity family: the contrasts of a family share one
 Holm correction. The paper's contrasts have names (:data:`CATALOGUE`); a
-study declares the ones it tests with ``--contrast``, by name or as
+study declares the ones it tests in its study config's ``[analysis] contrasts`` (carried by the
+bundle and the export's ``study.json``) or with ``--contrast``, by name or as
 ``factor: level vs versus``, each optionally prefixed by ``family =``. With
-no declaration the study tests the whole :data:`PAPER_SET`.
+no declaration the study tests :func:`default_contrasts` of its declared conditions: the whole
+:data:`PAPER_SET` for the paper's four.
 
 Every declared level must be a level of the data: a missing one is an error
 listing the levels found (and the catalogue contrasts the data can support),
@@ -78,6 +80,17 @@ def parse_contrast(text: str, networks: list[str], vit: str) -> list[Contrast]:
     if not sep or not level or not versus or level == versus:
         raise ContrastError(f"contrast {text!r}: write two different levels as 'level vs versus'")
     return [Contrast(f"{level} vs {versus}", factor, level, versus, family or DEFAULT_FAMILY[factor])]
+
+
+def default_contrasts(conditions: list[str], reference: str) -> list[str]:
+    """The contrasts a study tests when it declares none: the paper's named ones its conditions
+    support, then each other declared condition against the reference (family ``conditions``)."""
+    paper = [name for name in PAPER_SET if CATALOGUE[name][0] != "condition"
+             or {CATALOGUE[name][1], CATALOGUE[name][2]} <= set(conditions)]
+    covered = {level for name in paper if CATALOGUE[name][0] == "condition" for level in CATALOGUE[name][1:3]}
+    return [name for name in paper if CATALOGUE[name][0] == "condition"] + [
+        f"condition: {c} vs {reference}" for c in conditions if c not in covered and c != reference] + [
+        name for name in paper if CATALOGUE[name][0] != "condition"]
 
 
 def declare_contrasts(texts: list[str] | None, networks: list[str], vit: str = TRANSFORMER_NETWORK) -> list[Contrast]:

@@ -26,6 +26,37 @@ class ExportError(ValueError):
     """The export is missing a column or holds a malformed value."""
 
 
+def load_design(responses: str | Path, path: str | Path | None = None) -> dict | None:
+    """The study's design (study_protocol.export.STUDY_DESIGN_FILE): ``path``, else the one beside a
+    CSV export; None when there is none (an export of the paper's four-condition study)."""
+    import json
+
+    from study_protocol.export import STUDY_DESIGN_FILE
+
+    if path is None:
+        if "://" in str(responses) or not (Path(responses).parent / STUDY_DESIGN_FILE).is_file():
+            return None
+        path = Path(responses).parent / STUDY_DESIGN_FILE
+    try:
+        design = json.loads(Path(path).read_text(encoding="utf-8"))
+        conditions = design["conditions"]
+        analysis = design.get("analysis", {})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ExportError(f"{path}: not a study design file ({exc})") from None
+    if not isinstance(conditions, list) or not conditions or not isinstance(analysis, dict):
+        raise ExportError(f"{path}: conditions must be a non-empty list and analysis a table")
+    return design
+
+
+def declared_analysis(design: dict | None) -> tuple[list[str] | None, str | None, list[str] | None]:
+    """(study conditions, reference condition, contrasts) a design declares; Nones without one."""
+    if design is None:
+        return None, None, None
+    declared = design.get("analysis", {})
+    return (list(design["conditions"]), declared.get("reference_condition") or design["conditions"][0],
+            list(declared.get("contrasts", [])) or None)
+
+
 def load_export(source: str | Path, query: str | None = None) -> pd.DataFrame:
     """Load an export from a CSV path, or from a SQLAlchemy database URL with ``query`` selecting
     the export's rows; validated either way. A study database itself is read through the server's

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from analysis.contrasts import Contrast, check_contrasts, declare_contrasts
+from analysis.contrasts import Contrast, check_contrasts, declare_contrasts, default_contrasts
 from analysis.descriptives import cell_accuracy, participant_accuracy, trial_summary
 from analysis.effects import (
     cell_predictions, chance_tests, estimate_contrasts, marginal_predictions, marginal_row, simple_effects,
@@ -64,6 +64,7 @@ def run_analysis(
     vit: str = TRANSFORMER_NETWORK,
     lrt: bool = True,
     contrasts: list[str] | None = None,
+    study_conditions: list[str] | None = None,
     min_participants: int = MIN_PARTICIPANTS_PER_CONDITION,
     sensitivity: bool = True,
     secondary: bool = True,
@@ -75,9 +76,11 @@ def run_analysis(
     """Exclusions, descriptives, model, contrasts for a validated export (``load.validate_export``).
 
     ``conditions`` and ``networks`` default to the levels present in the export (each condition one of
-    the study's, ``study_protocol.study.CONDITIONS``, or ``ExportError``);
+    ``study_conditions``, the study's declared ones (its ``study.json``; default the paper's,
+    ``study_protocol.study.CONDITIONS``), or ``ExportError``);
     each must keep main trials after the exclusions, or this raises ``ExportError``.
-    ``contrasts`` are ``--contrast`` declarations (default: the paper's set); a
+    ``contrasts`` are ``--contrast`` declarations (default: ``default_contrasts`` of the study's
+    conditions, the paper's set for the paper's four); a
     level they need and the data lacks raises ``ContrastError`` before any fit. ``sensitivity``
     refits the model without the participant exclusions and without the RT floor (``sensitivity_table``).
     ``secondary`` fits log RT and the confidence ratings with the same design (``analysis.secondary``,
@@ -85,13 +88,14 @@ def run_analysis(
     ``bootstrap_samples`` refits from ``seed`` on ``jobs`` processes).
     """
     check_supported(spec, engine, ci)
+    study_conditions = list(study_conditions or CONDITIONS)
     if conditions is None:
-        check_study_conditions(df, CONDITIONS)
+        check_study_conditions(df, study_conditions)
     conditions = list(conditions or sorted(set(df["condition"])))
     networks = list(networks or sorted(set(df.loc[df["trial_kind"].eq("main"), "network"])))
     check_levels(df, "condition", conditions, "rows")
     check_levels(df[df["trial_kind"].eq("main")], "network", networks, "main trials")
-    declared = declare_contrasts(contrasts, networks, vit)
+    declared = declare_contrasts(contrasts or default_contrasts(study_conditions, spec.ref_condition), networks, vit)
     check_contrasts(declared, {"condition": conditions, "network": networks}, vit)
     participants = participant_table(df, rules)
     rows = model_rows(df, participants, rules)

@@ -21,6 +21,39 @@ from study_server.client import (ANSWER, STEP_PAGES, STUDY_PAGE, RequestsTranspo
 from study_server.client.retry import BACKOFF_FIRST_S
 
 
+class BalancedTransport(RequestsTransport):
+    """A load balancer in front of several server instances, as one participant's browser meets it:
+    each request goes to the next live instance in turn (no stickiness, so any request of a
+    session may land on any instance, the hardest case for the servers); an instance that refuses
+    or drops a connection is taken out, as a balancer's health check does, and study.js's retry
+    rule sends the request again, to a live one. `served` counts the requests per instance."""
+
+    def __init__(self, base_urls: tuple[str, ...], cookies: Any = None):
+        super().__init__(base_urls[0], cookies)
+        self.instances = [url.rstrip("/") for url in base_urls]
+        self.down: set[str] = set()
+        self.served: Counter[str] = Counter()
+        self._turn = 0
+
+    def request(self, method: str, path: str, json: Any = None, follow_redirects: bool = False,
+                timeout: float = 30) -> Any:
+        live = [url for url in self.instances if url not in self.down] or self.instances
+        self.base_url = live[self._turn % len(live)]
+        self._turn += 1
+        try:
+            reply = super().request(method, path, json=json, follow_redirects=follow_redirects, timeout=timeout)
+        except TransportError:
+            self.down.add(self.base_url)
+            raise
+        self.served[self.base_url] += 1
+        return reply
+
+
+def make_transport(servers: str | tuple[str, ...], cookies: Any = None) -> RequestsTransport:
+    """One server's transport, or a balancer's over several instances (a tuple of base URLs)."""
+    return RequestsTransport(servers, cookies) if isinstance(servers, str) else BalancedTransport(servers, cookies)
+
+
 @dataclass(frozen=True)
 class ClientFaults:
     """How often a simulated participant's browser misbehaves."""
@@ -38,14 +71,14 @@ class FaultyParticipant(SimulatedParticipant):
     step taken already (its first try went through, the reply was lost). Keeps a ledger of
     every answer it sent and what the server said."""
 
-    def __init__(self, base_url: str, seed: int, think_s: float, faults: ClientFaults, give_up_s: float,
-                 pid: str | None = None, pending: dict[str, Any] | None = None):
+    def __init__(self, base_url: str | tuple[str, ...], seed: int, think_s: float, faults: ClientFaults,
+                 give_up_s: float, pid: str | None = None, pending: dict[str, Any] | None = None):
         retry = RetryRule(give_up_s=give_up_s)  # study.js's rule, until give_up_s
-        super().__init__(RequestsTransport(base_url), seed, think_s, retry, study_id="fault", pid=pid)
+        super().__init__(make_transport(base_url), seed, think_s, retry, study_id="fault", pid=pid)
         self.faults = faults
         self.tab: StudyClient | None = None
         if self.rng.random() < faults.two_tabs:  # the same browser: one cookie jar, two pages
-            self.tab = StudyClient(RequestsTransport(base_url, cookies=self.client.transport.session.cookies),
+            self.tab = StudyClient(make_transport(base_url, cookies=self.client.transport.session.cookies),
                                    retry, on_response=self.record)
         self.ledger: dict[str, dict[str, Any]] = {}  # answer_id -> what was sent and what came back
         self.pending = pending  # study.js's localStorage: the answer not yet acknowledged
@@ -181,12 +214,16 @@ class FaultyParticipant(SimulatedParticipant):
 
     def result(self) -> dict[str, Any]:
         retries = self.client.retries + (self.tab.retries if self.tab is not None else Counter())
+        served = Counter(getattr(self.client.transport, "served", {}))
+        if self.tab is not None:
+            served.update(getattr(self.tab.transport, "served", {}))
         return {"pid": self.pid, "completed": self.completed, "answers": list(self.ledger.values()),
                 "events": dict(self.events), "retries": dict(retries), "errors": self.errors,
-                "requests": sum(len(v) for v in self.latencies.values()), "pending": self.pending}
+                "requests": sum(len(v) for v in self.latencies.values()), "pending": self.pending,
+                "served_by": dict(served)}
 
 
-def run_participant(base_url: str, seed: int, think_s: float, ramp_s: float, faults: ClientFaults,
+def run_participant(base_url: str | tuple[str, ...], seed: int, think_s: float, ramp_s: float, faults: ClientFaults,
                     give_up_s: float, pid: str | None = None, pending: dict[str, Any] | None = None
                     ) -> dict[str, Any]:
     participant = FaultyParticipant(base_url, seed, think_s, faults, give_up_s, pid, pending)
@@ -197,15 +234,16 @@ def run_participant(base_url: str, seed: int, think_s: float, ramp_s: float, fau
     return participant.result()
 
 
-def run_client_process(base_url: str, seeds: list[int], think_s: float, ramp_s: float, faults: ClientFaults,
+def run_client_process(base_url: str | tuple[str, ...], seeds: list[int], think_s: float, ramp_s: float, faults: ClientFaults,
                        give_up_s: float) -> list[dict[str, Any]]:
     with ThreadPoolExecutor(max_workers=len(seeds)) as pool:
         return list(pool.map(lambda s: run_participant(base_url, s, think_s, ramp_s, faults, give_up_s), seeds))
 
 
-def run_clients(base_url: str, seeds: list[int], think_s: float, ramp_s: float, faults: ClientFaults,
+def run_clients(base_url: str | tuple[str, ...], seeds: list[int], think_s: float, ramp_s: float, faults: ClientFaults,
                 give_up_s: float, processes: int) -> list[dict[str, Any]]:
-    """All participants at once, in `processes` client processes (0: threads of this one)."""
+    """All participants at once, in `processes` client processes (0: threads of this one); `base_url`:
+    one server, or a tuple of instances behind a balancer (BalancedTransport)."""
     if processes <= 0:
         return run_client_process(base_url, seeds, think_s, ramp_s, faults, give_up_s)
     chunks = [seeds[i::processes] for i in range(processes) if seeds[i::processes]]

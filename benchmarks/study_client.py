@@ -18,7 +18,8 @@ from typing import Any, Callable
 from study_server.client import (ProtocolError, RetryRule, ServerProcess, StudyClient, Transport, answer_body,
                                  start_path)
 
-ENDPOINT_NAMES = [(re.compile(r"^/img/"), "GET /img/<token>"), (re.compile(r"^/start"), "GET /start")]
+ENDPOINT_NAMES = [(re.compile(r"^/img/"), "GET /img/<token>"), (re.compile(r"^/ref/"), "GET /ref/<id>.png"),
+                  (re.compile(r"^/start"), "GET /start")]
 LOAD_RETRY = RetryRule(tries=3, server_errors=False)  # the load test counts 5xx and 429 as errors
 
 

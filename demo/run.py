@@ -208,7 +208,7 @@ def analyse(paths: DemoPaths, time_scale: float, notice: str,  # noqa: ANN201 - 
             effect_note: str | None = None):
     """The analysis of the export into DIR/report, with time limits on the simulated clock."""
     from analysis.exclusions import ExclusionRules
-    from analysis.load import load_export
+    from analysis.load import declared_analysis, load_design, load_export
     from analysis.models import ModelSpec
     from analysis.pipeline import run_analysis
     from analysis.report import file_sha256, write_report
@@ -218,11 +218,14 @@ def analyse(paths: DemoPaths, time_scale: float, notice: str,  # noqa: ANN201 - 
                            min_total_s=real.min_total_s * time_scale,
                            max_total_s=real.max_total_s * time_scale, min_rt_ms=real.min_rt_ms * time_scale)
     df = load_export(paths.responses)
+    # the study's declared conditions, reference and contrasts (the export's study.json)
+    study_conditions, reference, contrasts = declared_analysis(load_design(paths.responses))
     conditions = sorted(set(df["condition"]))
     networks = sorted(set(df.loc[df["trial_kind"].eq("main"), "network"]))
-    spec = ModelSpec(ref_condition="olah" if "olah" in conditions else conditions[0],
+    spec = ModelSpec(ref_condition=reference or ("olah" if "olah" in conditions else conditions[0]),
                      ref_network=REFERENCE_NETWORK if REFERENCE_NETWORK in networks else networks[0])
-    analysis = run_analysis(df, spec=spec, rules=rules, vit=TRANSFORMER_NETWORK if TRANSFORMER_NETWORK in networks else networks[-1])
+    analysis = run_analysis(df, spec=spec, rules=rules, vit=TRANSFORMER_NETWORK if TRANSFORMER_NETWORK in networks else networks[-1],
+                            study_conditions=study_conditions, contrasts=contrasts)
     write_report(analysis, paths.report, source=str(paths.responses), source_sha256=file_sha256(paths.responses),
                  n_rows=len(df), notice=notice, effect_note=effect_note)
     return analysis

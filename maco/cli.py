@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+import tomllib
 from pathlib import Path
 
 import click
@@ -10,6 +11,7 @@ import torch
 
 from maco.device import DTYPES, DeviceError, resolve_device, runtime_provenance, use_deterministic
 from maco.images import STRETCH_PERCENTILES
+from maco.methods import MethodError, available_methods, check_settings, get_method, run_method
 from maco.models import RANDOM_WEIGHTS, ModelError, load_model
 from maco.objectives import ObjectiveError, logit
 from maco.optimize import MACO_ALGORITHM, METHODS, check_units, method_defaults
@@ -104,6 +106,31 @@ def open_spectrum(spectrum_path: Path | None, size: int, fallback: bool = True):
     return spectrum
 
 
+NOT_VISUALIZATIONS = ("natural", "none")  # registry methods that make no images of their own
+
+
+def _visualization_method(ctx, param, value: str) -> str:  # noqa: ANN001 - click's callback
+    """Checked when the command runs, so a plugin installed after this module's import counts."""
+    choices = [m for m in available_methods() if m not in NOT_VISUALIZATIONS]
+    if value not in choices:
+        raise click.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _settings(texts: tuple[str, ...]) -> dict:
+    """--setting KEY=VALUE pairs, each VALUE read as TOML (1, 0.5, true, "text")."""
+    settings = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise MethodError(f"--setting: expected KEY=VALUE, got {text!r}")
+        try:
+            settings[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            settings[key.strip()] = value.strip()
+    return settings
+
+
 def _targets(model, units: str | None, layer: str | None, channels: str | None, tokens: str):
     """(file stem part, run.json fields, objective) per unit or channel, checked before any heavy work."""
     if (units is None) == (layer is None) or (layer is None) != (channels is None):
@@ -125,7 +152,11 @@ def _targets(model, units: str | None, layer: str | None, channels: str | None, 
 @click.option("--channels", help="with --layer: comma-separated channel indices, e.g. 1,2,3")
 @click.option("--tokens", type=click.Choice(TOKEN_CHOICES), default="all", show_default=True,
               help="ViT layers: the tokens a channel is averaged over (all, patch tokens, CLS token)")
-@click.option("--method", type=click.Choice(sorted(METHODS)), default="maco", show_default=True)
+@click.option("--method", default="maco", show_default=True, callback=_visualization_method,
+              help="a method of the registry (maco.methods): maco, olah, pixel, or an installed plugin's "
+                   "(docs/methods.md)")
+@click.option("--setting", "settings_given", multiple=True, metavar="KEY=VALUE",
+              help="a setting of the method (repeatable; a TOML value), e.g. lr=0.5 or a plugin's own")
 @click.option("--steps", type=click.IntRange(min=1),
               help=f"optimisation steps [maco {DEFAULTS['maco']['steps']}, olah/pixel {DEFAULTS['olah']['steps']}]")
 @click.option("--size", type=click.IntRange(min=16),
@@ -142,8 +173,8 @@ def _targets(model, units: str | None, layer: str | None, channels: str | None, 
 @runtime_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def visualize(model_name, weights, random_weights, device, units, layer, channels, tokens, method, steps, size, crops,
-              stretch, units_per_run, seed, spectrum_path, dtype, deterministic, out, quiet):
+def visualize(model_name, weights, random_weights, device, units, layer, channels, tokens, method, settings_given,
+              steps, size, crops, stretch, units_per_run, seed, spectrum_path, dtype, deterministic, out, quiet):
     """Feature visualizations of output units or internal channels: one PNG each (MACO adds transparency and masked PNGs) and run.json."""
     started = time.perf_counter()
     model = open_model(model_name, weights, random_weights, device, dtype, deterministic)
@@ -151,21 +182,34 @@ def visualize(model_name, weights, random_weights, device, units, layer, channel
         targets = _targets(model, units, layer, channels, tokens)
     except ObjectiveError as error:
         raise click.ClickException(str(error)) from None
+    registered = get_method(method)
+    given = {"steps": steps, "size": size, "crops": crops}
+    given = {k: v for k, v in given.items() if v is not None and k in registered.defaults}
+    try:
+        given.update(_settings(settings_given))
+        settings = check_settings(registered, given)
+    except MethodError as error:
+        raise click.ClickException(str(error)) from None
+    if method not in METHODS and layer is not None:
+        raise click.UsageError(f"--layer: method {method!r} is a plugin's: it visualises output units (--units)")
     spectrum = open_spectrum(spectrum_path, size or DEFAULTS["maco"]["size"]) if method == "maco" else None
 
     out.mkdir(parents=True, exist_ok=True)
-    kwargs = {"seed": seed, "progress": not quiet}
-    given = {"steps": steps, "size": size, "crops": crops if method == "maco" else None}
-    kwargs.update({k: v for k, v in given.items() if v is not None})
+    kwargs = {"seed": seed, "progress": not quiet, **given}
     if method == "maco":
         kwargs["spectrum"] = spectrum
-    settings = {**DEFAULTS[method], **kwargs}
+
+    def run_chunk(chunk):  # noqa: ANN001, ANN202 - maco.optimize's objectives, or the registry's units
+        if method in METHODS:
+            return METHODS[method](model, objectives=[t[2] for t in chunk], **kwargs)
+        return run_method(method, model, [fields["unit"] for _, fields, _ in chunk], settings, seed)
+
     weights_tag = "_random-weights" if model.random_weights else ""
     metadata = {"model": model_name, "weights": model.weights, "method": method, "seed": str(seed)}
     records = []
     for first in range(0, len(targets), units_per_run):
         chunk = targets[first:first + units_per_run]
-        for (stem_part, fields, _), viz in zip(chunk, METHODS[method](model, objectives=[t[2] for t in chunk], **kwargs)):
+        for (stem_part, fields, _), viz in zip(chunk, run_chunk(chunk)):
             stem = f"{method}_{model_name}{weights_tag}_{stem_part}_seed{seed}"
             files = write_visualization(viz, out, stem, {**metadata, **{k: str(v) for k, v in fields.items()}}, stretch)
             records.append({**fields, "files": files, "objective": viz.objective, "run_seconds": round(viz.seconds, 3)})
@@ -176,8 +220,9 @@ def visualize(model_name, weights, random_weights, device, units, layer, channel
         "random_weights": model.random_weights,
         "method": method,
         "algorithm": MACO_ALGORITHM if method == "maco" else method,
-        "steps": settings["steps"],
-        "size": settings["size"] or model.input_size,
+        "settings": {k: v for k, v in settings.items() if isinstance(v, (int, float, str, bool))},
+        "steps": settings.get("steps"),
+        "size": settings.get("size") or model.input_size,
         "crops": settings.get("crops"),
         "contrast_stretch": list(STRETCH_PERCENTILES) if stretch else None,
         "seed": seed,

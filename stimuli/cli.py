@@ -62,7 +62,12 @@ def build(config_file: Path, out: Path | None, dry_run: bool, shard: str | None,
 def _summary(manifest) -> str:
     return (f"{len(manifest.networks)} networks, {len(manifest.units)} units, "
             f"{len(manifest.query_pairs)} query pairs, {len(manifest.practice_trials)} practice, "
-            f"{len(manifest.catch_trials)} catch trials, {len(manifest.images)} images")
+            f"{len(manifest.catch_trials)} catch trials, {len(manifest.images)} images; conditions: "
+            + ", ".join(f"{c} ({_method_text(manifest.condition_method(c))})" for c in manifest.conditions))
+
+
+def _method_text(method) -> str:  # noqa: ANN001 - manifest.ConditionMethod
+    return ", ".join([method.method, *(f"{k} = {v}" for k, v in sorted(method.settings.items()))])
 
 
 @stimuli.command()

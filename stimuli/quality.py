@@ -41,22 +41,29 @@ def unit_record(model: StudyModel, visualization: Any, method: str, units: tuple
 
 
 def summarize(records: dict[tuple[str, int, str], list[dict[str, Any]]], study_units: dict[str, tuple[int, ...]],
-              conditions: list[str]) -> list[dict[str, Any]]:
+              conditions: dict[str, str]) -> list[dict[str, Any]]:
     """Per (network, unit, condition): mean objective, own-logit rank among the study units, pass/fail.
 
-    ``records[(network, unit, method)]`` holds one ``unit_record`` per seed.
+    ``records[(network, unit, run)]`` holds one ``unit_record`` per seed; ``conditions`` maps each
+    condition showing reference runs to its run.
     """
     rows = []
     for (network, unit, method), runs in sorted(records.items()):
         own = study_units[network].index(unit)
         logits = torch.tensor([run["logits"] for run in runs]).mean(0)
         rank = 1 + int((logits > logits[own]).sum())
-        for condition in conditions:
-            if (condition == "olah") == (method == "olah") and condition != "none":
+        for condition, run in conditions.items():
+            if run == method:
                 rows.append({"unit": f"{network}:{unit}", "condition": condition, "seeds": len(runs),
-                             "objective": round(statistics.mean(run["objective"] for run in runs), 4),
+                             "objective": _mean_objective(runs),
                              "own_logit_rank": rank, "units_compared": len(logits), "passed": rank == 1})
     return rows
+
+
+def _mean_objective(runs: list[dict[str, Any]]) -> float | None:
+    """None for a plugin method that reports no objective."""
+    values = [run["objective"] for run in runs if run["objective"] is not None]
+    return round(statistics.mean(values), 4) if values else None
 
 
 def warnings(provenance: dict[str, Any]) -> list[str]:
@@ -64,6 +71,6 @@ def warnings(provenance: dict[str, Any]) -> list[str]:
     if "quality" not in provenance:
         return ["no quality record: the bundle was built before the quality gate; rebuild to check the references"]
     return [f"unit {row['unit']} ({row['condition']}): its own logit ranks {row['own_logit_rank']} of "
-            f"{row['units_compared']} study units on its references (objective {row['objective']:.3g}, "
+            f"{row['units_compared']} study units on its references (objective {row['objective'] or 0:.3g}, "
             f"{row['seeds']} seeds); consider swapping the unit"
             for row in provenance["quality"] if not row["passed"]]

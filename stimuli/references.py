@@ -2,9 +2,10 @@
 
 One run optimises many units at once (``references.units_per_run``) with one
 seed; reference j of every unit uses seed ``first_seed + j``. MACO runs once
-per seed and serves two conditions: `maco` shows the images, `maco_mask`
-the same images rendered with their transparency maps
-(`maco.transparency.masked_image`). `none` has no references.
+per seed and serves every condition declaring it with the same settings: the paper's `maco` shows
+the images, `maco_mask` (``mask = true``) the same images rendered with their transparency maps
+(`maco.transparency.masked_image`). Any method of `maco.methods`' registry runs the same way;
+`natural` references are pool photos (``natural.py``), `none` has none.
 """
 from __future__ import annotations
 
@@ -36,20 +37,20 @@ def resolve_spectrum(config: StudyConfig) -> Any:
         raise StimuliError(f"references.spectrum: {error}") from None
 
 
-def visualize(model: StudyModel, config: StudyConfig, method: str, units: list[int], seed: int,
+def visualize(model: StudyModel, config: StudyConfig, run: str, units: list[int], seed: int,
               spectrum: Any = None) -> list[Any]:
-    """One optimisation run: a list of maco Visualizations, one per unit, in order."""
-    from maco import optimize
+    """One run of a registered method: a list of maco.methods.References, one per unit, in order."""
+    from maco.methods import check_settings, get_method
 
-    settings = getattr(config.references, method)
-    kwargs: dict[str, Any] = dict(units=units, steps=settings.steps, size=settings.size,
-                                  seed=seed, progress=False)
-    if method == "maco":
-        kwargs.update(crops=settings.crops, spectrum=spectrum)
-    return getattr(optimize, method)(model.model, **kwargs)
+    method = get_method(config.reference_runs[run].method)
+    settings = check_settings(method, config.run_settings(run))
+    references = method.render(model.model, units, settings, seed, spectrum=spectrum)
+    if len(references) != len(units):
+        raise StimuliError(f"method {method.name!r} returned {len(references)} references for {len(units)} units")
+    return references
 
 
-def masked(visualization: Any) -> torch.Tensor:
+def masked(reference: Any) -> torch.Tensor:
     from maco.transparency import masked_image
 
-    return masked_image(visualization.image, visualization.transparency)
+    return masked_image(reference.image, reference.mask)

@@ -6,6 +6,7 @@ shipped beside every export and of docs/export.md (`maco-study export --codebook
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 PARTICIPANT_STATUSES = ("completed", "in_progress", "returned", "timed_out")
 TRIAL_KINDS = ("practice", "main", "catch")
@@ -29,7 +30,8 @@ COLUMNS: tuple[Column, ...] = (
            required=True),
     Column("participant_status", "str", "status", "`completed`, `in_progress`, `returned` or `timed_out` "
            "(at export time)", required=True, per_participant=True),
-    Column("condition", "str", "id", "between-subject condition: `olah`, `maco_mask`, `maco` or `none`",
+    Column("condition", "str", "id", "between-subject condition: one the study config declares (listed "
+           "below and in `study.json`); the paper's: `olah`, `maco_mask`, `maco` or `none`",
            required=True, per_participant=True),
     Column("network", "str", "text", "study network key from the manifest (`vgg16`, `resnet50`, `vit_b16`, ...)",
            required=True),
@@ -95,4 +97,36 @@ def codebook_markdown() -> str:
              f"`prolific_ids.csv` ({', '.join(PROLIFIC_COLUMNS)}).", "",
              "| column | type | meaning |", "|---|---|---|"]
     lines += [f"| {c.name} | {c.type} | {c.description} |" for c in COLUMNS]
+    return "\n".join(lines) + "\n"
+
+
+# The study's design beside responses.csv: which conditions the study declared, how each one's
+# references were made, and the analysis the study config declared (its [analysis] table). The
+# export writes it from the bundle's manifest; the analysis reads its levels, reference level and
+# default contrasts from it (docs/methods.md). An export without it is the paper's four-condition study.
+STUDY_DESIGN_FILE = "study.json"
+
+
+def study_design(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The design file's content from a manifest's JSON (older bundles: the paper's conditions)."""
+    from .study import PAPER_CONDITIONS
+
+    methods = manifest.get("condition_methods") or {
+        c: {"method": PAPER_CONDITIONS[c][0], "settings": PAPER_CONDITIONS[c][1]} for c in manifest["conditions"]}
+    return {"study": manifest["study"], "conditions": list(manifest["conditions"]), "condition_methods": methods,
+            "analysis": dict(manifest.get("analysis") or {})}
+
+
+def design_markdown(design: dict[str, Any]) -> str:
+    """The codebook's section naming this study's conditions."""
+    lines = ["", f"## The conditions of study `{design['study']}`", "",
+             "| condition | method | settings |", "|---|---|---|"]
+    for name in design["conditions"]:
+        method = design["condition_methods"][name]
+        settings = ", ".join(f"{k} = {v}" for k, v in sorted(method["settings"].items())) or "-"
+        lines.append(f"| {name} | {method['method']} | {settings} |")
+    analysis = design["analysis"]
+    if analysis:
+        lines += ["", f"Reference condition: `{analysis.get('reference_condition', design['conditions'][0])}`; "
+                  f"declared contrasts: {', '.join(f'`{c}`' for c in analysis.get('contrasts', [])) or 'the default'}."]
     return "\n".join(lines) + "\n"

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, lazyload
 
 from .flow import PHONE_REFUSED, FlowError, first_unanswered, move, needs_touch, require_not_timed_out, touch
 from .models import COMPLETED, Participant, Trial, utcnow
-from .plan import StudyContext, image_scope, image_token, start_main, start_practice_round, trial_images
+from .plan import OPAQUE_PER_TRIAL, StudyContext, image_scope, image_token, start_main, start_practice_round, trial_images
 from .speed import SpeedRules, served_count
 
 ANSWER_FIELDS: dict[str, tuple[type, float, float]] = {
@@ -98,8 +98,9 @@ def store_answer(session: Session, ctx: StudyContext, participant_id: int, answe
 
     `served_position` is the last trial GET /api/trial sent to this browser session and
     `served_at_ms` when (epoch ms, server clock), both kept in its signed cookie: a new answer
-    is accepted only for the trial sent, once GET /img sent every one of its images (their
-    tokens under `secret`), and only with a possible `rt_ms`."""
+    is accepted only for the trial sent, once GET /img sent its base and both query images (their
+    tokens under `secret`; the references are static files the server may never see fetched,
+    reference_files.py), and only with a possible `rt_ms`."""
     participant = session.scalar(select(Participant).where(Participant.id == participant_id)
                                  .with_for_update())
     if participant is None:
@@ -133,7 +134,7 @@ def store_answer(session: Session, ctx: StudyContext, participant_id: int, answe
     if served_position != trial.position:
         raise FlowError("this trial was not shown yet: reload the page")
     tokens = {image_token(secret, participant.id, image, image_scope(trial))
-              for image in trial_images(ctx, participant.condition, trial)}
+              for image in trial_images(ctx, participant.condition, trial)[:OPAQUE_PER_TRIAL]}
     if served_count(session, participant.id, tokens) < len(tokens):
         raise FlowError("the pictures of this trial were not loaded: reload the page")
     if answer["rt_ms"] < rules.min_rt_ms:

@@ -33,6 +33,7 @@ from .db import make_engine, make_sessionmaker
 from .formatting import register_filters
 from .models import Setting, Study
 from .plan import StudyContext, load_pairs
+from .reference_files import ReferenceFiles, reference_ids
 from .speed import SpeedRules
 from .state import ServerState, init_state
 
@@ -101,10 +102,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     # only in preview mode or tests may the key be missing (require_secret_key): then one is kept in the DB
     app.secret_key = config["SECRET_KEY"] or get_or_create_setting(
         sessions, "secret_key", lambda: secrets.token_hex(32))
-    init_state(app, ServerState(
+    server_state = ServerState(
         engine, sessions, read_engine, make_sessionmaker(read_engine),
         StudyContext(study.id, manifest, timedelta(minutes=config["PARTICIPANT_TIMEOUT_MIN"]), pairs),
-        Path(config["BUNDLE_DIR"]), token_secret=app.secret_key.encode(), speed=SpeedRules.from_config(config)))
+        Path(config["BUNDLE_DIR"]), token_secret=app.secret_key.encode(), speed=SpeedRules.from_config(config))
+    init_state(app, server_state)
 
     app.config["TARGET_PER_CONDITION"] = condition_targets(config["TARGET_PER_CONDITION"], manifest.conditions)
     register_filters(app)
@@ -125,6 +127,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     if config["PROXIES"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config["PROXIES"], x_proto=config["PROXIES"])
+    # reference images answered before Flask: no session, rate limit or database (reference_files.py)
+    app.wsgi_app = ReferenceFiles(app.wsgi_app, server_state.images.folder, reference_ids(manifest))
     csrf = CSRFProtect(app)
     # The JSON API is not a form target: it only accepts application/json,
     # which a cross-site page cannot send without CORS, and cookies are SameSite=Lax.

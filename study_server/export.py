@@ -5,6 +5,7 @@ The columns and the codebook are the contract in study_protocol/export.py (docs/
 from __future__ import annotations
 
 import csv
+import json
 import io
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,8 @@ from typing import Any, Iterator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from study_protocol.export import COLUMN_NAMES, PROLIFIC_COLUMNS, codebook_markdown
+from study_protocol.export import (COLUMN_NAMES, PROLIFIC_COLUMNS, STUDY_DESIGN_FILE, codebook_markdown,
+                                   design_markdown, study_design)
 
 from .models import (COMPLETED, IN_PROGRESS, TIMED_OUT, Participant, QueryPair, ServedImage, Study, Trial, Unit,
                      as_utc, utcnow)
@@ -90,14 +92,26 @@ def write_responses(session: Session, out: io.TextIOBase, study: str | None = No
     return n
 
 
+def _design(session: Session, study: str | None) -> dict[str, Any] | None:
+    """The exported study's design (study_protocol.export.study_design); None when the export
+    mixes several studies (each has its own conditions)."""
+    query = select(Study.manifest_json) if study is None else select(Study.manifest_json).where(Study.name == study)
+    manifests = list(session.scalars(query))
+    return study_design(json.loads(manifests[0])) if len(manifests) == 1 else None
+
+
 def export(session: Session, out_csv: Path, study: str | None = None,
            timeout: timedelta | None = None) -> dict[str, Any]:
-    """Write responses.csv, codebook.md and prolific_ids.csv (next to it); return counts."""
+    """Write responses.csv, codebook.md, study.json (one study: its conditions and declared analysis)
+    and prolific_ids.csv (next to it); return counts."""
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     with out_csv.open("w", encoding="utf-8", newline="") as f:
         rows = write_responses(session, f, study, timeout)
     codebook = out_csv.parent / "codebook.md"
-    codebook.write_text(codebook_markdown(), encoding="utf-8")
+    design = _design(session, study)
+    codebook.write_text(codebook_markdown() + (design_markdown(design) if design else ""), encoding="utf-8")
+    if design:
+        (out_csv.parent / STUDY_DESIGN_FILE).write_text(json.dumps(design, indent=1) + "\n", encoding="utf-8")
     ids = out_csv.parent / "prolific_ids.csv"
     participants = _participants(session, study)
     with ids.open("w", encoding="utf-8", newline="") as f:

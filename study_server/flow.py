@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session, lazyload
 
 from . import stages
 from .models import COMPLETED, IN_PROGRESS, RETURNED, TIMED_OUT, Participant, Study, Trial, as_utc, utcnow
-from .plan import StudyContext, image_scope, image_token, start_practice_round, trial_images
+from .plan import OPAQUE_PER_TRIAL, StudyContext, image_scope, image_token, start_practice_round, trial_images
+from .reference_files import reference_url
 from .speed import SpeedRules, review_reasons
 
 PROLIFIC_ID = re.compile(r"[A-Za-z0-9]{1,64}")  # always fullmatch ("$" would accept a trailing newline)
@@ -250,15 +251,17 @@ def pause_before(trials: list[Trial], current: Trial, break_every: int) -> str |
 def trial_payload(ctx: StudyContext, secret: bytes, participant: Participant, trials: list[Trial],
                   break_every: int = 0) -> dict[str, Any] | None:
     """What the browser gets for the current trial (None when all are answered):
-    opaque image URLs only, nothing about the pair. `pause` asks study.js to show the
+    opaque image URLs for the base and queries, the references' static URLs
+    (reference_files.py), nothing about the pair. `pause` asks study.js to show the
     pause page first (it then asks again with resume, which restarts the server's clock)."""
     current = first_unanswered(trials)
     if current is None:
         return None
 
     def urls(trial: Trial) -> list[str]:
-        return [f"/img/{image_token(secret, participant.id, i, image_scope(trial))}"
-                for i in trial_images(ctx, participant.condition, trial)]
+        images = trial_images(ctx, participant.condition, trial)
+        return ([f"/img/{image_token(secret, participant.id, i, image_scope(trial))}"
+                 for i in images[:OPAQUE_PER_TRIAL]] + [reference_url(i) for i in images[OPAQUE_PER_TRIAL:]])
 
     practice = current.kind == "practice"
     phase = [t for t in trials if (t.practice_round == current.practice_round if practice

@@ -14,7 +14,8 @@ from . import flow, stages
 from .admin import admin_session_active, start_participant_session
 from .state import db, read_db, state
 from .models import COMPLETED, TIMED_OUT, Participant
-from .plan import EXAMPLE_SCOPE, example_images, image_token, main_phase_length
+from .reference_files import reference_url
+from .plan import EXAMPLE_SCOPE, OPAQUE_PER_TRIAL, example_images, image_token, main_phase_length
 
 participant_bp = Blueprint("participant", __name__)
 
@@ -103,6 +104,8 @@ def _page_context(participant: Participant) -> dict[str, Any]:
     cfg, manifest = current_app.config, state().study.manifest
     context: dict[str, Any] = {
         "participant": participant, "condition": participant.condition,
+        # the wording follows how the condition's references are made (the manifest's condition_methods)
+        "condition_method": manifest.condition_method(participant.condition),
         "min_width": cfg["MIN_WINDOW_WIDTH"], "min_height": cfg["MIN_WINDOW_HEIGHT"],
         "n_references": len(manifest.reference_images(manifest.units[0].key, participant.condition)),
         "max_rounds": manifest.protocol.max_practice_rounds, "inter_trial_ms": cfg["INTER_TRIAL_MS"],
@@ -110,7 +113,8 @@ def _page_context(participant: Participant) -> dict[str, Any]:
     if participant.stage == "instructions":
         example = example_images(manifest, participant.condition)
         context["example"] = [url_for("participant.image", token=image_token(
-            state().token_secret, participant.id, i, EXAMPLE_SCOPE)) for i in example]
+            state().token_secret, participant.id, i, EXAMPLE_SCOPE)) for i in example[:OPAQUE_PER_TRIAL]]
+        context["example"] += [reference_url(i) for i in example[OPAQUE_PER_TRIAL:]]
         context["n_main"] = main_phase_length(manifest)
         context["break_every"] = cfg["BREAK_EVERY"]
         context["fresh_practice"] = manifest.protocol.practice_trials_per_round is not None

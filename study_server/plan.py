@@ -103,8 +103,13 @@ def example_images(manifest: Manifest, condition: str) -> list[str]:
     return [pair.base_image, pair.image_a, pair.image_b, *manifest.reference_images(pair.unit, condition)]
 
 
+OPAQUE_PER_TRIAL = 3  # base, left, right
+
+
 def trial_images(ctx: StudyContext, condition: str, trial: Trial) -> list[str]:
-    """[base, left, right, *references] image ids of a trial, as the participant sees them."""
+    """[base, left, right, *references] image ids of a trial, as the participant sees them.
+    The first OPAQUE_PER_TRIAL go out under the participant's opaque ids (`image_token`), each
+    recorded when sent (speed.py); the references are static files (reference_files.py)."""
     pair = ctx.pairs[trial.query_pair_id]
     correct = pair.image_a if pair.correct == "a" else pair.image_b
     wrong = pair.image_b if pair.correct == "a" else pair.image_a

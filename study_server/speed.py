@@ -1,8 +1,10 @@
 """Speed and presence, decided on the server: which answers count, and which sessions go to review.
 
 Presence. GET /img records every trial image it sends a participant (`served_images`, under the
-participant's opaque token); POST /api/answer accepts an answer only for a trial whose every
-image (base, both queries, references) is recorded. A script that reads /api/trial and answers
+participant's opaque token): the base and both queries, the images that carry the task; POST
+/api/answer accepts an answer only for a trial whose three are recorded. The references are
+immutable static files (reference_files.py) that a proxy or CDN may serve from its cache, so the
+server cannot see them fetched and does not count them. A script that reads /api/trial and answers
 without fetching the pictures is refused, and nothing is stored.
 
 Speed. The browser's `rt_ms` (images on screen to the press) below MIN_RT_MS is refused: under

@@ -16,7 +16,7 @@ from .db import make_engine
 from .flow import participant_trials
 from .images import ImageStore
 from .models import Participant
-from .plan import EXAMPLE_SCOPE, StudyContext, example_images, image_token, practice_scope, trial_images
+from .plan import EXAMPLE_SCOPE, OPAQUE_PER_TRIAL, StudyContext, example_images, image_token, practice_scope, trial_images
 from .speed import SpeedRules, record_served
 
 EXTENSION = "maco"
@@ -45,12 +45,12 @@ class ServerState:
         self.images = ImageStore(self.bundle_dir, manifest)
         # (scope, image ids): main and catch trials share the plain scope; each practice round and
         # the instructions' example have their own ids (plan.image_token)
+        # the base and query images only: the references are static files (reference_files.py)
         practice = {i for pair in manifest.practice_trials for i in (pair.base_image, pair.image_a, pair.image_b)}
-        practice |= {i for pair in manifest.practice_trials for c in manifest.conditions
-                     for i in manifest.reference_images(pair.unit, c)}
-        scopes = [("", tuple(manifest.images)),
+        scopes = [("", tuple({i for _, pair in manifest.all_query_pairs()
+                              for i in (pair.base_image, pair.image_a, pair.image_b)})),
                   *((practice_scope(r), tuple(practice)) for r in range(1, manifest.protocol.max_practice_rounds + 1)),
-                  (EXAMPLE_SCOPE, tuple({i for c in manifest.conditions for i in example_images(manifest, c)}))]
+                  (EXAMPLE_SCOPE, tuple(example_images(manifest, manifest.conditions[0])[:OPAQUE_PER_TRIAL]))]
 
         @lru_cache(maxsize=4096)
         def image_map(participant_id: int) -> dict[str, tuple[str, str]]:
@@ -70,7 +70,7 @@ class ServerState:
                     return frozenset()
                 return frozenset(image for trial in participant_trials(session, participant)
                                  if trial.position <= served_position + 1
-                                 for image in trial_images(self.study, participant.condition, trial))
+                                 for image in trial_images(self.study, participant.condition, trial)[:OPAQUE_PER_TRIAL])
 
         self.reached_images = reached
 

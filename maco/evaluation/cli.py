@@ -24,7 +24,8 @@ from maco.evaluation.settings import (
     PLAUSIBILITY_K,
     TRANSFER_CLASSIFIERS,
 )
-from maco.evaluation.variants import VARIANTS
+from maco.evaluation.variants import VARIANTS, plugin_variant
+from maco.methods import BUILTIN_METHODS
 from maco.images import to_pil
 from maco.models import PRETRAINED_WEIGHTS, RANDOM_WEIGHTS, Model, ModelError, load_model, resolve_name
 from maco.objectives import ObjectiveError
@@ -41,11 +42,16 @@ def _names(text: str, what: str) -> list[str]:
 
 
 def _variants(text: str) -> list:
+    """Table 1's methods and the ablation's variants, or any installed plugin's method (maco.methods)."""
+    from maco.methods import available_methods
+
+    plugins = [m for m in available_methods() if m not in BUILTIN_METHODS]
     names = _names(text, "variant")
-    unknown = [name for name in names if name not in VARIANTS]
+    unknown = [name for name in names if name not in VARIANTS and name not in plugins]
     if unknown:
-        raise click.BadParameter(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    return [VARIANTS[name] for name in dict.fromkeys(names)]
+        raise click.BadParameter(f"unknown variant(s) {', '.join(unknown)}; choose from "
+                                 f"{', '.join([*VARIANTS, *plugins])}")
+    return [VARIANTS[name] if name in VARIANTS else plugin_variant(name) for name in dict.fromkeys(names)]
 
 
 def _classifiers(text: str) -> dict[str, str]:
@@ -88,7 +94,7 @@ def _recorded(result: Evaluation, field: str) -> list[str]:
 @click.option("--images", required=True, type=click.Path(path_type=Path),
               help="natural images: a folder of class folders (named by index or WordNet id) or a CSV of path,class")
 @click.option("--variants", "variant_names", default=",".join(VARIANTS), show_default=True,
-              help="methods (maco, olah, pixel) and ablation variants to evaluate")
+              help="methods (maco, olah, pixel), ablation variants, or an installed plugin's method to evaluate")
 @click.option("--transfer-models", default=",".join(TRANSFER_CLASSIFIERS), show_default=True,
               help="classifiers for transferability: the paper's short names or timm names; 'none' to skip")
 @click.option("--fid-model", default=FID_MODEL, show_default=True, help="FID feature network (pool features)")

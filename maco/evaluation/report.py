@@ -49,7 +49,9 @@ def markdown_tables(summary: Sequence[dict], variants: dict[str, Variant], class
     """
     by_key = {(s["network"], s["variant"]): s for s in summary}
     networks = list(dict.fromkeys(s["network"] for s in summary))
-    methods = [name for name in TABLE1 if name in variants]
+    # Table 1's methods, then any installed plugin's (a variant that is not the ablation's)
+    methods = [name for name in TABLE1 if name in variants] + [
+        name for name in variants if name not in TABLE1 and name not in VARIANTS]
     ablation = [name for name in ABLATION if name in variants]
     not_scored = not_scored or {}
 
@@ -90,7 +92,8 @@ def _columns(visualizations: dict[str, list[Visualization]], variants: Sequence[
         if id(shown) in seen:
             continue
         seen.add(id(shown))
-        label = next(v.label for v in VARIANTS.values() if v.generation == variant.generation)  # "MACO", not "- transparency"
+        # "MACO", not "- transparency"; a plugin's method is its own label
+        label = next((v.label for v in VARIANTS.values() if v.generation == variant.generation), variant.label)
         columns.append((f"{label}\nimage", shown, lambda viz: viz.image))
         if shown and shown[0].transparency is not None:
             columns.append((f"{label}\nmasked", shown, lambda viz: masked_image(viz.image, viz.transparency)))

@@ -24,7 +24,7 @@ from maco.transparency import masked_image
 class Variant:
     name: str
     label: str  # its row in the markdown tables
-    method: str  # a key of maco.optimize.METHODS
+    method: str  # a method of the registry (maco.methods): maco.optimize's, or an installed plugin's
     options: dict = field(default_factory=dict)  # keyword arguments of the method
     masked: bool = False  # score the image seen through its transparency map
 
@@ -50,6 +50,20 @@ TABLE1 = ("maco", "olah", "pixel")
 ABLATION = ("maco", "maco-no-transparency", "maco-no-crops", "maco-no-noise", "maco-no-magnitude")
 
 
+def plugin_variant(method: str) -> Variant:
+    """An installed plugin's method as a variant, scored on its plain image (docs/methods.md)."""
+    return Variant(method, method, method)
+
+
+def _run(method: str, model: Model, units: list[int], seed: int, progress: bool, options: dict) -> list:
+    if method in METHODS:
+        return METHODS[method](model, units, seed=seed, progress=progress, **options)
+    from maco.methods import get_method, run_method
+
+    defaults = get_method(method).defaults  # the shared options (steps, size) it has
+    return run_method(method, model, units, {k: v for k, v in options.items() if k in defaults}, seed)
+
+
 def generate(
     model: Model,
     units: Sequence[int],
@@ -72,13 +86,12 @@ def generate(
             options = {**(method_options or {}), **variant.options}
             if variant.method == "maco" and spectrum is not None:
                 options["spectrum"] = spectrum
-            method = METHODS[variant.method]
             runs[variant.generation] = [
                 viz
                 for seed in seeds
                 for first in range(0, len(units), units_per_run)
-                for viz in method(model, list(units[first:first + units_per_run]), seed=seed, progress=progress,
-                                  **options)
+                for viz in _run(variant.method, model, list(units[first:first + units_per_run]), seed, progress,
+                                options)
             ]
         result[variant.name] = runs[variant.generation]
     return result

@@ -46,7 +46,7 @@ class Builder:
             network_input_size(network)  # unknown names fail here, before loading anything
         pieces = plan_pieces(config, len(pool.files))
         # a missing published spectrum stops the build here, before any model, piece or file
-        spectrum = resolve_spectrum(config) if any(p.method == "maco" for p in pieces["references"]) else None
+        spectrum = resolve_spectrum(config) if any(c.method == "maco" for c in config.reference_runs.values()) else None
         self.models = {n.key: load_study_model(n, config.seed, self.device, self.compute_dtype)
                        for n in config.networks}
         store.claim(config, pool)

@@ -1,6 +1,7 @@
 """Finalize: the manifest from every recorded piece, its provenance, and `stimuli check`."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata as md
 import json
 from datetime import datetime, timezone
@@ -10,7 +11,8 @@ from typing import Any
 from .. import manifest as mf
 from ..config import StudyConfig
 from ..models import StudyModel
-from ..pool import Pool, TopK
+from ..natural import natural_exemplars
+from ..pool import Pool, TopK, load_image
 from ..quality import summarize
 from .plan import Piece
 from .store import PieceStore
@@ -24,9 +26,13 @@ def finalize(store: PieceStore, config: StudyConfig, models: dict[str, StudyMode
     """Write ``manifest.json`` (returned) once every piece is recorded."""
     queries = {(p.network, p.unit, p.rank): store.read(p) for p in pieces["queries"]}
     main, practice, catch = make_trials(store.out, config, models, queries)
+    natural = natural_references(store, config, models, pool, topk, {q["pool_index"] for q in queries.values()})
+    references = reference_sets(store, config, pieces["references"], natural)
     manifest = mf.Manifest(
         study=config.name, networks=networks(config, models), units=units(config, models),
-        conditions=list(config.conditions), references=reference_sets(store, config, pieces["references"]),
+        conditions=config.condition_names, references=references,
+        condition_methods={c.name: mf.ConditionMethod(c.method, dict(c.settings)) for c in config.conditions},
+        analysis=config.analysis.declared(),
         query_pairs=main, practice_trials=practice, catch_trials=catch,
         protocol=mf.Protocol(config.main_trials_per_participant, config.practice.max_rounds,
                              config.practice.trials or None),
@@ -62,7 +68,24 @@ def class_label(index: int, num_classes: int, names: str | None = None) -> str:
     return ImageNetInfo().index_to_description(index)
 
 
-def reference_sets(store: PieceStore, config: StudyConfig, pieces: list[Piece]) -> list[mf.ReferenceSet]:
+def natural_references(store: PieceStore, config: StudyConfig, models: dict[str, StudyModel], pool: Pool,
+                       topk: dict[str, TopK], excluded: set[int]) -> dict[tuple[str, int], mf.ReferenceSet]:
+    """(network, unit) -> the natural condition's set (every natural condition shows the same photos)."""
+    sets: dict[tuple[str, int], mf.ReferenceSet] = {}
+    if not config.natural_exemplars:
+        return sets
+    for n in config.networks:
+        chosen = natural_exemplars(topk[n.key], n.key, n.units, excluded, config.references.per_trial)
+        for u, exemplars in chosen.items():
+            images = [store.add_image(load_image(pool.path(i), models[n.key].preprocessing)) for i, _ in exemplars]
+            sets[(n.key, u)] = mf.ReferenceSet(n.key, f"{n.key}:{u}", "", [], images,
+                                               activations=[a for _, a in exemplars],
+                                               pool_files=[pool.files[i] for i, _ in exemplars])
+    return sets
+
+
+def reference_sets(store: PieceStore, config: StudyConfig, pieces: list[Piece],
+                   natural: dict[tuple[str, int], mf.ReferenceSet]) -> list[mf.ReferenceSet]:
     images: dict[tuple[str, int, str], list[tuple[int, str, str | None]]] = {}
     for piece in pieces:
         for unit, entry in store.read(piece)["images"].items():
@@ -72,15 +95,17 @@ def reference_sets(store: PieceStore, config: StudyConfig, pieces: list[Piece]) 
     for n in config.networks:
         for u in n.units:
             for condition in config.conditions:
-                if condition == "none":
+                if condition.kind == "dataset":
+                    sets.append(dataclasses.replace(natural[(n.key, u)], condition=condition.name))
+                if condition.run is None:
                     continue
-                runs = sorted(images[(n.key, u, "olah" if condition == "olah" else "maco")])
+                runs = sorted(images[(n.key, u, condition.run)])
                 seeds = [seed for seed, _, _ in runs]
-                if condition == "maco_mask":
-                    sets.append(mf.ReferenceSet(n.key, f"{n.key}:{u}", condition, seeds,
+                if condition.mask:
+                    sets.append(mf.ReferenceSet(n.key, f"{n.key}:{u}", condition.name, seeds,
                                                 [m for _, _, m in runs], [i for _, i, _ in runs]))
                 else:
-                    sets.append(mf.ReferenceSet(n.key, f"{n.key}:{u}", condition, seeds,
+                    sets.append(mf.ReferenceSet(n.key, f"{n.key}:{u}", condition.name, seeds,
                                                 [i for _, i, _ in runs]))
     return sets
 
@@ -94,7 +119,7 @@ def provenance(store: PieceStore, config: StudyConfig, models: dict[str, StudyMo
         except md.PackageNotFoundError:
             continue
     pieces = [(p, store.read(p)) for p in reference_pieces]
-    spectra = sorted({r["spectrum_source"] for p, r in pieces if p.method == "maco" and r.get("spectrum_source")})
+    spectra = sorted({r["spectrum_source"] for p, r in pieces if r.get("spectrum_source")})
     quality: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
     for piece, record in pieces:
         for unit, entry in record.get("quality", {}).items():  # absent in pieces built before the gate
@@ -102,8 +127,10 @@ def provenance(store: PieceStore, config: StudyConfig, models: dict[str, StudyMo
     return {
         # networks trained on a task of their own (the demo's): what their checkpoint says about it
         "network_training": {key: model.model.metadata for key, model in models.items() if model.model.metadata},
-        "maco_algorithms": sorted({r["algorithm"] for p, r in pieces if p.method == "maco" and r.get("algorithm")}),
-        "quality": summarize(quality, {n.key: n.units for n in config.networks}, list(config.conditions)),
+        "maco_algorithms": sorted({r["algorithm"] for p, r in pieces
+                                   if config.reference_runs[p.method].method == "maco" and r.get("algorithm")}),
+        "quality": summarize(quality, {n.key: n.units for n in config.networks},
+                             {c.name: c.run for c in config.conditions if c.run is not None}),
         "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "config": config.content(), "config_fingerprint": config.fingerprint(),
         "config_toml": config.source_text,
@@ -119,7 +146,7 @@ def check_bundle(bundle: str | Path) -> mf.Manifest:
     have = {(r.unit, r.condition) for r in manifest.references}
     for unit in manifest.units:
         for condition in manifest.conditions:
-            if condition != "none" and (unit.key, condition) not in have:
+            if manifest.shows_references(condition) and (unit.key, condition) not in have:
                 raise mf.ManifestError(f"references: unit {unit.key} has no {condition} references")
     check_copies(Path(bundle), manifest)
     return manifest

@@ -60,7 +60,7 @@ def plan_pieces(config: StudyConfig, pool_size: int) -> dict[str, list[Piece]]:
         "references": [
             Piece("references", n.key, method=method, seed=refs.first_seed + j,
                   units=tuple(n.units[g:g + refs.units_per_run]))
-            for n in config.networks for method in config.visualized_methods
+            for n in config.networks for method in config.reference_runs
             for j in range(refs.per_trial) for g in range(0, len(n.units), refs.units_per_run)],
         "queries": [Piece("queries", n.key, unit=u, rank=r)
                     for n in config.networks for u in n.units for r in range(config.query.top_k)],
@@ -91,10 +91,10 @@ def plan_rows(config: StudyConfig, pool_size: int) -> list[tuple[str, int, int, 
         side = occluder_side(size, config.query.occluder_fraction)
         per_axis = (size - side) // config.query.stride + 1
         positions += len(network.units) * config.query.top_k * (per_axis ** 2 + 1)
-    reference_passes = sum(
-        getattr(config.references, method).steps * (getattr(config.references, method).crops or 1)
-        * len(n.units) * config.references.per_trial
-        for n in config.networks for method in config.visualized_methods)
+    runs = {run: config.run_settings(run) for run in config.reference_runs}
+    reference_passes = sum(  # a plugin's steps are its own business: counted as 1
+        runs[run].get("steps", 1) * (runs[run].get("crops") or 1) * len(n.units) * config.references.per_trial
+        for n in config.networks for run in runs)
     return [
         ("pool", len(pieces["pool"]), pool_size * len(config.networks), 0),
         ("references", len(pieces["references"]), reference_passes, reference_passes),
@@ -108,7 +108,7 @@ def describe_plan(config: StudyConfig, shard: Shard | None = None) -> str:
     check_pool_size(config, len(pool.files))
     units = sum(len(n.units) for n in config.networks)
     lines = [f"study {config.name}: {len(config.networks)} networks, {units} units, "
-             f"conditions {', '.join(config.conditions)}, pool {len(pool.files)} images",
+             f"conditions {', '.join(config.condition_names)}, pool {len(pool.files)} images",
              f"{'stage':<12}{'pieces':>10}{'forward passes':>18}{'backward passes':>18}"]
     rows = plan_rows(config, len(pool.files))
     for stage, count, forward, backward in rows:
@@ -125,6 +125,6 @@ def describe_plan(config: StudyConfig, shard: Shard | None = None) -> str:
 
 
 def check_pool_size(config: StudyConfig, pool_size: int) -> None:
-    if pool_size < config.query.top_k:
+    if pool_size < config.query.top_k:  # natural exemplars need more: finalize names the unit short of them
         raise StimuliError(f"pool.source: {pool_size} images, fewer than query.top_k = "
                            f"{config.query.top_k}")

@@ -1,4 +1,5 @@
-"""Stage 1: each network's top-k pool images per unit, one piece per chunk of the pool.
+"""Stage 1: each network's top-k pool images per unit (``StudyConfig.pool_top_k``: more with a
+natural condition), one piece per chunk of the pool.
 
 Merging the chunks' top-k is exact (see stimuli/pool.py), so the chunks may be done by any shard.
 """
@@ -26,7 +27,7 @@ def run_pool_stage(store: PieceStore, config: StudyConfig, models: dict[str, Stu
         with progress_bar(sum(len(chunk(p)) for p in mine), f"pool {network.key}", progress) as bar:
             for piece in mine:
                 best = pool_topk(models[network.key], list(network.units), pool, chunk(piece),
-                                 config.query.top_k, config.pool.batch_size, config.pool.workers, bar)
+                                 config.pool_top_k, config.pool.batch_size, config.pool.workers, bar)
                 store.write(piece, {"values": best.values.tolist(), "indices": best.indices.tolist(),
                                     "unreadable": best.unreadable})
 
@@ -41,7 +42,7 @@ def merged_topk(store: PieceStore, config: StudyConfig, pieces: list[Piece], poo
             parts.append(TopK(np.array(record["values"], dtype=np.float64).reshape(len(network.units), -1),
                               np.array(record["indices"], dtype=np.int64).reshape(len(network.units), -1),
                               record["unreadable"]))
-        merged[network.key] = TopK.merged(parts, config.query.top_k)
+        merged[network.key] = TopK.merged(parts, config.pool_top_k)
         readable = pool_size - len(merged[network.key].unreadable)
         if readable < config.query.top_k:
             raise StimuliError(f"pool.source: only {readable} readable images "

@@ -15,10 +15,10 @@ Modules: ``settings`` (the dataclasses and their defaults; torch-free on import)
 """
 from .parse import load_config, parse_config, sample_units
 from .settings import (
-    IMAGENET_CLASSES, SKIMAGE_POOL, CatchConfig, ConfigError, MethodConfig, NetworkConfig, PoolConfig,
+    AnalysisConfig, IMAGENET_CLASSES, SKIMAGE_POOL, CatchConfig, ConditionConfig, ConfigError, MethodConfig, NetworkConfig, PoolConfig,
     PracticeConfig, QueryConfig, ReferencesConfig, StimuliError, StudyConfig,
 )
 
-__all__ = ["IMAGENET_CLASSES", "SKIMAGE_POOL", "CatchConfig", "ConfigError", "MethodConfig", "NetworkConfig",
+__all__ = ["AnalysisConfig", "IMAGENET_CLASSES", "SKIMAGE_POOL", "CatchConfig", "ConditionConfig", "ConfigError", "MethodConfig", "NetworkConfig",
            "PoolConfig", "PracticeConfig", "QueryConfig", "ReferencesConfig", "StimuliError", "StudyConfig",
            "load_config", "parse_config", "sample_units"]

@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from ..manifest import CONDITIONS, NAME_PATTERN
+from study_protocol.study import CONDITION_NAME_LENGTH, PAPER_CONDITIONS
+
+from ..manifest import NAME_PATTERN
 from .settings import (
-    IMAGENET_CLASSES, SKIMAGE_POOL, CatchConfig, ConfigError, MethodConfig, NetworkConfig, PoolConfig,
+    AnalysisConfig, IMAGENET_CLASSES, SKIMAGE_POOL, CatchConfig, ConditionConfig, ConfigError, MethodConfig, NetworkConfig, PoolConfig,
     PracticeConfig, QueryConfig, ReferencesConfig, StudyConfig,
 )
 from .table import Table
@@ -33,6 +35,68 @@ def _method(parent: Table, name: str, default: MethodConfig) -> MethodConfig:
                           crops=None if default.crops is None else t.int("crops", default.crops, minimum=0))
     t.reject_unknown()
     return method
+
+
+def _condition(t: Table, name: str) -> ConditionConfig:
+    """One [conditions.<name>] table: its method from the registry, that method's settings checked."""
+    from maco.methods import MethodError, check_settings, get_method  # lazily: maco needs torch
+
+    if not NAME_PATTERN.fullmatch(name) or len(name) > CONDITION_NAME_LENGTH:
+        raise ConfigError(f"{t.path}: a condition name is letters, digits, '.', '_' or '-', at most "
+                          f"{CONDITION_NAME_LENGTH} characters")
+    try:
+        method = get_method(t.str("method"))
+        settings = {k: v for k, v in t.data.items() if k not in ("method", "mask")}
+        check_settings(method, settings)
+    except MethodError as exc:
+        raise ConfigError(f"{t.path}: {exc}") from None
+    mask = t.raw("mask", False)
+    if not isinstance(mask, bool) or (mask and method.kind != "optimized"):
+        raise ConfigError(f"{t.key('mask')}: true or false, and only for a method that makes images")
+    if method.name == "maco" and "size" in settings:
+        raise ConfigError(f"{t.key('size')}: MACO's size is references.maco.size (its spectrum is made for it)")
+    declared = {**settings, **({"mask": True} if mask else {})}
+    return ConditionConfig(name, method.name, method.kind, tuple(sorted(declared.items())))
+
+
+def _analysis(t: Table, conditions: list[str]) -> AnalysisConfig:
+    """[analysis]: the reference condition and contrasts (checked against the data by the analysis)."""
+    reference = t.raw("reference_condition", None)
+    if reference is not None and t.str("reference_condition") not in conditions:
+        raise ConfigError(f"{t.key('reference_condition')}: {reference!r} is not a declared condition "
+                          f"({', '.join(conditions)})")
+    contrasts = t.raw("contrasts", [])
+    if not isinstance(contrasts, list) or not all(isinstance(c, str) and c.strip() for c in contrasts):
+        raise ConfigError(f"{t.key('contrasts')}: a list of contrast declarations "
+                          "(e.g. \"maco_vs_olah\", \"condition: natural vs maco\")")
+    t.reject_unknown()
+    return AnalysisConfig(reference, tuple(contrasts))
+
+
+def _conditions(root: Table, study: Table) -> tuple[ConditionConfig, ...]:
+    """The [conditions.<name>] tables, or (older configs) study.conditions naming the paper's, or the
+    paper's four (study_protocol.study.PAPER_CONDITIONS)."""
+    if root.has("conditions") and study.has("conditions"):
+        raise ConfigError("study.conditions: give the conditions as [conditions.<name>] tables or this list, "
+                          "not both")
+    if root.has("conditions"):
+        tables = root.table("conditions")
+        if not tables.data:
+            raise ConfigError("conditions: at least one [conditions.<name>] table is required")
+        tables.used.update(tables.data)
+        return tuple(_condition(tables.table(name), name) for name in tables.data)
+    names = study.raw("conditions", list(PAPER_CONDITIONS))
+    if not isinstance(names, list) or not names:
+        raise ConfigError("study.conditions: must be a non-empty list")
+    for c in names:
+        if c not in PAPER_CONDITIONS:
+            raise ConfigError(f"study.conditions: unknown condition {c!r} (this list names the paper's: "
+                              f"{', '.join(PAPER_CONDITIONS)}; declare others as [conditions.<name>] tables)")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"study.conditions: condition {next(c for c in names if names.count(c) > 1)!r} "
+                          "named twice")
+    data = {c: {"method": PAPER_CONDITIONS[c][0], **PAPER_CONDITIONS[c][1]} for c in names}
+    return tuple(_condition(Table(data[c], f"conditions.{c}"), c) for c in names)
 
 
 def sample_units(seed: int, network_key: str, count: int) -> tuple[int, ...]:
@@ -80,15 +144,7 @@ def parse_config(data: dict[str, Any], base_dir: Path, source_text: str = "") ->
     study = root.table("study")
     name = _name(study, "name")
     seed = study.int("seed", 0)
-    conditions = study.raw("conditions", list(CONDITIONS))
-    if not isinstance(conditions, list) or not conditions:
-        raise ConfigError("study.conditions: must be a non-empty list")
-    for c in conditions:
-        if c not in CONDITIONS:
-            raise ConfigError(f"study.conditions: unknown condition {c!r} "
-                              f"(known: {', '.join(CONDITIONS)})")
-    if len(set(conditions)) != len(conditions):
-        raise ConfigError("study.conditions: duplicate condition")
+    conditions = _conditions(root, study)
     main_trials = study.raw("main_trials_per_participant", None)
     if main_trials is not None:
         main_trials = study.int("main_trials_per_participant", minimum=1)
@@ -151,11 +207,12 @@ def parse_config(data: dict[str, Any], base_dir: Path, source_text: str = "") ->
     c = root.table("catch")
     catch = CatchConfig(trials=c.int("trials", 6, minimum=0))
     c.reject_unknown()
+    analysis = _analysis(root.table("analysis"), [c.name for c in conditions])
     root.reject_unknown()
 
     config = StudyConfig(name=name, seed=seed, conditions=tuple(conditions), networks=networks,
                          pool=pool, references=references, query=query, practice=practice,
-                         catch=catch, main_trials_per_participant=main_trials,
+                         catch=catch, main_trials_per_participant=main_trials, analysis=analysis,
                          source_text=source_text)
     _check_trial_supply(config)
     return config

@@ -55,6 +55,34 @@ def olah_method_defaults() -> MethodConfig:
 
 
 @dataclass(frozen=True)
+class ConditionConfig:
+    """One between-subject condition: ``[conditions.<name>]`` (docs/stimuli.md, "Conditions")."""
+    name: str
+    method: str  # a name of maco.methods' registry (built in or an installed plugin)
+    kind: str  # the method's: "optimized", "dataset" (natural) or "none"
+    settings: tuple[tuple[str, Any], ...] = ()  # as declared, sorted; `mask` is the study's, the rest the method's
+
+    @property
+    def mask(self) -> bool:
+        """Whether the references are shown through the method's masks (MACO's transparency maps)."""
+        return bool(dict(self.settings).get("mask", False))
+
+    @property
+    def method_settings(self) -> dict[str, Any]:
+        return {k: v for k, v in self.settings if k != "mask"}
+
+    @property
+    def run(self) -> str | None:
+        """The reference runs it shows, by name: conditions differing only in `mask` share them."""
+        if self.kind != "optimized":
+            return None
+        if not self.method_settings:
+            return self.method
+        digest = hashlib.sha256(json.dumps(self.method_settings, sort_keys=True).encode()).hexdigest()
+        return f"{self.method}-{digest[:8]}"
+
+
+@dataclass(frozen=True)
 class ReferencesConfig:
     per_trial: int = 9
     first_seed: int = 0  # reference j of every unit uses seed first_seed + j
@@ -95,10 +123,24 @@ class CatchConfig:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """[analysis]: what the analysis of this study tests, carried by the bundle and the export.
+
+    Empty: the reference is the first condition and the contrasts the analysis's default
+    (the paper's named contrasts its conditions support, and each other condition vs the reference)."""
+    reference_condition: str | None = None
+    contrasts: tuple[str, ...] = ()  # `maco-study analyze --contrast` declarations
+
+    def declared(self) -> dict[str, Any]:
+        return {k: v for k, v in (("reference_condition", self.reference_condition),
+                                  ("contrasts", list(self.contrasts))) if v}
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     name: str
     seed: int
-    conditions: tuple[str, ...]
+    conditions: tuple[ConditionConfig, ...]
     networks: tuple[NetworkConfig, ...]
     pool: PoolConfig
     references: ReferencesConfig = field(default_factory=ReferencesConfig)
@@ -106,17 +148,42 @@ class StudyConfig:
     practice: PracticeConfig = PracticeConfig()
     catch: CatchConfig = CatchConfig()
     main_trials_per_participant: int | None = None
+    analysis: AnalysisConfig = AnalysisConfig()
     source_text: str = field(default="", compare=False, repr=False)
 
     @property
-    def visualized_methods(self) -> tuple[str, ...]:
-        """Optimisations to run: `maco` serves both maco and maco_mask."""
-        methods = []
-        if {"maco", "maco_mask"} & set(self.conditions):
-            methods.append("maco")
-        if "olah" in self.conditions:
-            methods.append("olah")
-        return tuple(methods)
+    def condition_names(self) -> list[str]:
+        return [c.name for c in self.conditions]
+
+    @property
+    def reference_runs(self) -> dict[str, ConditionConfig]:
+        """Optimisations to run, by run name (each with a condition showing it): `maco` serves both
+        the paper's maco and maco_mask."""
+        runs: dict[str, ConditionConfig] = {}
+        for condition in self.conditions:
+            if condition.run is not None:
+                runs.setdefault(condition.run, condition)
+        return runs
+
+    def run_settings(self, run: str) -> dict[str, Any]:
+        """A run's method settings as declared over the study's [references.<method>] table (maco, olah)."""
+        condition = self.reference_runs[run]
+        base = getattr(self.references, condition.method, None)
+        base = {k: v for k, v in dataclasses.asdict(base).items() if v is not None} if base else {}
+        return {**base, **condition.method_settings}
+
+    @property
+    def natural_exemplars(self) -> bool:
+        return any(c.kind == "dataset" for c in self.conditions)
+
+    @property
+    def pool_top_k(self) -> int:
+        """Images kept per unit by the pool pass: the query images, and with a natural condition
+        enough more that per_trial remain once every query photo of the study is excluded."""
+        if not self.natural_exemplars:
+            return self.query.top_k
+        units = sum(len(n.units) for n in self.networks)
+        return self.query.top_k * units + self.references.per_trial
 
     @property
     def spare_per_unit(self) -> int:

@@ -46,9 +46,11 @@ Schema (``schema_version`` 1), all keys required unless marked optional::
 
 Rules checked on load: every id unique; every unit's network exists and its
 key is ``<network>:<class_index>``; every non-``none`` condition has exactly
-one reference set per unit used in any trial, ``none`` has none; a
-``maco_mask`` set's ``source_images`` equal the ``maco`` set's images (same
-MACO images, masked renderings); no query image (base, a, b) is shown by trials of two
+one reference set per unit used in any trial, ``none`` has none; ``condition_methods``
+(optional: older bundles hold the paper's four) names each condition's method and settings; a
+masked condition's ``source_images`` equal the images of the unmasked condition of the same method
+and settings (the paper's maco_mask and maco); natural exemplars carry ``activations`` (descending)
+and ``pool_files``, one per image, and no seeds (docs/methods.md); no query image (base, a, b) is shown by trials of two
 kinds (practice, main, catch); with ``practice_trials_per_round`` k, ``practice_trials`` holds
 ``max_practice_rounds`` rounds of k pairs (round r: the r-th slice), no image in two rounds;
 no more catch trials than main trials per participant (each
@@ -60,12 +62,11 @@ image referenced is listed in ``images``, every listed image exists on disk
 from __future__ import annotations
 
 from .files import add_image, atomic_write, image_path, load_manifest, write_manifest
-from .schema import (CONDITIONS, CONDITIONS_WITHOUT_REFERENCES, IMAGES_DIR, MANIFEST_FILE, NAME_PATTERN, SCHEMA_NAME,
-                     SCHEMA_VERSION, ImageInfo, Manifest, ManifestError, Network, Occluder, Protocol, QueryPair,
+from .schema import (IMAGES_DIR, MANIFEST_FILE, NAME_PATTERN, SCHEMA_NAME, SCHEMA_VERSION, ConditionMethod, ImageInfo, Manifest, ManifestError, Network, Occluder, Protocol, QueryPair,
                      ReferenceSet, Unit)
 from .validate import parse_manifest
 
-__all__ = ["CONDITIONS", "CONDITIONS_WITHOUT_REFERENCES", "IMAGES_DIR", "MANIFEST_FILE", "NAME_PATTERN", "SCHEMA_NAME",
-           "SCHEMA_VERSION", "ImageInfo", "Manifest", "ManifestError", "Network", "Occluder", "Protocol", "QueryPair",
+__all__ = ["IMAGES_DIR", "MANIFEST_FILE", "NAME_PATTERN", "SCHEMA_NAME", "SCHEMA_VERSION", "ConditionMethod",
+           "ImageInfo", "Manifest", "ManifestError", "Network", "Occluder", "Protocol", "QueryPair",
            "ReferenceSet", "Unit", "add_image", "atomic_write", "image_path", "load_manifest", "parse_manifest",
            "write_manifest"]

@@ -8,9 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from study_protocol.study import CONDITIONS, CONDITIONS_WITHOUT_REFERENCES
-
-__all__ = ["CONDITIONS", "CONDITIONS_WITHOUT_REFERENCES"]  # re-exported: the schema's value sets
+from study_protocol.study import NO_REFERENCES_METHOD, PAPER_CONDITIONS
 
 SCHEMA_NAME = "maco-study-bundle"
 SCHEMA_VERSION = 1
@@ -44,14 +42,25 @@ class Unit:
 
 
 @dataclass(frozen=True)
+class ConditionMethod:
+    """How a condition's references are made: a method of maco.methods' registry and the settings
+    the study config declared for it (``mask``: shown through the method's masks)."""
+    method: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ReferenceSet:
     network: str
     unit: str
     condition: str
-    seeds: list[int]
+    seeds: list[int]  # one per image; [] for natural exemplars (pool photos, not seeded runs)
     images: list[str]
-    # maco_mask only: the unmasked MACO images these renderings come from
+    # masked conditions only (the paper's maco_mask): the unmasked images these renderings come from
     source_images: list[str] | None = None
+    # natural exemplars only: the unit's activation on each photo (descending) and its pool file
+    activations: list[float] | None = None
+    pool_files: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,10 @@ class Manifest:
     practice_trials: list[QueryPair]
     catch_trials: list[QueryPair]
     images: dict[str, ImageInfo] = field(default_factory=dict)
+    # condition -> its method; bundles made before conditions were declared hold the paper's
+    condition_methods: dict[str, ConditionMethod] = field(default_factory=dict)
+    # the study config's [analysis] (reference_condition, contrasts); {}: the analysis's defaults
+    analysis: dict[str, Any] = field(default_factory=dict)
     protocol: Protocol = field(default_factory=Protocol)
     provenance: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
@@ -128,6 +141,15 @@ class Manifest:
 
     def unit(self, key: str) -> Unit:
         return next(u for u in self.units if u.key == key)
+
+    def condition_method(self, condition: str) -> ConditionMethod:
+        if condition in self.condition_methods:
+            return self.condition_methods[condition]
+        method, settings = PAPER_CONDITIONS[condition]  # a bundle from before declared conditions
+        return ConditionMethod(method, dict(settings))
+
+    def shows_references(self, condition: str) -> bool:
+        return self.condition_method(condition).method != NO_REFERENCES_METHOD
 
     def reference_images(self, unit: str, condition: str) -> list[str]:
         """The images shown in the reference grid; [] for `none`."""
@@ -154,8 +176,12 @@ class Manifest:
         data = dataclasses.asdict(self)
         data = {"schema": SCHEMA_NAME, **data}
         for ref in data["references"]:
-            if ref["source_images"] is None:
-                del ref["source_images"]
+            for optional in ("source_images", "activations", "pool_files"):
+                if ref[optional] is None:
+                    del ref[optional]
+        for optional in ("condition_methods", "analysis"):  # older bundles keep their fingerprint
+            if not data[optional]:
+                del data[optional]
         if data["protocol"]["practice_trials_per_round"] is None:  # older bundles keep their fingerprint
             del data["protocol"]["practice_trials_per_round"]
         return data

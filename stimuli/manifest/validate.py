@@ -7,9 +7,13 @@ import re
 import struct
 from typing import Any
 
-from .schema import (CONDITIONS, CONDITIONS_WITHOUT_REFERENCES, IMAGE_ID_PATTERN, KIND_FIELDS, NAME_PATTERN,
-                     PNG_SIGNATURE, SCHEMA_NAME, SCHEMA_VERSION, ImageInfo, Manifest, ManifestError, Network,
-                     Occluder, Protocol, QueryPair, ReferenceSet, Unit)
+from study_protocol.study import CONDITION_NAME_LENGTH, PAPER_CONDITIONS
+
+from .schema import (IMAGE_ID_PATTERN, KIND_FIELDS, NAME_PATTERN, PNG_SIGNATURE, SCHEMA_NAME, SCHEMA_VERSION,
+                     ConditionMethod, ImageInfo, Manifest, ManifestError, Network, Occluder, Protocol, QueryPair,
+                     ReferenceSet, Unit)
+
+NATURAL_METHOD = "natural"  # maco.methods' built-in whose references carry activations and pool files
 
 
 def parse_manifest(data: Any) -> Manifest:
@@ -114,7 +118,7 @@ def _parse_pair(f: _Field) -> QueryPair:
 def _parse(root: _Field) -> Manifest:
     root.obj({"schema", "schema_version", "study", "networks", "units", "conditions",
               "references", "query_pairs", "practice_trials", "catch_trials", "protocol",
-              "images", "provenance"})
+              "images", "provenance", "condition_methods", "analysis"})
     root.get("schema").str(choices=(SCHEMA_NAME,))
     version = root.get("schema_version").int()
     if version != SCHEMA_VERSION:
@@ -141,7 +145,10 @@ def _parse(root: _Field) -> Manifest:
     _unique(unit_fields, "key", [u.key for u in units])
 
     cond_fields = root.get("conditions").items()
-    conditions = [f.str(choices=CONDITIONS) for f in cond_fields]
+    conditions = [f.str(NAME_PATTERN) for f in cond_fields]
+    for f, c in zip(cond_fields, conditions):
+        if len(c) > CONDITION_NAME_LENGTH:
+            raise f.fail(f"at most {CONDITION_NAME_LENGTH} characters")
     if not conditions:
         raise root.get("conditions").fail("must not be empty")
     seen_conditions: set[str] = set()
@@ -150,16 +157,39 @@ def _parse(root: _Field) -> Manifest:
             raise f.fail(f"duplicate {c!r}")
         seen_conditions.add(c)
 
+    methods_field = root.get("condition_methods", None)
+    condition_methods = {}
+    if methods_field.value is None:  # a bundle from before declared conditions: the paper's
+        for f, c in zip(cond_fields, conditions):
+            if c not in PAPER_CONDITIONS:
+                raise f.fail(f"{c!r} is not one of the paper's conditions and condition_methods is missing")
+    else:
+        if sorted(methods_field.obj()) != sorted(conditions):
+            raise methods_field.fail("must name exactly the conditions")
+        for name in conditions:
+            f = methods_field.get(name)
+            f.obj({"method", "settings"})
+            condition_methods[name] = ConditionMethod(f.get("method").str(), dict(f.get("settings", {}).obj()))
+
+    analysis_field = root.get("analysis", {})
+    analysis_field.obj({"reference_condition", "contrasts"})
+    if analysis_field.get("reference_condition", conditions[0]).str() not in conditions:
+        raise analysis_field.get("reference_condition").fail("not a condition of the study")
+    for f in analysis_field.get("contrasts", []).items():
+        f.str()
+
     references = []
     for f in root.get("references").items():
-        f.obj({"network", "unit", "condition", "seeds", "images", "source_images"})
-        source = f.get("source_images", None)
+        f.obj({"network", "unit", "condition", "seeds", "images", "source_images", "activations", "pool_files"})
+        source, activations, files = (f.get(k, None) for k in ("source_images", "activations", "pool_files"))
         references.append(ReferenceSet(
             network=f.get("network").str(), unit=f.get("unit").str(),
-            condition=f.get("condition").str(choices=CONDITIONS),
+            condition=f.get("condition").str(),
             seeds=[s.int() for s in f.get("seeds").items()],
             images=[i.image_id() for i in f.get("images").items()],
-            source_images=None if source.value is None else [i.image_id() for i in source.items()]))
+            source_images=None if source.value is None else [i.image_id() for i in source.items()],
+            activations=None if activations.value is None else [a.float() for a in activations.items()],
+            pool_files=None if files.value is None else [p.str() for p in files.items()]))
 
     pairs = {name: [_parse_pair(f) for f in root.get(name).items()]
              for name in ("query_pairs", "practice_trials", "catch_trials")}
@@ -190,7 +220,8 @@ def _parse(root: _Field) -> Manifest:
 
     return Manifest(
         study=root.get("study").str(NAME_PATTERN), networks=networks, units=units,
-        conditions=conditions, references=references, query_pairs=pairs["query_pairs"],
+        conditions=conditions, condition_methods=condition_methods, analysis=dict(analysis_field.value),
+        references=references, query_pairs=pairs["query_pairs"],
         practice_trials=pairs["practice_trials"], catch_trials=pairs["catch_trials"],
         images=images, protocol=protocol, provenance=prov.value, schema_version=version)
 
@@ -217,24 +248,38 @@ def _check_consistency(m: Manifest) -> None:
                                 f"{units[ref.unit].network}, not {ref.network!r}")
         if ref.condition not in m.conditions:
             raise ManifestError(f"{where}.condition: {ref.condition!r} is not a study condition")
-        if ref.condition in CONDITIONS_WITHOUT_REFERENCES:
+        if not m.shows_references(ref.condition):
             raise ManifestError(f"{where}.condition: {ref.condition!r} has no references")
         if (ref.unit, ref.condition) in ref_sets:
             raise ManifestError(f"{where}: duplicate reference set for {ref.unit} / {ref.condition}")
         if not ref.images:
             raise ManifestError(f"{where}.images: must not be empty")
-        if len(ref.seeds) != len(ref.images):
-            raise ManifestError(f"{where}.seeds: {len(ref.seeds)} seeds for {len(ref.images)} images")
-        if (ref.source_images is not None) != (ref.condition == "maco_mask"):
-            raise ManifestError(f"{where}.source_images: required for maco_mask and only there")
+        method = m.condition_method(ref.condition)
+        natural = method.method == NATURAL_METHOD
+        if len(ref.seeds) != (0 if natural else len(ref.images)):
+            raise ManifestError(f"{where}.seeds: {len(ref.seeds)} seeds for {len(ref.images)} images "
+                                "(natural exemplars have none)")
+        for name in ("activations", "pool_files"):
+            values = getattr(ref, name)
+            if (values is not None) != natural or (values is not None and len(values) != len(ref.images)):
+                raise ManifestError(f"{where}.{name}: one per image for natural exemplars, and only there")
+        if ref.activations is not None and ref.activations != sorted(ref.activations, reverse=True):
+            raise ManifestError(f"{where}.activations: natural exemplars come most activating first")
+        if (ref.source_images is not None) != bool(method.settings.get("mask")):
+            raise ManifestError(f"{where}.source_images: required for a masked condition and only there")
         if ref.source_images is not None and len(ref.source_images) != len(ref.images):
             raise ManifestError(f"{where}.source_images: one per image")
         ref_sets[(ref.unit, ref.condition)] = ref
     for i, ref in enumerate(m.references):
-        maco = ref_sets.get((ref.unit, "maco"))
-        if ref.condition == "maco_mask" and maco is not None and ref.source_images != maco.images:
-            raise ManifestError(f"references[{i}].source_images: must equal the maco images of "
-                                f"{ref.unit} (maco and maco_mask show the same MACO images)")
+        # a masked condition and an unmasked one of the same method and settings show the same images
+        method = m.condition_method(ref.condition)
+        unmasked = ConditionMethod(method.method, {k: v for k, v in method.settings.items() if k != "mask"})
+        for other in m.conditions:
+            plain = ref_sets.get((ref.unit, other))
+            if ref.source_images is not None and plain is not None and m.condition_method(other) == unmasked \
+                    and ref.source_images != plain.images:
+                raise ManifestError(f"references[{i}].source_images: must equal the {other} images of "
+                                    f"{ref.unit} ({other} and {ref.condition} show the same images)")
 
     ids: set[str] = set()
     for name in KIND_FIELDS.values():
@@ -250,7 +295,7 @@ def _check_consistency(m: Manifest) -> None:
             if pair.activation_min is not None and pair.activation_max < pair.activation_min:
                 raise ManifestError(f"{where}.activation_max: smaller than activation_min")
             for condition in m.conditions:
-                if condition not in CONDITIONS_WITHOUT_REFERENCES and (pair.unit, condition) not in ref_sets:
+                if m.shows_references(condition) and (pair.unit, condition) not in ref_sets:
                     raise ManifestError(f"{where}.unit: {pair.unit} has no {condition} references")
             base = m.images.get(pair.base_image)
             for side in ("a", "b"):

@@ -21,7 +21,10 @@ STUDY_ID_OPTION = click.option("--study-id", default=None,
 
 @click.group()
 def prolific() -> None:
-    """Create, watch and pay the study on Prolific (token from PROLIFIC_TOKEN)."""
+    """Create, watch and pay the study on Prolific: a draft study, its status against the server's records,
+    and the approvals.
+
+    The API token comes from PROLIFIC_TOKEN and is never written anywhere (docs/prolific.md)."""
 
 
 @prolific.command()

@@ -200,3 +200,35 @@ def test_a_problem_on_one_term_voids_only_the_contrasts_that_use_it(small_model)
     }
     assert table.loc["MACO vs Olah", "warning"] == "separation; singular"
     assert table.loc["Olah vs none", "warning"] == "singular"  # a note touches every term, voids none
+
+
+def test_default_contrasts_follow_the_declared_conditions():
+    from analysis.contrasts import PAPER_SET, default_contrasts
+
+    assert default_contrasts(["olah", "maco_mask", "maco", "none"], "olah") == list(PAPER_SET)
+    assert default_contrasts(["olah", "maco_mask", "maco", "natural", "none"], "olah") == [
+        "maco_vs_olah", "olah_vs_none", "mask_vs_no_mask", "condition: natural vs olah", "vit_vs_cnns"]
+    assert default_contrasts(["maco", "natural", "mine"], "maco") == [
+        "condition: natural vs maco", "condition: mine vs maco", "vit_vs_cnns"]
+
+
+def test_an_export_of_the_papers_study_gives_the_same_numbers_with_its_study_json(tmp_path):
+    """The design file an export of the paper's four-condition study now carries changes nothing."""
+    import json
+
+    from click.testing import CliRunner
+
+    from maco_study import main
+    from study_protocol.export import STUDY_DESIGN_FILE, study_design
+
+    responses = tmp_path / "responses.csv"
+    simulate_export(n_participants=24, seed=3).to_csv(responses, index=False)
+    args = ["analyze", str(responses)]
+    before = tmp_path / "before"
+    assert CliRunner().invoke(main, [*args, "--out", str(before)]).exit_code == 0
+    (tmp_path / STUDY_DESIGN_FILE).write_text(json.dumps(study_design(
+        {"study": "paper", "conditions": ["olah", "maco_mask", "maco", "none"]})))
+    after = tmp_path / "after"
+    assert CliRunner().invoke(main, [*args, "--out", str(after)]).exit_code == 0
+    for name in ("fixed_effects.csv", "contrasts.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(before / name), pd.read_csv(after / name))

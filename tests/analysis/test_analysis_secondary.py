@@ -12,13 +12,17 @@ from analysis.pipeline import run_analysis
 from analysis.secondary import log_rt_fixed_effects, log_rt_verdict
 from analysis.simulate import simulate_export
 
-LMER_SCRIPT = r"""
-suppressPackageStartupMessages(library(lme4))
+# the model rows as fit_in_r writes them, with the analysis's reference levels
+READ_ROWS = r"""
 args <- commandArgs(trailingOnly = TRUE)
 d <- read.csv(args[1])
 d$condition <- factor(d$condition, levels = c("olah", "maco", "maco_mask", "none"))  # the analysis's order
 d$network <- factor(d$network, levels = c("resnet50", "vgg16", "vit_b16"))
-m <- lmer(log(rt_ms) ~ condition + network + (1 | participant) + (1 | unit), data = d, REML = TRUE)
+"""
+
+LMER_SCRIPT = r"""
+suppressPackageStartupMessages(library(lme4))
+""" + READ_ROWS + r"""m <- lmer(log(rt_ms) ~ condition + network + (1 | participant) + (1 | unit), data = d, REML = TRUE)
 V <- as.matrix(vcov(m))
 # MACO vs Olah, and vit_b16 vs vgg16 (two non-reference levels): L beta and its SE
 L <- rbind(c(0, 1, 0, 0, 0, 0), c(0, 0, 0, 0, -1, 1))
@@ -33,6 +37,18 @@ write.csv(out, args[2], row.names = FALSE)
 """
 
 
+def fit_in_r(rscript: str, script_text: str, rows: pd.DataFrame, outcome: str, tmp_path):  # noqa: ANN001, ANN201
+    """R's fit of `outcome` on the model rows: its long output table and `values(what)`, one kind of row."""
+    data, script, out = tmp_path / "data.csv", tmp_path / "fit.R", tmp_path / "out.csv"
+    rows[[outcome, "participant_id", "unit", "condition", "network"]].rename(
+        columns={"participant_id": "participant"}).to_csv(data, index=False)
+    script.write_text(script_text)
+    done = subprocess.run([rscript, "--vanilla", str(script), str(data), str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    r = pd.read_csv(out)
+    return r, lambda what: r.loc[r["what"] == what, "value"].to_numpy()
+
+
 @pytest.fixture(scope="module")
 def analysis(small_model):
     df = validate_export(simulate_export(small_model, n_participants=24, seed=51))
@@ -40,17 +56,7 @@ def analysis(small_model):
 
 
 def test_log_rt_model_equals_lme4_lmer(analysis, rscript, tmp_path):
-    data, script, out = tmp_path / "data.csv", tmp_path / "lmer.R", tmp_path / "out.csv"
-    analysis.rows[["rt_ms", "participant_id", "unit", "condition", "network"]].rename(
-        columns={"participant_id": "participant"}).to_csv(data, index=False)
-    script.write_text(LMER_SCRIPT)
-    done = subprocess.run([rscript, "--vanilla", str(script), str(data), str(out)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    r = pd.read_csv(out)
-
-    def values(what: str) -> np.ndarray:
-        return r.loc[r["what"] == what, "value"].to_numpy()
-
+    r, values = fit_in_r(rscript, LMER_SCRIPT, analysis.rows, "rt_ms", tmp_path)
     fit = analysis.log_rt
     np.testing.assert_allclose(fit.beta, values("beta"), atol=1e-3)
     np.testing.assert_allclose(np.sqrt(np.diag(fit.vcov)), values("se"), atol=1e-4)
@@ -81,11 +87,7 @@ def test_log_rt_contrasts_carry_ratios_and_their_adjustments(analysis):
 
 CLMM_SCRIPT = r"""
 suppressPackageStartupMessages(library(ordinal))
-args <- commandArgs(trailingOnly = TRUE)
-d <- read.csv(args[1])
-d$condition <- factor(d$condition, levels = c("olah", "maco", "maco_mask", "none"))  # the analysis's order
-d$network <- factor(d$network, levels = c("resnet50", "vgg16", "vit_b16"))
-m <- clmm(factor(confidence) ~ condition + network + (1 | participant) + (1 | unit), data = d, link = "logit",
+""" + READ_ROWS + r"""m <- clmm(factor(confidence) ~ condition + network + (1 | participant) + (1 | unit), data = d, link = "logit",
           Hess = TRUE, nAGQ = 1)
 # MACO vs Olah, and vit_b16 vs vgg16, on eta (thresholds first in coef)
 L <- rbind(c(0, 0, 1, 0, 0, 0, 0), c(0, 0, 0, 0, 0, -1, 1))
@@ -105,17 +107,7 @@ def test_confidence_model_equals_ordinal_clmm(small_model, rscript, tmp_path):
     contrasts as R's ordinal::clmm (Laplace), on data whose participants differ in how confident they are."""
     analysis = run_analysis(validate_export(simulate_export(small_model, n_participants=24, seed=71)), lrt=False,
                             sensitivity=False, contrasts=["maco_vs_olah", "network: vit_b16 vs vgg16"])
-    data, script, out = tmp_path / "data.csv", tmp_path / "clmm.R", tmp_path / "out.csv"
-    analysis.rows[["confidence", "participant_id", "unit", "condition", "network"]].rename(
-        columns={"participant_id": "participant"}).to_csv(data, index=False)
-    script.write_text(CLMM_SCRIPT)
-    done = subprocess.run([rscript, "--vanilla", str(script), str(data), str(out)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    r = pd.read_csv(out)
-
-    def values(what: str) -> np.ndarray:
-        return r.loc[r["what"] == what, "value"].to_numpy()
-
+    r, values = fit_in_r(rscript, CLMM_SCRIPT, analysis.rows, "confidence", tmp_path)
     fit = analysis.confidence
     assert fit.converged and fit.levels == [1, 2, 3]
     np.testing.assert_allclose(np.r_[fit.thresholds, fit.beta], values("coef"), atol=1e-3)

@@ -62,7 +62,7 @@ def fake_runs(root: Path) -> None:
     (root / "eval" / "run.json").write_text(json.dumps({"command": "evaluate", "networks": {"resnet50": "pretrained:x"},
                                                         "random_weights": False}))
     (root / "eval" / "tables.md").write_text("# tables")
-    build_test_bundle(root / "bundle", networks=("vgg16",), units_per_network=1, pairs_per_unit=1)
+    build_test_bundle(root / "bundle", networks=("vgg16",), units_per_network=1, pairs_per_unit=1, n_catch=1)
     png(root / "loose" / "photo.jpg")
 
 

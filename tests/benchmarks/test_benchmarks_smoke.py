@@ -112,6 +112,17 @@ def test_fault_server_smoke() -> None:
     assert result["acknowledged"] == result["stored"] >= 2 * 20  # both participants answered every trial
 
 
+def test_scaleout_server_smoke() -> None:
+    # two instances on a private PostgreSQL (CI installs the server binaries), the second killed halfway
+    result = run_benchmark("scaleout_server.py", "--participants", "4", "--think-ms", "100", "--ramp-s", "0.2",
+                           "--client-processes", "0", "--workers", "1", "--threads", "4")
+    assert result["ok"] and result["lost"] == result["duplicated"] == result["stuck"] == 0 and result["balanced"]
+    assert result["acknowledged"] == result["stored"] >= 4 * 20  # every participant answered every trial
+    assert 0 < result["kill"]["answers_stored_at_kill"] < result["stored"]  # killed mid-run
+    assert all(n > 0 for n in result["requests_per_instance"].values())
+    assert result["codes_shown"] == result["codes_expected"] == 4
+
+
 def test_bench_stimuli_smoke() -> None:
     result = run_benchmark("bench_stimuli.py", "--smoke")
     assert result["smoke"] and result["positions"] == 9 and result["units_per_run"] == 2

@@ -215,3 +215,23 @@ def test_dtype_and_device_are_recorded_and_an_absent_gpu_is_one_line(tmp_path, i
     if torch.cuda.device_count() < 8:
         assert absent.exit_code == 1 and absent.output.startswith("Error: device cuda:7:")
         assert not (tmp_path / "none").exists()
+
+
+def test_an_installed_plugins_method_gets_the_papers_tables(tmp_path, image_folder, weights_folder, monkeypatch):
+    """`evaluate` takes any method of the registry: the example plugin (examples/horama_method) as a row."""
+    from pathlib import Path
+
+    from stimuli.testing import install_plugin
+
+    install_plugin(Path(__file__).resolve().parents[2] / "examples" / "horama_method", tmp_path / "site", monkeypatch)
+    out = tmp_path / "out"
+    result = invoke(*judged(weights_folder), "--units", "1", "--images", str(image_folder),
+                    "--variants", "maco,horama_fourier", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    with (out / "summary.csv").open() as handle:
+        rows = {row["variant"]: row for row in csv.DictReader(handle)}
+    assert set(rows) == {"maco", "horama_fourier"}
+    assert np.isfinite(float(rows["horama_fourier"]["plausibility"]))  # scored as every method (FID needs 2+ images)
+    assert [line for line in (out / "tables.md").read_text().splitlines() if line.startswith("| horama_fourier |")]
+    with Image.open(out / "images" / "test_resnet" / "horama_fourier_unit1_seed0.png") as image:
+        assert image.size == (48, 48)  # --size reached the plugin's own setting

@@ -86,3 +86,29 @@ def test_top_level_help_lists_every_command_without_importing_the_packages() -> 
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.strip().endswith("[]")
     assert all(name in run.stdout for name in SUBCOMMANDS)
+
+
+def test_visualize_runs_an_installed_plugins_method_with_its_settings(tmp_path, monkeypatch):
+    """The registry's methods, a plugin's included (examples/horama_method), through `visualize`."""
+    from pathlib import Path
+
+    from stimuli.testing import install_plugin
+
+    install_plugin(Path(__file__).resolve().parents[2] / "examples" / "horama_method", tmp_path / "site", monkeypatch)
+    out = tmp_path / "out"
+    result = run("visualize", "--model", "resnet18", "--random-weights", "--units", "3,4", "--method",
+                 "horama_fourier", "--steps", "2", "--size", "32", "--setting", "crops=2",
+                 "--setting", "decay_power=1.0", "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "run.json").read_text())
+    assert record["method"] == "horama_fourier" and record["steps"] == 2
+    assert record["settings"] == {"steps": 2, "size": 32, "learning_rate": 1.0, "decay_power": 1.0, "crops": 2,
+                                  "noise": 0.05}
+    assert [set(u["files"]) for u in record["units"]] == [{"image", "transparency", "masked"}] * 2
+    refused = CliRunner().invoke(main, ["visualize", "--model", "resnet18", "--random-weights", "--units", "1",
+                                        "--method", "horama_fourier", "--setting", "depth=3", "--out",
+                                        str(tmp_path / "o")])
+    assert refused.exit_code != 0 and "method 'horama_fourier' has no setting 'depth'" in refused.output
+    unknown = CliRunner().invoke(main, ["visualize", "--model", "resnet18", "--random-weights", "--units", "1",
+                                        "--method", "natural", "--out", str(tmp_path / "o")])
+    assert unknown.exit_code != 0 and "'natural' is not one of maco, olah, pixel, horama_fourier" in unknown.output

@@ -1,16 +1,14 @@
 """Shared fixtures: a tiny deterministic classifier and a small image pool."""
 from __future__ import annotations
 
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 
 from maco.models import Model
 from stimuli.models import StudyModel
+from stimuli.testing import write_pool
 
 TINY_CLASSES = 10
 
@@ -41,17 +39,3 @@ def make_model():
 @pytest.fixture
 def make_pool():
     return write_pool
-
-
-def write_pool(folder: Path, count: int, size: int = 40, seed: int = 0) -> list[Path]:
-    """`count` random smooth RGB images, in two class sub-folders."""
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(count):
-        coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
-        image = Image.fromarray(coarse).resize((size + i % 7, size), Image.Resampling.BILINEAR)
-        path = folder / f"class{i % 2}" / f"img{i:03d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(path)
-        paths.append(path)
-    return paths

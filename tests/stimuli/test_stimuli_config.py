@@ -36,7 +36,9 @@ def test_tiny_example_loads_with_its_values():
     config = load_config(EXAMPLES / "study_tiny.toml")
     assert [n.key for n in config.networks] == ["resnet", "effnet"]
     assert config.networks[0].units == (1, 2, 3) and config.networks[0].input_size == 48
-    assert config.visualized_methods == ("maco", "olah")
+    assert list(config.reference_runs) == ["olah", "maco"]  # maco_mask shows the maco runs
+    assert [(c.name, c.method, c.mask) for c in config.conditions] == [
+        ("olah", "olah", False), ("maco_mask", "maco", True), ("maco", "maco", False), ("none", "none", False)]
     assert config.query.occluder_fraction == 0.4 and config.query.stride == 6
 
 

@@ -10,7 +10,7 @@ def test_rank_of_the_own_logit_among_the_study_units_per_condition():
                              {"objective": 4.0, "logits": [1.0, 2.0, 0.0]}],
         ("net", 9, "olah"): [{"objective": -1.0, "logits": [2.0, 5.0, 3.0]}],  # 9 is second, after 7
     }
-    rows = summarize(records, {"net": (5, 7, 9)}, ["olah", "maco_mask", "maco", "none"])
+    rows = summarize(records, {"net": (5, 7, 9)}, {"olah": "olah", "maco_mask": "maco", "maco": "maco"})
     assert rows == [
         {"unit": "net:7", "condition": "maco_mask", "seeds": 2, "objective": 3.0, "own_logit_rank": 1,
          "units_compared": 3, "passed": True},

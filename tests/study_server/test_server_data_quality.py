@@ -113,7 +113,9 @@ def test_a_repeated_practice_round_has_fresh_image_ids(app, walker) -> None:  # 
     while (trial := w.current())["practice_round"] == 2:
         second_round.append(trial)
         w.answer_current()
-    urls = lambda trials: {u for t in trials for u in (t["base"], t["left"], t["right"], *t["references"])}  # noqa: E731
+    # the pictures that carry the task; the references are the unit's grid under their content ids,
+    # the same in every round (they carry no side: test_server_reference_files.py)
+    urls = lambda trials: {u for t in trials for u in (t["base"], t["left"], t["right"])}  # noqa: E731
     assert len(first_round) == len(second_round) == 2
     assert not urls(first_round) & urls(second_round)  # nothing to recognise from round 1's URLs
     assert all(w.client.get(url).status_code == 200 for url in urls(second_round))
@@ -152,9 +154,10 @@ def test_the_instructions_example_is_the_first_practice_pair_under_ids_of_its_ow
     w.post("/api/device", {"window_width": 1280, "window_height": 800, "is_phone": False})
     page = w.client.get("/study").get_data(as_text=True)
     example = re.findall(r'src="(/img/[^"]+)"', page)
-    n_refs = 0 if w.participant().condition == "none" else 9
-    assert len(example) == 3 + n_refs and len(set(example)) == len(example)
-    assert all(w.client.get(url).status_code == 200 for url in example)  # before any trial was sent
+    references = re.findall(r'src="(/ref/[^"]+)"', page)  # the grid under content ids (reference_files.py)
+    assert len(example) == 3 and len(set(example)) == 3
+    assert len(references) == (0 if w.participant().condition == "none" else 9)
+    assert all(w.client.get(url).status_code == 200 for url in example + references)  # before any trial was sent
     w.post("/api/instructions", {})
     trial = w.current()
-    assert not set(example) & {trial["base"], trial["left"], trial["right"], *trial["references"]}
+    assert not set(example) & {trial["base"], trial["left"], trial["right"]}

@@ -132,3 +132,27 @@ def test_the_secret_key_is_required_outside_preview_mode(sqlite_url: str, bundle
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "no secret key configured" in lines[0], result.output
 
+
+
+def test_memory_storage_sweeps_at_most_once_per_interval(monkeypatch) -> None:  # noqa: ANN001
+    """limits' memory storage replaces its finished expiry timer on the next hit: a new thread and a
+    sweep of every counter per request under load. Ours keeps one timer per sweep_interval_s (the
+    clock frozen here: within one interval), and its counts stay exact."""
+    from limits.storage import MemoryStorage
+
+    from study_server import limits
+
+    monkeypatch.setattr(limits.time, "monotonic", lambda: 1000.0)
+
+    def timers_used(storage: MemoryStorage) -> int:
+        seen: list = []  # the timers themselves (an id could be reused once one is freed)
+        for n in range(1, 6):
+            storage.timer.join()  # the sweep ran and its thread ended, as 10 ms after each hit
+            assert storage.incr("participant:1", 60) == n
+            timer = getattr(storage.timer, "_timer", storage.timer)
+            if not any(timer is t for t in seen):
+                seen.append(timer)
+        return len(seen)
+
+    assert timers_used(MemoryStorage()) == 5  # the library: a new thread for every hit
+    assert timers_used(limits.LockedMemoryStorage()) == 1
