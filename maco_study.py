@@ -42,9 +42,9 @@ SUBCOMMANDS = {
                "pg_dump's custom format."),
     "prolific": ("study_server.prolific.cli:prolific", "Create, watch and pay the study on Prolific: a draft "
                  "study, its status against the server's records, and the approvals."),
-    "demo": ("demo.cli:demo", "The whole study on this machine: build a small bundle (random-weight stand-in "
-             "networks), serve it on 127.0.0.1, and with --simulate N run, export and analyse N synthetic "
-             "participants."),
+    "demo": ("demo.cli:demo", "The whole study on this machine: train three small networks on a synthetic task "
+             "(cached), build a small bundle on them, serve it on 127.0.0.1, and with --simulate N run, export and "
+             "analyse N synthetic participants."),
     "simulate": ("demo.cli:simulate", "Drive synthetic participants through a running study server over HTTP, "
                  "as browsers do."),
 }
