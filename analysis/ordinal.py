@@ -147,12 +147,19 @@ def fit_ordinal(design: Design, rows: pd.DataFrame) -> OrdinalFit:
         return deviance(np.r_[t[0], np.log(np.diff(t)), z[k:]])
 
     gradient, hessian = deriv12(natural_deviance, natural)
-    vcov = 2 * np.linalg.inv(hessian)
+    converged = bool(found.success) or float(np.abs(gradient).max()) < 1e-3
+    message = str(found.message)
+    try:
+        if not np.isfinite(hessian).all():
+            raise np.linalg.LinAlgError("the Hessian is not finite")
+        vcov = 2 * np.linalg.inv(hessian)
+    except np.linalg.LinAlgError:  # e.g. a level rated all one way: a secondary outcome must not stop the report
+        vcov = np.full_like(hessian, np.nan)
+        converged, message = False, "singular Hessian at the optimum (a level rated all one way?): no standard errors"
     n_fixed = k + X.shape[1]
     return OrdinalFit(
         design=design, levels=levels, thresholds=thresholds, beta=beta, vcov=vcov[:n_fixed, :n_fixed],
-        sd=dict(zip(GROUPS, sds.tolist())), loglik=-found.fun / 2,
-        converged=bool(found.success) or float(np.abs(gradient).max()) < 1e-3, message=str(found.message),
+        sd=dict(zip(GROUPS, sds.tolist())), loglik=-found.fun / 2, converged=converged, message=message,
     )
 
 
