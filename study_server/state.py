@@ -32,6 +32,7 @@ class ServerState:
     bundle_dir: Path
     token_secret: bytes  # keys the opaque image ids
     speed: SpeedRules
+    sent_images_dir: Path | None  # where a front web server sends the images from (images.py), else None
     # participant id -> {opaque token: (image id, scope)}, built once per participant and process
     participant_images: Callable[[int], dict[str, tuple[str, str]]] = field(init=False)
     # (participant id, last trial sent) -> image ids the participant may fetch, read once per trial and process
@@ -42,7 +43,7 @@ class ServerState:
 
     def __post_init__(self) -> None:
         manifest = self.study.manifest
-        self.images = ImageStore(self.bundle_dir, manifest)
+        self.images = ImageStore(self.bundle_dir, manifest, self.sent_images_dir)
         # (scope, image ids): main and catch trials share the plain scope; each practice round and
         # the instructions' example have their own ids (plan.image_token)
         # the base and query images only: the references are static files (reference_files.py)
