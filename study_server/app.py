@@ -28,6 +28,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from stimuli.manifest import load_manifest
 
 from . import logs
+from .cookies import VerifiedOnceSessionInterface
 from .config import check_codes, check_send_images, condition_targets, load_config, pid_pattern, require_secret_key
 from .db import make_engine, make_sessionmaker
 from .formatting import register_filters
@@ -78,6 +79,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     logs.install()  # before the first log line: no request can forge one (logs.py)
     app = Flask(__name__)
     app.json = JSONProvider(app)
+    app.session_interface = VerifiedOnceSessionInterface()
     app.config.update(config)
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
