@@ -127,6 +127,10 @@ def check_front(base_url: str, sent_dir: Path) -> list[str]:
         if not reply.headers.get("Cache-Control", "").startswith("private"):
             problems.append(f"front: {key} image Cache-Control {reply.headers.get('Cache-Control')!r}, not private")
         sizes[key] = len(reply.content)
+    for url in trial["references"][:1]:  # the second fetch of a reference comes from nginx's cache
+        statuses = [http.request("GET", url).headers.get("X-Cache-Status") for _ in range(2)]
+        if statuses[1] != "HIT":
+            problems.append(f"front: a reference fetched twice was {statuses} in nginx's cache, not then HIT")
     if sizes["left"] != sizes["right"]:
         problems.append(f"front: query sizes differ ({sizes['left']} and {sizes['right']})")
     sent = sorted(sent_dir.glob("*.png"))
