@@ -84,7 +84,7 @@ DEFAULTS: dict[str, Any] = {
     "PUBLIC_PREVIEW": 0,
     "TARGET_PER_CONDITION": 0,
     "ADMIN_REFRESH_S": 15,
-    # limits strings as in Flask-Limiter ("N per minute", several joined by ";"); the reasoning
+    # limits strings of the `limits` library ("N per minute", several joined by ";"); the reasoning
     # behind each default (a real participant's fastest pace) is in study_server/limits.py
     "RATE_LIMIT_PARTICIPANT": "20 per second;300 per minute",
     "RATE_LIMIT_IMAGES": "60 per second;1500 per minute",
