@@ -49,7 +49,7 @@ class ImageStore:
         self.queries = frozenset(image for _, pair in manifest.all_query_pairs()
                                  for image in (pair.image_a, pair.image_b))
         self._query_bytes = lru_cache(maxsize=QUERY_CACHE_SIZE)(self._encode_query)
-        self.sent_dir = sent_dir
+        self.sent_dir = None if sent_dir is None else Path(sent_dir).resolve()  # X-Sendfile names absolute paths
         # one check (and at most one write) per image and process: a request then costs no file system call
         self.sent_file = lru_cache(maxsize=None)(self._sent_file)
 
@@ -62,7 +62,8 @@ class ImageStore:
         return (self.folder / f"{image_id}.png").read_bytes()
 
     def _sent_file(self, image_id: str) -> Path:
-        """The file in `sent_dir` holding exactly what `read` returns, written on first need."""
+        """The file in `sent_dir` holding exactly what `read` returns, written on first need (and
+        then trusted to stay: empty that folder only while no server runs)."""
         if self.sent_dir is None:
             raise RuntimeError("no SENT_IMAGES_DIR configured")
         path = self.sent_dir / f"{image_id}.png"

@@ -172,7 +172,7 @@ def _send_image(image_id: str, token: str) -> Response:
             "Cache-Control": IMAGE_CACHE_CONTROL, "X-Accel-Redirect": SENT_IMAGES_LOCATION + images.sent_file(image_id).name})
     if mode == "x-sendfile":
         return Response(mimetype="image/png", headers={
-            "Cache-Control": IMAGE_CACHE_CONTROL, "X-Sendfile": str(images.sent_file(image_id).resolve())})
+            "Cache-Control": IMAGE_CACHE_CONTROL, "X-Sendfile": str(images.sent_file(image_id))})
     response = send_file(io.BytesIO(images.read(image_id)), mimetype="image/png", etag=token, conditional=True)
     response.headers["Cache-Control"] = IMAGE_CACHE_CONTROL
     return response
