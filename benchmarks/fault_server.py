@@ -44,8 +44,6 @@ import json
 import math
 import os
 import re
-import shutil
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -58,7 +56,7 @@ from fault_client import ClientFaults, run_clients, run_participant
 from fault_injector import FaultInjector, Scenario
 from fault_verify import passed, server_exceptions, stored_data, verify
 from private_postgres import PrivatePostgres, shell_restart
-from study_client import build_bundle, postgres_schema_url, start_server
+from study_client import build_bundle, finish, postgres_schema_url, start_server
 
 FASTEST_PERSON_THINK_MS = 1000  # about one answer a second: what study_server/limits.py allows for
 
@@ -235,11 +233,7 @@ def main() -> None:
     print(json.dumps({**total, "ok": ok, "backend": backend, "participants_per_scenario": args.participants,
                       "workers": args.workers, "threads": args.threads, "think_ms": args.think_ms,
                       "load_average_1min": round(os.getloadavg()[0], 2), "scenarios": results}))
-    if ok and not args.keep_logs:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        print(f"server logs kept in {tmp}", file=sys.stderr)
-    raise SystemExit(0 if ok else 1)
+    finish(ok, tmp, args.keep_logs)
 
 
 if __name__ == "__main__":

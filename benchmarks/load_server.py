@@ -35,6 +35,14 @@ also fetches a static file (study.css) four times a second, next to its particip
 in the app, under the same load. `server_cpu_ms_per_request` and
 `client_cpu_ms_per_request` split the CPU the run used; `machine_cpu_busy` is the
 share of all cores busy during the run (this run and anything else on the machine).
+
+`--front nginx` runs the stack as production does (benchmarks/nginx_front.py: docs/deploy/nginx.conf
+itself in front): reference images from nginx's cache, the trial images sent by nginx through
+X-Accel-Redirect once the app has checked and recorded them, the rest proxied to gunicorn.
+`server_cpu_ms_per_request` is then the whole stack's (nginx and gunicorn),
+`app_cpu_ms_per_request` gunicorn's alone and `front_cpu_ms_per_request` nginx's; the
+`_s_per_participant` figures are the same CPU divided by participants. Without a front the
+app is the whole server (and `front_cpu` is 0).
 """
 from __future__ import annotations
 
@@ -49,6 +57,7 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
+from nginx_front import APP_ENV, NginxFront, check_front
 from study_client import SimulatedParticipant, build_bundle, percentile, postgres_schema_url, start_server
 
 from study_server.client import LightTransport, RequestsTransport, TransportError
@@ -105,6 +114,12 @@ def cpu_times() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
+def children_cpu_s() -> float:
+    """User and system CPU of this process's reaped children (and theirs), in seconds."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def check_database(db_url: str, participants: int) -> list[str]:
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
@@ -141,9 +156,12 @@ def main() -> None:
     parser.add_argument("--server-log", default=None, help="append the server's output (errors) to this file")
     parser.add_argument("--client", choices=sorted(TRANSPORTS), default="light",
                         help="participants' HTTP: light (http.client, study_server/client/light_http.py) or requests")
+    parser.add_argument("--front", choices=("none", "nginx"), default="none",
+                        help="nginx: docs/deploy/nginx.conf in front of the app, as in production (nginx_front.py)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="maco-load-"))
+    tmp.chmod(0o755)  # nginx's workers (user nobody when started as root) read the sent images in it
     bundle = build_bundle(tmp / "bundle")
     drop_schema = None
     if args.db and args.db.startswith("postgresql"):
@@ -151,9 +169,13 @@ def main() -> None:
         backend = "postgresql"
     else:
         db_url, backend = args.db or f"sqlite:///{tmp / 'load.db'}", "sqlite"
+    sent_dir = tmp / "sent-images"
+    env = {**APP_ENV, "MACO_SENT_IMAGES_DIR": str(sent_dir)} if args.front == "nginx" else {}
     server = start_server(bundle, db_url, args.workers, args.threads,
-                          log=Path(args.server_log) if args.server_log else None)
-    base_url = server.url
+                          log=Path(args.server_log) if args.server_log else None, env=env)
+    front = NginxFront(server.url, tmp / "nginx", sent_dir) if args.front == "nginx" else None
+    base_url = front.url if front else server.url
+    errors: list[str] = []
     try:
         seeds = list(range(args.participants))
         chunks = [seeds[i::args.client_processes] for i in range(args.client_processes)]
@@ -163,22 +185,26 @@ def main() -> None:
                                     [args.think_ms / 1000] * len(chunks), [args.ramp_s] * len(chunks),
                                     [args.client] * len(chunks)))
         wall, busy1 = time.perf_counter() - t0, cpu_times()
+        errors += check_database(db_url, args.participants)
+        if front:
+            errors += check_front(base_url, sent_dir)
     finally:
-        # the client processes are reaped by now: what the children add from here on is the server's CPU
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # the client processes are reaped by now: what the children add from here on is the server's
+        # CPU, nginx's (master and workers) once it is reaped, then gunicorn's
+        before = children_cpu_s()
+        if front:
+            front.stop()
+        between = children_cpu_s()
         server.stop()
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    server_cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    client_cpu_s = before.ru_utime + before.ru_stime
+        after = children_cpu_s()
+    front_cpu_s, app_cpu_s, client_cpu_s = between - before, after - between, before
     latencies: dict[str, list[float]] = defaultdict(list)
-    errors: list[str] = []
     floor: list[float] = []
     for merged, errs, probe in results:
         for name, values in merged.items():
             latencies[name].extend(values)
         errors.extend(errs)
         floor.extend(probe)
-    errors += check_database(db_url, args.participants)
     if drop_schema is not None:
         drop_schema()
     requests_total = sum(len(v) for v in latencies.values())
@@ -195,11 +221,15 @@ def main() -> None:
         "p99_ms": max(s["p99_ms"] for s in per_endpoint.values()),
         "rps": round(requests_total / wall, 1), "requests": requests_total, "wall_s": round(wall, 1),
         "floor_p50_ms": round(percentile(floor, 50), 1), "floor_p99_ms": round(percentile(floor, 99), 1),
-        "server_cpu_ms_per_request": round(server_cpu_s * 1000 / max(1, requests_total), 2),
+        "server_cpu_ms_per_request": round((front_cpu_s + app_cpu_s) * 1000 / max(1, requests_total), 2),
+        "app_cpu_ms_per_request": round(app_cpu_s * 1000 / max(1, requests_total), 2),
+        "front_cpu_ms_per_request": round(front_cpu_s * 1000 / max(1, requests_total), 2),
+        "server_cpu_s_per_participant": round((front_cpu_s + app_cpu_s) / args.participants, 3),
+        "app_cpu_s_per_participant": round(app_cpu_s / args.participants, 3),
         "client_cpu_ms_per_request": round(client_cpu_s * 1000 / max(1, requests_total), 2),
         "machine_cpu_busy": round((busy1[0] - busy0[0]) / (busy1[1] - busy0[1]), 2),
         "load_average_1min": round(os.getloadavg()[0], 2),
-        "backend": backend, "workers": args.workers, "threads": args.threads,
+        "backend": backend, "front": args.front, "workers": args.workers, "threads": args.threads,
         "client": args.client, "client_processes": args.client_processes, "think_ms": args.think_ms, "ramp_s": args.ramp_s,
         "per_endpoint": per_endpoint,
     }))

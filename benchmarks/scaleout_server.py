@@ -32,8 +32,6 @@ import argparse
 import json
 import os
 import signal
-import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -45,7 +43,7 @@ from fault_client import ClientFaults, run_clients, run_participant
 from fault_server import participant_limits, trials_per_participant
 from fault_verify import server_exceptions, stored_data, verify
 from private_postgres import PrivatePostgres
-from study_client import build_bundle, postgres_schema_url, start_server
+from study_client import build_bundle, finish, postgres_schema_url, start_server
 
 from study_server.client import RequestsTransport, start_path
 
@@ -176,11 +174,7 @@ def main() -> None:
                               for k in range(args.instances)},
         "workers": args.workers, "threads": args.threads, "think_ms": args.think_ms,
         "load_average_1min": round(os.getloadavg()[0], 2)}))
-    if ok:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        print(f"server logs kept in {tmp}", file=sys.stderr)
-    raise SystemExit(0 if ok else 1)
+    finish(ok, tmp)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ from __future__ import annotations
 import random
 import re
 import secrets
+import shutil
+import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from study_server.client import (ProtocolError, RetryRule, ServerProcess, StudyClient, Transport, answer_body,
                                  start_path)
@@ -59,6 +61,16 @@ def postgres_schema_url(url: str) -> tuple[str, Callable[[], None]]:
         admin.dispose()
 
     return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}", drop
+
+
+def finish(ok: bool, folder: Path, keep_logs: bool = False) -> NoReturn:
+    """A verifying benchmark's end: its folder (bundle, databases, server logs) removed after a pass,
+    kept and named after a failure or with `keep_logs`; the exit status says which."""
+    if ok and not keep_logs:
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        print(f"server logs kept in {folder}", file=sys.stderr)
+    raise SystemExit(0 if ok else 1)
 
 
 def start_server(bundle: Path, db_url: str, workers: int, threads: int, log: Path | None = None,

@@ -14,7 +14,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session, lazyload
 
 from .flow import PHONE_REFUSED, FlowError, first_unanswered, move, needs_touch, require_not_timed_out, touch
@@ -91,6 +91,15 @@ def _answer_reply(participant: Participant, trial: Trial, round_result: str | No
     return reply
 
 
+# built once, run with parameters (flow.PLAN says why)
+_PARTICIPANT_LOCKED = select(Participant).where(Participant.id == bindparam("participant_id")).with_for_update()
+# one round trip: the participant's plan, and whichever trial (anyone's) already holds this answer id
+_PLAN_AND_ANSWER = (select(Trial).options(lazyload(Trial.query_pair))
+                    .where(or_(Trial.participant_id == bindparam("participant_id"),
+                               Trial.answer_id == bindparam("answer_id")))
+                    .order_by(Trial.position))
+
+
 def store_answer(session: Session, ctx: StudyContext, participant_id: int, answer: dict[str, Any],
                  served_position: int | None, served_at_ms: float | None, secret: bytes,
                  rules: SpeedRules) -> dict[str, Any]:
@@ -101,15 +110,11 @@ def store_answer(session: Session, ctx: StudyContext, participant_id: int, answe
     is accepted only for the trial sent, once GET /img sent its base and both query images (their
     tokens under `secret`; the references are static files the server may never see fetched,
     reference_files.py), and only with a possible `rt_ms`."""
-    participant = session.scalar(select(Participant).where(Participant.id == participant_id)
-                                 .with_for_update())
+    participant = session.scalar(_PARTICIPANT_LOCKED, {"participant_id": participant_id})
     if participant is None:
         raise FlowError("no study session", 403)
-    # one round trip: the participant's plan, and whichever trial (anyone's) already holds this answer id
-    rows = list(session.scalars(select(Trial).options(lazyload(Trial.query_pair))
-                                .where(or_(Trial.participant_id == participant.id,
-                                           Trial.answer_id == answer["answer_id"]))
-                                .order_by(Trial.position)))
+    rows = list(session.scalars(_PLAN_AND_ANSWER, {"participant_id": participant.id,
+                                                   "answer_id": answer["answer_id"]}))
     trials = [t for t in rows if t.participant_id == participant.id]
     previous = next((t for t in rows if t.answer_id == answer["answer_id"]), None)
     if previous is not None:

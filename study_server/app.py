@@ -28,7 +28,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from stimuli.manifest import load_manifest
 
 from . import logs
-from .config import check_codes, condition_targets, load_config, pid_pattern, require_secret_key
+from .cookies import VerifiedOnceSessionInterface
+from .config import check_codes, check_send_images, condition_targets, load_config, pid_pattern, require_secret_key
 from .db import make_engine, make_sessionmaker
 from .formatting import register_filters
 from .models import Setting, Study
@@ -71,12 +72,14 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     config = load_config(overrides)
     require_secret_key(config)
     check_codes(config)
+    check_send_images(config)
     pid_pattern(config)
     if not config["BUNDLE_DIR"]:
         raise RuntimeError("no bundle configured: set MACO_BUNDLE_DIR (or use maco-study serve --bundle)")
     logs.install()  # before the first log line: no request can forge one (logs.py)
     app = Flask(__name__)
     app.json = JSONProvider(app)
+    app.session_interface = VerifiedOnceSessionInterface()
     app.config.update(config)
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
@@ -105,7 +108,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     server_state = ServerState(
         engine, sessions, read_engine, make_sessionmaker(read_engine),
         StudyContext(study.id, manifest, timedelta(minutes=config["PARTICIPANT_TIMEOUT_MIN"]), pairs),
-        Path(config["BUNDLE_DIR"]), token_secret=app.secret_key.encode(), speed=SpeedRules.from_config(config))
+        Path(config["BUNDLE_DIR"]), token_secret=app.secret_key.encode(), speed=SpeedRules.from_config(config),
+        sent_images_dir=Path(config["SENT_IMAGES_DIR"]) if config["SEND_IMAGES"] != "app" else None)
     init_state(app, server_state)
 
     app.config["TARGET_PER_CONDITION"] = condition_targets(config["TARGET_PER_CONDITION"], manifest.conditions)

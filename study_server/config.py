@@ -27,6 +27,8 @@
 | ADMIN_SESSION_MAX_H | MACO_ADMIN_SESSION_MAX_H | admin session lifetime from its login, however active (a logout ends every admin session) |
 | MIN_WINDOW_WIDTH / MIN_WINDOW_HEIGHT | MACO_MIN_WINDOW_WIDTH / _HEIGHT | the smallest browser window, checked on the screen check and on every answer (an answer from a smaller one is refused); defaults: the window exclusion rule's (study_protocol/exclusions.py) |
 | COOKIE_SECURE | MACO_COOKIE_SECURE | 1: cookies only over HTTPS (set it in production) |
+| SEND_IMAGES | MACO_SEND_IMAGES | how GET /img sends the base and query images once it has checked the participant and recorded the image as sent: `app` (default: the app sends the bytes, with an ETag per opaque id and conditional requests), `x-accel-redirect` (nginx sends the file: an `internal` location at /_maco_sent/, docs/deploy/nginx.conf) or `x-sendfile` (Apache's mod_xsendfile, lighttpd: the file's absolute path) |
+| SENT_IMAGES_DIR | MACO_SENT_IMAGES_DIR | with `x-accel-redirect` or `x-sendfile`: the folder the server writes those files to (query images re-encoded, study_server/images.py) and the web server reads them from; required then |
 | PROXIES | MACO_PROXIES | number of reverse proxies in front (trust their X-Forwarded-* headers, e.g. for login throttling and the per-address rate limit) |
 | RATE_LIMIT_PARTICIPANT | MACO_RATE_LIMIT_PARTICIPANT | per participant (browser session), the JSON API and /study together; see study_server/limits.py |
 | RATE_LIMIT_IMAGES | MACO_RATE_LIMIT_IMAGES | per participant, GET /img/... |
@@ -75,12 +77,14 @@ DEFAULTS: dict[str, Any] = {
     "MIN_WINDOW_HEIGHT": ExclusionRules.min_window_height,
     "COOKIE_SECURE": 0,
     "PROXIES": 0,
+    "SEND_IMAGES": "app",
+    "SENT_IMAGES_DIR": "",
     "MAX_CONTENT_LENGTH": 16 * 1024,  # participant bodies are tiny; refuse anything bigger
     "PREVIEW_MODE": 0,
     "PUBLIC_PREVIEW": 0,
     "TARGET_PER_CONDITION": 0,
     "ADMIN_REFRESH_S": 15,
-    # limits strings as in Flask-Limiter ("N per minute", several joined by ";"); the reasoning
+    # limits strings of the `limits` library ("N per minute", several joined by ";"); the reasoning
     # behind each default (a real participant's fastest pace) is in study_server/limits.py
     "RATE_LIMIT_PARTICIPANT": "20 per second;300 per minute",
     "RATE_LIMIT_IMAGES": "60 per second;1500 per minute",
@@ -121,6 +125,18 @@ def check_codes(config: dict[str, Any]) -> None:
     if config["REVIEW_CODE"] == config["COMPLETION_CODE"]:
         raise ConfigError("REVIEW_CODE must differ from COMPLETION_CODE (a flagged session would look clean "
                           "on Prolific): create a second completion code with the action 'manually review'")
+
+
+SEND_IMAGES_MODES = ("app", "x-accel-redirect", "x-sendfile")
+
+
+def check_send_images(config: dict[str, Any]) -> None:
+    """A web server can only send the images from a folder it was told about."""
+    if config["SEND_IMAGES"] not in SEND_IMAGES_MODES:
+        raise ConfigError(f"SEND_IMAGES must be one of {', '.join(SEND_IMAGES_MODES)}, not {config['SEND_IMAGES']!r}")
+    if config["SEND_IMAGES"] != "app" and not config["SENT_IMAGES_DIR"]:
+        raise ConfigError(f"SEND_IMAGES={config['SEND_IMAGES']} needs SENT_IMAGES_DIR: the folder the server "
+                          "writes the images to and the web server sends them from (docs/deploy/nginx.conf)")
 
 
 def pid_pattern(config: dict[str, Any]) -> re.Pattern[str]:

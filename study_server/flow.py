@@ -13,7 +13,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, lazyload
 
 from . import stages
@@ -228,9 +228,14 @@ def complete(session: Session, ctx: StudyContext, participant: Participant, comm
 # the trial sent
 # The hot paths (every trial page, every answer) read the participant's whole plan in one query
 # without joining the query pairs (StudyContext.pairs has their images); the plan is a few dozen rows.
+# The statements of the hot paths are built once and run with parameters: building a select and its
+# cache key on every request was a measurable share of a trial's CPU (benchmarks/RESULTS.md, issue 28).
+PLAN = (select(Trial).options(lazyload(Trial.query_pair))
+        .where(Trial.participant_id == bindparam("participant_id")).order_by(Trial.position))
+
+
 def participant_trials(session: Session, participant: Participant) -> list[Trial]:
-    return list(session.scalars(select(Trial).options(lazyload(Trial.query_pair))
-                                .where(Trial.participant_id == participant.id).order_by(Trial.position)))
+    return list(session.scalars(PLAN, {"participant_id": participant.id}))
 
 
 def first_unanswered(trials: list[Trial]) -> Trial | None:

@@ -5,15 +5,18 @@ step to the JSON API and follows its `next`.
 """
 from __future__ import annotations
 
+import io
 import re
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
+from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request, send_file, session,
+                   url_for)
 
 from . import flow, stages
 from .admin import admin_session_active, start_participant_session
 from .state import db, read_db, state
 from .models import COMPLETED, TIMED_OUT, Participant
+from .images import SENT_IMAGES_LOCATION
 from .reference_files import reference_url
 from .plan import EXAMPLE_SCOPE, OPAQUE_PER_TRIAL, example_images, image_token, main_phase_length
 
@@ -151,7 +154,25 @@ def image(token: str):  # noqa: ANN201
         abort(404)
     if scope != EXAMPLE_SCOPE:  # recorded (committed) before it leaves: what an answer requires
         state().record_served(participant_id, token)
-    data = state().images.read(image_id)  # queries: a size that says nothing of the side
-    # no ETag / Last-Modified / file name: nothing that identifies the image
-    return Response(data, mimetype="image/png",
-                    headers={"Cache-Control": "private, max-age=86400, immutable"})
+    return _send_image(image_id, token)
+
+
+IMAGE_CACHE_CONTROL = "private, max-age=86400, immutable"  # the browser only: never a shared cache
+
+
+def _send_image(image_id: str, token: str) -> Response:
+    """The image's bytes, or the web server's header naming the file that holds them (SEND_IMAGES).
+
+    Queries have a size that says nothing of the side (images.py). Nothing in the reply names the
+    image: no file name, Last-Modified or content hash; the ETag is the opaque id of the URL, so a
+    revalidation (a reload) is answered 304 without the bytes."""
+    mode, images = current_app.config["SEND_IMAGES"], state().images
+    if mode == "x-accel-redirect":  # nginx consumes the header and sends the file; the browser sees neither
+        return Response(mimetype="image/png", headers={
+            "Cache-Control": IMAGE_CACHE_CONTROL, "X-Accel-Redirect": SENT_IMAGES_LOCATION + images.sent_file(image_id).name})
+    if mode == "x-sendfile":
+        return Response(mimetype="image/png", headers={
+            "Cache-Control": IMAGE_CACHE_CONTROL, "X-Sendfile": str(images.sent_file(image_id))})
+    response = send_file(io.BytesIO(images.read(image_id)), mimetype="image/png", etag=token, conditional=True)
+    response.headers["Cache-Control"] = IMAGE_CACHE_CONTROL
+    return response

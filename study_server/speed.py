@@ -34,7 +34,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -79,10 +79,13 @@ def record_served(connection: Connection, participant_id: int, token: str) -> No
     connection.execute(_RECORD[dialect], {"participant_id": participant_id, "token": token, "served_at": utcnow()})
 
 
+_SERVED = select(func.count()).select_from(ServedImage).where(  # built once (flow.PLAN says why)
+    ServedImage.participant_id == bindparam("participant_id"), ServedImage.token.in_(bindparam("tokens", expanding=True)))
+
+
 def served_count(session: Session, participant_id: int, tokens: set[str]) -> int:
     """How many of `tokens` were sent to the participant."""
-    return session.scalar(select(func.count()).select_from(ServedImage).where(
-        ServedImage.participant_id == participant_id, ServedImage.token.in_(tokens)))
+    return session.scalar(_SERVED, {"participant_id": participant_id, "tokens": sorted(tokens)})
 
 
 def _answered(trials: list[Trial]) -> list[Trial]:

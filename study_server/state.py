@@ -20,6 +20,7 @@ from .plan import EXAMPLE_SCOPE, OPAQUE_PER_TRIAL, StudyContext, example_images,
 from .speed import SpeedRules, record_served
 
 EXTENSION = "maco"
+PLANS_CACHED = 8192  # participants whose plan a process keeps (reached_images)
 
 
 @dataclass
@@ -32,6 +33,7 @@ class ServerState:
     bundle_dir: Path
     token_secret: bytes  # keys the opaque image ids
     speed: SpeedRules
+    sent_images_dir: Path | None  # where a front web server sends the images from (images.py), else None
     # participant id -> {opaque token: (image id, scope)}, built once per participant and process
     participant_images: Callable[[int], dict[str, tuple[str, str]]] = field(init=False)
     # (participant id, last trial sent) -> image ids the participant may fetch, read once per trial and process
@@ -42,7 +44,7 @@ class ServerState:
 
     def __post_init__(self) -> None:
         manifest = self.study.manifest
-        self.images = ImageStore(self.bundle_dir, manifest)
+        self.images = ImageStore(self.bundle_dir, manifest, self.sent_images_dir)
         # (scope, image ids): main and catch trials share the plain scope; each practice round and
         # the instructions' example have their own ids (plan.image_token)
         # the base and query images only: the references are static files (reference_files.py)
@@ -59,18 +61,35 @@ class ServerState:
 
         self.participant_images = image_map
 
+        # participant id -> (last position loaded, {position: images of every trial up to it}): a
+        # participant's plan only grows (a practice round, then the main trials), and a trial never
+        # changes once created, so a loaded prefix stays true; it is read again only when a trial
+        # beyond it is asked for (a few times per participant, not once per trial)
+        plans: dict[int, tuple[int, dict[int, frozenset[str]]]] = {}
+
+        def load_plan(participant_id: int) -> tuple[int, dict[int, frozenset[str]]]:
+            with self.read_sessions() as session:
+                participant = session.get(Participant, participant_id)
+                trials = [] if participant is None else participant_trials(session, participant)
+                seen: set[str] = set()
+                upto = {}
+                for trial in trials:
+                    seen.update(trial_images(self.study, participant.condition, trial)[:OPAQUE_PER_TRIAL])
+                    upto[trial.position] = frozenset(seen)
+            if len(plans) >= PLANS_CACHED:
+                plans.clear()
+            plans[participant_id] = plan = (max(upto, default=-1), upto)
+            return plan
+
         @lru_cache(maxsize=8192)
         def reached(participant_id: int, served_position: int) -> frozenset[str]:
             """The images of every trial up to the one after the last sent (study.js preloads it):
-            an image of a trial further on is not served even under a valid id. The plan up to
-            there never changes once that trial was sent, so the cache cannot go stale."""
-            with self.read_sessions() as session:
-                participant = session.get(Participant, participant_id)
-                if participant is None:
-                    return frozenset()
-                return frozenset(image for trial in participant_trials(session, participant)
-                                 if trial.position <= served_position + 1
-                                 for image in trial_images(self.study, participant.condition, trial)[:OPAQUE_PER_TRIAL])
+            an image of a trial further on is not served even under a valid id."""
+            last, upto = plans.get(participant_id) or load_plan(participant_id)
+            if last < served_position + 1:
+                last, upto = load_plan(participant_id)  # the plan may have grown since
+            below = [p for p in upto if p <= served_position + 1]
+            return upto[max(below)] if below else frozenset()
 
         self.reached_images = reached
 

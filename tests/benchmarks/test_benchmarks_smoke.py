@@ -58,6 +58,16 @@ def test_load_server_smoke() -> None:
     assert result["requests"] > 3 * 10  # every participant went through the whole session
 
 
+def test_load_server_behind_nginx_smoke() -> None:
+    # docs/deploy/nginx.conf in front: the trial images through X-Accel-Redirect, and check_front's
+    # look from a browser (no header reaches it, the internal location is closed) counts in errors
+    result = run_benchmark("load_server.py", "--participants", "2", "--think-ms", "1000", "--ramp-s", "0.2",
+                           "--client-processes", "1", "--workers", "1", "--threads", "4", "--front", "nginx")
+    assert result["participants"] == 2 and result["errors"] == 0 and result["front"] == "nginx"
+    assert result["front_cpu_ms_per_request"] > 0 and result["app_cpu_ms_per_request"] > 0
+    assert result["per_endpoint"]["GET /img/<token>"]["n"] > 2 * 10
+
+
 def test_bench_admin_smoke() -> None:
     result = run_benchmark("bench_admin.py", "--participants", "8", "--rounds", "1")
     assert result["participants"] == 8

@@ -163,7 +163,8 @@ def test_the_browser_cannot_learn_the_correct_side_before_answering(app, walker,
             assert re.fullmatch(r"/img/[A-Za-z0-9_-]{22}", url)
             image = get(url)
             assert image.status_code == 200 and image.mimetype == "image/png"
-            assert not {"ETag", "Last-Modified", "Content-Disposition"} & set(image.headers.keys())
+            assert not {"Last-Modified", "Content-Disposition"} & set(image.headers.keys())
+            assert image.headers["ETag"] == f'"{url.removeprefix("/img/")}"'  # the URL's own id, nothing more
         for url in [*trial["references"], *trial["preload"][3:]]:
             assert re.fullmatch(r"/ref/[0-9a-f]{64}\.png", url) and get(url).status_code == 200
         # the JSON has the same shape and sizes whichever side is correct

@@ -8,6 +8,7 @@ from pathlib import Path
 import crossplane
 
 from study_server.config import DEFAULTS
+from study_server.images import SENT_IMAGES_LOCATION
 from study_server.reference_files import REFERENCE_PREFIX
 
 from .test_server_reference_files import _first_trials
@@ -34,14 +35,14 @@ def _https_locations() -> tuple[dict[str, list[dict]], list[dict]]:
 def test_only_the_reference_images_are_cached_and_every_instance_balanced() -> None:
     top = _parse()
     locations, server = _https_locations()
-    assert set(locations) == {REFERENCE_PREFIX, "/"}
+    assert set(locations) == {REFERENCE_PREFIX, SENT_IMAGES_LOCATION, "/"}
     cache_zone = _find(top, "proxy_cache_path")[0]["args"]
     zone = next(a for a in cache_zone if a.startswith("keys_zone=")).split("=")[1].split(":")[0]
     assert _find(locations[REFERENCE_PREFIX], "proxy_cache")[0]["args"] == [zone]
     assert not _find(locations["/"], "proxy_cache")  # per-participant images never in a shared cache
     upstream = _find(top, "upstream")[0]
     assert len(_find(upstream["block"], "server")) >= 2
-    for block in locations.values():
+    for block in (locations[REFERENCE_PREFIX], locations["/"]):
         assert _find(block, "proxy_pass")[0]["args"] == [f"http://{upstream['args'][0]}"]
     # nginx retries only requests that found no instance, never a POST that one may have stored
     assert _find(server, "proxy_next_upstream")[0]["args"] == ["error", "timeout"]
@@ -61,3 +62,15 @@ def test_the_server_marks_what_a_shared_cache_may_keep(app) -> None:  # noqa: AN
             assert "public" in control and "max-age=31536000" in control
         for url in (trial["base"], trial["left"], trial["right"]):
             assert w.client.get(url).headers["Cache-Control"].startswith("private")
+
+
+def test_the_sent_images_are_nginx_s_internal_files() -> None:
+    """X-Accel-Redirect's target: only nginx reaches it (internal), a folder (alias ending in /, the
+    header names a file in it), never proxied or cached, and no ETag derived from the file."""
+    locations, _ = _https_locations()
+    sent = locations[SENT_IMAGES_LOCATION]
+    assert _find(sent, "internal")
+    alias = _find(sent, "alias")[0]["args"][0]
+    assert alias.startswith("/") and alias.endswith("/")
+    assert not _find(sent, "proxy_pass") and not _find(sent, "proxy_cache")
+    assert _find(sent, "etag")[0]["args"] == ["off"]

@@ -169,4 +169,4 @@ def test_rate_limit_storage_starts_its_expiry_timer_once(app) -> None:  # noqa: 
     # the library's own class fails under this interleaving, which shows the test forces it
     assert [str(e) for e in race(MemoryStorage)] == ["threads can only be started once"]
     assert race(LockedMemoryStorage) == []
-    assert all(isinstance(limiter.storage, LockedMemoryStorage) for limiter in app.extensions["limiter"])
+    assert isinstance(app.extensions["rate_limits"].storage, LockedMemoryStorage)

@@ -156,3 +156,8 @@ def test_memory_storage_sweeps_at_most_once_per_interval(monkeypatch) -> None:  
 
     assert timers_used(MemoryStorage()) == 5  # the library: a new thread for every hit
     assert timers_used(limits.LockedMemoryStorage()) == 1
+
+
+def test_a_limit_that_does_not_parse_stops_the_start(sqlite_url: str, bundle: Path) -> None:
+    with pytest.raises(ConfigError, match="RATE_LIMIT_IMAGES is not a list of limits .*'lots'"):
+        make_app(sqlite_url, bundle, RATE_LIMIT_IMAGES="lots")

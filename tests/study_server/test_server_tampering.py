@@ -282,7 +282,9 @@ def test_nothing_sent_before_the_answer_depends_on_the_correct_side(app, walker,
 
     def image(url: str):  # noqa: ANN202
         response = mallory.client.get(url)
-        return response.data, {k: v for k, v in response.headers if k != "Date"}
+        # the ETag is the URL's own opaque id: it says nothing the URL does not
+        assert response.headers["ETag"] == f'"{url.removeprefix("/img/")}"'
+        return response.data, {k: v for k, v in response.headers if k not in ("Date", "ETag")}
 
     def flip(position: int) -> None:
         side, participant_id = mallory.correct_side(position), mallory.participant().id
@@ -310,3 +312,37 @@ def test_nothing_sent_before_the_answer_depends_on_the_correct_side(app, walker,
         mallory.answer_current()
         checked += 1
     assert checked >= 12
+
+
+def test_the_plan_behind_the_image_check_is_read_again_only_when_it_grows(app, walker) -> None:  # noqa: ANN001
+    """GET /img checks an image against the trials reached (above); the plan it checks against is
+    read once per participant and process, and again only when a trial beyond it is sent (the main
+    trials after practice), not once per trial, and every image of the grown plan is then served."""
+    from sqlalchemy import event
+
+    reads = []
+    counting = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        if counting and "FROM trials" in statement:
+            reads.append(statement)
+
+    engine = app.extensions["maco"].read_engine  # the engine itself where there is no read-only one
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        w = walker()
+        w.to_first_trial()
+        trials_sent = 0
+        while not (data := w.study.trial())["done"]:
+            trial = data["trial"]
+            trials_sent += 1
+            counting.append(True)
+            w.study.images(trial)  # every image fetched (an answer needs them)
+            counting.clear()
+            assert "error" not in w.study.answer(w.answer_body(trial["position"], w.correct_side(trial["position"])))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert trials_sent > 10
+    # the first load, the last practice trial (what comes next is not created yet), the main trials,
+    # a repeated round if any: a handful, not one a trial (trials_sent)
+    assert len(reads) <= 4
