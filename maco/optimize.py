@@ -257,9 +257,9 @@ def maco(
     spectrum = resize_spectrum(spectrum, size)
     layout = SpectralLayout.of(size, size, device)
     magnitude = layout.even(spectrum.magnitude.to(device))
-    phase, carrier = maco_init(len(objectives), size, size, generator)
+    phase, carrier = maco_init(len(objectives), size, size, generator)  # the carrier is drawn either way
     if not random_carrier:
-        carrier = torch.zeros_like(carrier)
+        carrier = None
     phase.requires_grad_()
     groups = [{"params": [phase], "lr": lr}]
     if magnitude_constraint:

@@ -82,15 +82,9 @@ def maco_init(units: int, height: int, width: int, generator: torch.Generator) -
     return phase, carrier
 
 
-def standardize(values: torch.Tensor) -> torch.Tensor:
-    """Zero mean and unit std per image (over all but the first dimension), as the references do."""
-    mean = values.mean(dim=(1, 2, 3), keepdim=True)
-    return (values - mean) / (values.std(dim=(1, 2, 3), keepdim=True) + 1e-4)
-
-
 def maco_spectral_image(
     phase: torch.Tensor,
-    carrier: torch.Tensor,
+    carrier: torch.Tensor | None,
     magnitude: torch.Tensor,
     layout: SpectralLayout,
     energy: torch.Tensor | None = None,
@@ -99,28 +93,81 @@ def maco_spectral_image(
 
     ``magnitude``: (3, H, W//2+1) shared, or one per image, already even
     (``layout.even``); ``energy``: its ``layout.ac_energy`` when fixed (then
-    computed once). Every bin but DC satisfies |rfft2(x)| = c r exactly, for
-    one scalar c per image; DC carries the mean colour, c r_DC cos(phi_DC)
-    less the image's mean.
+    computed once); ``carrier``: None for none. Every bin but DC satisfies
+    |rfft2(x)| = c r exactly, for one scalar c per image; DC carries the mean
+    colour, c r_DC cos(phi_DC) less the image's mean.
+
+    With a fixed magnitude (MACO's own case) the backward is written out
+    (``_FixedMagnitudeImage``): autograd's own takes three times the ops, each
+    a pass over the spectrum; the free-magnitude ablation keeps autograd's.
     """
-    phase = standardize(phase) + carrier
+    if magnitude.requires_grad or energy is None or not phase.requires_grad:
+        return _spectral_image(phase, carrier, magnitude, layout, energy)[0]
+    return _FixedMagnitudeImage.apply(phase, carrier, magnitude, layout, energy)
+
+
+def _spectral_image(phase, carrier, magnitude, layout, energy):  # noqa: ANN001, ANN202
+    """``maco_spectral_image``'s forward, with what its backward needs."""
+    centred = phase - phase.mean(dim=(1, 2, 3), keepdim=True)
+    spread = phase.std(dim=(1, 2, 3), keepdim=True)
+    phase = centred / (spread + 1e-4)  # zero mean, unit std per image, as the references
+    if carrier is not None:
+        phase = phase + carrier
     dc = magnitude[..., 0, 0] * torch.cos(phase[..., 0, 0])  # (units, 3)
     dc = dc - dc.mean(dim=-1, keepdim=True)  # the scalar mean subtracted
     pixels = layout.height * layout.width
     energy = layout.ac_energy(magnitude) if energy is None else energy
     # Parseval: sum x^2 = (AC energy + sum dc^2) / pixels; unbiased std as torch.std
     scale = torch.rsqrt((energy + dc.square().sum(dim=-1)) / pixels / (3 * pixels - 1)).view(-1, 1, 1, 1)
-    phase = layout.odd(phase)
+    odd = layout.odd(phase)
     scaled = magnitude * scale
-    real = scaled * torch.cos(phase)
+    cos, sin = torch.cos(odd), torch.sin(odd)
+    real = scaled * cos
     real[..., 0, 0] = dc * scale.view(-1, 1)  # the DC phase is 0 after ``odd``: replace its real part
-    spectrum = torch.complex(real, scaled * torch.sin(phase))
-    return torch.fft.irfft2(spectrum, s=(layout.height, layout.width))
+    imag = scaled * sin
+    x = torch.fft.irfft2(torch.complex(real, imag), s=(layout.height, layout.width))
+    return x, (phase, centred, spread, dc, scale, scaled, cos, sin, real, imag)
+
+
+class _FixedMagnitudeImage(torch.autograd.Function):
+    """``_spectral_image`` with the phase's gradient written out (the magnitude is a constant)."""
+
+    @staticmethod
+    def forward(ctx, phase, carrier, magnitude, layout, energy):  # noqa: ANN001, ANN205
+        x, saved = _spectral_image(phase, carrier, magnitude, layout, energy)
+        ctx.save_for_backward(magnitude, *saved)
+        ctx.layout = layout
+        return x
+
+    @staticmethod
+    def backward(ctx, grad_x):  # noqa: ANN001, ANN205
+        magnitude, phase, centred, spread, dc, scale, scaled, cos, sin, real, imag = ctx.saved_tensors
+        layout = ctx.layout
+        pixels = layout.height * layout.width
+        # irfft2's adjoint (as autograd's FftC2RBackward): rfft2 over the same norm, the bins that stand
+        # for two of the full spectrum counted twice
+        grad = torch.fft.rfft2(grad_x) / pixels
+        grad[..., 1:1 + layout.width - grad.shape[-1]] *= 2
+        grad_real, grad_imag = grad.real, grad.imag
+        # through the scale (every bin, DC's real part included), then through DC's real part
+        grad_scale = (grad_real * real + grad_imag * imag).sum(dim=(1, 2, 3)) / scale.view(-1)
+        grad_dc = grad_real[..., 0, 0] * scale.view(-1, 1) - (
+            grad_scale * scale.view(-1) ** 3 / (pixels * (3 * pixels - 1))).view(-1, 1) * dc
+        grad_dc = grad_dc - grad_dc.mean(dim=-1, keepdim=True)
+        # through the bins' phase, odd on the self-conjugate columns (its own adjoint), which zeroes DC's
+        grad_phase = layout.odd(scaled * (grad_imag * cos - grad_real * sin))
+        grad_phase[..., 0, 0] = -grad_dc * magnitude[..., 0, 0] * torch.sin(phase[..., 0, 0])
+        # through the standardisation: z = c / (s + eps), s the unbiased std of c
+        denominator = spread + 1e-4
+        count = phase[0].numel()
+        along = (grad_phase * centred).sum(dim=(1, 2, 3), keepdim=True) / (denominator.square() * spread * (count - 1))
+        grad_phase = (grad_phase - grad_phase.mean(dim=(1, 2, 3), keepdim=True)) / denominator - along * centred
+        return grad_phase, None, None, None, None
 
 
 def maco_image(
     phase: torch.Tensor,
-    carrier: torch.Tensor,
+    carrier: torch.Tensor | None,
     magnitude: torch.Tensor,
     layout: SpectralLayout,
     energy: torch.Tensor | None = None,
