@@ -120,13 +120,12 @@ def _spectral_image(phase, carrier, magnitude, layout, energy):  # noqa: ANN001,
     # Parseval: sum x^2 = (AC energy + sum dc^2) / pixels; unbiased std as torch.std
     scale = torch.rsqrt((energy + dc.square().sum(dim=-1)) / pixels / (3 * pixels - 1)).view(-1, 1, 1, 1)
     odd = layout.odd(phase)
-    scaled = magnitude * scale
-    cos, sin = torch.cos(odd), torch.sin(odd)
-    real = scaled * cos
-    real[..., 0, 0] = dc * scale.view(-1, 1)  # the DC phase is 0 after ``odd``: replace its real part
-    imag = scaled * sin
-    x = torch.fft.irfft2(torch.complex(real, imag), s=(layout.height, layout.width))
-    return x, (phase, centred, spread, dc, scale, scaled, cos, sin, real, imag)
+    radius = magnitude * scale
+    radius[..., 0, 0] = dc * scale.view(-1, 1)  # the DC phase is 0 after ``odd``: DC's real part is this
+    # not torch.polar: its backward goes through sgn(result), wrong for DC's negative radius and zero bins
+    spectrum = torch.complex(radius * torch.cos(odd), radius * torch.sin(odd))
+    x = torch.fft.irfft2(spectrum, s=(layout.height, layout.width))
+    return x, (phase, centred, spread, dc, scale, spectrum)
 
 
 class _FixedMagnitudeImage(torch.autograd.Function):
@@ -141,21 +140,22 @@ class _FixedMagnitudeImage(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_x):  # noqa: ANN001, ANN205
-        magnitude, phase, centred, spread, dc, scale, scaled, cos, sin, real, imag = ctx.saved_tensors
+        magnitude, phase, centred, spread, dc, scale, spectrum = ctx.saved_tensors
         layout = ctx.layout
         pixels = layout.height * layout.width
         # irfft2's adjoint (as autograd's FftC2RBackward): rfft2 over the same norm, the bins that stand
         # for two of the full spectrum counted twice
         grad = torch.fft.rfft2(grad_x) / pixels
         grad[..., 1:1 + layout.width - grad.shape[-1]] *= 2
-        grad_real, grad_imag = grad.real, grad.imag
+        # with S = c r e^{i phi}: Re(grad conj(S)) is c dL/dc per bin, Im(grad conj(S)) is dL/dphi
+        product = grad * spectrum.conj()
         # through the scale (every bin, DC's real part included), then through DC's real part
-        grad_scale = (grad_real * real + grad_imag * imag).sum(dim=(1, 2, 3)) / scale.view(-1)
-        grad_dc = grad_real[..., 0, 0] * scale.view(-1, 1) - (
+        grad_scale = product.real.sum(dim=(1, 2, 3)) / scale.view(-1)
+        grad_dc = grad.real[..., 0, 0] * scale.view(-1, 1) - (
             grad_scale * scale.view(-1) ** 3 / (pixels * (3 * pixels - 1))).view(-1, 1) * dc
         grad_dc = grad_dc - grad_dc.mean(dim=-1, keepdim=True)
         # through the bins' phase, odd on the self-conjugate columns (its own adjoint), which zeroes DC's
-        grad_phase = layout.odd(scaled * (grad_imag * cos - grad_real * sin))
+        grad_phase = layout.odd(product.imag)
         grad_phase[..., 0, 0] = -grad_dc * magnitude[..., 0, 0] * torch.sin(phase[..., 0, 0])
         # through the standardisation: z = c / (s + eps), s the unbiased std of c
         denominator = spread + 1e-4
