@@ -133,6 +133,7 @@ def _optimize(
     layers = sorted({layer for objective in objectives for layer in objective.layers})
     history = torch.zeros(steps, units, device=parameters.device)
     logit_units = logit_index(objectives, model)
+    maximise = torch.full((units,), -1.0, device=parameters.device)
     transparency = None
     with capture(model.net, layers) as store:
         bar = tqdm(range(steps), desc=description, unit="step", disable=not progress)
@@ -145,9 +146,9 @@ def _optimize(
             activations = {**store, LOGITS: logits}
             values = objective_values(objectives, activations, logit_units)
             optimizer.zero_grad(set_to_none=True)
-            (-values.sum()).backward()
+            values.backward(maximise)  # the gradient of -sum(values)
             if track_transparency:
-                magnitude = image.grad.abs().sum(dim=1)
+                magnitude = torch.linalg.vector_norm(image.grad, ord=1, dim=1)  # sum over channels of |dL/dx|
                 transparency = magnitude if transparency is None else transparency + magnitude
             optimizer.step()
             if schedule is not None:

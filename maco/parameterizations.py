@@ -35,6 +35,7 @@ class SpectralLayout:
     width: int
     columns: torch.Tensor  # self-conjugate columns: 0, and W/2 for even W (they hold X[k] and X[-k])
     weights: torch.Tensor  # (H, W//2+1): full-spectrum bins per rfft bin (1 or 2), 0 at DC
+    negated_rows: torch.Tensor  # (H,): row -k modulo H of every row k
 
     @classmethod
     def of(cls, height: int, width: int, device: torch.device | str = "cpu") -> SpectralLayout:
@@ -42,12 +43,12 @@ class SpectralLayout:
         weights = torch.full((height, width // 2 + 1), 2.0, device=device)
         weights[:, columns] = 1
         weights[0, 0] = 0
-        return cls(height, width, columns, weights)
+        return cls(height, width, columns, weights, (-torch.arange(height, device=device)) % height)
 
     def mirrored(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The self-conjugate columns at k and at -k (the row index negated modulo H)."""
         own = values.index_select(-1, self.columns)
-        return own, torch.roll(torch.flip(own, dims=[-2]), shifts=1, dims=-2)
+        return own, own.index_select(-2, self.negated_rows)
 
     def even(self, magnitude: torch.Tensor) -> torch.Tensor:
         """The magnitude made even on the self-conjugate columns, so |rfft2(x)| = c r can hold there.
@@ -108,8 +109,8 @@ def maco_spectral_image(
 
 def _spectral_image(phase, carrier, magnitude, layout, energy):  # noqa: ANN001, ANN202
     """``maco_spectral_image``'s forward, with what its backward needs."""
-    centred = phase - phase.mean(dim=(1, 2, 3), keepdim=True)
-    spread = phase.std(dim=(1, 2, 3), keepdim=True)
+    spread, mean = torch.std_mean(phase, dim=(1, 2, 3), keepdim=True)
+    centred = phase - mean
     phase = centred / (spread + 1e-4)  # zero mean, unit std per image, as the references
     if carrier is not None:
         phase = phase + carrier
