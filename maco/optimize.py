@@ -146,7 +146,7 @@ def _optimize(
             activations = {**store, LOGITS: logits}
             values = objective_values(objectives, activations, logit_units)
             optimizer.zero_grad(set_to_none=True)
-            values.backward(maximise)  # the gradient of -sum(values)
+            values.backward(maximise.to(values.dtype))  # the gradient of -sum(values)
             if track_transparency:
                 magnitude = torch.linalg.vector_norm(image.grad, ord=1, dim=1)  # sum over channels of |dL/dx|
                 transparency = magnitude if transparency is None else transparency + magnitude

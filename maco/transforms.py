@@ -57,7 +57,7 @@ def maco_crop_boxes(
     spread = std * math.sqrt(3)
     draw = torch.rand(count, generator=generator, device=device)
     side = torch.add(mean - spread, draw, alpha=2 * spread).clamp_(*side_range).mul_(min(height, width))
-    extent = on_device((width, height), device)  # x, then y, as drawn
+    extent = _extent(width, height, torch.device(device))  # x, then y, as drawn
     if centre_std is None:
         draws = [torch.rand(count, generator=generator, device=device) for _ in range(2)]
         corners = torch.stack(draws, dim=1).mul_(extent - side.unsqueeze(1))
