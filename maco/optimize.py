@@ -148,7 +148,7 @@ def _optimize(
             optimizer.zero_grad(set_to_none=True)
             values.backward(maximise.to(values.dtype))  # the gradient of -sum(values)
             if track_transparency:
-                magnitude = torch.linalg.vector_norm(image.grad, ord=1, dim=1)  # sum over channels of |dL/dx|
+                magnitude = image.grad.abs().sum(dim=1)  # not linalg.vector_norm(ord=1): 30x slower on the CPU
                 transparency = magnitude if transparency is None else transparency + magnitude
             optimizer.step()
             if schedule is not None:
