@@ -148,7 +148,7 @@ def _optimize(
             optimizer.zero_grad(set_to_none=True)
             values.backward(maximise.to(values.dtype))  # the gradient of -sum(values)
             if track_transparency:
-                magnitude = image.grad.abs().sum(dim=1)  # not linalg.vector_norm(ord=1): 30x slower on the CPU
+                magnitude = image.grad.abs().sum(dim=1)  # not linalg.vector_norm(ord=1): 96 ms a step here
                 transparency = magnitude if transparency is None else transparency + magnitude
             optimizer.step()
             if schedule is not None:
