@@ -26,10 +26,13 @@ class ObjectiveError(ValueError):
 
 
 class Objective:
-    def __init__(self, fn: Callable[[Activations], torch.Tensor], layers: Sequence[str], name: str):
+    def __init__(self, fn: Callable[[Activations], torch.Tensor], layers: Sequence[str], name: str,
+                 logit_unit: int | None = None):
         self.fn = fn
         self.layers = tuple(dict.fromkeys(layers))
         self.name = name
+        # set by ``logit`` alone (composites drop it): lets a run of logits be evaluated in one gather
+        self.logit_unit = logit_unit
 
     def __call__(self, activations: Activations) -> torch.Tensor:
         return self.fn(activations)
@@ -83,7 +86,7 @@ def logit(unit: int) -> Objective:
             raise ObjectiveError(f"unit {unit} out of range: the model has {logits.shape[-1]} outputs")
         return logits[:, unit]
 
-    return Objective(fn, [], f"logit {unit}")
+    return Objective(fn, [], f"logit {unit}", logit_unit=unit)
 
 
 def channel(layer: str, index: int, tokens: slice | None = None) -> Objective:

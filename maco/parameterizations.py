@@ -35,6 +35,7 @@ class SpectralLayout:
     width: int
     columns: torch.Tensor  # self-conjugate columns: 0, and W/2 for even W (they hold X[k] and X[-k])
     weights: torch.Tensor  # (H, W//2+1): full-spectrum bins per rfft bin (1 or 2), 0 at DC
+    negated_rows: torch.Tensor  # (H,): row -k modulo H of every row k
 
     @classmethod
     def of(cls, height: int, width: int, device: torch.device | str = "cpu") -> SpectralLayout:
@@ -42,12 +43,12 @@ class SpectralLayout:
         weights = torch.full((height, width // 2 + 1), 2.0, device=device)
         weights[:, columns] = 1
         weights[0, 0] = 0
-        return cls(height, width, columns, weights)
+        return cls(height, width, columns, weights, (-torch.arange(height, device=device)) % height)
 
     def mirrored(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The self-conjugate columns at k and at -k (the row index negated modulo H)."""
         own = values.index_select(-1, self.columns)
-        return own, torch.roll(torch.flip(own, dims=[-2]), shifts=1, dims=-2)
+        return own, own.index_select(-2, self.negated_rows)
 
     def even(self, magnitude: torch.Tensor) -> torch.Tensor:
         """The magnitude made even on the self-conjugate columns, so |rfft2(x)| = c r can hold there.
@@ -82,15 +83,9 @@ def maco_init(units: int, height: int, width: int, generator: torch.Generator) -
     return phase, carrier
 
 
-def standardize(values: torch.Tensor) -> torch.Tensor:
-    """Zero mean and unit std per image (over all but the first dimension), as the references do."""
-    mean = values.mean(dim=(1, 2, 3), keepdim=True)
-    return (values - mean) / (values.std(dim=(1, 2, 3), keepdim=True) + 1e-4)
-
-
 def maco_spectral_image(
     phase: torch.Tensor,
-    carrier: torch.Tensor,
+    carrier: torch.Tensor | None,
     magnitude: torch.Tensor,
     layout: SpectralLayout,
     energy: torch.Tensor | None = None,
@@ -99,28 +94,81 @@ def maco_spectral_image(
 
     ``magnitude``: (3, H, W//2+1) shared, or one per image, already even
     (``layout.even``); ``energy``: its ``layout.ac_energy`` when fixed (then
-    computed once). Every bin but DC satisfies |rfft2(x)| = c r exactly, for
-    one scalar c per image; DC carries the mean colour, c r_DC cos(phi_DC)
-    less the image's mean.
+    computed once); ``carrier``: None for none. Every bin but DC satisfies
+    |rfft2(x)| = c r exactly, for one scalar c per image; DC carries the mean
+    colour, c r_DC cos(phi_DC) less the image's mean.
+
+    With a fixed magnitude (MACO's own case) the backward is written out
+    (``_FixedMagnitudeImage``): autograd's own takes three times the ops, each
+    a pass over the spectrum; the free-magnitude ablation keeps autograd's.
     """
-    phase = standardize(phase) + carrier
+    if magnitude.requires_grad or energy is None or not phase.requires_grad:
+        return _spectral_image(phase, carrier, magnitude, layout, energy)[0]
+    return _FixedMagnitudeImage.apply(phase, carrier, magnitude, layout, energy)
+
+
+def _spectral_image(phase, carrier, magnitude, layout, energy):  # noqa: ANN001, ANN202
+    """``maco_spectral_image``'s forward, with what its backward needs."""
+    spread, mean = torch.std_mean(phase, dim=(1, 2, 3), keepdim=True)
+    centred = phase - mean
+    phase = centred / (spread + 1e-4)  # zero mean, unit std per image, as the references
+    if carrier is not None:
+        phase = phase + carrier
     dc = magnitude[..., 0, 0] * torch.cos(phase[..., 0, 0])  # (units, 3)
     dc = dc - dc.mean(dim=-1, keepdim=True)  # the scalar mean subtracted
     pixels = layout.height * layout.width
     energy = layout.ac_energy(magnitude) if energy is None else energy
     # Parseval: sum x^2 = (AC energy + sum dc^2) / pixels; unbiased std as torch.std
     scale = torch.rsqrt((energy + dc.square().sum(dim=-1)) / pixels / (3 * pixels - 1)).view(-1, 1, 1, 1)
-    phase = layout.odd(phase)
-    scaled = magnitude * scale
-    real = scaled * torch.cos(phase)
-    real[..., 0, 0] = dc * scale.view(-1, 1)  # the DC phase is 0 after ``odd``: replace its real part
-    spectrum = torch.complex(real, scaled * torch.sin(phase))
-    return torch.fft.irfft2(spectrum, s=(layout.height, layout.width))
+    odd = layout.odd(phase)
+    radius = magnitude * scale
+    radius[..., 0, 0] = dc * scale.view(-1, 1)  # the DC phase is 0 after ``odd``: DC's real part is this
+    # not torch.polar: its backward goes through sgn(result), wrong for DC's negative radius and zero bins
+    spectrum = torch.complex(radius * torch.cos(odd), radius * torch.sin(odd))
+    x = torch.fft.irfft2(spectrum, s=(layout.height, layout.width))
+    return x, (phase, centred, spread, dc, scale, spectrum)
+
+
+class _FixedMagnitudeImage(torch.autograd.Function):
+    """``_spectral_image`` with the phase's gradient written out (the magnitude is a constant)."""
+
+    @staticmethod
+    def forward(ctx, phase, carrier, magnitude, layout, energy):  # noqa: ANN001, ANN205
+        x, saved = _spectral_image(phase, carrier, magnitude, layout, energy)
+        ctx.save_for_backward(magnitude, *saved)
+        ctx.layout = layout
+        return x
+
+    @staticmethod
+    def backward(ctx, grad_x):  # noqa: ANN001, ANN205
+        magnitude, phase, centred, spread, dc, scale, spectrum = ctx.saved_tensors
+        layout = ctx.layout
+        pixels = layout.height * layout.width
+        # irfft2's adjoint (as autograd's FftC2RBackward): rfft2 over the same norm, the bins that stand
+        # for two of the full spectrum counted twice
+        grad = torch.fft.rfft2(grad_x) / pixels
+        grad[..., 1:1 + layout.width - grad.shape[-1]] *= 2
+        # with S = c r e^{i phi}: Re(grad conj(S)) is c dL/dc per bin, Im(grad conj(S)) is dL/dphi
+        product = grad * spectrum.conj()
+        # through the scale (every bin, DC's real part included), then through DC's real part
+        grad_scale = product.real.sum(dim=(1, 2, 3)) / scale.view(-1)
+        grad_dc = grad.real[..., 0, 0] * scale.view(-1, 1) - (
+            grad_scale * scale.view(-1) ** 3 / (pixels * (3 * pixels - 1))).view(-1, 1) * dc
+        grad_dc = grad_dc - grad_dc.mean(dim=-1, keepdim=True)
+        # through the bins' phase, odd on the self-conjugate columns (its own adjoint), which zeroes DC's
+        grad_phase = layout.odd(product.imag)
+        grad_phase[..., 0, 0] = -grad_dc * magnitude[..., 0, 0] * torch.sin(phase[..., 0, 0])
+        # through the standardisation: z = c / (s + eps), s the unbiased std of c
+        denominator = spread + 1e-4
+        count = phase[0].numel()
+        along = (grad_phase * centred).sum(dim=(1, 2, 3), keepdim=True) / (denominator.square() * spread * (count - 1))
+        grad_phase = (grad_phase - grad_phase.mean(dim=(1, 2, 3), keepdim=True)) / denominator - along * centred
+        return grad_phase, None, None, None, None
 
 
 def maco_image(
     phase: torch.Tensor,
-    carrier: torch.Tensor,
+    carrier: torch.Tensor | None,
     magnitude: torch.Tensor,
     layout: SpectralLayout,
     energy: torch.Tensor | None = None,

@@ -8,6 +8,7 @@ per-image affine map for Lucid's pad/jitter/scale/rotate/jitter chain.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -54,19 +55,18 @@ def maco_crop_boxes(
     count = units * crops
     # uniform with that mean and std, as Horama's U[0.25, 0.30]; a normal measured worse (docs/maco.md)
     spread = std * math.sqrt(3)
-    fraction = (mean + spread * (2 * torch.rand(count, generator=generator, device=device) - 1)).clamp(*side_range)
-    side = fraction * min(height, width)
-    corners = []
-    for extent in (width, height):
-        if centre_std is None:
-            start = torch.rand(count, generator=generator, device=device) * (extent - side)
-        else:
-            centre = (0.5 + centre_std * torch.randn(count, generator=generator, device=device)) * extent
-            start = torch.minimum((centre - side / 2).clamp(min=0), extent - side)
-        corners.append(start)
-    x1, y1 = corners
-    owner = torch.arange(units, device=device).repeat_interleave(crops).float()
-    return torch.stack([owner, x1, y1, x1 + side, y1 + side], dim=1)
+    draw = torch.rand(count, generator=generator, device=device)
+    side = torch.add(mean - spread, draw, alpha=2 * spread).clamp_(*side_range).mul_(min(height, width))
+    extent = _extent(width, height, torch.device(device))  # x, then y, as drawn
+    if centre_std is None:
+        draws = [torch.rand(count, generator=generator, device=device) for _ in range(2)]
+        corners = torch.stack(draws, dim=1).mul_(extent - side.unsqueeze(1))
+    else:
+        draws = [torch.randn(count, generator=generator, device=device) for _ in range(2)]
+        centre = torch.stack(draws, dim=1).mul_(centre_std).add_(0.5).mul_(extent)
+        corners = torch.minimum(centre.sub_(side.unsqueeze(1), alpha=0.5).clamp_(min=0), extent - side.unsqueeze(1))
+    owner = torch.arange(count, dtype=side.dtype, device=device).div_(crops, rounding_mode="floor")
+    return torch.cat([owner.unsqueeze(1), corners, corners + side.unsqueeze(1)], dim=1)
 
 
 def whole_image_boxes(units: int, height: int, width: int, device: torch.device | str) -> torch.Tensor:
@@ -83,86 +83,101 @@ def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int) -> tor
     The result is torchvision's ``roi_align(aligned=True, sampling_ratio=-1)``.
     On the CPU its backward runs on one thread and cost more than half of what
     MACO adds to a step, so there the same sums are computed in their
-    separable form (two small matrix products per crop, multi-threaded);
-    both agree to float rounding (tests/maco/test_maco_crops.py). The
-    separable form is also the deterministic one, used on every device under
-    ``torch.use_deterministic_algorithms`` (it reads the boxes on the host:
-    one device sync per step).
+    separable form (two batched matrix products for all crops at once,
+    multi-threaded); both agree to float rounding (tests/maco/test_maco_crops.py).
+    The separable form is also the deterministic one, used on every device under
+    ``torch.use_deterministic_algorithms`` (it reads the windows' extent on the
+    host: one device sync per step).
     """
     boxes = boxes.to(images)
     # roi_align's CUDA backward accumulates with atomics: not deterministic
     if images.device.type != "cpu" and not torch.are_deterministic_algorithms_enabled():
         return roi_align(images, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
     height, width = images.shape[-2:]
-    # aligned=True: pixel centres sit at integer coordinates, so box edges move by half a pixel
-    rows = axis_weights(boxes[:, 2] - 0.5, boxes[:, 4] - boxes[:, 2], size, height)
-    cols = axis_weights(boxes[:, 1] - 0.5, boxes[:, 3] - boxes[:, 1], size, width)
-    return _SeparableCrops.apply(images, boxes[:, 0].long().tolist(), rows, cols)
+    # aligned=True: pixel centres sit at integer coordinates, so box edges move by half a pixel;
+    # columns (x) and rows (y) of every crop in one call
+    first, weights = axis_weights(boxes[:, 1:3] - 0.5, boxes[:, 3:] - boxes[:, 1:3], size,
+                                  _extent(width, height, images.device))
+    cols, rows = weights[:, 0, :, :min(weights.shape[-1], width)], weights[:, 1, :, :min(weights.shape[-1], height)]
+    # (crop, channel, window row, window column) indices of every crop's window in ``images``
+    offsets = torch.arange(weights.shape[-1], device=images.device)
+    window = (boxes[:, 0].long().view(-1, 1, 1, 1), torch.arange(images.shape[1], device=images.device).view(1, -1, 1, 1),
+              (first[:, 1:] + offsets[:rows.shape[-1]]).unsqueeze(1).unsqueeze(-1),
+              (first[:, :1] + offsets[:cols.shape[-1]]).unsqueeze(1).unsqueeze(1))
+    return _SeparableCrops.apply(images, window, rows, cols)
+
+
+@functools.lru_cache(maxsize=16)
+def _extent(width: int, height: int, device: torch.device) -> torch.Tensor:
+    """(width, height) as a tensor on ``device``, made once."""
+    return torch.tensor([width, height], dtype=torch.float32, device=device)
 
 
 def axis_weights(
-    start: torch.Tensor, length: torch.Tensor, out_size: int, in_size: int
-) -> tuple[list[int], list[int], torch.Tensor]:
-    """roi_align's sampling along one axis, as one (out_size, window) weight matrix per crop.
+    start: torch.Tensor, length: torch.Tensor, out_size: int, in_size: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """roi_align's sampling along one axis, as one (out_size, window) weight matrix per crop and axis.
 
     roi_align averages a grid of ceil(length / out_size) bilinear samples per
     output pixel and axis, with the grid and the validity test applied per
     axis, so its 2-D weights are the outer product of two 1-D ones. A crop
-    only touches a window of the input; the weights are relative to it.
-    Returns the windows' first index and length per crop, and the weights
-    (crops, out_size, longest window), zero beyond each crop's window.
+    only touches a window of the input, of one length for all (the longest,
+    at most ``in_size``), placed to lie inside it; the weights are relative to
+    it. ``start``, ``length``: any shape (here (crops, axes)), ``in_size``
+    broadcast to it. Returns the windows' first index and the weights
+    (*shape, out_size, window), zero beyond each crop's samples.
     """
-    grid = torch.ceil(length / out_size).clamp(min=1).view(-1, 1, 1)
-    bin_size = (length / out_size).view(-1, 1, 1)
-    pixel = torch.arange(out_size, dtype=start.dtype, device=start.device).view(1, -1, 1)
-    sample = torch.arange(int(grid.max()), dtype=start.dtype, device=start.device).view(1, 1, -1)
-    coord = start.view(-1, 1, 1) + pixel * bin_size + (sample + 0.5) * bin_size / grid
+    extent = in_size.unsqueeze(-1).unsqueeze(-1)
+    start, length = start.unsqueeze(-1).unsqueeze(-1), length.unsqueeze(-1).unsqueeze(-1)
+    bin_size = length / out_size
+    grid = torch.ceil(bin_size).clamp_(min=1)
+    pixel = torch.arange(out_size, dtype=start.dtype, device=start.device).unsqueeze(-1)
+    sample = torch.arange(int(grid.max()), dtype=start.dtype, device=start.device)
+    coord = start + pixel * bin_size + (sample + 0.5) * bin_size / grid
     # roi_align's bilinear_interpolate: samples beyond one pixel outside are zero,
     # the others are clamped to the border
-    valid = (sample < grid) & (coord >= -1) & (coord <= in_size)
-    coord = coord.clamp(min=0)
-    low = coord.floor().long()
-    at_border = low >= in_size - 1
-    low = low.clamp(max=in_size - 1)
+    valid = (sample < grid) & (coord >= -1) & (coord <= extent)
+    last = extent - 1
+    low = torch.minimum(coord.clamp_(min=0).floor(), last)
+    at_border = low >= last
     high = torch.where(at_border, low, low + 1)
-    frac = torch.where(at_border, torch.zeros_like(coord), coord - low)
-    first = torch.where(valid, low, in_size).amin(dim=(1, 2))
-    length_in = torch.where(valid, high, -1).amax(dim=(1, 2)) + 1 - first
-    window = int(length_in.max())
+    frac = torch.where(at_border, 0, coord - low)
+    first = torch.where(valid, low, extent).amin(dim=(-2, -1))
+    window = int((torch.where(valid, high, -1).amax(dim=(-2, -1)) - first).max()) + 1
+    first = torch.minimum(first, (in_size - window).clamp_(min=0)).long()
     scale = valid / grid
-    weights = torch.zeros(start.shape[0], out_size, window, dtype=start.dtype, device=start.device)
+    weights = torch.zeros(*first.shape, out_size, window, dtype=start.dtype, device=start.device)
     for index, weight in ((low, (1 - frac) * scale), (high, frac * scale)):
         # invalid samples have zero weight; clamp their indices into the window
-        weights.scatter_add_(2, (index - first.view(-1, 1, 1)).clamp(0, window - 1), weight)
-    return first.tolist(), length_in.tolist(), weights
+        weights.scatter_add_(-1, (index.long() - first.unsqueeze(-1).unsqueeze(-1)).clamp_(0, window - 1), weight)
+    return first, weights
 
 
 class _SeparableCrops(torch.autograd.Function):
-    """out[n] = rows[n] @ window(images[owner[n]]) @ cols[n].T, with its backward written out.
+    """out[n, c] = rows[n] @ images[window[n, c]] @ cols[n].T for all crops in two batched products.
 
-    Autograd's own backward of a window slice would zero-fill a whole
-    image-sized gradient per crop; here one gradient buffer is filled once.
+    ``window``: the (crop, channel, row, column) index tensors of every crop's
+    window; the backward adds each window's gradient into one image-sized
+    buffer, filled once (autograd's own backward of the gather is the same
+    accumulating ``index_put_``, with one more copy).
     """
 
     @staticmethod
-    def forward(ctx, images, owners, rows, cols):  # noqa: ANN001, ANN205
-        (row_first, row_len, row_weights), (col_first, col_len, col_weights) = rows, cols
-        out = images.new_empty(len(owners), images.shape[1], row_weights.shape[1], col_weights.shape[1])
-        for n, owner in enumerate(owners):
-            window = images[owner, :, row_first[n]:row_first[n] + row_len[n], col_first[n]:col_first[n] + col_len[n]]
-            torch.matmul(row_weights[n, :, :row_len[n]] @ window, col_weights[n, :, :col_len[n]].T, out=out[n])
-        ctx.save_for_backward(row_weights, col_weights)
-        ctx.layout = (images.shape, owners, row_first, row_len, col_first, col_len)
+    def forward(ctx, images, window, rows, cols):  # noqa: ANN001, ANN205
+        crops, channels = images[window], images.shape[1]  # (N, C, window rows, window columns)
+        half = crops.flatten(1, 2) @ cols.transpose(1, 2)  # (N, C x window rows, S)
+        out = rows.unsqueeze(1) @ half.view(len(rows), channels, rows.shape[-1], -1)  # (N, C, S, S)
+        ctx.save_for_backward(rows, cols)
+        ctx.layout = (images.shape, window)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):  # noqa: ANN001, ANN205
-        row_weights, col_weights = ctx.saved_tensors
-        shape, owners, row_first, row_len, col_first, col_len = ctx.layout
-        grad = grad_out.new_zeros(shape)
-        for n, owner in enumerate(owners):
-            window = grad[owner, :, row_first[n]:row_first[n] + row_len[n], col_first[n]:col_first[n] + col_len[n]]
-            window += row_weights[n, :, :row_len[n]].T @ grad_out[n] @ col_weights[n, :, :col_len[n]]
+        rows, cols = ctx.saved_tensors
+        shape, window = ctx.layout
+        half = rows.transpose(1, 2).unsqueeze(1) @ grad_out  # (N, C, window rows, S)
+        crops = half.flatten(1, 2) @ cols  # (N, C x window rows, window columns)
+        grad = grad_out.new_zeros(shape).index_put_(window, crops.view(*half.shape[:3], -1), accumulate=True)
         return grad, None, None, None
 
 

@@ -28,6 +28,9 @@ def test_bench_maco_smoke() -> None:
     assert set(result["step_over_floor"]) == {"1", "4", "8"}
     assert all(ratio > 0 for ratio in result["step_over_floor"].values())
     assert all(s["maco"] > 0 and s["floor"] > 0 for s in result["step_seconds"].values())
+    ops = result["aten_ops"]  # per step: the network's own operators are a part of both counts
+    assert ops["maco"] > ops["floor"] > 0 and ops["horama"] > ops["floor"] and ops["maco_gpu_crops"] < ops["maco"]
+    assert ops["ratio"] == round(ops["maco"] / ops["horama"], 3)
 
 
 def test_bench_analysis_smoke() -> None:

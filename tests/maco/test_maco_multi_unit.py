@@ -7,7 +7,8 @@ crops for every image: E[logit_j(crop of image_i)].
 import pytest
 import torch
 
-from maco.optimize import maco, olah
+from maco.objectives import LOGITS, channel, logit
+from maco.optimize import maco, objective_values, olah
 from maco.transforms import crop_and_resize, maco_crop_boxes
 
 UNITS = [0, 1, 2, 3]
@@ -56,3 +57,14 @@ def test_olah_units_are_faithful_together(tiny_model):
     kwargs = dict(size=32, seed=1, progress=False)
     initial, final = olah(tiny_model, UNITS, steps=0, **kwargs), olah(tiny_model, UNITS, steps=60, **kwargs)
     assert_faithful(tiny_model, [[v.image for v in initial]], [[v.image for v in final]])
+
+
+def test_logits_in_one_gather_equal_each_objective_on_its_share() -> None:
+    generator = torch.Generator().manual_seed(0)
+    activations = {LOGITS: torch.randn(3 * 4, 7, generator=generator)}  # 3 units x 4 crops, 7 outputs
+    objectives = [logit(5), logit(0), logit(5)]
+    gathered = objective_values(objectives, activations, torch.tensor([5, 0, 5]).view(-1, 1, 1))
+    one_by_one = objective_values(objectives, activations, None)
+    torch.testing.assert_close(gathered, one_by_one)
+    torch.testing.assert_close(gathered[1], activations[LOGITS][4:8, 0].mean())
+    assert logit(2).logit_unit == 2 and (logit(2) + channel("x", 1)).logit_unit is None

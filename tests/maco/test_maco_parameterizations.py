@@ -1,11 +1,12 @@
 import math
 
+import pytest
 import torch
 
 from maco import parameterizations as P
 from maco import transforms as T
 from maco.optimize import method_defaults, olah, pixel
-from maco.spectra import analytic_spectrum
+from maco.spectra import analytic_spectrum, resize_spectrum
 
 
 def test_maco_settings_are_the_papers():
@@ -77,3 +78,22 @@ def test_parameterizations_render_valid_images():
     ]
     for image in images:
         assert image.shape == (2, 3, 16, 16) and image.min() >= 0 and image.max() <= 1
+
+
+@pytest.mark.parametrize("height, width", [(32, 32), (30, 27)])
+@pytest.mark.parametrize("with_carrier", [False, True])
+def test_the_written_out_phase_gradient_equals_autograds(height, width, with_carrier) -> None:
+    layout = P.SpectralLayout.of(height, width)
+    magnitude = layout.even(resize_spectrum(analytic_spectrum((height, width)), (height, width)).magnitude).double()
+    generator = torch.Generator().manual_seed(height)
+    phase, carrier = (t.double() for t in P.maco_init(2, height, width, generator))
+    phase.requires_grad_()
+    carrier = carrier if with_carrier else None
+    grad_x = torch.randn(2, 3, height, width, generator=generator, dtype=torch.float64)
+    energy = layout.ac_energy(magnitude)
+    written = P.maco_spectral_image(phase, carrier, magnitude, layout, energy)
+    autograds = P._spectral_image(phase, carrier, magnitude, layout, energy)[0]  # the same forward, taped
+    assert torch.equal(written, autograds)
+    (got,) = torch.autograd.grad(written, phase, grad_x)
+    (expected,) = torch.autograd.grad(autograds, phase, grad_x)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12 * expected.abs().max().item())
