@@ -69,7 +69,7 @@ PROFILES: dict[str, Profile] = {
     # each coefficient is many standard errors from zero even with a few dozen participants.
     "strong": Profile(
         GenerativeModel(intercept=1.0,
-                        condition_effects={"olah": 0.0, "maco_mask": 1.5, "maco": 1.8, "none": -1.2},
+                        condition_effects={"olah": 0.0, "maco_mask": 1.5, "maco": 1.8, "natural": 2.2, "none": -1.2},
                         network_effects={"resnet50": 0.0, "vgg16": 1.0, "vit_b16": -1.0},
                         participant_sd=0.3, unit_sd=0.2),
         p_reload=0.2, description="large effects (every sign is unmistakable)"),

@@ -122,19 +122,21 @@ def prepare_task(paths: DemoPaths, echo: Callable[[str], None]) -> dict:
     import shutil
 
     from .networks import NETWORKS_DIR, TrainingError, prepare_networks
-    from .task import POOL_DIR, POOL_PER_CLASS, POOL_SEED, write_pool
+    from .task import POOL_DIR, POOL_PER_CLASS, POOL_SEED, pool_is_current, write_pool
 
     pool = paths.root / POOL_DIR
-    if not pool.is_dir():
+    pool_drawn = not pool_is_current(pool, POOL_PER_CLASS)
+    if pool_drawn:  # absent, or an older demo's smaller pool
         partial = paths.root / f".{POOL_DIR}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         write_pool(partial, POOL_PER_CLASS, POOL_SEED)
+        shutil.rmtree(pool, ignore_errors=True)
         partial.replace(pool)
     try:
         networks = prepare_networks(paths.root / NETWORKS_DIR, echo)
     except TrainingError as exc:
         raise DemoError(str(exc)) from None
-    if not all(n.reused for n in networks.values()) and paths.bundle.exists():
+    if (pool_drawn or not all(n.reused for n in networks.values())) and paths.bundle.exists():
         shutil.rmtree(paths.bundle)
     return networks
 

@@ -40,7 +40,9 @@ COLOUR_JITTER = 0.08
 OBJECTS_PER_SCENE = (0.2, 0.5, 0.3)  # training scenes' chance of 0, 1, 2 objects (make_scenes)
 BACKGROUND_SIDE = 96  # photos are resized to this shorter side, then cropped to 64 px at random
 POOL_DIR = "pool"  # in the demo folder; study_demo.toml's pool.source
-POOL_PER_CLASS = 8  # the demo's pool: study_demo.toml's query.top_k images per unit and spares for catch distractors
+# the demo's pool per class: each network's top query.top_k (4) photos of the class may differ, so up to
+# 3 x 4 are excluded from the natural references, which need references.per_trial (9) more
+POOL_PER_CLASS = 21
 POOL_SEED = 1  # the training bank draws from seed 0 (demo/networks.py): the pool holds other images
 TASK_DESCRIPTION = (f"a synthetic task: {len(CLASSES)} classes ({', '.join(c.name for c in CLASSES)}) drawn "
                     "onto random crops of scikit-image's photos")
@@ -138,6 +140,11 @@ def make_scenes(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch
         drawn = labels >= 0
         targets[torch.nonzero(drawn).flatten(), labels[drawn]] = 1
     return images, targets
+
+
+def pool_is_current(folder: Path, per_class: int) -> bool:
+    """The folder holds ``write_pool``'s layout at ``per_class`` images per class."""
+    return all(len(list((folder / c.name.replace(" ", "_")).glob("*.png"))) == per_class for c in CLASSES)
 
 
 def write_pool(folder: Path, per_class: int, seed: int) -> list[Path]:

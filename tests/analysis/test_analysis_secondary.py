@@ -119,3 +119,30 @@ def test_confidence_model_equals_ordinal_clmm(small_model, rscript, tmp_path):
     np.testing.assert_allclose(contrasts["estimate"], values("contrast"), atol=1e-3)
     np.testing.assert_allclose(contrasts["se"], values("contrast_se"), atol=1e-3)
     assert contrasts.loc["MACO vs Olah", "ratio"] == pytest.approx(np.exp(contrasts.loc["MACO vs Olah", "estimate"]))
+
+
+def test_a_singular_confidence_fit_is_reported_unconverged_without_stopping_the_report(small_export, monkeypatch,
+                                                                                       tmp_path):
+    """A confidence model whose Hessian cannot be inverted (e.g. a level rated all one way) is a secondary
+    outcome: the report still comes out, the fit says it did not converge and shows no standard errors."""
+    import analysis.ordinal
+    from analysis.report import write_report
+
+    real = analysis.ordinal.deriv12
+
+    def singular(function, x):  # noqa: ANN001, ANN202
+        gradient, hessian = real(function, x)
+        hessian[:, 0] = hessian[0, :] = 0.0  # one direction the deviance does not curve in
+        return gradient, hessian
+
+    monkeypatch.setattr(analysis.ordinal, "deriv12", singular)
+    result = run_analysis(validate_export(small_export), lrt=False, sensitivity=False,
+                          contrasts=["maco_vs_olah"])
+    fit = result.confidence
+    assert not fit.converged and "singular Hessian" in fit.message
+    assert np.isnan(fit.vcov).all() and np.isfinite(fit.beta).all()
+    assert result.confidence_contrasts["se"].isna().all()
+    write_report(result, tmp_path, source="export.csv")
+    report = (tmp_path / "report.md").read_text()
+    assert "THE FIT DID NOT CONVERGE: singular Hessian" in report
+    assert result.fit.converged  # the primary outcome is untouched

@@ -72,6 +72,17 @@ def test_the_bundle_names_its_classes_and_records_the_training(manifest) -> None
     assert differences[len(differences) // 2] > MIN_PAIR_DIFFERENCE
 
 
+def test_natural_references_are_photos_of_the_units_own_class(manifest) -> None:  # noqa: ANN001
+    """The fifth condition, natural exemplars: on networks that learnt the task, a unit's most activating
+    pool photos that no trial shows are photos of its class (the pool's sub-folder is the class)."""
+    labels = {u.key: u.label for u in manifest.units}
+    natural = [r for r in manifest.references if r.condition == "natural"]
+    assert len(natural) == 3 * len(CLASSES) and all(len(r.pool_files) == 2 for r in natural)
+    wrong = [(r.network, r.unit, f) for r in natural for f in r.pool_files
+             if f.split("/")[0] != labels[r.unit].replace(" ", "_")]
+    assert not wrong
+
+
 @pytest.mark.xfail(strict=True, reason="open (docs/demo.md): 18-19 of 54 reference sets fail the "
                                        "gate, and the occluder's mean-colour fill keeps a colour class's colour")
 def test_every_unit_passes_the_gate_and_every_pair_differs_clearly(manifest) -> None:  # noqa: ANN001
