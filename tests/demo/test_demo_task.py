@@ -83,14 +83,18 @@ def test_natural_references_are_photos_of_the_units_own_class(manifest) -> None:
     assert not wrong
 
 
-@pytest.mark.xfail(strict=True, reason="open (docs/demo.md): 18-19 of 54 reference sets fail the "
-                                       "gate, and the occluder's mean-colour fill keeps a colour class's colour")
-def test_every_unit_passes_the_gate_and_every_pair_differs_clearly(manifest) -> None:  # noqa: ANN001
+def test_every_pair_differs_clearly(manifest) -> None:  # noqa: ANN001
+    """The networks are per-class detectors: an occluder over the object lowers its logit, whatever its fill."""
+    for pair in manifest.query_pairs + manifest.practice_trials:
+        assert pair.activation_max - pair.activation_min > MIN_PAIR_DIFFERENCE, pair.id
+
+
+@pytest.mark.xfail(strict=True, reason="open (docs/demo.md): 24 steps of MACO leave some units' own logit "
+                                       "below another class's on their references")
+def test_every_unit_passes_the_gate(manifest) -> None:  # noqa: ANN001
     failing = [(row["unit"], row["condition"], row["own_logit_rank"])
                for row in manifest.provenance["quality"] if not row["passed"]]
     assert not failing
-    for pair in manifest.query_pairs + manifest.practice_trials:
-        assert pair.activation_max - pair.activation_min > MIN_PAIR_DIFFERENCE, pair.id
 
 
 def test_pages_say_what_the_networks_are(demo_paths: DemoPaths, manifest) -> None:  # noqa: ANN001
