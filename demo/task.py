@@ -37,6 +37,7 @@ CLASSES = (
 )
 RADIUS_PX = (9.0, 15.0)  # the object's half-size, of a 64 px image
 COLOUR_JITTER = 0.08
+OBJECTS_PER_SCENE = (0.2, 0.5, 0.3)  # training scenes' chance of 0, 1, 2 objects (make_scenes)
 BACKGROUND_SIDE = 96  # photos are resized to this shorter side, then cropped to 64 px at random
 POOL_DIR = "pool"  # in the demo folder; study_demo.toml's pool.source
 # the demo's pool per class: each network's top query.top_k (4) photos of the class may differ, so up to
@@ -86,15 +87,20 @@ def _signed_distance(shape: str, dx: torch.Tensor, dy: torch.Tensor) -> torch.Te
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def make_batch(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """(B, 3, 64, 64) images in [0, 1], one object of class ``labels[i]`` in image i (maco.toy's BatchMaker)."""
-    n, size = len(labels), INPUT_SIZE
-    photos = backgrounds()
+def photo_crops(n: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, 3, 64, 64) random crops of scikit-image's photos, half of them mirrored."""
+    size, photos = INPUT_SIZE, backgrounds()
     which = torch.randint(len(photos), (n,), generator=generator)
     offsets = torch.randint(BACKGROUND_SIDE - size + 1, (n, 2), generator=generator)
     images = torch.stack([photos[w, :, y:y + size, x:x + size] for w, (y, x) in zip(which.tolist(), offsets.tolist())])
     flip = torch.rand(n, generator=generator) < 0.5
-    images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+def draw_objects(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``images`` with one object of class ``labels[i]`` drawn at a random place and size in image i
+    (none where the label is -1)."""
+    n, size = len(labels), images.shape[-1]
     radius = _uniform(n, *RADIUS_PX, generator)
     cx = _uniform(n, 0, 1, generator) * (size - 2 * radius) + radius
     cy = _uniform(n, 0, 1, generator) * (size - 2 * radius) + radius
@@ -102,6 +108,7 @@ def make_batch(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     grid = torch.arange(size, dtype=torch.float32) + 0.5
     dx = (grid[None, None, :] - cx[:, None, None]) / radius[:, None, None]
     dy = (grid[None, :, None] - cy[:, None, None]) / radius[:, None, None]
+    images = images.clone()
     for index, task_class in enumerate(CLASSES):
         chosen = labels == index
         if not chosen.any():
@@ -114,6 +121,25 @@ def make_batch(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor
             colour = colour * cells[:, None]
         images[chosen] = images[chosen] * (1 - alpha) + colour * alpha
     return images
+
+
+def make_batch(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(B, 3, 64, 64) images in [0, 1], one object of class ``labels[i]`` in image i (maco.toy's BatchMaker)."""
+    return draw_objects(photo_crops(len(labels), generator), labels, generator)
+
+
+def make_scenes(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 3, 64, 64) training images with 0, 1 or 2 objects (``OBJECTS_PER_SCENE``) and their (n, classes)
+    0/1 targets: a network trained on them learns each class as a detector of its own."""
+    images = photo_crops(n, generator)
+    targets = torch.zeros(n, len(CLASSES))
+    counts = torch.multinomial(torch.tensor(OBJECTS_PER_SCENE), n, replacement=True, generator=generator)
+    for k in range(len(OBJECTS_PER_SCENE) - 1):
+        labels = torch.where(counts > k, torch.randint(len(CLASSES), (n,), generator=generator), -1)
+        images = draw_objects(images, labels, generator)
+        drawn = labels >= 0
+        targets[torch.nonzero(drawn).flatten(), labels[drawn]] = 1
+    return images, targets
 
 
 def pool_is_current(folder: Path, per_class: int) -> bool:

@@ -36,8 +36,14 @@ def _build(cls: type[nn.Module], variant: str, pretrained: bool, **kwargs: Any) 
 
 @register_model
 def small_vgg(pretrained: bool = False, **kwargs: Any) -> VGG:
-    """A plain CNN (VGG's 3x3 convolutions and max pools, no shortcut): 16-32-64-64 channels, a 64-wide head."""
-    return _build(VGG, "small_vgg", pretrained, cfg=[16, "M", 32, "M", 64, "M", 64, "M"], mlp_ratio=64 / 4096, **kwargs)
+    """A plain CNN (VGG's 3x3 convolutions and max pools, no shortcut): 16-32-64-64 channels, a 64-wide head.
+
+    SiLU, not VGG's ReLU: trained in seconds, the ReLU network was dead on the low-contrast images a
+    visualization starts from (every hidden unit off, so the logits were the biases and their gradient
+    zero: half its units' references never moved from the first step; benchmarks/RESULTS.md).
+    """
+    return _build(VGG, "small_vgg", pretrained, cfg=[16, "M", 32, "M", 64, "M", 64, "M"], mlp_ratio=64 / 4096,
+                  act_layer=nn.SiLU, **kwargs)
 
 
 @register_model

@@ -1,8 +1,8 @@
 """The demo's networks are trained here on its synthetic task, and a person can do the task on them.
 
-Trains the three networks (about a minute on 2 idle cores), then builds the demo study on them
+Trains the three networks (about 1.5 minutes expected on 2 idle cores), then builds the demo study on them
 with fewer reference seeds, and checks what a participant relies on: every unit's references
-drive it (the quality gate), the two queries of each pair differ clearly, the units are named classes.
+drive it (the quality gate: a strict xfail, open), the two queries of each pair differ clearly, the units are named classes.
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ def demo_paths(tmp_path_factory: pytest.TempPathFactory) -> DemoPaths:
     paths = DemoPaths(tmp_path_factory.mktemp("demo-task"))
     write_config(paths, None)
     text = files("demo").joinpath("study_demo.toml").read_text("utf-8")
-    # the demo's study with 2 references per unit instead of 9: the gate's question is the same
-    paths.config.write_text(re.sub(r"per_trial = 9", "per_trial = 2", text), encoding="utf-8")
+    # the demo's study with 2 references per unit instead of 3: the gate's question is the same
+    paths.config.write_text(re.sub(r"per_trial = \d+", "per_trial = 2", text), encoding="utf-8")
     assert uses_task(paths.config)
     networks = prepare_task(paths, echo=lambda _line: None)
     assert sorted(networks) == sorted(RECIPES)
@@ -83,14 +83,18 @@ def test_natural_references_are_photos_of_the_units_own_class(manifest) -> None:
     assert not wrong
 
 
-@pytest.mark.xfail(strict=True, reason="open (docs/demo.md): 18-19 of 54 reference sets fail the "
-                                       "gate, and the occluder's mean-colour fill keeps a colour class's colour")
-def test_every_unit_passes_the_gate_and_every_pair_differs_clearly(manifest) -> None:  # noqa: ANN001
+def test_every_pair_differs_clearly(manifest) -> None:  # noqa: ANN001
+    """The networks are per-class detectors: an occluder over the object lowers its logit, whatever its fill."""
+    for pair in manifest.query_pairs + manifest.practice_trials:
+        assert pair.activation_max - pair.activation_min > MIN_PAIR_DIFFERENCE, pair.id
+
+
+@pytest.mark.xfail(strict=True, reason="open (docs/demo.md): 24 steps of MACO leave some units' own logit "
+                                       "below another class's on their references")
+def test_every_unit_passes_the_gate(manifest) -> None:  # noqa: ANN001
     failing = [(row["unit"], row["condition"], row["own_logit_rank"])
                for row in manifest.provenance["quality"] if not row["passed"]]
     assert not failing
-    for pair in manifest.query_pairs + manifest.practice_trials:
-        assert pair.activation_max - pair.activation_min > MIN_PAIR_DIFFERENCE, pair.id
 
 
 def test_pages_say_what_the_networks_are(demo_paths: DemoPaths, manifest) -> None:  # noqa: ANN001
