@@ -41,8 +41,7 @@ OBJECTS_PER_SCENE = (0.2, 0.5, 0.3)  # training scenes' chance of 0, 1, 2 object
 BACKGROUND_SIDE = 96  # photos are resized to this shorter side, then cropped to 64 px at random
 POOL_DIR = "pool"  # in the demo folder; study_demo.toml's pool.source
 # the demo's pool per class: each network's top query.top_k (4) photos of the class may differ, so up to
-# 3 x 4 are excluded from the natural references, which need references.per_trial more (up to the
-# paper's 9; the demo shows 3)
+# 3 x 4 are excluded from the natural references, which need references.per_trial (9) more
 POOL_PER_CLASS = 21
 POOL_SEED = 1  # the training bank draws from seed 0 (demo/networks.py): the pool holds other images
 TASK_DESCRIPTION = (f"a synthetic task: {len(CLASSES)} classes ({', '.join(c.name for c in CLASSES)}) drawn "
