@@ -27,10 +27,8 @@ stops a flood. For exact limits across workers and machines use a shared store, 
 `MACO_RATE_LIMIT_STORAGE_URI=redis://localhost:6379` (`pip install redis`).
 
 The check is one `before_request` hook: a dict lookup by endpoint, then one counter hit per limit
-(the shorter window first; the first one over refuses). Flask-Limiter, used before, did the same
-hits behind two passes of per-request bookkeeping (exemptions, meta limits, headers) that none of
-these limits uses: 0.13-0.17 ms of a 0.4-0.5 ms image request in Flask's test client
-(benchmarks/RESULTS.md, issue 28).
+(the shorter window first; the first one over refuses), and nothing else per request: no
+exemptions, meta limits or rate-limit headers (why: benchmarks/RESULTS.md, issue 28).
 """
 from __future__ import annotations
 
@@ -152,8 +150,8 @@ class RateLimits:
                       for endpoint, (config_key, scope, key) in limited.items()}
 
     def check(self) -> Response | None:
-        """None, or the 429 reply of the first limit this request goes over (as Flask-Limiter: the
-        longer windows after it are not counted for a refused request)."""
+        """None, or the 429 reply of the first limit this request goes over (the longer windows
+        after it are not counted for a refused request)."""
         rule = self.rules.get(request.endpoint) if self.enabled else None
         if rule is None or (rule.methods is not None and request.method not in rule.methods):
             return None
