@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy import Row, bindparam, or_, select, update
+from sqlalchemy.orm import Session
 
-from .flow import PHONE_REFUSED, FlowError, first_unanswered, move, needs_touch, require_not_timed_out, touch
+from .flow import (PHONE_REFUSED, FlowError, first_unanswered, move, needs_touch, participant_row,
+                   require_not_timed_out)
 from .models import COMPLETED, Participant, Trial, utcnow
 from .plan import OPAQUE_PER_TRIAL, StudyContext, image_scope, image_token, start_main, start_practice_round, trial_images
 from .speed import SpeedRules, served_count
@@ -82,22 +84,28 @@ def check_window(answer: dict[str, Any], min_width: int, min_height: int, phone:
                                                 min_height=min_height), 422)
 
 
-def _answer_reply(participant: Participant, trial: Trial, round_result: str | None) -> dict[str, Any]:
+def _answer_reply(stage: str, trial: Row | SimpleNamespace, round_result: str | None) -> dict[str, Any]:
     reply: dict[str, Any] = {"stored": True, "position": trial.position,
-                             "next": "trial" if participant.stage == "trials" else "page"}
+                             "next": "trial" if stage == "trials" else "page"}
     if trial.kind == "practice":  # feedback only for practice, only once the answer is stored
         reply["feedback"] = {"correct": trial.chosen_side == trial.correct_side,
                              "correct_side": trial.correct_side, "round_result": round_result}
     return reply
 
 
-# built once, run with parameters (flow.PLAN says why)
-_PARTICIPANT_LOCKED = select(Participant).where(Participant.id == bindparam("participant_id")).with_for_update()
+# The answer is read, checked and stored with Core statements on the session's connection, in its
+# transaction: the participant's row locked, one read of the plan, the presence count, one UPDATE of
+# the trial (and of last_seen_at at most once a minute). The ORM's unit of work (instance state,
+# change tracking, flush) cost more CPU than the SQL; it runs only where the plan grows (_advance).
+_TRIAL_ANSWERED = update(Trial).where(Trial.id == bindparam("trial_id"))  # SET: the parameters' columns
+_TOUCH = update(Participant).where(Participant.id == bindparam("participant_id"))
 # one round trip: the participant's plan, and whichever trial (anyone's) already holds this answer id
-_PLAN_AND_ANSWER = (select(Trial).options(lazyload(Trial.query_pair))
+_PLAN_AND_ANSWER = (select(*Trial.__table__.c)
                     .where(or_(Trial.participant_id == bindparam("participant_id"),
                                Trial.answer_id == bindparam("answer_id")))
                     .order_by(Trial.position))
+_STORED_FIELDS = ("window_width", "window_height", "device_pixel_ratio", "blur_count", "fullscreen_exit_count",
+                  "webdriver")
 
 
 def store_answer(session: Session, ctx: StudyContext, participant_id: int, answer: dict[str, Any],
@@ -110,11 +118,12 @@ def store_answer(session: Session, ctx: StudyContext, participant_id: int, answe
     is accepted only for the trial sent, once GET /img sent its base and both query images (their
     tokens under `secret`; the references are static files the server may never see fetched,
     reference_files.py), and only with a possible `rt_ms`."""
-    participant = session.scalar(_PARTICIPANT_LOCKED, {"participant_id": participant_id})
+    participant = participant_row(session, participant_id, lock=True)
     if participant is None:
         raise FlowError("no study session", 403)
-    rows = list(session.scalars(_PLAN_AND_ANSWER, {"participant_id": participant.id,
-                                                   "answer_id": answer["answer_id"]}))
+    connection = session.connection()
+    rows = connection.execute(_PLAN_AND_ANSWER, {"participant_id": participant.id,
+                                                 "answer_id": answer["answer_id"]}).all()
     trials = [t for t in rows if t.participant_id == participant.id]
     previous = next((t for t in rows if t.answer_id == answer["answer_id"]), None)
     if previous is not None:
@@ -123,7 +132,7 @@ def store_answer(session: Session, ctx: StudyContext, participant_id: int, answe
                 and previous.confidence == answer["confidence"])
         if not same:
             raise FlowError("this answer id was already used for a different answer")
-        return _answer_reply(participant, previous, _round_result(trials, previous))
+        return _answer_reply(participant.stage, previous, _round_result(trials, previous))
     require_not_timed_out(participant, ctx.timeout)
     if participant.status == COMPLETED or participant.stage != "trials":
         raise FlowError("no answers are accepted now (the trials are over)")
@@ -140,7 +149,7 @@ def store_answer(session: Session, ctx: StudyContext, participant_id: int, answe
         raise FlowError("this trial was not shown yet: reload the page")
     tokens = {image_token(secret, participant.id, image, image_scope(trial))
               for image in trial_images(ctx, participant.condition, trial)[:OPAQUE_PER_TRIAL]}
-    if served_count(session, participant.id, tokens) < len(tokens):
+    if served_count(connection, participant.id, tokens) < len(tokens):
         raise FlowError("the pictures of this trial were not loaded: reload the page")
     if answer["rt_ms"] < rules.min_rt_ms:
         raise FlowError("that answer came faster than the pictures can be seen: please look at them, "
@@ -150,29 +159,25 @@ def store_answer(session: Session, ctx: StudyContext, participant_id: int, answe
     if elapsed_ms is not None and answer["rt_ms"] > elapsed_ms + CLOCK_TOLERANCE_MS:
         raise FlowError(f"rt_ms: {answer['rt_ms']:.0f} ms is longer than the trial has been on screen "
                         f"({elapsed_ms:.0f} ms): reload the page", 422)
-    trial.answer_id = answer["answer_id"]
-    trial.chosen_side = answer["chosen_side"]
-    trial.confidence = answer["confidence"]
-    trial.rt_ms = answer["rt_ms"]
-    trial.server_elapsed_ms = elapsed_ms
-    trial.answered_at = now
-    trial.shown_at = now - timedelta(milliseconds=answer["rt_ms"])
-    for name in ("window_width", "window_height", "device_pixel_ratio", "blur_count",
-                 "fullscreen_exit_count", "webdriver"):
-        setattr(trial, name, answer[name])
-    trial.answer_input = answer["input"]
+    stored = {"answer_id": answer["answer_id"], "chosen_side": answer["chosen_side"],
+              "confidence": answer["confidence"], "rt_ms": answer["rt_ms"], "server_elapsed_ms": elapsed_ms,
+              "answered_at": now, "shown_at": now - timedelta(milliseconds=answer["rt_ms"]),
+              "answer_input": answer["input"], **{name: answer[name] for name in _STORED_FIELDS}}
+    # an answer id another participant's concurrent answer took raises IntegrityError (api.py replays)
+    connection.execute(_TRIAL_ANSWERED, {"trial_id": trial.id, **stored})
     if needs_touch(participant):  # the answer itself shows life; the slot's clock is kept per minute
-        touch(participant)
-    round_result = _advance(session, ctx, participant, trial, trials)
-    session.flush()
-    return _answer_reply(participant, trial, round_result)
+        connection.execute(_TOUCH, {"participant_id": participant.id, "last_seen_at": now})
+    answered = SimpleNamespace(**{**trial._asdict(), **stored})  # the trial's row as it now reads
+    trials = [answered if t.id == trial.id else t for t in trials]
+    round_result, stage = _advance(session, ctx, participant, answered, trials)
+    return _answer_reply(stage, answered, round_result)
 
 
-def _round_trials(trials: list[Trial], practice_round: int) -> list[Trial]:
+def _round_trials(trials: list[Row], practice_round: int) -> list[Row]:
     return [t for t in trials if t.practice_round == practice_round]
 
 
-def _round_result(trials: list[Trial], trial: Trial) -> str | None:
+def _round_result(trials: list[Row], trial: Row) -> str | None:
     """After a round's last practice answer: passed / repeat / continue (flagged); else None.
     `trials` is the participant's whole plan."""
     if trial.kind != "practice":
@@ -186,22 +191,29 @@ def _round_result(trials: list[Trial], trial: Trial) -> str | None:
     return "repeat" if later_round > trial.practice_round else "continue"
 
 
-def _advance(session: Session, ctx: StudyContext, participant: Participant, trial: Trial,
-             trials: list[Trial]) -> str | None:
-    """After `trial` got its answer: the next practice round, the main trials, or the comment."""
+def _advance(session: Session, ctx: StudyContext, participant: Row, trial: SimpleNamespace,
+             trials: list[Row]) -> tuple[str | None, str]:
+    """After `trial` got its answer: the next practice round, the main trials, or the comment.
+    Returns the round's result and the participant's stage after it. Only here, a few times per
+    participant, does the ORM load the (already locked) participant and add trials or move on."""
     if first_unanswered(trials) is not None:
-        return None
+        return None, participant.stage
+    model = session.get(Participant, participant.id)
     next_position = trial.position + 1
+    result = None
     if trial.kind == "practice":
         round_trials = _round_trials(trials, trial.practice_round)
         if all(t.chosen_side == t.correct_side for t in round_trials):
-            start_main(session, ctx, participant, next_position)
-            return "passed"
-        if participant.practice_round < ctx.manifest.protocol.max_practice_rounds:
-            start_practice_round(session, ctx, participant, next_position)
-            return "repeat"
-        participant.practice_flagged = True
-        start_main(session, ctx, participant, next_position)
-        return "continue"
-    move(participant, "comment")
-    return None
+            start_main(session, ctx, model, next_position)
+            result = "passed"
+        elif model.practice_round < ctx.manifest.protocol.max_practice_rounds:
+            start_practice_round(session, ctx, model, next_position)
+            result = "repeat"
+        else:
+            model.practice_flagged = True
+            start_main(session, ctx, model, next_position)
+            result = "continue"
+    else:
+        move(model, "comment")
+    session.flush()
+    return result, model.stage

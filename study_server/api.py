@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from flask import Blueprint, abort, current_app, jsonify, request, session, url_for
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 
 from . import answers, flow
@@ -30,7 +31,7 @@ def _body(*fields: str) -> dict[str, Any]:
     return data
 
 
-def _participant(lock: bool = False, read_only: bool = False) -> Participant:
+def _participant(lock: bool = False, read_only: bool = False) -> Participant | Row:
     participant = session_participant(lock, read_only)
     if participant is None:
         abort(403, "no study session: open the study from Prolific")

@@ -13,8 +13,8 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy import Row, bindparam, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from . import stages
 from .models import COMPLETED, IN_PROGRESS, RETURNED, TIMED_OUT, Participant, Study, Trial, as_utc, utcnow
@@ -226,23 +226,33 @@ def complete(session: Session, ctx: StudyContext, participant: Participant, comm
 
 # ---------------------------------------------------------------------------
 # the trial sent
-# The hot paths (every trial page, every answer) read the participant's whole plan in one query
-# without joining the query pairs (StudyContext.pairs has their images); the plan is a few dozen rows.
-# The statements of the hot paths are built once and run with parameters: building a select and its
-# cache key on every request was a measurable share of a trial's CPU (benchmarks/RESULTS.md, issue 28).
-PLAN = (select(Trial).options(lazyload(Trial.query_pair))
-        .where(Trial.participant_id == bindparam("participant_id")).order_by(Trial.position))
+# The hot paths (every trial page, every answer) read the participant and their whole plan as Core
+# rows on the session's connection: attributes named as the models' columns, read-only, without the
+# ORM's identity map, instance state and unit of work (most of an answer's own CPU; benchmarks/
+# RESULTS.md, issue 28). The plan is a few dozen rows; StudyContext.pairs has their images, so no
+# join. The statements are built once and run with parameters: building a select and its cache key
+# on every request was a measurable share of a trial's CPU too.
+PARTICIPANT_ROW = select(*Participant.__table__.c).where(Participant.id == bindparam("participant_id"))
+_PARTICIPANT_ROW_LOCKED = PARTICIPANT_ROW.with_for_update()
+PLAN = (select(*Trial.__table__.c).where(Trial.participant_id == bindparam("participant_id"))
+        .order_by(Trial.position))
 
 
-def participant_trials(session: Session, participant: Participant) -> list[Trial]:
-    return list(session.scalars(PLAN, {"participant_id": participant.id}))
+def participant_row(session: Session, participant_id: int, lock: bool = False) -> Row | None:
+    """The participant's row (row-locked with `lock`, for the rest of the transaction), or None."""
+    return session.connection().execute(_PARTICIPANT_ROW_LOCKED if lock else PARTICIPANT_ROW,
+                                        {"participant_id": participant_id}).first()
 
 
-def first_unanswered(trials: list[Trial]) -> Trial | None:
+def participant_trials(session: Session, participant: Participant | Row) -> list[Row]:
+    return list(session.connection().execute(PLAN, {"participant_id": participant.id}))
+
+
+def first_unanswered(trials: list[Row]) -> Row | None:
     return next((t for t in trials if t.answer_id is None), None)
 
 
-def pause_before(trials: list[Trial], current: Trial, break_every: int) -> str | None:
+def pause_before(trials: list[Row], current: Row, break_every: int) -> str | None:
     """"main" before the first main trial (after practice), "break" before every
     `break_every`-th further one (0: no breaks), else None."""
     if current.kind == "practice":
@@ -253,7 +263,7 @@ def pause_before(trials: list[Trial], current: Trial, break_every: int) -> str |
     return "break" if break_every and done % break_every == 0 else None
 
 
-def trial_payload(ctx: StudyContext, secret: bytes, participant: Participant, trials: list[Trial],
+def trial_payload(ctx: StudyContext, secret: bytes, participant: Participant | Row, trials: list[Row],
                   break_every: int = 0) -> dict[str, Any] | None:
     """What the browser gets for the current trial (None when all are answered):
     opaque image URLs for the base and queries, the references' static URLs
@@ -263,7 +273,7 @@ def trial_payload(ctx: StudyContext, secret: bytes, participant: Participant, tr
     if current is None:
         return None
 
-    def urls(trial: Trial) -> list[str]:
+    def urls(trial: Row) -> list[str]:
         images = trial_images(ctx, participant.condition, trial)
         return ([f"/img/{image_token(secret, participant.id, i, image_scope(trial))}"
                  for i in images[:OPAQUE_PER_TRIAL]] + [reference_url(i) for i in images[OPAQUE_PER_TRIAL:]])

@@ -12,6 +12,8 @@ from typing import Any
 from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request, send_file, session,
                    url_for)
 
+from sqlalchemy import Row
+
 from . import flow, stages
 from .admin import admin_session_active, start_participant_session
 from .state import db, read_db, state
@@ -25,13 +27,14 @@ participant_bp = Blueprint("participant", __name__)
 PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 
 
-def session_participant(lock: bool = False, read_only: bool = False) -> Participant | None:
-    """The participant of this browser session (row-locked for writes with `lock`)."""
+def session_participant(lock: bool = False, read_only: bool = False) -> Participant | Row | None:
+    """The participant of this browser session (row-locked for writes with `lock`); with
+    `read_only`, their row (flow.participant_row) from the read-only session."""
     participant_id = session.get("participant")
     if participant_id is None:
         return None
     if read_only:
-        return read_db().get(Participant, participant_id)
+        return flow.participant_row(read_db(), participant_id)
     return db().get(Participant, participant_id, with_for_update=lock or None)
 
 

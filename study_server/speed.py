@@ -36,7 +36,6 @@ from typing import Any, Mapping
 
 from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 from .models import Participant, ServedImage, Trial, as_utc, utcnow
 
@@ -83,9 +82,9 @@ _SERVED = select(func.count()).select_from(ServedImage).where(  # built once (fl
     ServedImage.participant_id == bindparam("participant_id"), ServedImage.token.in_(bindparam("tokens", expanding=True)))
 
 
-def served_count(session: Session, participant_id: int, tokens: set[str]) -> int:
+def served_count(connection: Connection, participant_id: int, tokens: set[str]) -> int:
     """How many of `tokens` were sent to the participant."""
-    return session.scalar(_SERVED, {"participant_id": participant_id, "tokens": sorted(tokens)})
+    return connection.scalar(_SERVED, {"participant_id": participant_id, "tokens": sorted(tokens)})
 
 
 def _answered(trials: list[Trial]) -> list[Trial]:
