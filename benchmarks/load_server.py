@@ -147,7 +147,9 @@ def main() -> None:
     parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
     # on a quiet machine 2 x 16 and 4 x 4 give the same tails within the noise (README)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=16, help="threads per gunicorn worker")
+    parser.add_argument("--threads", type=int, default=16, help="threads per gunicorn worker (gthread)")
+    parser.add_argument("--worker-class", choices=("gthread", "sync"), default="gthread",
+                        help="gunicorn's worker model (maco-study serve --worker-class)")
     parser.add_argument("--think-ms", type=float, default=5000,
                         help="mean time a participant looks at a trial before answering (uniform 0.5x-1.5x)")
     parser.add_argument("--ramp-s", type=float, default=10,
@@ -172,7 +174,8 @@ def main() -> None:
     sent_dir = tmp / "sent-images"
     env = {**APP_ENV, "MACO_SENT_IMAGES_DIR": str(sent_dir)} if args.front == "nginx" else {}
     server = start_server(bundle, db_url, args.workers, args.threads,
-                          log=Path(args.server_log) if args.server_log else None, env=env)
+                          log=Path(args.server_log) if args.server_log else None, env=env,
+                          worker_class=args.worker_class)
     front = NginxFront(server.url, tmp / "nginx", sent_dir) if args.front == "nginx" else None
     base_url = front.url if front else server.url
     errors: list[str] = []
@@ -230,6 +233,7 @@ def main() -> None:
         "machine_cpu_busy": round((busy1[0] - busy0[0]) / (busy1[1] - busy0[1]), 2),
         "load_average_1min": round(os.getloadavg()[0], 2),
         "backend": backend, "front": args.front, "workers": args.workers, "threads": args.threads,
+        "worker_class": args.worker_class,
         "client": args.client, "client_processes": args.client_processes, "think_ms": args.think_ms, "ramp_s": args.ramp_s,
         "per_endpoint": per_endpoint,
     }))

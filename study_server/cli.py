@@ -11,6 +11,7 @@ import click
 
 from .config import DEFAULTS
 
+WORKER_CLASSES = ("gthread", "sync")  # benchmarks/RESULTS.md (issue 28) compares them
 DB_OPTION = click.option("--db", "db_url", default=DEFAULTS["DATABASE_URL"], show_default=True,
                          envvar="MACO_DATABASE_URL",
                          help="SQLAlchemy URL: sqlite:///study.db or postgresql+psycopg://user:pw@host/db")
@@ -23,13 +24,17 @@ DB_OPTION = click.option("--db", "db_url", default=DEFAULTS["DATABASE_URL"], sho
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="gunicorn worker processes")
-@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64), help="threads per worker")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="threads per worker (gthread workers only)")
+@click.option("--worker-class", type=click.Choice(WORKER_CLASSES), default="gthread", show_default=True,
+              help="gunicorn's worker model: gthread (threads, keep-alive) or sync (one request at a time "
+                   "per process; only behind a buffering proxy such as nginx)")
 @click.option("--replace", is_flag=True, help="replace a different bundle already imported under this study name")
 @click.option("--import-only", is_flag=True, help="upgrade the database and import the bundle, then exit")
 @click.option("--access-log", is_flag=True,
               help="log every request to standard output (method, path without its query string, status)")
-def serve(bundle: str, db_url: str, host: str, port: int, workers: int, threads: int, replace: bool,
-          import_only: bool, access_log: bool) -> None:
+def serve(bundle: str, db_url: str, host: str, port: int, workers: int, threads: int, worker_class: str,
+          replace: bool, import_only: bool, access_log: bool) -> None:
     """Upgrade the database, import the bundle (idempotent) and serve the study with gunicorn."""
     from stimuli.manifest import ManifestError
 
@@ -58,7 +63,9 @@ def serve(bundle: str, db_url: str, host: str, port: int, workers: int, threads:
         return
     os.environ["MACO_DATABASE_URL"] = db_url
     os.environ["MACO_BUNDLE_DIR"] = str(Path(bundle).resolve())
-    options = {"bind": f"{host}:{port}", "workers": workers, "threads": threads, "worker_class": "gthread",
+    # gunicorn runs a sync worker with threads > 1 as gthread: sync means one thread
+    options = {"bind": f"{host}:{port}", "workers": workers, "worker_class": worker_class,
+               "threads": threads if worker_class == "gthread" else 1,
                "keepalive": 30,  # browsers keep connections open between answers
                # gunicorn's control socket (for gunicornc) has one path per user: a second server on the
                # machine (a pilot beside the study, the demo) would take it over, and the first to stop

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Mapping, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from stimuli.manifest import Manifest
@@ -36,6 +36,8 @@ class PairImages:
     image_b: str
     correct: str  # "a" / "b"
     unit_key: str
+    kind: str  # practice / main / catch
+    pair_key: str  # the manifest id
 
 
 @dataclass(frozen=True)
@@ -49,15 +51,15 @@ class StudyContext:
 
 def load_pairs(session: Session, study_id: int) -> dict[int, PairImages]:
     rows = session.execute(select(QueryPair.id, QueryPair.base_image, QueryPair.image_a, QueryPair.image_b,
-                                  QueryPair.correct, Unit.key).join(Unit, QueryPair.unit_id == Unit.id)
-                           .where(QueryPair.study_id == study_id))
+                                  QueryPair.correct, Unit.key, QueryPair.kind, QueryPair.pair_key)
+                           .join(Unit, QueryPair.unit_id == Unit.id).where(QueryPair.study_id == study_id))
     return {pair_id: PairImages(*images) for pair_id, *images in rows}
 
 
-def _pairs(session: Session, ctx: StudyContext, kind: str) -> list[QueryPair]:
-    return list(session.scalars(select(QueryPair).where(QueryPair.study_id == ctx.study_id,
-                                                        QueryPair.kind == kind)
-                                .order_by(QueryPair.pair_key)))
+def _pairs(ctx: StudyContext, kind: str) -> list[tuple[int, PairImages]]:
+    """The study's pairs of `kind` as (id, pair), in the manifest ids' order (Python's, on every
+    database): the order a participant's seed shuffles."""
+    return sorted(((i, p) for i, p in ctx.pairs.items() if p.kind == kind), key=lambda item: item[1].pair_key)
 
 
 def _balanced_sides(rng: random.Random, n: int) -> list[str]:
@@ -66,12 +68,14 @@ def _balanced_sides(rng: random.Random, n: int) -> list[str]:
     return sides
 
 
-def _add_trials(session: Session, participant: Participant, plan: list[tuple[str, QueryPair]],
+def _add_trials(session: Session, participant: Participant, plan: list[tuple[str, int]],
                 start_position: int, rng: random.Random, practice_round: int | None = None) -> None:
-    for offset, ((kind, pair), correct_side) in enumerate(zip(plan, _balanced_sides(rng, len(plan)))):
-        session.add(Trial(participant_id=participant.id, position=start_position + offset, kind=kind,
-                          practice_round=practice_round, query_pair_id=pair.id, correct_side=correct_side))
-    session.flush()
+    """The plan's trials (kind, pair id) from `start_position` on, inserted in one Core statement
+    (no ORM objects: it runs inside an answer, benchmarks/RESULTS.md issue 28)."""
+    session.connection().execute(insert(Trial), [
+        {"participant_id": participant.id, "position": start_position + offset, "kind": kind,
+         "practice_round": practice_round, "query_pair_id": pair_id, "correct_side": correct_side}
+        for offset, ((kind, pair_id), correct_side) in enumerate(zip(plan, _balanced_sides(rng, len(plan))))])
 
 
 def image_token(secret: bytes, participant_id: int, image_id: str, scope: str = "") -> str:
@@ -123,13 +127,13 @@ def start_practice_round(session: Session, ctx: StudyContext, participant: Parti
     # this round's pairs: a slice of the bundle's practice trials, new pictures in every round
     wanted = {p.id for p in ctx.manifest.protocol.practice_round(ctx.manifest.practice_trials,
                                                                  participant.practice_round)}
-    pairs = [p for p in _pairs(session, ctx, "practice") if p.pair_key in wanted]
+    pairs = [i for i, p in _pairs(ctx, "practice") if p.pair_key in wanted]
     if not pairs:
         start_main(session, ctx, participant, start_position)
         return
     rng = random.Random(f"{participant.plan_seed}:practice:{participant.practice_round}")
     rng.shuffle(pairs)
-    _add_trials(session, participant, [("practice", p) for p in pairs], start_position, rng,
+    _add_trials(session, participant, [("practice", i) for i in pairs], start_position, rng,
                 practice_round=participant.practice_round)
 
 
@@ -156,10 +160,10 @@ def main_phase_length(manifest: Manifest) -> int:
 def start_main(session: Session, ctx: StudyContext, participant: Participant, start_position: int) -> None:
     """Main trials, all networks interleaved in a per-participant random order, catch trials spread in."""
     rng = random.Random(f"{participant.plan_seed}:main")
-    main = _pairs(session, ctx, "main")
+    main = [i for i, _ in _pairs(ctx, "main")]
     rng.shuffle(main)
     main = main[: ctx.manifest.protocol.main_trials_per_participant or len(main)]
-    catch = _pairs(session, ctx, "catch")
+    catch = [i for i, _ in _pairs(ctx, "catch")]
     rng.shuffle(catch)
     _add_trials(session, participant, spread_catch(rng, main, catch), start_position, rng)
 

@@ -48,7 +48,7 @@ class ServerProcess:
     Stops on stop() or on leaving a with block."""
 
     def __init__(self, bundle: Path | str, db_url: str, *, host: str = "127.0.0.1", port: int | None = None,
-                 workers: int = 1, threads: int = 8, env: dict[str, str] | None = None, log: Path | None = None,
+                 workers: int = 1, threads: int = 8, worker_class: str = "gthread", env: dict[str, str] | None = None, log: Path | None = None,
                  timeout_s: float = START_TIMEOUT_S, access_log: bool = False):
         port = free_port(host) if port is None else port
         self.url = f"http://{host}:{port}"
@@ -56,7 +56,7 @@ class ServerProcess:
         self._log: IO[bytes] | int = subprocess.DEVNULL if log is None else Path(log).open("ab")
         command = [sys.executable, "-c", "from maco_study import main; main()", "serve", "--bundle", str(bundle),
                    "--db", db_url, "--host", host, "--port", str(port), "--workers", str(workers),
-                   "--threads", str(threads)] + (["--access-log"] if access_log else [])
+                   "--threads", str(threads), "--worker-class", worker_class] + (["--access-log"] if access_log else [])
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
                                         env={**os.environ, **(env or {})})
         self._wait_until_up(timeout_s)
