@@ -88,6 +88,8 @@ def test_the_app_sends_the_bytes_with_an_etag_that_is_the_opaque_id(app, bundle:
         assert "Last-Modified" not in reply.headers and "X-Accel-Redirect" not in reply.headers
         revalidated = w.client.get(trial[key], headers={"If-None-Match": reply.headers["ETag"]})
         assert revalidated.status_code == 304 and revalidated.data == b""
+        partial = w.client.get(trial[key], headers={"Range": "bytes=0-9"})  # as send_file answers one
+        assert partial.status_code == 206 and partial.data == reply.data[:10]
         assert app.test_client().get(trial[key]).status_code == 404  # another browser: nothing
 
 
