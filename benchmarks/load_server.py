@@ -25,16 +25,17 @@ uniform 0.5-1.5 x --think-ms (5 s mean: fast for a trial with a reference grid,
 two queries and a confidence rating, so the request rate errs on the high side).
 
 Client and server share this machine's cores, so every latency here includes the
-wait of the client's own threads for the CPU. The participants therefore talk
-through `study_server.client.LightTransport` (http.client with keep-alive and a cookie jar,
-like a browser's one connection per origin: the same requests and cookies as
-`requests`, at under a third of its client CPU: 0.4-0.5 against 1.5-1.6 ms per
-request here); `--client requests` runs the requests library instead, for comparison. To show what is left, each client process
-also fetches a static file (study.css) four times a second, next to its participants:
+wait of the client's own threads for the CPU, and every core the clients use is one the server
+lacks. The participants therefore talk through `study_server.client.LightTransport` (its own
+HTTP/1.1 on a keep-alive socket with a cookie jar, like a browser's one connection per origin: the
+same requests and cookies as `requests`, at about a tenth of its client CPU per request);
+`--client requests` runs the requests library instead, for comparison. To show what is left, each
+client process also fetches a static file (study.css) four times a second, next to its participants:
 `floor_p50_ms`/`floor_p99_ms` are the latencies of that request, which does nothing
 in the app, under the same load. `server_cpu_ms_per_request` and
-`client_cpu_ms_per_request` split the CPU the run used; `machine_cpu_busy` is the
-share of all cores busy during the run (this run and anything else on the machine).
+`client_cpu_ms_per_request` split the CPU the run used (`client_cpu_share`: the clients' part of
+the two); `machine_cpu_busy` is the share of all cores busy during the run (this run and anything
+else on the machine).
 
 `--front nginx` runs the stack as production does (benchmarks/nginx_front.py: docs/deploy/nginx.conf
 itself in front): reference images from nginx's cache, the trial images sent by nginx through
@@ -148,8 +149,8 @@ def main() -> None:
     # on a quiet machine 2 x 16 and 4 x 4 give the same tails within the noise (README)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=16, help="threads per gunicorn worker (gthread)")
-    parser.add_argument("--worker-class", choices=("gthread", "sync"), default="gthread",
-                        help="gunicorn's worker model (maco-study serve --worker-class)")
+    parser.add_argument("--worker-class", choices=("gthread", "sync"), default=None,
+                        help="gunicorn's worker model (default: maco-study serve's)")
     parser.add_argument("--think-ms", type=float, default=5000,
                         help="mean time a participant looks at a trial before answering (uniform 0.5x-1.5x)")
     parser.add_argument("--ramp-s", type=float, default=10,
@@ -157,7 +158,7 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=4)
     parser.add_argument("--server-log", default=None, help="append the server's output (errors) to this file")
     parser.add_argument("--client", choices=sorted(TRANSPORTS), default="light",
-                        help="participants' HTTP: light (http.client, study_server/client/light_http.py) or requests")
+                        help="participants' HTTP: light (study_server/client/light_http.py) or requests")
     parser.add_argument("--front", choices=("none", "nginx"), default="none",
                         help="nginx: docs/deploy/nginx.conf in front of the app, as in production (nginx_front.py)")
     args = parser.parse_args()
@@ -230,6 +231,7 @@ def main() -> None:
         "server_cpu_s_per_participant": round((front_cpu_s + app_cpu_s) / args.participants, 3),
         "app_cpu_s_per_participant": round(app_cpu_s / args.participants, 3),
         "client_cpu_ms_per_request": round(client_cpu_s * 1000 / max(1, requests_total), 2),
+        "client_cpu_share": round(client_cpu_s / max(1e-9, client_cpu_s + front_cpu_s + app_cpu_s), 2),
         "machine_cpu_busy": round((busy1[0] - busy0[0]) / (busy1[1] - busy0[1]), 2),
         "load_average_1min": round(os.getloadavg()[0], 2),
         "backend": backend, "front": args.front, "workers": args.workers, "threads": args.threads,

@@ -74,7 +74,7 @@ def finish(ok: bool, folder: Path, keep_logs: bool = False) -> NoReturn:
 
 
 def start_server(bundle: Path, db_url: str, workers: int, threads: int, log: Path | None = None,
-                 env: dict[str, str] | None = None, worker_class: str = "gthread") -> ServerProcess:
+                 env: dict[str, str] | None = None, worker_class: str | None = None) -> ServerProcess:
     """`maco-study serve` (gunicorn) on a free port, once it answers.
 
     Every simulated participant comes from 127.0.0.1, so the per-address limit on creating

@@ -43,12 +43,14 @@ def answers(url: str) -> bool:
 class ServerProcess:
     """`maco-study serve --bundle B --db URL` (gunicorn) on host:port (a free one by default).
 
-    `env` is added to this process's environment; the server's output is appended to `log`
-    (discarded when None), with a line per request if `access_log`. `process` is the gunicorn master (its children are the workers).
+    `worker_class` is serve's --worker-class (None: its default). `env` is added to this process's
+    environment; the server's output is appended to `log` (discarded when None), with a line per
+    request if `access_log`. `process` is the gunicorn master (its children are the workers).
     Stops on stop() or on leaving a with block."""
 
     def __init__(self, bundle: Path | str, db_url: str, *, host: str = "127.0.0.1", port: int | None = None,
-                 workers: int = 1, threads: int = 8, worker_class: str = "gthread", env: dict[str, str] | None = None, log: Path | None = None,
+                 workers: int = 1, threads: int = 8, worker_class: str | None = None, env: dict[str, str] | None = None,
+                 log: Path | None = None,
                  timeout_s: float = START_TIMEOUT_S, access_log: bool = False):
         port = free_port(host) if port is None else port
         self.url = f"http://{host}:{port}"
@@ -56,7 +58,8 @@ class ServerProcess:
         self._log: IO[bytes] | int = subprocess.DEVNULL if log is None else Path(log).open("ab")
         command = [sys.executable, "-c", "from maco_study import main; main()", "serve", "--bundle", str(bundle),
                    "--db", db_url, "--host", host, "--port", str(port), "--workers", str(workers),
-                   "--threads", str(threads), "--worker-class", worker_class] + (["--access-log"] if access_log else [])
+                   "--threads", str(threads)] + (["--access-log"] if access_log else [])
+        command += [] if worker_class is None else ["--worker-class", worker_class]  # None: serve's default
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
                                         env={**os.environ, **(env or {})})
         self._wait_until_up(timeout_s)

@@ -137,3 +137,95 @@ def test_two_servers_on_one_machine_leave_no_shared_control_socket(bundle: Path,
         for server in servers:
             server.stop()
 
+
+
+def test_light_transport_reads_every_framing_a_server_sends() -> None:
+    """LightTransport's own HTTP/1.1 (light_http.py) against a stdlib server: Content-Length,
+    chunked and read-to-close bodies, a 304 without one, cookies set and expired, a redirect
+    followed, a connection the server closes after a reply or while kept alive."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    connections: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            connections.append(1)
+            super().setup()
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            cookie = self.headers.get("Cookie") or ""
+            if self.path == "/chunked":
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n")
+            elif self.path == "/to-close":  # no length: the body ends with the connection
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"until the end")
+                self.close_connection = True
+            elif self.path == "/not-modified":
+                self.send_response(304)
+                self.send_header("ETag", '"x"')
+                self.end_headers()
+            elif self.path == "/login":
+                self.send_response(302)
+                self.send_header("Location", "/echo")
+                self.send_header("Set-Cookie", "session=abc; Path=/; HttpOnly")
+                self.send_header("Set-Cookie", "other=1; Path=/")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif self.path == "/logout":
+                self._reply(b"bye", ("Set-Cookie", "session=; Max-Age=0; Path=/"), ("Connection", "close"))
+            elif self.path == "/drop":  # a kept-alive connection the server closes while idle
+                self._reply(b"dropping")
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+            else:
+                self._reply(f"cookies: {cookie}".encode())
+
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            self._reply(body, ("Content-Type", self.headers.get("Content-Type", "")))
+
+        def _reply(self, body: bytes, *headers: tuple[str, str]) -> None:
+            self.send_response(200)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        http = LightTransport(f"http://127.0.0.1:{server.server_port}")
+        assert http.request("GET", "/chunked").content == b"hello, world"
+        assert http.request("GET", "/echo").text == "cookies: "  # the same connection after trailers
+        assert len(connections) == 1
+        reply = http.request("GET", "/not-modified")
+        assert (reply.status_code, reply.content, reply.headers.get("etag")) == (304, b"", '"x"')
+        followed = http.request("GET", "/login", follow_redirects=True)
+        assert followed.text == "cookies: session=abc; other=1" and http.cookies == {"session": "abc", "other": "1"}
+        assert http.request("GET", "/login").headers.get("Location") == "/echo"  # not followed unless asked
+        posted = http.request("POST", "/echo", json={"a": [1, "é"]})
+        assert posted.json() == {"a": [1, "é"]} and posted.headers.get("content-type") == "application/json"
+        assert len(connections) == 1
+        assert http.request("GET", "/logout").text == "bye" and http.cookies == {"other": "1"}
+        assert http.request("GET", "/to-close").content == b"until the end"  # after Connection: close, anew
+        assert http.request("GET", "/drop").text == "dropping"
+        assert http.request("GET", "/echo").text == "cookies: other=1"
+        assert len(connections) == 4  # anew after /logout, /to-close and /drop
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(TransportError):
+        LightTransport(f"http://127.0.0.1:{server.server_port}").request("GET", "/", timeout=2)
