@@ -229,3 +229,18 @@ def test_light_transport_reads_every_framing_a_server_sends() -> None:
         server.server_close()
     with pytest.raises(TransportError):
         LightTransport(f"http://127.0.0.1:{server.server_port}").request("GET", "/", timeout=2)
+
+
+@pytest.mark.parametrize("worker_class, connection", [(None, "keep-alive"), ("sync", "close")])
+def test_serve_runs_the_worker_class_asked_for(bundle: Path, tmp_path: Path, worker_class: str | None,
+                                               connection: str) -> None:
+    """`serve --worker-class sync` runs sync workers (one request per connection), although --threads
+    defaults to 4, with which gunicorn would silently run gthread; the default keeps connections."""
+    server = ServerProcess(bundle, f"sqlite:///{tmp_path / 'study.db'}", threads=4, worker_class=worker_class,
+                           env={"MACO_SECRET_KEY": "k" * 64}, log=tmp_path / "server.log", timeout_s=60)
+    try:
+        reply = LightTransport(server.url).request("GET", "/")
+        assert reply.status_code == 200
+        assert (reply.headers.get("Connection") or "keep-alive").lower() == connection
+    finally:
+        server.stop()
