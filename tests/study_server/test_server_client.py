@@ -148,6 +148,7 @@ def test_light_transport_reads_every_framing_a_server_sends() -> None:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     connections: list[int] = []
+    dropped = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -189,6 +190,7 @@ def test_light_transport_reads_every_framing_a_server_sends() -> None:
                 self.wfile.flush()
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
+                dropped.set()
             else:
                 self._reply(f"cookies: {cookie}".encode())
 
@@ -222,6 +224,7 @@ def test_light_transport_reads_every_framing_a_server_sends() -> None:
         assert http.request("GET", "/logout").text == "bye" and http.cookies == {"other": "1"}
         assert http.request("GET", "/to-close").content == b"until the end"  # after Connection: close, anew
         assert http.request("GET", "/drop").text == "dropping"
+        dropped.wait()  # the close has reached the client's socket: the transport sees it and reconnects
         assert http.request("GET", "/echo").text == "cookies: other=1"
         assert len(connections) == 4  # anew after /logout, /to-close and /drop
     finally:
