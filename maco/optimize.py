@@ -131,35 +131,40 @@ def _optimize(
     """
     units = len(objectives)
     layers = sorted({layer for objective in objectives for layer in objective.layers})
-    history = torch.zeros(steps, units, device=parameters.device)
+    history = []  # one (units,) tensor per step, stacked at the end: no copy per step
     logit_units = logit_index(objectives, model)
     maximise = torch.full((units,), -1.0, device=parameters.device)
     transparency = None
+
+    def add_to_transparency(grad: torch.Tensor) -> None:
+        # read in a hook: ``retain_grad`` would keep a copy of the image's gradient every step
+        nonlocal transparency
+        magnitude = grad.abs().sum(dim=1)  # not linalg.vector_norm(ord=1): 96 ms a step here
+        transparency = magnitude if transparency is None else transparency.add_(magnitude)
+
     with capture(model.net, layers) as store:
         bar = tqdm(range(steps), desc=description, unit="step", disable=not progress)
         for step in bar:
             image = render(parameters)
             if track_transparency:
-                image.retain_grad()
+                image.register_hook(add_to_transparency)
             batch = augment(image)
             logits = model(batch)  # fills ``store`` through the hooks: read it only after the call
             activations = {**store, LOGITS: logits}
             values = objective_values(objectives, activations, logit_units)
             optimizer.zero_grad(set_to_none=True)
             values.backward(maximise.to(values.dtype))  # the gradient of -sum(values)
-            if track_transparency:
-                magnitude = image.grad.abs().sum(dim=1)  # not linalg.vector_norm(ord=1): 96 ms a step here
-                transparency = magnitude if transparency is None else transparency + magnitude
             optimizer.step()
             if schedule is not None:
                 schedule.step()
-            history[step] = values.detach()
+            history.append(values.detach())
             if callback is not None:
-                callback(step, parameters, values.detach())
+                callback(step, parameters, history[-1])
             if progress and (step % 16 == 0 or step == steps - 1):
-                bar.set_postfix(objective=f"{history[step].mean().item():.3f}")
+                bar.set_postfix(objective=f"{history[-1].mean().item():.3f}")
     with torch.no_grad():
         final = render(parameters)
+    history = torch.stack(history) if history else torch.zeros(0, units, device=parameters.device)
     return final, transparency, history
 
 

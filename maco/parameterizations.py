@@ -123,8 +123,11 @@ def _spectral_image(phase, carrier, magnitude, layout, energy):  # noqa: ANN001,
     odd = layout.odd(phase)
     radius = magnitude * scale
     radius[..., 0, 0] = dc * scale.view(-1, 1)  # the DC phase is 0 after ``odd``: DC's real part is this
-    # not torch.polar: its backward goes through sgn(result), wrong for DC's negative radius and zero bins
-    spectrum = torch.complex(radius * torch.cos(odd), radius * torch.sin(odd))
+    if radius.requires_grad or odd.requires_grad:
+        # not torch.polar: its backward goes through sgn(result), wrong for DC's negative radius and zero bins
+        spectrum = torch.complex(radius * torch.cos(odd), radius * torch.sin(odd))
+    else:  # the same sums in one pass (``_FixedMagnitudeImage`` writes its own backward)
+        spectrum = torch.polar(radius, odd)
     x = torch.fft.irfft2(spectrum, s=(layout.height, layout.width))
     return x, (phase, centred, spread, dc, scale, spectrum)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
@@ -77,6 +78,12 @@ def whole_image_boxes(units: int, height: int, width: int, device: torch.device 
     return boxes
 
 
+@functools.lru_cache(maxsize=16)
+def _extent(width: int, height: int, device: torch.device) -> torch.Tensor:
+    """(width, height) as a tensor on ``device``, made once."""
+    return torch.tensor([width, height], dtype=torch.float32, device=device)
+
+
 def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """Crop every box out of its image and resize it to ``size`` x ``size``, antialiased.
 
@@ -86,36 +93,46 @@ def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int) -> tor
     separable form (two batched matrix products for all crops at once,
     multi-threaded); both agree to float rounding (tests/maco/test_maco_crops.py).
     The separable form is also the deterministic one, used on every device under
-    ``torch.use_deterministic_algorithms`` (it reads the windows' extent on the
-    host: one device sync per step).
+    ``torch.use_deterministic_algorithms``. Its sampling weights and window
+    indices are a few kilobytes computed on the host (``separable_sampling``),
+    instead of some fifty small device operators and two device syncs per
+    step. The result may be a non-contiguous view (its channels are the third
+    axis in memory); ``uniform_noise`` gives it back contiguous.
     """
-    boxes = boxes.to(images)
     # roi_align's CUDA backward accumulates with atomics: not deterministic
     if images.device.type != "cpu" and not torch.are_deterministic_algorithms_enabled():
-        return roi_align(images, boxes, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
-    height, width = images.shape[-2:]
-    # aligned=True: pixel centres sit at integer coordinates, so box edges move by half a pixel;
-    # columns (x) and rows (y) of every crop in one call
-    first, weights = axis_weights(boxes[:, 1:3] - 0.5, boxes[:, 3:] - boxes[:, 1:3], size,
-                                  _extent(width, height, images.device))
-    cols, rows = weights[:, 0, :, :min(weights.shape[-1], width)], weights[:, 1, :, :min(weights.shape[-1], height)]
-    # (crop, channel, window row, window column) indices of every crop's window in ``images``
-    offsets = torch.arange(weights.shape[-1], device=images.device)
-    window = (boxes[:, 0].long().view(-1, 1, 1, 1), torch.arange(images.shape[1], device=images.device).view(1, -1, 1, 1),
-              (first[:, 1:] + offsets[:rows.shape[-1]]).unsqueeze(1).unsqueeze(-1),
-              (first[:, :1] + offsets[:cols.shape[-1]]).unsqueeze(1).unsqueeze(1))
+        return roi_align(images, boxes.to(images), output_size=size, spatial_scale=1.0, sampling_ratio=-1,
+                         aligned=True)
+    window, rows, cols = separable_sampling(boxes.detach().cpu().float().numpy(), images.shape, size)
+    window = tuple(torch.from_numpy(index).to(images.device) for index in window)
+    rows, cols = (torch.from_numpy(weights).to(images) for weights in (rows, cols))
     return _SeparableCrops.apply(images, window, rows, cols)
 
 
-@functools.lru_cache(maxsize=16)
-def _extent(width: int, height: int, device: torch.device) -> torch.Tensor:
-    """(width, height) as a tensor on ``device``, made once."""
-    return torch.tensor([width, height], dtype=torch.float32, device=device)
+def separable_sampling(
+    boxes: np.ndarray, shape: torch.Size, size: int
+) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+    """What ``_SeparableCrops`` needs for ``boxes`` (roi_align rows, float32 as roi_align's own arithmetic) on images of ``shape``.
+
+    Returns the (crop, channel, row, column) index arrays that gather every
+    crop's window, shaped to broadcast to (crop, window row, channel, window column), and the row and
+    column weights, (crops, size, window) each, float32.
+    """
+    channels, height, width = shape[1:]
+    # aligned=True: pixel centres sit at integer coordinates, so box edges move by half a pixel
+    first, weights = axis_weights(boxes[:, 1:3] - 0.5, boxes[:, 3:] - boxes[:, 1:3], size, np.array([width, height], np.float32))
+    cols, rows = weights[:, 0, :, :min(weights.shape[-1], width)], weights[:, 1, :, :min(weights.shape[-1], height)]
+    count = len(boxes)
+    window = (boxes[:, 0].astype(np.int64).reshape(count, 1, 1, 1),
+              np.arange(channels).reshape(1, 1, channels, 1),
+              (first[:, 1:] + np.arange(rows.shape[-1])).reshape(count, -1, 1, 1),
+              (first[:, :1] + np.arange(cols.shape[-1])).reshape(count, 1, 1, -1))
+    return window, np.ascontiguousarray(rows, np.float32), np.ascontiguousarray(cols, np.float32)
 
 
 def axis_weights(
-    start: torch.Tensor, length: torch.Tensor, out_size: int, in_size: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+    start: np.ndarray, length: np.ndarray, out_size: int, in_size: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """roi_align's sampling along one axis, as one (out_size, window) weight matrix per crop and axis.
 
     roi_align averages a grid of ceil(length / out_size) bilinear samples per
@@ -127,63 +144,76 @@ def axis_weights(
     broadcast to it. Returns the windows' first index and the weights
     (*shape, out_size, window), zero beyond each crop's samples.
     """
-    extent = in_size.unsqueeze(-1).unsqueeze(-1)
-    start, length = start.unsqueeze(-1).unsqueeze(-1), length.unsqueeze(-1).unsqueeze(-1)
+    extent = in_size[..., None, None]
+    start, length = start[..., None, None], length[..., None, None]
     bin_size = length / out_size
-    grid = torch.ceil(bin_size).clamp_(min=1)
-    pixel = torch.arange(out_size, dtype=start.dtype, device=start.device).unsqueeze(-1)
-    sample = torch.arange(int(grid.max()), dtype=start.dtype, device=start.device)
+    grid = np.maximum(np.ceil(bin_size), 1)
+    pixel = np.arange(out_size, dtype=start.dtype)[:, None]
+    sample = np.arange(int(grid.max()), dtype=start.dtype)
     coord = start + pixel * bin_size + (sample + 0.5) * bin_size / grid
     # roi_align's bilinear_interpolate: samples beyond one pixel outside are zero,
     # the others are clamped to the border
     valid = (sample < grid) & (coord >= -1) & (coord <= extent)
     last = extent - 1
-    low = torch.minimum(coord.clamp_(min=0).floor(), last)
+    low = np.minimum(np.floor(np.maximum(coord, 0)), last)
     at_border = low >= last
-    high = torch.where(at_border, low, low + 1)
-    frac = torch.where(at_border, 0, coord - low)
-    first = torch.where(valid, low, extent).amin(dim=(-2, -1))
-    window = int((torch.where(valid, high, -1).amax(dim=(-2, -1)) - first).max()) + 1
-    first = torch.minimum(first, (in_size - window).clamp_(min=0)).long()
+    high = np.where(at_border, low, low + 1)
+    frac = np.where(at_border, 0, np.maximum(coord, 0) - low)
+    first = np.where(valid, low, extent).min(axis=(-2, -1))
+    window = int((np.where(valid, high, -1).max(axis=(-2, -1)) - first).max()) + 1
+    first = np.minimum(first, np.maximum(in_size - window, 0)).astype(np.int64)
     scale = valid / grid
-    weights = torch.zeros(*first.shape, out_size, window, dtype=start.dtype, device=start.device)
+    weights = np.zeros((*first.shape, out_size, window), start.dtype)
+    # one row of weights per output pixel: add each sample's two taps at their place in the window
+    targets = weights.reshape(-1, window)
+    rows = np.broadcast_to(np.arange(targets.shape[0]).reshape(*first.shape, out_size, 1), coord.shape)
     for index, weight in ((low, (1 - frac) * scale), (high, frac * scale)):
-        # invalid samples have zero weight; clamp their indices into the window
-        weights.scatter_add_(-1, (index.long() - first.unsqueeze(-1).unsqueeze(-1)).clamp_(0, window - 1), weight)
+        # invalid samples have zero weight; clip their indices into the window
+        place = np.clip(index.astype(np.int64) - first[..., None, None], 0, window - 1)
+        np.add.at(targets, (rows.reshape(-1), place.reshape(-1)), weight.reshape(-1))
     return first, weights
 
 
 class _SeparableCrops(torch.autograd.Function):
-    """out[n, c] = rows[n] @ images[window[n, c]] @ cols[n].T for all crops in two batched products.
+    """out[n, c] = rows[n] @ images[window][n, :, c] @ cols[n].T for all crops in two batched products.
 
     ``window``: the (crop, channel, row, column) index tensors of every crop's
-    window; the backward adds each window's gradient into one image-sized
+    window, broadcasting to (crop, window row, channel, window column); the gathered windows are laid out rows before
+    channels so that both products run on views, with no broadcast copy of the
+    weights. The backward adds each window's gradient into one image-sized
     buffer, filled once (autograd's own backward of the gather is the same
     accumulating ``index_put_``, with one more copy).
     """
 
     @staticmethod
     def forward(ctx, images, window, rows, cols):  # noqa: ANN001, ANN205
-        crops, channels = images[window], images.shape[1]  # (N, C, window rows, window columns)
-        half = crops.flatten(1, 2) @ cols.transpose(1, 2)  # (N, C x window rows, S)
-        out = rows.unsqueeze(1) @ half.view(len(rows), channels, rows.shape[-1], -1)  # (N, C, S, S)
+        crops = images[window]  # (N, window rows, C, window columns)
+        count, channels = len(rows), crops.shape[2]
+        half = crops.view(count, -1, crops.shape[-1]) @ cols.transpose(1, 2)  # (N, window rows x C, S)
+        out = rows @ half.view(count, rows.shape[-1], -1)  # (N, S, C x S)
         ctx.save_for_backward(rows, cols)
         ctx.layout = (images.shape, window)
-        return out
+        return out.view(count, rows.shape[1], channels, -1).transpose(1, 2)  # (N, C, S, S), a view
 
     @staticmethod
     def backward(ctx, grad_out):  # noqa: ANN001, ANN205
         rows, cols = ctx.saved_tensors
         shape, window = ctx.layout
-        half = rows.transpose(1, 2).unsqueeze(1) @ grad_out  # (N, C, window rows, S)
+        count = len(rows)
+        # (N, C, window rows, S): the one broadcast copy, of the row weights
+        half = rows.transpose(1, 2).unsqueeze(1) @ grad_out
         crops = half.flatten(1, 2) @ cols  # (N, C x window rows, window columns)
-        grad = grad_out.new_zeros(shape).index_put_(window, crops.view(*half.shape[:3], -1), accumulate=True)
-        return grad, None, None, None
+        crop, channel, row, column = window
+        images = grad_out.new_zeros(shape).index_put_(
+            (crop, channel.view(1, -1, 1, 1), row.view(count, 1, -1, 1), column), crops.view(*half.shape[:3], -1),
+            accumulate=True)
+        return images, None, None, None
 
 
 def uniform_noise(images: torch.Tensor, amplitude: float, generator: torch.Generator) -> torch.Tensor:
-    noise = torch.empty_like(images).uniform_(-amplitude, amplitude, generator=generator)
-    return images + noise
+    """``images`` + U(-amplitude, amplitude), contiguous whatever the layout of ``images``."""
+    noise = torch.empty(images.shape, dtype=images.dtype, device=images.device)
+    return noise.uniform_(-amplitude, amplitude, generator=generator).add_(images)
 
 
 def lucid_transform_grids(
