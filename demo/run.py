@@ -256,8 +256,11 @@ def run_demo(folder: Path, simulate: int = 0, exit_after: bool = False, host: st
     t0 = time.perf_counter()
     result: dict = {"folder": str(paths.root)}
     if uses_task(paths.config):
-        echo(f"[0/4] the synthetic task: networks in {paths.root / 'networks'}, pool in {paths.root / 'pool'} "
-             "(reused when already there)")
+        from .networks import NETWORKS_DIR
+        from .task import POOL_DIR, SPECTRUM_FILE
+
+        echo(f"[0/4] the synthetic task: networks in {paths.root / NETWORKS_DIR}, pool in {paths.root / POOL_DIR}, "
+             f"MACO's spectrum of the pool in {paths.root / SPECTRUM_FILE} (reused when already there)")
         prepare_task(paths, echo)
         result["task_s"] = round(time.perf_counter() - t0, 1)
     t1 = time.perf_counter()
