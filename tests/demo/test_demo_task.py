@@ -89,9 +89,12 @@ def test_every_pair_differs_clearly(manifest) -> None:  # noqa: ANN001
         assert pair.activation_max - pair.activation_min > MIN_PAIR_DIFFERENCE, pair.id
 
 
-def test_every_unit_passes_the_gate(manifest) -> None:  # noqa: ANN001
+def test_every_unit_passes_the_gate(demo_paths: DemoPaths, manifest) -> None:  # noqa: ANN001
     """Every unit's own logit ranks first on its MACO and Olah references (docs/demo.md: detectors trained on
     faint, soft objects too, and MACO's spectrum measured on the task's pool)."""
+    from demo.task import SPECTRUM_FILE
+
+    assert manifest.provenance["spectrum_sources"] == [f"file:{(demo_paths.root / SPECTRUM_FILE).resolve()}"]
     failing = [(row["unit"], row["condition"], row["own_logit_rank"])
                for row in manifest.provenance["quality"] if not row["passed"]]
     assert not failing
