@@ -18,7 +18,8 @@ from typing import Callable
 
 import torch
 
-from .task import CLASSES, OBJECTS_PER_SCENE, TASK_DESCRIPTION, make_batch, make_scenes
+from .task import (CLASSES, OBJECTS_PER_SCENE, TASK_DESCRIPTION, TRAINING_EDGE_PX, TRAINING_OPACITY, make_batch,
+                   make_scenes)
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Recipe:
 
 
 RECIPES = {
-    "vgg16": Recipe("small_vgg", 200, 3e-3),
+    "vgg16": Recipe("small_vgg", 500, 1.5e-3),
     "resnet50": Recipe("small_resnet", 160, 3e-3),
     "vit_b16": Recipe("small_vit", 400, 1e-3),
 }
@@ -61,6 +62,7 @@ def checkpoint_path(folder: Path, key: str) -> Path:
 def recipe_text(recipe: Recipe) -> str:
     return json.dumps({**asdict(recipe), "training_images": TRAINING_IMAGES, "optimizer": "Adam",
                        "loss": "binary cross-entropy per class", "objects_per_scene": OBJECTS_PER_SCENE,
+                       "object_opacity": TRAINING_OPACITY, "object_edge_px": TRAINING_EDGE_PX,
                        "held_out_per_class": HELD_OUT_PER_CLASS}, sort_keys=True)
 
 

@@ -3,8 +3,10 @@
 Steps, each reusing the packages' own code:
 0. the synthetic task, when the study uses it (the embedded ``study_demo.toml``
    does; ``--random`` writes ``study_demo_random.toml`` instead): three small
-   networks trained on it into ``DIR/networks`` (demo/networks.py) and the pool
-   drawn from it into ``DIR/pool`` (demo/task.py), both reused by the next run;
+   networks trained on it into ``DIR/networks`` (demo/networks.py), the pool
+   drawn from it into ``DIR/pool`` (demo/task.py) and MACO's magnitude
+   spectrum measured on that pool into ``DIR/spectrum.npy``, all reused by the
+   next run;
 1. the bundle: ``stimuli.build`` on the embedded ``study_demo.toml`` (or the
    user's ``--config``) into ``DIR/bundle``. The build is resumable, so a
    second run only checks what is there (seconds) and a stopped build
@@ -117,12 +119,15 @@ def uses_task(config: Path) -> bool:
 
 
 def prepare_task(paths: DemoPaths, echo: Callable[[str], None]) -> dict:
-    """The task's networks (trained or cached) and pool (drawn or reused); a retrained network
-    makes the bundle stale, so it is removed and built again."""
+    """The task's networks (trained or cached), pool (drawn or reused) and MACO spectrum (measured
+    on the pool); a retrained network or a new spectrum makes the bundle stale, so it is removed
+    and built again."""
     import shutil
 
+    from maco.spectra import save_spectrum, spectrum_from_folder
+
     from .networks import NETWORKS_DIR, TrainingError, prepare_networks
-    from .task import POOL_DIR, POOL_PER_CLASS, POOL_SEED, pool_is_current, write_pool
+    from .task import POOL_DIR, POOL_PER_CLASS, POOL_SEED, SPECTRUM_FILE, SPECTRUM_SIZE, pool_is_current, write_pool
 
     pool = paths.root / POOL_DIR
     pool_drawn = not pool_is_current(pool, POOL_PER_CLASS)
@@ -132,11 +137,15 @@ def prepare_task(paths: DemoPaths, echo: Callable[[str], None]) -> dict:
         write_pool(partial, POOL_PER_CLASS, POOL_SEED)
         shutil.rmtree(pool, ignore_errors=True)
         partial.replace(pool)
+    spectrum = paths.root / SPECTRUM_FILE
+    spectrum_measured = pool_drawn or not spectrum.is_file()
+    if spectrum_measured:  # what `maco-study spectrum --images pool` writes: MACO's prescription for a new domain
+        save_spectrum(spectrum_from_folder(pool, SPECTRUM_SIZE, progress=False), spectrum)
     try:
         networks = prepare_networks(paths.root / NETWORKS_DIR, echo)
     except TrainingError as exc:
         raise DemoError(str(exc)) from None
-    if (pool_drawn or not all(n.reused for n in networks.values())) and paths.bundle.exists():
+    if (spectrum_measured or not all(n.reused for n in networks.values())) and paths.bundle.exists():
         shutil.rmtree(paths.bundle)
     return networks
 
@@ -247,8 +256,11 @@ def run_demo(folder: Path, simulate: int = 0, exit_after: bool = False, host: st
     t0 = time.perf_counter()
     result: dict = {"folder": str(paths.root)}
     if uses_task(paths.config):
-        echo(f"[0/4] the synthetic task: networks in {paths.root / 'networks'}, pool in {paths.root / 'pool'} "
-             "(reused when already there)")
+        from .networks import NETWORKS_DIR
+        from .task import POOL_DIR, SPECTRUM_FILE
+
+        echo(f"[0/4] the synthetic task: networks in {paths.root / NETWORKS_DIR}, pool in {paths.root / POOL_DIR}, "
+             f"MACO's spectrum of the pool in {paths.root / SPECTRUM_FILE} (reused when already there)")
         prepare_task(paths, echo)
         result["task_s"] = round(time.perf_counter() - t0, 1)
     t1 = time.perf_counter()

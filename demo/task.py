@@ -1,11 +1,16 @@
-"""The demo's synthetic task: six classes a person can name, composed onto scikit-image's photos.
+"""The demo's synthetic task: six coloured shapes a person can name, composed onto scikit-image's photos.
 
 Each class is one shape in one colour (a red disk, a blue square, a green triangle, a yellow ring, a
-magenta cross) or one texture (a black-and-white checkerboard), drawn at a random place and size
-(radius 9-15 px of a 64 px image, colour jittered) onto a random crop of one of scikit-image's
-photos (stimuli.pool's list). The networks are trained on fresh draws (demo/networks.py), and the
-study's pool is drawn from the same generator (``write_pool``): every pool image holds one class
-object, so an occluder on the object and one off it change the unit's activation very differently.
+magenta cross, a cyan diamond), drawn at a random place and size (radius 9-15 px of a 64 px image,
+colour jittered) onto a random crop of one of scikit-image's photos (stimuli.pool's list). The
+networks are trained on scenes drawn once (demo/networks.py), their objects' opacity and edge
+softness varied; the study's pool is drawn from the same generator with crisp, opaque objects
+(``write_pool``): every pool image holds one class object, so an occluder on the object and one off
+it change the unit's activation very differently.
+
+Why no texture class: MACO keeps a natural image's magnitude spectrum and optimises only the phase,
+so it cannot put a periodic texture's energy into one frequency; the demo's earlier checkerboard
+class failed the quality gate on every network in every MACO setting tried (benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from maco.small_networks import INPUT_SIZE
 class TaskClass:
     name: str  # what a person calls it; also the pool's sub-folder
     shape: str
-    colour: tuple[float, float, float]  # RGB in [0, 1]; the checkerboard alternates it with black
+    colour: tuple[float, float, float]  # RGB in [0, 1]
 
 
 CLASSES = (
@@ -33,16 +38,21 @@ CLASSES = (
     TaskClass("green triangle", "triangle", (0.1, 0.75, 0.15)),
     TaskClass("yellow ring", "ring", (0.95, 0.85, 0.1)),
     TaskClass("magenta cross", "cross", (0.9, 0.1, 0.85)),
-    TaskClass("checkerboard", "checker", (1.0, 1.0, 1.0)),
+    TaskClass("cyan diamond", "diamond", (0.1, 0.85, 0.9)),
 )
 RADIUS_PX = (9.0, 15.0)  # the object's half-size, of a 64 px image
 COLOUR_JITTER = 0.08
 OBJECTS_PER_SCENE = (0.2, 0.5, 0.3)  # training scenes' chance of 0, 1, 2 objects (make_scenes)
+# training scenes only (make_scenes): objects 40-100% opaque, their edge a ramp 1-4 px wide
+TRAINING_OPACITY = (0.4, 1.0)
+TRAINING_EDGE_PX = (1.0, 4.0)
 BACKGROUND_SIDE = 96  # photos are resized to this shorter side, then cropped to 64 px at random
 POOL_DIR = "pool"  # in the demo folder; study_demo.toml's pool.source
 # the demo's pool per class: each network's top query.top_k (4) photos of the class may differ, so up to
 # 3 x 4 are excluded from the natural references, which need references.per_trial (9) more
 POOL_PER_CLASS = 21
+SPECTRUM_FILE = "spectrum.npy"  # in the demo folder; study_demo.toml's references.spectrum, measured on the pool
+SPECTRUM_SIZE = 128  # the demo study's references.maco.size (MACO resizes a spectrum to any other)
 POOL_SEED = 1  # the training bank draws from seed 0 (demo/networks.py): the pool holds other images
 TASK_DESCRIPTION = (f"a synthetic task: {len(CLASSES)} classes ({', '.join(c.name for c in CLASSES)}) drawn "
                     "onto random crops of scikit-image's photos")
@@ -76,8 +86,10 @@ def _signed_distance(shape: str, dx: torch.Tensor, dy: torch.Tensor) -> torch.Te
     """Roughly the distance to the shape's edge in units of the radius; negative inside."""
     if shape == "disk":
         return torch.sqrt(dx ** 2 + dy ** 2) - 1
-    if shape in ("square", "checker"):
+    if shape == "square":
         return torch.maximum(dx.abs(), dy.abs()) - 0.85
+    if shape == "diamond":
+        return (dx.abs() + dy.abs()) / 1.2 - 1
     if shape == "triangle":  # pointing up: apex at dy = -1, base at dy = 0.75
         return torch.maximum(dy - 0.75, dx.abs() - (dy + 1) * 0.62)
     if shape == "ring":
@@ -97,10 +109,13 @@ def photo_crops(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
-def draw_objects(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def draw_objects(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
+                 opacity: tuple[float, float] = (1.0, 1.0), edge_px: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
     """``images`` with one object of class ``labels[i]`` drawn at a random place and size in image i
-    (none where the label is -1)."""
+    (none where the label is -1), its opacity and the width of its edge's ramp drawn from the ranges."""
     n, size = len(labels), images.shape[-1]
+    alpha_max = _uniform(n, *opacity, generator)
+    edge = _uniform(n, *edge_px, generator)
     radius = _uniform(n, *RADIUS_PX, generator)
     cx = _uniform(n, 0, 1, generator) * (size - 2 * radius) + radius
     cy = _uniform(n, 0, 1, generator) * (size - 2 * radius) + radius
@@ -114,11 +129,9 @@ def draw_objects(images: torch.Tensor, labels: torch.Tensor, generator: torch.Ge
         if not chosen.any():
             continue
         distance = _signed_distance(task_class.shape, dx[chosen], dy[chosen])
-        alpha = (0.5 - distance * radius[chosen, None, None]).clamp(0, 1)[:, None]  # one pixel of anti-aliasing
+        ramp = (0.5 - distance * radius[chosen, None, None] / edge[chosen, None, None]).clamp(0, 1)
+        alpha = (ramp * alpha_max[chosen, None, None])[:, None]
         colour = (torch.tensor(task_class.colour)[None] + jitter[chosen]).clamp(0, 1)[:, :, None, None]
-        if task_class.shape == "checker":  # 5 x 5 cells across the square
-            cells = (torch.floor(dx[chosen] * 2.5 / 0.85) + torch.floor(dy[chosen] * 2.5 / 0.85)) % 2
-            colour = colour * cells[:, None]
         images[chosen] = images[chosen] * (1 - alpha) + colour * alpha
     return images
 
@@ -130,13 +143,18 @@ def make_batch(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor
 
 def make_scenes(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, 3, 64, 64) training images with 0, 1 or 2 objects (``OBJECTS_PER_SCENE``) and their (n, classes)
-    0/1 targets: a network trained on them learns each class as a detector of its own."""
+    0/1 targets: a network trained on them learns each class as a detector of its own.
+
+    Objects are drawn faint and soft as well as crisp (``TRAINING_OPACITY``, ``TRAINING_EDGE_PX``):
+    trained on crisp ones only, the detectors answered only to flat, saturated, sharp-edged shapes,
+    which MACO's low-contrast images (fixed natural magnitude) never reach, so half of its
+    references left their unit's logit below another class's (docs/demo.md)."""
     images = photo_crops(n, generator)
     targets = torch.zeros(n, len(CLASSES))
     counts = torch.multinomial(torch.tensor(OBJECTS_PER_SCENE), n, replacement=True, generator=generator)
     for k in range(len(OBJECTS_PER_SCENE) - 1):
         labels = torch.where(counts > k, torch.randint(len(CLASSES), (n,), generator=generator), -1)
-        images = draw_objects(images, labels, generator)
+        images = draw_objects(images, labels, generator, TRAINING_OPACITY, TRAINING_EDGE_PX)
         drawn = labels >= 0
         targets[torch.nonzero(drawn).flatten(), labels[drawn]] = 1
     return images, targets
