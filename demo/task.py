@@ -40,12 +40,16 @@ CLASSES = (
     TaskClass("magenta cross", "cross", (0.9, 0.1, 0.85)),
     TaskClass("cyan diamond", "diamond", (0.1, 0.85, 0.9)),
 )
+CLASS_COLOURS = torch.tensor([c.colour for c in CLASSES])
 RADIUS_PX = (9.0, 15.0)  # the object's half-size, of a 64 px image
 COLOUR_JITTER = 0.08
 OBJECTS_PER_SCENE = (0.2, 0.5, 0.3)  # training scenes' chance of 0, 1, 2 objects (make_scenes)
 # training scenes only (make_scenes): objects 40-100% opaque, their edge a ramp 1-4 px wide
 TRAINING_OPACITY = (0.4, 1.0)
 TRAINING_EDGE_PX = (1.0, 4.0)
+# training scenes only: the chance that an object takes its class's colour, else a random colour, so that
+# colour alone does not tell the classes apart and the detectors learn the shape too (docs/demo.md)
+TRAINING_OWN_COLOUR = 0.5
 BACKGROUND_SIDE = 96  # photos are resized to this shorter side, then cropped to 64 px at random
 POOL_DIR = "pool"  # in the demo folder; study_demo.toml's pool.source
 # the demo's pool per class: each network's top query.top_k (4) photos of the class may differ, so up to
@@ -110,9 +114,11 @@ def photo_crops(n: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def draw_objects(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
-                 opacity: tuple[float, float] = (1.0, 1.0), edge_px: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
+                 opacity: tuple[float, float] = (1.0, 1.0), edge_px: tuple[float, float] = (1.0, 1.0),
+                 colours: torch.Tensor | None = None) -> torch.Tensor:
     """``images`` with one object of class ``labels[i]`` drawn at a random place and size in image i
-    (none where the label is -1), its opacity and the width of its edge's ramp drawn from the ranges."""
+    (none where the label is -1), its opacity and the width of its edge's ramp drawn from the ranges,
+    in its class's colour or ``colours[i]`` (an (n, 3) RGB in [0, 1]), jittered."""
     n, size = len(labels), images.shape[-1]
     alpha_max = _uniform(n, *opacity, generator)
     edge = _uniform(n, *edge_px, generator)
@@ -131,7 +137,8 @@ def draw_objects(images: torch.Tensor, labels: torch.Tensor, generator: torch.Ge
         distance = _signed_distance(task_class.shape, dx[chosen], dy[chosen])
         ramp = (0.5 - distance * radius[chosen, None, None] / edge[chosen, None, None]).clamp(0, 1)
         alpha = (ramp * alpha_max[chosen, None, None])[:, None]
-        colour = (torch.tensor(task_class.colour)[None] + jitter[chosen]).clamp(0, 1)[:, :, None, None]
+        base = torch.tensor(task_class.colour)[None] if colours is None else colours[chosen]
+        colour = (base + jitter[chosen]).clamp(0, 1)[:, :, None, None]
         images[chosen] = images[chosen] * (1 - alpha) + colour * alpha
     return images
 
@@ -141,9 +148,12 @@ def make_batch(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return draw_objects(photo_crops(len(labels), generator), labels, generator)
 
 
-def make_scenes(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def make_scenes(n: int, generator: torch.Generator,
+                own_colour: float = TRAINING_OWN_COLOUR) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, 3, 64, 64) training images with 0, 1 or 2 objects (``OBJECTS_PER_SCENE``) and their (n, classes)
-    0/1 targets: a network trained on them learns each class as a detector of its own.
+    0/1 targets: a network trained on them learns each class as a detector of its own. An object takes
+    its class's colour with chance ``own_colour``, else a uniformly random one (0: the shape alone
+    tells the classes apart, demo/shape_judge.py).
 
     Objects are drawn faint and soft as well as crisp (``TRAINING_OPACITY``, ``TRAINING_EDGE_PX``):
     trained on crisp ones only, the detectors answered only to flat, saturated, sharp-edged shapes,
@@ -154,7 +164,9 @@ def make_scenes(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch
     counts = torch.multinomial(torch.tensor(OBJECTS_PER_SCENE), n, replacement=True, generator=generator)
     for k in range(len(OBJECTS_PER_SCENE) - 1):
         labels = torch.where(counts > k, torch.randint(len(CLASSES), (n,), generator=generator), -1)
-        images = draw_objects(images, labels, generator, TRAINING_OPACITY, TRAINING_EDGE_PX)
+        own = torch.rand(n, generator=generator) < own_colour
+        colours = torch.where(own[:, None], CLASS_COLOURS[labels.clamp(min=0)], torch.rand(n, 3, generator=generator))
+        images = draw_objects(images, labels, generator, TRAINING_OPACITY, TRAINING_EDGE_PX, colours)
         drawn = labels >= 0
         targets[torch.nonzero(drawn).flatten(), labels[drawn]] = 1
     return images, targets
