@@ -19,7 +19,7 @@ from PIL import Image
 from maco.small_networks import INPUT_SIZE
 
 from .networks import Recipe, new_model, train_detectors
-from .task import CLASSES, draw_objects, make_scenes, photo_crops
+from .task import CLASS_COLOURS, CLASSES, draw_objects, make_scenes, photo_crops
 
 JUDGE = Recipe("small_resnet", 600, 3e-3, seed=7)
 JUDGE_IMAGES = 2400
@@ -29,7 +29,7 @@ JUDGE_SEED = 7  # its scenes: neither the demo's training bank (0) nor its pool 
 @dataclass
 class Judge:
     model: object  # maco.models.Model
-    accuracy: float  # held-out, single objects in random colours
+    accuracy: float  # held-out: single objects, each in one of the classes' colours at random
 
     def shapes(self, images: torch.Tensor) -> torch.Tensor:
         """The class index whose shape each (N, 3, 64, 64) image in [0, 1] shows."""
@@ -38,13 +38,13 @@ class Judge:
 
 
 def train_judge(held_out_per_class: int = 50) -> Judge:
-    """The judge, trained in about 20 s on 2 cores; its accuracy is on fresh random-colour objects."""
+    """The judge, trained in about 20 s on 2 cores; its accuracy is on fresh objects in random class colours."""
     generator = torch.Generator().manual_seed(JUDGE_SEED)
     model = new_model(JUDGE)
     train_detectors(model, make_scenes(JUDGE_IMAGES, generator, own_colour=0.0), JUDGE)
     labels = torch.arange(len(CLASSES)).repeat(held_out_per_class)
     images = draw_objects(photo_crops(len(labels), generator), labels, generator,
-                          colours=torch.rand(len(labels), 3, generator=generator))
+                          colours=CLASS_COLOURS[torch.randint(len(CLASSES), (len(labels),), generator=generator)])
     judge = Judge(model, 0.0)
     judge.accuracy = (judge.shapes(images) == labels).float().mean().item()
     return judge
