@@ -86,7 +86,7 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> tor
     return low + (high - low) * torch.rand(n, generator=generator)
 
 
-def _signed_distance(shape: str, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+def signed_distance(shape: str, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     """Roughly the distance to the shape's edge in units of the radius; negative inside."""
     if shape == "disk":
         return torch.sqrt(dx ** 2 + dy ** 2) - 1
@@ -134,7 +134,7 @@ def draw_objects(images: torch.Tensor, labels: torch.Tensor, generator: torch.Ge
         chosen = labels == index
         if not chosen.any():
             continue
-        distance = _signed_distance(task_class.shape, dx[chosen], dy[chosen])
+        distance = signed_distance(task_class.shape, dx[chosen], dy[chosen])
         ramp = (0.5 - distance * radius[chosen, None, None] / edge[chosen, None, None]).clamp(0, 1)
         alpha = (ramp * alpha_max[chosen, None, None])[:, None]
         base = torch.tensor(task_class.colour)[None] if colours is None else colours[chosen]

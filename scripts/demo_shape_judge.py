@@ -1,11 +1,11 @@
-"""How many of a bundle's MACO and Olah references show their class's shape, by a colour-blind judge.
+"""How many of a bundle's MACO and Olah references show their class's shape, by ``demo.shape_judge``.
 
     python scripts/demo_shape_judge.py --bundle before=maco-demo-old/bundle --bundle after=maco-demo/bundle
 
-Trains ``demo.shape_judge``'s judge (about 20 s on 2 cores; it sees shapes, not colours), checks it
-on the first bundle's pool photos, then per bundle, network and method prints how many references
-the judge sees as their unit's class's shape (chance: 1 in 6) and what it sees on each unit. The
-last line is one JSON object: the fractions per bundle and method, and after / before.
+Checks the judge on the first bundle's pool photos (the demo folder's ``pool``), then per bundle,
+network and method prints how many references the judge sees as their unit's class's shape (a
+shapeless blob counts for the disk only: 1 unit in 6) and what it sees on each unit. The last line
+is one JSON object: the fractions per bundle and method, and after / before.
 """
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from demo.shape_judge import load_images, shape_scores, train_judge
+import torch
+
+from demo.shape_judge import judge_shapes, load_images, shape_scores
 from demo.task import CLASSES
 
 
@@ -27,16 +29,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=labelled, action="append", required=True, help="[LABEL=]BUNDLE, repeatable")
     args = parser.parse_args()
-    judge = train_judge()
-    print(f"judge: {judge.accuracy:.1%} held-out (objects in random class colours)")
+    result: dict[str, dict[str, float]] = {}
     pool = args.bundle[0][1].parent / "pool"
     if pool.is_dir():  # the demo's pool: crisp objects in their classes' colours
         files = [(index, path) for index, c in enumerate(CLASSES) for path in sorted(pool.glob(f"{c.name.replace(' ', '_')}/*.png"))]
-        seen = judge.shapes(load_images([p for _, p in files])).tolist()
-        print(f"judge on the pool: {sum(s == i for (i, _), s in zip(files, seen))} of {len(files)} photos' shapes")
-    result: dict[str, dict[str, float]] = {}
+        classes = torch.tensor([i for i, _ in files])
+        seen = judge_shapes(load_images([p for _, p in files]), classes)
+        result["pool"] = {"judge_accuracy": round((seen == classes).float().mean().item(), 3)}
+        print(f"judge on the pool: {(seen == classes).sum()} of {len(files)} photos' shapes")
     for label, bundle in args.bundle:
-        rows = shape_scores(bundle, judge)
+        rows = shape_scores(bundle)
         totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         print(f"\n{label} ({bundle})")
         for network in sorted({r["network"] for r in rows}):
@@ -54,7 +56,7 @@ def main() -> None:
     if len(args.bundle) == 2:
         (before, _), (after, _) = args.bundle
         result["after_over_before"] = {c: round(result[after][c] / max(result[before][c], 1e-9), 2) for c in result[after]}
-    print(json.dumps({"judge_accuracy": round(judge.accuracy, 3), **result}))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
