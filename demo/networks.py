@@ -18,8 +18,8 @@ from typing import Callable
 
 import torch
 
-from .task import (CLASSES, OBJECTS_PER_SCENE, TASK_DESCRIPTION, TRAINING_EDGE_PX, TRAINING_OPACITY,
-                   TRAINING_OWN_COLOUR, make_batch, make_scenes)
+from .task import (CLASSES, OBJECTS_PER_SCENE, TASK_DESCRIPTION, TRAINING_EDGE_PX, TRAINING_OPACITY, make_batch,
+                   make_scenes)
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,6 @@ def recipe_text(recipe: Recipe) -> str:
     return json.dumps({**asdict(recipe), "training_images": TRAINING_IMAGES, "optimizer": "Adam",
                        "loss": "binary cross-entropy per class", "objects_per_scene": OBJECTS_PER_SCENE,
                        "object_opacity": TRAINING_OPACITY, "object_edge_px": TRAINING_EDGE_PX,
-                       "object_own_colour": TRAINING_OWN_COLOUR,
                        "held_out_per_class": HELD_OUT_PER_CLASS}, sort_keys=True)
 
 
@@ -97,26 +96,19 @@ def train_detectors(model, bank: tuple[torch.Tensor, torch.Tensor], recipe: Reci
     return (predictions == labels).float().mean().item()
 
 
-def new_model(recipe: Recipe):  # noqa: ANN201 - maco.models.Model
-    """The recipe's network with its seeded initial weights, one output per class."""
+def train_network(key: str, recipe: Recipe, bank: tuple[torch.Tensor, torch.Tensor], path: Path) -> TrainedNetwork:
     import timm
+    from safetensors.torch import save_file
 
     from maco.models import Model
     from maco.small_networks import DATA_CONFIG
 
+    start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         net = timm.create_model(recipe.model, num_classes=len(CLASSES))
-    return Model(net=net, name=recipe.model, input_size=DATA_CONFIG["input_size"][-1], mean=DATA_CONFIG["mean"],
-                 std=DATA_CONFIG["std"], weights="trained here", num_classes=len(CLASSES))
-
-
-def train_network(key: str, recipe: Recipe, bank: tuple[torch.Tensor, torch.Tensor], path: Path) -> TrainedNetwork:
-    from safetensors.torch import save_file
-
-    start = time.perf_counter()
-    model = new_model(recipe)
-    net = model.net
+    model = Model(net=net, name=recipe.model, input_size=DATA_CONFIG["input_size"][-1], mean=DATA_CONFIG["mean"],
+                  std=DATA_CONFIG["std"], weights="trained here", num_classes=len(CLASSES))
     accuracy = train_detectors(model, bank, recipe)
     seconds = time.perf_counter() - start
     if accuracy < MIN_ACCURACY:

@@ -47,9 +47,6 @@ OBJECTS_PER_SCENE = (0.2, 0.5, 0.3)  # training scenes' chance of 0, 1, 2 object
 # training scenes only (make_scenes): objects 40-100% opaque, their edge a ramp 1-4 px wide
 TRAINING_OPACITY = (0.4, 1.0)
 TRAINING_EDGE_PX = (1.0, 4.0)
-# training scenes only: the chance that an object takes its class's colour, else one of the six classes' colours
-# at random, so that colour alone does not tell the classes apart and the detectors learn the shape too (docs/demo.md)
-TRAINING_OWN_COLOUR = 0.5
 BACKGROUND_SIDE = 96  # photos are resized to this shorter side, then cropped to 64 px at random
 POOL_DIR = "pool"  # in the demo folder; study_demo.toml's pool.source
 # the demo's pool per class: each network's top query.top_k (4) photos of the class may differ, so up to
@@ -148,18 +145,9 @@ def make_batch(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return draw_objects(photo_crops(len(labels), generator), labels, generator)
 
 
-def colour_classes(labels: torch.Tensor, own_colour: float, generator: torch.Generator) -> torch.Tensor:
-    """Whose colour each object takes: its own class's with chance ``own_colour``, else any class's at random."""
-    own = torch.rand(len(labels), generator=generator) < own_colour
-    return torch.where(own, labels, torch.randint(len(CLASSES), (len(labels),), generator=generator))
-
-
-def make_scenes(n: int, generator: torch.Generator,
-                own_colour: float = TRAINING_OWN_COLOUR) -> tuple[torch.Tensor, torch.Tensor]:
+def make_scenes(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, 3, 64, 64) training images with 0, 1 or 2 objects (``OBJECTS_PER_SCENE``) and their (n, classes)
-    0/1 targets: a network trained on them learns each class as a detector of its own. An object takes
-    its class's colour with chance ``own_colour``, else one of the classes' colours at random (0: the
-    colour says nothing of the class, only the shape does: demo/shape_judge.py).
+    0/1 targets: a network trained on them learns each class as a detector of its own.
 
     Objects are drawn faint and soft as well as crisp (``TRAINING_OPACITY``, ``TRAINING_EDGE_PX``):
     trained on crisp ones only, the detectors answered only to flat, saturated, sharp-edged shapes,
@@ -170,8 +158,7 @@ def make_scenes(n: int, generator: torch.Generator,
     counts = torch.multinomial(torch.tensor(OBJECTS_PER_SCENE), n, replacement=True, generator=generator)
     for k in range(len(OBJECTS_PER_SCENE) - 1):
         labels = torch.where(counts > k, torch.randint(len(CLASSES), (n,), generator=generator), -1)
-        colours = CLASS_COLOURS[colour_classes(labels.clamp(min=0), own_colour, generator)]
-        images = draw_objects(images, labels, generator, TRAINING_OPACITY, TRAINING_EDGE_PX, colours)
+        images = draw_objects(images, labels, generator, TRAINING_OPACITY, TRAINING_EDGE_PX)
         drawn = labels >= 0
         targets[torch.nonzero(drawn).flatten(), labels[drawn]] = 1
     return images, targets

@@ -4,7 +4,7 @@ from __future__ import annotations
 import timm
 import torch
 
-from demo.task import CLASS_COLOURS, CLASSES, OBJECTS_PER_SCENE, colour_classes, draw_objects, make_scenes, photo_crops
+from demo.task import CLASS_COLOURS, CLASSES, OBJECTS_PER_SCENE, draw_objects, make_scenes, photo_crops
 
 
 def test_scenes_hold_zero_one_or_two_objects_and_their_targets_say_which() -> None:
@@ -37,8 +37,8 @@ def test_the_plain_cnn_has_no_relu() -> None:
 
 
 def test_an_object_drawn_in_another_class_colour_keeps_its_place_and_shape() -> None:
-    """The training scenes' objects may take another class's colour (make_scenes' own_colour): the
-    shape and place are the class's, only the colour changes."""
+    """A shape in another class's colour (the shape judge's test images): the shape and place are
+    the class's, only the colour changes."""
     photos = photo_crops(3, torch.Generator().manual_seed(5))
     red_disks = torch.zeros(3, dtype=torch.long)
     own = draw_objects(photos, red_disks, torch.Generator().manual_seed(6))
@@ -47,14 +47,3 @@ def test_an_object_drawn_in_another_class_colour_keeps_its_place_and_shape() -> 
     assert torch.equal(inside_own, inside_blue) and inside_own.float().mean() > 0.03
     red_mean, blue_mean = (image.permute(1, 0, 2, 3)[:, inside_own].mean(1) for image in (own, blue))  # R, G, B
     assert red_mean[0] > red_mean[2] + 0.3 and blue_mean[2] > blue_mean[0] + 0.3
-
-
-def test_objects_take_their_own_colour_at_the_chance_asked_else_any_class_colour() -> None:
-    labels = torch.arange(len(CLASSES)).repeat(2000)
-    assert torch.equal(colour_classes(labels, 1.0, torch.Generator().manual_seed(1)), labels)
-    blind = colour_classes(labels, 0.0, torch.Generator().manual_seed(1))
-    # own_colour=0 (the shape judge's scenes): every class in every colour, about equally often
-    counts = torch.stack([torch.bincount(blind[labels == c], minlength=len(CLASSES)) for c in range(len(CLASSES))])
-    assert (counts > 2000 / len(CLASSES) * 0.85).all() and (counts < 2000 / len(CLASSES) * 1.15).all()
-    half = colour_classes(labels, 0.5, torch.Generator().manual_seed(1))
-    assert abs((half == labels).float().mean().item() - (0.5 + 0.5 / len(CLASSES))) < 0.02
