@@ -40,6 +40,7 @@ CLASSES = (
     TaskClass("magenta cross", "cross", (0.9, 0.1, 0.85)),
     TaskClass("cyan diamond", "diamond", (0.1, 0.85, 0.9)),
 )
+CLASS_COLOURS = torch.tensor([c.colour for c in CLASSES])
 RADIUS_PX = (9.0, 15.0)  # the object's half-size, of a 64 px image
 COLOUR_JITTER = 0.08
 OBJECTS_PER_SCENE = (0.2, 0.5, 0.3)  # training scenes' chance of 0, 1, 2 objects (make_scenes)
@@ -82,7 +83,7 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> tor
     return low + (high - low) * torch.rand(n, generator=generator)
 
 
-def _signed_distance(shape: str, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+def signed_distance(shape: str, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     """Roughly the distance to the shape's edge in units of the radius; negative inside."""
     if shape == "disk":
         return torch.sqrt(dx ** 2 + dy ** 2) - 1
@@ -110,9 +111,11 @@ def photo_crops(n: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def draw_objects(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
-                 opacity: tuple[float, float] = (1.0, 1.0), edge_px: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
+                 opacity: tuple[float, float] = (1.0, 1.0), edge_px: tuple[float, float] = (1.0, 1.0),
+                 colours: torch.Tensor | None = None) -> torch.Tensor:
     """``images`` with one object of class ``labels[i]`` drawn at a random place and size in image i
-    (none where the label is -1), its opacity and the width of its edge's ramp drawn from the ranges."""
+    (none where the label is -1), its opacity and the width of its edge's ramp drawn from the ranges,
+    in its class's colour or ``colours[i]`` (an (n, 3) RGB in [0, 1]), jittered."""
     n, size = len(labels), images.shape[-1]
     alpha_max = _uniform(n, *opacity, generator)
     edge = _uniform(n, *edge_px, generator)
@@ -128,10 +131,11 @@ def draw_objects(images: torch.Tensor, labels: torch.Tensor, generator: torch.Ge
         chosen = labels == index
         if not chosen.any():
             continue
-        distance = _signed_distance(task_class.shape, dx[chosen], dy[chosen])
+        distance = signed_distance(task_class.shape, dx[chosen], dy[chosen])
         ramp = (0.5 - distance * radius[chosen, None, None] / edge[chosen, None, None]).clamp(0, 1)
         alpha = (ramp * alpha_max[chosen, None, None])[:, None]
-        colour = (torch.tensor(task_class.colour)[None] + jitter[chosen]).clamp(0, 1)[:, :, None, None]
+        base = torch.tensor(task_class.colour)[None] if colours is None else colours[chosen]
+        colour = (base + jitter[chosen]).clamp(0, 1)[:, :, None, None]
         images[chosen] = images[chosen] * (1 - alpha) + colour * alpha
     return images
 

@@ -13,7 +13,9 @@ check on a computer (the overlay), its "I cannot use a computer" confirmation, t
 bundle works; the demo's (`maco-study stimuli build demo/study_demo.toml --out BUNDLE`) has
 scikit-image's photos. The last line printed is one JSON object: the rendered query and reference
 sizes at that window against the fixed 180 px / 96 px of before, and the pages that scroll.
-A window below the screen check's minimum stops at the screen check.
+A window below the screen check's minimum stops at the screen check. With --demo, on a `maco-study demo`
+bundle, only the demo's pages instead (docs/demo.md): the instructions and a main trial in the MACO
+condition, a practice trial in the natural condition (demo-task-*.png).
 """
 from __future__ import annotations
 
@@ -115,12 +117,12 @@ def measure(page: Page, prefix: str) -> None:
         sizes[f"{prefix}reference_vs_old"] = round(tile / OLD_REFERENCE_PX, 2)
 
 
-def save(page: Page, out: Path, name: str, layout: bool = True) -> None:
-    """The page as a PNG; with `layout`, noted in `scrolling` when it does not fit (a window under
+def save(page: Page, out: Path, name: str, layout: bool = True, prefix: str = "participant-") -> None:
+    """The page as PREFIX-NAME.png; with `layout`, noted in `scrolling` when it does not fit (a window under
     the minimum, where the overlay covers a trial that cannot fit, is saved without)."""
     if layout and page.evaluate(SCROLLS):
         scrolling.append(name)
-    path = out / f"participant-{name}.png"
+    path = out / f"{prefix}{name}.png"
     page.screenshot(path=str(path))
     Image.open(path).convert("RGB").quantize(128).save(path, optimize=True)
     print(path, f"{path.stat().st_size // 1024} KB", file=sys.stderr)
@@ -146,6 +148,51 @@ def at_instructions(browser, base_url: str, viewport: dict[str, int], with_refer
             return page, prolific_pid
         page.close()
     raise RuntimeError("no participant got the condition asked for")
+
+
+def at_condition(browser, base_url: str, viewport: dict[str, int], pids: Iterator[str], condition: str) -> Page:  # noqa: ANN001
+    """A new participant at the instructions in ``condition`` (the balanced assignment gives each
+    condition once in every few participants)."""
+    for prolific_pid in pids:
+        page = browser.new_page(viewport=viewport)
+        page.goto(f"{base_url}/start?PROLIFIC_PID={prolific_pid}&STUDY_ID=s&SESSION_ID=x")
+        page.click("#agree")
+        page.wait_for_selector("#check")
+        page.click("#check")
+        page.wait_for_selector("#start")
+        with Session(engine) as session:
+            assigned = session.scalar(select(Participant.condition).where(Participant.prolific_pid == prolific_pid))
+        if assigned == condition:
+            page.wait_for_load_state("networkidle")
+            return page
+        page.close()
+    raise RuntimeError(f"no participant got the condition {condition!r}")
+
+
+def demo_pages(browser, base_url: str, viewport: dict[str, int], pids: Iterator[str], out: Path) -> None:  # noqa: ANN001
+    """The demo's pages (docs/demo.md): the instructions and the first main trial in the MACO
+    condition, and a practice trial in the natural condition, as demo-task-*.png."""
+    page = at_condition(browser, base_url, viewport, pids, "maco")
+    save(page, out, "instructions", prefix="demo-task-")
+    page.click("#start")
+    while True:  # the practice rounds, answered as walk() does, up to the first main trial
+        page.wait_for_selector(f"{READY}, #feedback-next:visible, #pause-continue:visible")
+        if page.locator("#feedback-next:visible").count():
+            page.keyboard.press("Enter")
+        elif page.locator("#pause-continue:visible").count():
+            main_next = "real trials" in page.inner_text("#pause-title")
+            page.click("#pause-continue")
+            if main_next:
+                page.wait_for_selector(READY)
+                save(page, out, "main-trial", prefix="demo-task-")
+                break
+        else:
+            page.keyboard.press("6")
+            page.wait_for_selector(READY, state="detached")
+    natural = at_condition(browser, base_url, viewport, pids, "natural")
+    natural.click("#start")
+    natural.wait_for_selector(READY)
+    save(natural, out, "natural-trial", prefix="demo-task-")
 
 
 def walk(page: Page, prolific_pid: str, out: Path, suffix: str) -> None:
@@ -239,6 +286,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     parser.add_argument("--size", default="1366x768", help="viewport WIDTHxHEIGHT")
     parser.add_argument("--suffix", default="", help="appended to every file name (e.g. -1280x720)")
+    parser.add_argument("--demo", action="store_true",
+                        help="only the demo's pages (a `maco-study demo` bundle): demo-task-instructions.png, "
+                             "demo-task-main-trial.png (MACO), demo-task-natural-trial.png")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -250,6 +300,10 @@ def main() -> None:
                                              args=["--no-sandbox", "--disable-blink-features=AutomationControlled"])
         viewport = {"width": width, "height": height}
         pids = (pid(k) for k in itertools.count())
+        if args.demo:
+            demo_pages(browser, base_url, viewport, pids, args.out)
+            browser.close()
+            return
         walk(*at_instructions(browser, base_url, viewport, True, pids, args.out, args.suffix), args.out, args.suffix)
         declined = browser.new_page(viewport=viewport)
         declined.goto(f"{base_url}/start?PROLIFIC_PID={pid(1000)}&STUDY_ID=s&SESSION_ID=x")

@@ -42,7 +42,9 @@ def unit_record(model: StudyModel, visualization: Any, method: str, units: tuple
 
 def summarize(records: dict[tuple[str, int, str], list[dict[str, Any]]], study_units: dict[str, tuple[int, ...]],
               conditions: dict[str, str]) -> list[dict[str, Any]]:
-    """Per (network, unit, condition): mean objective, own-logit rank among the study units, pass/fail.
+    """Per (network, unit, condition): mean objective, own-logit rank among the study units, pass/fail,
+    and the margin: the own logit minus the next study unit's (None with one unit), how clearly the
+    references drive their unit (the instructions' example is the clearest: study_server/plan.py).
 
     ``records[(network, unit, run)]`` holds one ``unit_record`` per seed; ``conditions`` maps each
     condition showing reference runs to its run.
@@ -52,11 +54,14 @@ def summarize(records: dict[tuple[str, int, str], list[dict[str, Any]]], study_u
         own = study_units[network].index(unit)
         logits = torch.tensor([run["logits"] for run in runs]).mean(0)
         rank = 1 + int((logits > logits[own]).sum())
+        others = torch.cat([logits[:own], logits[own + 1:]])
+        margin = round(float(logits[own] - others.max()), 4) if len(others) else None
         for condition, run in conditions.items():
             if run == method:
                 rows.append({"unit": f"{network}:{unit}", "condition": condition, "seeds": len(runs),
                              "objective": _mean_objective(runs),
-                             "own_logit_rank": rank, "units_compared": len(logits), "passed": rank == 1})
+                             "own_logit_rank": rank, "units_compared": len(logits), "margin": margin,
+                             "passed": rank == 1})
     return rows
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from stimuli.manifest import Manifest
+from stimuli.manifest import QueryPair as ManifestPair
 
 from .models import Participant, QueryPair, Trial, Unit
 
@@ -98,12 +99,25 @@ def image_scope(trial: Trial) -> str:
     return practice_scope(trial.practice_round) if trial.kind == "practice" else ""
 
 
+def example_pair(manifest: Manifest) -> ManifestPair | None:
+    """The instructions' example: the practice pair whose unit's references drive it most clearly,
+    by the quality gate's margin recorded at build time (stimuli/quality.py; the smallest over the
+    unit's conditions, so it is clear in every condition), so that a new participant first sees the
+    clearest unit, not the pair easiest to occlude. The first practice pair of a bundle without
+    margins; None without practice trials. One pair for every condition: only the references differ."""
+    margins: dict[str, float] = {}
+    for row in manifest.provenance.get("quality", []):
+        if row.get("margin") is not None:
+            margins[row["unit"]] = min(margins.get(row["unit"], math.inf), row["margin"])
+    return max(manifest.practice_trials, key=lambda pair: margins.get(pair.unit, -math.inf), default=None)
+
+
 def example_images(manifest: Manifest, condition: str) -> list[str]:
-    """[base, a, b, *references] of the instructions' illustrated example: the bundle's first
-    practice pair, its side unrevealed ([] without practice trials)."""
-    if not manifest.practice_trials:
+    """[base, a, b, *references] of the instructions' illustrated example (``example_pair``), its
+    side unrevealed ([] without practice trials)."""
+    pair = example_pair(manifest)
+    if pair is None:
         return []
-    pair = manifest.practice_trials[0]
     return [pair.base_image, pair.image_a, pair.image_b, *manifest.reference_images(pair.unit, condition)]
 
 

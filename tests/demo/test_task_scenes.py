@@ -4,7 +4,7 @@ from __future__ import annotations
 import timm
 import torch
 
-from demo.task import CLASSES, OBJECTS_PER_SCENE, draw_objects, make_scenes, photo_crops
+from demo.task import CLASS_COLOURS, CLASSES, OBJECTS_PER_SCENE, draw_objects, make_scenes, photo_crops
 
 
 def test_scenes_hold_zero_one_or_two_objects_and_their_targets_say_which() -> None:
@@ -34,3 +34,16 @@ def test_the_plain_cnn_has_no_relu() -> None:
     net(grey)[0, 0].backward()
     assert not any(isinstance(m, torch.nn.ReLU) for m in net.modules())
     assert grey.grad.abs().sum() > 0
+
+
+def test_an_object_drawn_in_another_class_colour_keeps_its_place_and_shape() -> None:
+    """A shape in another class's colour (the shape judge's test images): the shape and place are
+    the class's, only the colour changes."""
+    photos = photo_crops(3, torch.Generator().manual_seed(5))
+    red_disks = torch.zeros(3, dtype=torch.long)
+    own = draw_objects(photos, red_disks, torch.Generator().manual_seed(6))
+    blue = draw_objects(photos, red_disks, torch.Generator().manual_seed(6), colours=CLASS_COLOURS[[1, 1, 1]])
+    inside_own, inside_blue = (own != photos).any(1), (blue != photos).any(1)
+    assert torch.equal(inside_own, inside_blue) and inside_own.float().mean() > 0.03
+    red_mean, blue_mean = (image.permute(1, 0, 2, 3)[:, inside_own].mean(1) for image in (own, blue))  # R, G, B
+    assert red_mean[0] > red_mean[2] + 0.3 and blue_mean[2] > blue_mean[0] + 0.3

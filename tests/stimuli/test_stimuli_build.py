@@ -320,6 +320,7 @@ def test_the_quality_gate_records_every_unit_and_condition_and_check_warns_about
     for row in rows:
         assert row["seeds"] == 2 and row["units_compared"] == (3 if row["unit"].startswith("resnet") else 2)
         assert 1 <= row["own_logit_rank"] <= row["units_compared"] and row["passed"] == (row["own_logit_rank"] == 1)
+        assert (row["margin"] >= 0) == row["passed"]  # own logit minus the next unit's (the instructions' example)
     failing = [r for r in rows if not r["passed"]]
     assert failing  # random weights and two steps: some units fail
     result = CliRunner().invoke(cli, ["stimuli", "check", str(bundle)])

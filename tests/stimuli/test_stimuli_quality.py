@@ -13,11 +13,11 @@ def test_rank_of_the_own_logit_among_the_study_units_per_condition():
     rows = summarize(records, {"net": (5, 7, 9)}, {"olah": "olah", "maco_mask": "maco", "maco": "maco"})
     assert rows == [
         {"unit": "net:7", "condition": "maco_mask", "seeds": 2, "objective": 3.0, "own_logit_rank": 1,
-         "units_compared": 3, "passed": True},
+         "units_compared": 3, "margin": 1.5, "passed": True},
         {"unit": "net:7", "condition": "maco", "seeds": 2, "objective": 3.0, "own_logit_rank": 1,
-         "units_compared": 3, "passed": True},
+         "units_compared": 3, "margin": 1.5, "passed": True},
         {"unit": "net:9", "condition": "olah", "seeds": 1, "objective": -1.0, "own_logit_rank": 2,
-         "units_compared": 3, "passed": False},
+         "units_compared": 3, "margin": -2.0, "passed": False},
     ]
     assert warnings({"quality": rows}) == [
         ("unit net:9 (olah): its own logit ranks 2 of 3 study units on its references (objective -1, 1 seeds); "

@@ -145,6 +145,33 @@ def test_every_practice_round_shows_new_pictures(app_factory, sqlite_url: str, t
     app.extensions["maco"].engine.dispose()
 
 
+def test_the_instructions_example_is_the_practice_pair_whose_references_drive_their_unit_most_clearly(
+        bundle) -> None:  # noqa: ANN001
+    """By the gate's margin recorded at build time, the smallest over the unit's conditions: a unit
+    clear under one method and faint under another is not the example (the demo's faint ViT unit)."""
+    from dataclasses import replace
+
+    from stimuli.manifest import load_manifest
+    from study_server.plan import example_images, example_pair
+
+    manifest = load_manifest(bundle)
+    first, clearest = manifest.practice_trials[0], next(p for p in manifest.practice_trials
+                                                       if p.unit != manifest.practice_trials[0].unit)
+    rows = [{"unit": u.key, "condition": c, "margin": 1.0} for u in manifest.units for c in ("maco", "olah")]
+    for row in rows:
+        if row["unit"] == first.unit:  # the largest margin of all, and the smallest
+            row["margin"] = 50.0 if row["condition"] == "maco" else 0.1
+        elif row["unit"] == clearest.unit:
+            row["margin"] = 3.0 if row["condition"] == "maco" else 2.0
+    graded = replace(manifest, provenance={**manifest.provenance, "quality": rows})
+    assert example_pair(graded) == clearest
+    for condition in manifest.conditions:  # one pair for every condition, the condition's references
+        assert example_images(graded, condition) == [clearest.base_image, clearest.image_a, clearest.image_b,
+                                                     *manifest.reference_images(clearest.unit, condition)]
+    assert example_pair(manifest) == first  # a bundle without margins: the first practice pair
+    assert example_pair(replace(manifest, practice_trials=[])) is None
+
+
 def test_the_instructions_example_is_the_first_practice_pair_under_ids_of_its_own(app, walker) -> None:  # noqa: ANN001
     import re
 
