@@ -3,11 +3,9 @@
 `create_app()` reads the configuration (see study_server.config), connects to
 the database, which must already be upgraded and hold the bundle's study
 (`maco-study serve` does both), and registers the participant, api and admin
-blueprints. For a bare gunicorn, use
-`gunicorn --logger-class study_server.gunicorn_log.EscapingLogger
-'study_server.cli:create_app_when_database_answers()'` with the MACO_* variables
-set: a worker that boots while the database is down then waits for it instead
-of making gunicorn stop every worker, and no request can forge a log line.
+blueprints. `maco-study serve` runs it under Granian through
+`study_server.cli:create_app_when_database_answers`: a worker that starts while
+the database is down waits for it instead of making Granian stop every worker.
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from study_server.client import (STUDY_JS, FlaskTransport, LightTransport, Proto
                                  answer_body, backoff_s, retry_after_s, start_path)
 from study_server.models import Participant, Trial
 
-from .conftest import prolific_pid
+from .conftest import prolific_pid, wait_for_log
 
 
 def test_backoff_is_study_js() -> None:
@@ -123,7 +123,7 @@ def test_launcher_says_why_the_server_did_not_start(tmp_path: Path) -> None:
 
 
 def test_two_servers_on_one_machine_leave_no_shared_control_socket(bundle: Path, tmp_path: Path) -> None:
-    # gunicorn puts its control socket at one path per user ($XDG_RUNTIME_DIR or ~/.gunicorn)
+    # nothing at a path shared by every server of the user (gunicorn put its control socket there)
     home, runtime = tmp_path / "home", tmp_path / "run"
     home.mkdir()
     runtime.mkdir()
@@ -234,16 +234,22 @@ def test_light_transport_reads_every_framing_a_server_sends() -> None:
         LightTransport(f"http://127.0.0.1:{server.server_port}").request("GET", "/", timeout=2)
 
 
-@pytest.mark.parametrize("worker_class, connection", [(None, "keep-alive"), ("sync", "close")])
-def test_serve_runs_the_worker_class_asked_for(bundle: Path, tmp_path: Path, worker_class: str | None,
-                                               connection: str) -> None:
-    """`serve --worker-class sync` runs sync workers (one request per connection), although --threads
-    defaults to 4, with which gunicorn would silently run gthread; the default keeps connections."""
-    server = ServerProcess(bundle, f"sqlite:///{tmp_path / 'study.db'}", threads=4, worker_class=worker_class,
-                           env={"MACO_SECRET_KEY": "k" * 64}, log=tmp_path / "server.log", timeout_s=60)
+def test_serve_runs_granian_and_keeps_connections(bundle: Path, tmp_path: Path) -> None:
+    """`serve` runs Granian (HTTP parsed in Rust, benchmarks/RESULTS.md issue 28): it says so at
+    start, keeps a connection for the next request, and its access log has no query string (no
+    Prolific ID in a log file)."""
+    log = tmp_path / "server.log"
+    server = ServerProcess(bundle, f"sqlite:///{tmp_path / 'study.db'}", threads=4, access_log=True,
+                           env={"MACO_SECRET_KEY": "k" * 64}, log=log, timeout_s=60)
     try:
-        reply = LightTransport(server.url).request("GET", "/")
-        assert reply.status_code == 200
-        assert (reply.headers.get("Connection") or "keep-alive").lower() == connection
+        transport = LightTransport(server.url)
+        replies = [transport.request("GET", path) for path in ("/", "/start?PROLIFIC_PID=QUERYSTRINGSECRET")]
+        assert [r.status_code for r in replies] == [200, 400]
+        assert all((r.headers.get("Connection") or "keep-alive").lower() == "keep-alive" for r in replies)
+        wait_for_log(log, "GET /start")
     finally:
         server.stop()
+    text = log.read_text(encoding="utf-8")
+    assert "Starting granian" in text and "gunicorn" not in text
+    assert '"GET / HTTP/1.1" 200' in text and '"GET /start HTTP/1.1" 400' in text
+    assert "QUERYSTRINGSECRET" not in text
