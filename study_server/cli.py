@@ -80,6 +80,11 @@ def run_granian(host: str, port: int, workers: int, threads: int, access_log: bo
 
     from .logs import granian_log_config
 
+    # Granian starts each request's WSGI environ from a copy of the process environment, so a
+    # variable named as a request header (HTTP_*, CONTENT_TYPE, CONTENT_LENGTH; HTTP_PROXY is a
+    # common one) would read as if the client had sent it whenever it did not. None is for the server.
+    for name in [n for n in os.environ if n.startswith("HTTP_") or n in ("CONTENT_TYPE", "CONTENT_LENGTH")]:
+        del os.environ[name]
     Server("study_server.cli:create_app_when_database_answers", factory=True, address=host, port=port,
            interface=Interfaces.WSGI, http=HTTPModes.http1, websockets=False,
            workers=workers, blocking_threads=threads, respawn_failed_workers=True,

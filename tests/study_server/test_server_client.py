@@ -253,3 +253,29 @@ def test_serve_runs_granian_and_keeps_connections(bundle: Path, tmp_path: Path) 
     assert "Starting granian" in text and "gunicorn" not in text
     assert '"GET / HTTP/1.1" 200' in text and '"GET /start HTTP/1.1" 400' in text
     assert "QUERYSTRINGSECRET" not in text
+
+
+def test_serve_reads_no_request_header_from_its_own_environment(bundle: Path, tmp_path: Path) -> None:
+    """Granian copies the process environment into each request's: a variable named as a header
+    (here If-None-Match with a reference's ETag) must not read as sent by a client that sent none."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from stimuli.manifest import load_manifest
+    from study_server.reference_files import reference_url
+
+    image_id = load_manifest(bundle).references[0].images[0]
+    server = ServerProcess(bundle, f"sqlite:///{tmp_path / 'study.db'}", threads=2, log=tmp_path / "server.log",
+                           env={"MACO_SECRET_KEY": "k" * 64, "HTTP_IF_NONE_MATCH": f'"{image_id}"'}, timeout_s=60)
+    address = urlsplit(server.url)
+    try:
+        statuses = []
+        for headers in ({}, {"If-None-Match": f'"{image_id}"'}):  # a browser's first fetch, then its revalidation
+            connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+            connection.request("GET", reference_url(image_id), headers=headers)
+            reply = connection.getresponse()
+            statuses.append((reply.status, len(reply.read())))
+            connection.close()
+    finally:
+        server.stop()
+    assert statuses == [(200, (bundle / "images" / f"{image_id}.png").stat().st_size), (304, 0)]
