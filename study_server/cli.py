@@ -73,8 +73,9 @@ def run_granian(host: str, port: int, workers: int, threads: int, access_log: bo
 
     Granian parses HTTP and holds the connections in Rust, so Python runs only the app: the
     server CPU per request this saves over gunicorn is in benchmarks/RESULTS.md (issue 28, the
-    server stack). A worker that dies (kill -9, out of memory) is started again; every log line,
-    Granian's own and its access log's, goes through logs.EscapingFormatter (no request forges one)."""
+    server stack). A worker that dies (kill -9, out of memory) is started again, however often
+    (StudyServer); every log line, Granian's own and its access log's, goes through
+    logs.EscapingFormatter (no request forges one)."""
     from granian.constants import HTTPModes, Interfaces
     from granian.server import Server
 
@@ -85,13 +86,28 @@ def run_granian(host: str, port: int, workers: int, threads: int, access_log: bo
     # common one) would read as if the client had sent it whenever it did not. None is for the server.
     for name in [n for n in os.environ if n.startswith("HTTP_") or n in ("CONTENT_TYPE", "CONTENT_LENGTH")]:
         del os.environ[name]
-    Server("study_server.cli:create_app_when_database_answers", factory=True, address=host, port=port,
-           interface=Interfaces.WSGI, http=HTTPModes.http1, websockets=False,
-           workers=workers, blocking_threads=threads, respawn_failed_workers=True,
-           # Off by default: the answers, errors and participants' progress are in the database
-           # and the error log anyway.
-           log_access=access_log, log_access_format=ACCESS_LOG_FORMAT,
-           log_dictconfig=granian_log_config()).serve()
+
+    class StudyServer(Server):
+        """Granian's server without its crash-loop exit for a worker killed by a signal.
+
+        Granian stops the whole server when a worker it started again dies within 5.5 s, meant
+        for a worker that cannot load its app. A worker killed (kill -9, the out-of-memory killer)
+        twice in a row took the study down that way (benchmarks/fault_server.py worker_kill);
+        only a worker that exited by itself (an error, exit status > 0) still counts."""
+
+        def _respawn_workers(self, workers, *args, **kwargs) -> None:  # noqa: ANN001, ANN002, ANN003
+            killed = [idx for idx in workers if (getattr(self.wrks[idx].inner, "exitcode", None) or 0) < 0]
+            super()._respawn_workers(workers, *args, **kwargs)
+            for idx in killed:
+                self.respawned_wrks.pop(idx, None)
+
+    StudyServer("study_server.cli:create_app_when_database_answers", factory=True, address=host, port=port,
+                interface=Interfaces.WSGI, http=HTTPModes.http1, websockets=False,
+                workers=workers, blocking_threads=threads, respawn_failed_workers=True,
+                # Off by default: the answers, errors and participants' progress are in the database
+                # and the error log anyway.
+                log_access=access_log, log_access_format=ACCESS_LOG_FORMAT,
+                log_dictconfig=granian_log_config()).serve()
 
 
 def create_app_when_database_answers():  # noqa: ANN201 - a Flask app

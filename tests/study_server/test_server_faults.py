@@ -169,3 +169,39 @@ def test_rate_limit_storage_starts_its_expiry_timer_once(app) -> None:  # noqa: 
     assert [str(e) for e in race(MemoryStorage)] == ["threads can only be started once"]
     assert race(LockedMemoryStorage) == []
     assert isinstance(app.extensions["rate_limits"].storage, LockedMemoryStorage)
+
+
+def test_a_worker_killed_twice_in_a_row_is_started_again(bundle: Path, tmp_path: Path) -> None:
+    """Granian's crash-loop guard stops the whole server when a worker it just started dies within
+    5.5 s; a worker killed by a signal (kill -9, the out-of-memory killer) is started again however
+    often (study_server.cli.run_granian), and the server keeps answering."""
+    import os
+    import signal
+
+    from study_server.client import ServerProcess
+    from study_server.client.launcher import answers
+
+    def workers(pid: int) -> set[int]:
+        return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+    def started_in_place_of(pid: int, dead: int) -> int:
+        deadline = time.monotonic() + 30
+        while True:
+            alive = workers(pid)
+            if dead not in alive and len(alive) == 2 and (new := alive - before):
+                return new.pop()
+            assert server.process.poll() is None, "the server stopped"
+            assert time.monotonic() < deadline, "no worker started in place of the killed one"
+            time.sleep(0.02)
+
+    with ServerProcess(bundle, f"sqlite:///{tmp_path / 'study.db'}", workers=2, threads=2, timeout_s=60,
+                       env={"MACO_SECRET_KEY": "k" * 64}, log=tmp_path / "server.log") as server:
+        pid = server.process.pid
+        victim = min(workers(pid))
+        for _ in range(3):  # the same worker slot, each time within a second or so of its start
+            before = workers(pid)
+            os.kill(victim, signal.SIGKILL)
+            victim = started_in_place_of(pid, victim)
+        time.sleep(1)
+        assert server.process.poll() is None, "the server stopped"
+        assert answers(server.url + "/")
