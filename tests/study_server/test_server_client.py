@@ -279,3 +279,23 @@ def test_serve_reads_no_request_header_from_its_own_environment(bundle: Path, tm
     finally:
         server.stop()
     assert statuses == [(200, (bundle / "images" / f"{image_id}.png").stat().st_size), (304, 0)]
+
+
+def test_the_app_hands_the_server_each_body_whole(app, walker) -> None:  # noqa: ANN001
+    """Every reply's body reaches the WSGI server as one bytes object in a list (app.WholeBody):
+    Granian writes a list in one call, but drains an iterator chunk by chunk under the GIL."""
+    from werkzeug.test import EnvironBuilder
+
+    alice = walker()
+    alice.to_first_trial()
+    cookie = f"session={alice.client.get_cookie('session').value}"
+    statuses = []
+
+    def start_response(status: str, headers: list, exc_info: Any = None) -> None:
+        statuses.append(status)
+
+    for path in ("/", "/study", "/api/trial", "/static/study.css", "/no-such-page"):
+        environ = EnvironBuilder(path=path, headers={"Cookie": cookie}).get_environ()
+        body = app.wsgi_app(environ, start_response)
+        assert isinstance(body, list) and len(body) == 1 and isinstance(body[0], bytes) and body[0], path
+    assert [s.split()[0] for s in statuses] == ["200", "200", "200", "200", "404"]
