@@ -34,7 +34,7 @@ SUBCOMMANDS = {
     "stimuli": ("stimuli.cli:stimuli", "Generate and check stimulus bundles (reference visualizations, query "
                 "pairs)."),
     "serve": ("study_server.cli:serve", "Upgrade the database, import the bundle (idempotent) and serve the study "
-              "with gunicorn."),
+              "with Granian."),
     "export": ("study_server.cli:export", "Write responses.csv (one row per answered trial), codebook.md and "
                "prolific_ids.csv."),
     "admin": ("study_server.cli:admin", "Administration of the study server."),

@@ -1,4 +1,4 @@
-"""The fault benchmark's server faults: kill -9 of gunicorn workers and database restarts, injected
+"""The fault benchmark's server faults: kill -9 of server workers and database restarts, injected
 as the stored answers pass milestones of the expected total."""
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class Scenario:
 
 
 def worker_pids(master_pid: int) -> list[int]:
-    """The gunicorn master's children (its workers), from /proc."""
+    """The server's main process's children (its workers), from /proc."""
     children = []
     for stat in glob.glob("/proc/[0-9]*/stat"):
         try:
@@ -87,7 +87,7 @@ class FaultInjector(threading.Thread):
         engine.dispose()
 
     def kill_worker(self) -> int | None:
-        """kill -9 of a random gunicorn worker; its pid (None when there is none to kill)."""
+        """kill -9 of a random server worker; its pid (None when there is none to kill)."""
         workers = worker_pids(self.master_pid)
         if not workers:
             return None

@@ -1,7 +1,7 @@
 """Fault benchmark of the study server: what survives killed workers, a database restart
 and clients that lose replies, reload and answer from two tabs.
 
-Each scenario starts `maco-study serve` (gunicorn, several workers) on a fresh database,
+Each scenario starts `maco-study serve` (Granian, several workers) on a fresh database,
 runs simulated participants that behave as study.js does (every request retried with
 back-off until the server answers; an answer kept until it is acknowledged, also across a
 reload), injects its faults while the answers come in, then checks the database:
@@ -14,7 +14,7 @@ reload), injects its faults while the answers come in, then checks the database:
 
 Scenarios (all by default; `--scenarios` picks some):
 
-- `worker_kill`: kill -9 of a random gunicorn worker at several points of the load;
+- `worker_kill`: kill -9 of a random server worker at several points of the load;
 - `postgres_restart`: a fast-mode restart of PostgreSQL in the middle of the load;
 - `client_faults`: replies lost (the connection dropped after sending, or the reply discarded)
   and the request sent again, reloads at random moments (/start with the same PID, or /study),
@@ -152,7 +152,7 @@ def run_scenario(name: str, scenario: Scenario, bundle: Path, db_url: str, parti
         "rate_limits_raised": limits,
         "wall_s": round(wall, 1),
         "server_exceptions": server_exceptions(log),
-        # a worker booting while the database is down waits for it (study_server.cli) instead of halting gunicorn
+        # a worker booting while the database is down waits for it (study_server.cli) instead of halting the server
         "worker_boot_waits": log.read_text(errors="replace").count("database unreachable, retrying"),
     }
 
@@ -164,8 +164,8 @@ def main() -> None:
     parser.add_argument("--db", default=None,
                         help="'sqlite', or a PostgreSQL URL (default: a private PostgreSQL server)")
     parser.add_argument("--pg-restart-cmd", default=None, help="how to restart the server of --db URL")
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    parser.add_argument("--workers", type=int, default=3, help="server worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="application threads per worker")
     parser.add_argument("--think-ms", type=float, default=FASTEST_PERSON_THINK_MS,
                         help="mean time on a trial (uniform 0.5x-1.5x); below 1000 the per-participant "
                              "rate limits are raised by the same factor")

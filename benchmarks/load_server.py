@@ -1,6 +1,6 @@
 """Load test of the study server: N simulated participants at once over real HTTP.
 
-Starts `maco-study serve` (gunicorn) on 127.0.0.1 with a generated test bundle,
+Starts `maco-study serve` (Granian) on 127.0.0.1 with a generated test bundle,
 then runs N participants in parallel, each doing what study.js does: /start,
 consent, device check, instructions, then for every trial GET /api/trial, the
 images it has not fetched yet (a browser caches them), POST /api/answer after a
@@ -39,9 +39,9 @@ else on the machine).
 
 `--front nginx` runs the stack as production does (benchmarks/nginx_front.py: docs/deploy/nginx.conf
 itself in front): reference images from nginx's cache, the trial images sent by nginx through
-X-Accel-Redirect once the app has checked and recorded them, the rest proxied to gunicorn.
-`server_cpu_ms_per_request` is then the whole stack's (nginx and gunicorn),
-`app_cpu_ms_per_request` gunicorn's alone and `front_cpu_ms_per_request` nginx's; the
+X-Accel-Redirect once the app has checked and recorded them, the rest proxied to the server.
+`server_cpu_ms_per_request` is then the whole stack's (nginx and the server),
+`app_cpu_ms_per_request` the server's alone and `front_cpu_ms_per_request` nginx's; the
 `_s_per_participant` figures are the same CPU divided by participants. Without a front the
 app is the whole server (and `front_cpu` is 0).
 """
@@ -147,10 +147,8 @@ def main() -> None:
     parser.add_argument("--participants", type=int, default=200)
     parser.add_argument("--db", default=None, help="database URL (default: a fresh SQLite file)")
     # on a quiet machine 2 x 16 and 4 x 4 give the same tails within the noise (README)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=16, help="threads per gunicorn worker (gthread)")
-    parser.add_argument("--worker-class", choices=("gthread", "sync"), default=None,
-                        help="gunicorn's worker model (default: maco-study serve's)")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--threads", type=int, default=16, help="application threads per worker")
     parser.add_argument("--think-ms", type=float, default=5000,
                         help="mean time a participant looks at a trial before answering (uniform 0.5x-1.5x)")
     parser.add_argument("--ramp-s", type=float, default=10,
@@ -175,8 +173,7 @@ def main() -> None:
     sent_dir = tmp / "sent-images"
     env = {**APP_ENV, "MACO_SENT_IMAGES_DIR": str(sent_dir)} if args.front == "nginx" else {}
     server = start_server(bundle, db_url, args.workers, args.threads,
-                          log=Path(args.server_log) if args.server_log else None, env=env,
-                          worker_class=args.worker_class)
+                          log=Path(args.server_log) if args.server_log else None, env=env)
     front = NginxFront(server.url, tmp / "nginx", sent_dir) if args.front == "nginx" else None
     base_url = front.url if front else server.url
     errors: list[str] = []
@@ -194,7 +191,7 @@ def main() -> None:
             errors += check_front(base_url, sent_dir)
     finally:
         # the client processes are reaped by now: what the children add from here on is the server's
-        # CPU, nginx's (master and workers) once it is reaped, then gunicorn's
+        # CPU, nginx's (master and workers) once it is reaped, then the server's
         before = children_cpu_s()
         if front:
             front.stop()
@@ -235,7 +232,6 @@ def main() -> None:
         "machine_cpu_busy": round((busy1[0] - busy0[0]) / (busy1[1] - busy0[1]), 2),
         "load_average_1min": round(os.getloadavg()[0], 2),
         "backend": backend, "front": args.front, "workers": args.workers, "threads": args.threads,
-        "worker_class": args.worker_class,
         "client": args.client, "client_processes": args.client_processes, "think_ms": args.think_ms, "ramp_s": args.ramp_s,
         "per_endpoint": per_endpoint,
     }))

@@ -1,6 +1,6 @@
 """nginx in front of `maco-study serve`, as in production: the configuration is docs/deploy/nginx.conf
 itself (parsed with crossplane), with only what a test machine must change: one upstream (the local
-gunicorn), a plain-HTTP listen on 127.0.0.1, no certificates, and this run's folders for the
+server), a plain-HTTP listen on 127.0.0.1, no certificates, and this run's folders for the
 reference cache and the sent images. So /ref/ comes from nginx's cache, the trial images through
 X-Accel-Redirect from SENT_IMAGES_DIR, and the rest is proxied to the app.
 

@@ -7,7 +7,7 @@ reach them through a load balancer (fault_client.BalancedTransport): each reques
 next live instance in turn, without stickiness, so one participant's consent, trials, images and
 answers land on every instance; an instance that stops answering is taken out. Once
 `--kill-at` of the expected answers are stored, one instance dies at once (SIGKILL of its
-gunicorn master and workers, as a host that loses power); its participants' requests fail,
+server's main process and workers, as a host that loses power); its participants' requests fail,
 study.js's retry rule sends them again, and the balancer gives them to the instances left.
 Afterwards every participant comes back with the same Prolific link (as in fault_server.py),
 and the database is checked:
@@ -53,7 +53,7 @@ PACE_RULES_OFF = {"MACO_COMPLETION_CODE": COMPLETION_CODE, "MACO_REVIEW_CODE": "
 
 
 def kill_instance(pid: int) -> None:
-    """SIGKILL of a gunicorn master, then of its workers (the master first: it cannot respawn them)."""
+    """SIGKILL of a server's main process, then of its workers (the master first: it cannot respawn them)."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     os.kill(pid, signal.SIGKILL)
     for child in children:
@@ -99,8 +99,8 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=2, help="maco-study serve instances (at least 2)")
     parser.add_argument("--participants", type=int, default=60)
     parser.add_argument("--db", default=None, help="a PostgreSQL URL (default: a private PostgreSQL server)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per instance")
-    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes per instance")
+    parser.add_argument("--threads", type=int, default=8, help="application threads per worker")
     parser.add_argument("--think-ms", type=float, default=300,
                         help="mean time on a trial; below 1000 the per-participant rate limits are raised to match")
     parser.add_argument("--ramp-s", type=float, default=3, help="participants arrive over this many seconds")

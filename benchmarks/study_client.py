@@ -74,13 +74,13 @@ def finish(ok: bool, folder: Path, keep_logs: bool = False) -> NoReturn:
 
 
 def start_server(bundle: Path, db_url: str, workers: int, threads: int, log: Path | None = None,
-                 env: dict[str, str] | None = None, worker_class: str | None = None) -> ServerProcess:
-    """`maco-study serve` (gunicorn) on a free port, once it answers.
+                 env: dict[str, str] | None = None) -> ServerProcess:
+    """`maco-study serve` (Granian) on a free port, once it answers.
 
     Every simulated participant comes from 127.0.0.1, so the per-address limit on creating
     participants (MACO_RATE_LIMIT_START, study_server/limits.py) is raised here explicitly;
     the per-participant limits stay at their defaults."""
-    return ServerProcess(bundle, db_url, workers=workers, threads=threads, worker_class=worker_class, log=log,
+    return ServerProcess(bundle, db_url, workers=workers, threads=threads, log=log,
                          timeout_s=60,
                          env={"MACO_SECRET_KEY": "load", "MACO_RATE_LIMIT_START": "1000000 per minute", **(env or {})})
 

@@ -14,7 +14,7 @@ Steps, each reusing the packages' own code:
 2. a fresh SQLite database ``DIR/study.db`` (the demo's data are synthetic:
    every run starts empty), upgraded, the bundle imported, a one-time admin
    password set;
-3. ``maco-study serve`` in a subprocess on 127.0.0.1 (gunicorn, its log in
+3. ``maco-study serve`` in a subprocess on 127.0.0.1 (Granian, its log in
    ``DIR/server.log``);
 4. with ``--simulate N``: ``demo.driver`` sends N synthetic participants
    through it over HTTP (``DIR/simulation/``), then the export

@@ -3,18 +3,16 @@
 `create_app()` reads the configuration (see study_server.config), connects to
 the database, which must already be upgraded and hold the bundle's study
 (`maco-study serve` does both), and registers the participant, api and admin
-blueprints. For a bare gunicorn, use
-`gunicorn --logger-class study_server.gunicorn_log.EscapingLogger
-'study_server.cli:create_app_when_database_answers()'` with the MACO_* variables
-set: a worker that boots while the database is down then waits for it instead
-of making gunicorn stop every worker, and no request can forge a log line.
+blueprints. `maco-study serve` runs it under Granian through
+`study_server.cli:create_app_when_database_answers`: a worker that starts while
+the database is down waits for it instead of making Granian stop every worker.
 """
 from __future__ import annotations
 
 import secrets
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from flask import Flask, jsonify, request
 from flask.json.provider import DefaultJSONProvider
@@ -56,6 +54,26 @@ def get_or_create_setting(sessions: sessionmaker[Session], key: str, make_value)
 SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
                    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
                    "frame-ancestors 'none'")
+
+
+class WholeBody:
+    """WSGI middleware: the reply's body as one bytes object in a list.
+
+    Flask hands the server an iterator, which Granian drains from Rust chunk by chunk while holding
+    the GIL (8 % of the workers' GIL time under load, benchmarks/RESULTS.md, issue 28: the server
+    stack); a list is written in one call. Every reply here is small (pages, JSON, images of a few
+    tens of kB) and none streams."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> list[bytes]:
+        body = self.app(environ, start_response)
+        try:
+            return [b"".join(body)]
+        finally:
+            if hasattr(body, "close"):
+                body.close()
 
 
 class JSONProvider(DefaultJSONProvider):
@@ -132,7 +150,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     if config["PROXIES"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config["PROXIES"], x_proto=config["PROXIES"])
     # reference images answered before Flask: no session, rate limit or database (reference_files.py)
-    app.wsgi_app = ReferenceFiles(app.wsgi_app, server_state.images.folder, reference_ids(manifest))
+    app.wsgi_app = WholeBody(ReferenceFiles(app.wsgi_app, server_state.images.folder, reference_ids(manifest)))
     csrf = CSRFProtect(app)
     # The JSON API is not a form target: it only accepts application/json,
     # which a cross-site page cannot send without CORS, and cookies are SameSite=Lax.

@@ -11,7 +11,6 @@ import click
 
 from .config import DEFAULTS
 
-WORKER_CLASSES = ("gthread", "sync")  # benchmarks/RESULTS.md (issue 28) compares them
 DB_OPTION = click.option("--db", "db_url", default=DEFAULTS["DATABASE_URL"], show_default=True,
                          envvar="MACO_DATABASE_URL",
                          help="SQLAlchemy URL: sqlite:///study.db or postgresql+psycopg://user:pw@host/db")
@@ -23,19 +22,17 @@ DB_OPTION = click.option("--db", "db_url", default=DEFAULTS["DATABASE_URL"], sho
 @DB_OPTION
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="gunicorn worker processes")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="worker processes (one per core: the app's Python runs on one core a process)")
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64),
-              help="threads per worker (gthread workers only)")
-@click.option("--worker-class", type=click.Choice(WORKER_CLASSES), default="gthread", show_default=True,
-              help="gunicorn's worker model: gthread (threads, keep-alive) or sync (one request at a time "
-                   "per process; only behind a buffering proxy such as nginx)")
+              help="application threads per worker (requests waiting for the database each hold one)")
 @click.option("--replace", is_flag=True, help="replace a different bundle already imported under this study name")
 @click.option("--import-only", is_flag=True, help="upgrade the database and import the bundle, then exit")
 @click.option("--access-log", is_flag=True,
               help="log every request to standard output (method, path without its query string, status)")
-def serve(bundle: str, db_url: str, host: str, port: int, workers: int, threads: int, worker_class: str,
+def serve(bundle: str, db_url: str, host: str, port: int, workers: int, threads: int,
           replace: bool, import_only: bool, access_log: bool) -> None:
-    """Upgrade the database, import the bundle (idempotent) and serve the study with gunicorn."""
+    """Upgrade the database, import the bundle (idempotent) and serve the study with Granian."""
     from stimuli.manifest import ManifestError
 
     from .bundle import BundleConflict, import_bundle
@@ -63,47 +60,62 @@ def serve(bundle: str, db_url: str, host: str, port: int, workers: int, threads:
         return
     os.environ["MACO_DATABASE_URL"] = db_url
     os.environ["MACO_BUNDLE_DIR"] = str(Path(bundle).resolve())
-    # gunicorn runs a sync worker with threads > 1 as gthread: sync means one thread
-    options = {"bind": f"{host}:{port}", "workers": workers, "worker_class": worker_class,
-               "threads": threads if worker_class == "gthread" else 1,
-               "keepalive": 30,  # browsers keep connections open between answers
-               # gunicorn's control socket (for gunicornc) has one path per user: a second server on the
-               # machine (a pilot beside the study, the demo) would take it over, and the first to stop
-               # would delete it. The study is stopped with SIGTERM (docs/study-server.md).
-               "control_socket_disable": True}
-    if access_log:
-        # Off by default: it costs about a tenth of a worker's CPU, and the answers, errors and
-        # participants' progress are in the database and the error log anyway. Without the query
-        # string, so that no Prolific ID (/start?PROLIFIC_PID=...) is copied into a log file.
-        options.update(accesslog="-", access_log_format='%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms')
-    _run_gunicorn(options)
+    run_granian(host, port, workers, threads, access_log)
 
 
-def _run_gunicorn(options: dict) -> None:
-    from gunicorn.app.base import BaseApplication
+# the access log's line: no query string, so that no Prolific ID (/start?PROLIFIC_PID=...) is copied
+# into a log file
+ACCESS_LOG_FORMAT = '%(addr)s [%(time)s] "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1fms'
 
-    from .gunicorn_log import EscapingLogger
 
-    options = {**options, "logger_class": EscapingLogger}  # no request forges a log line (logs.py)
+def run_granian(host: str, port: int, workers: int, threads: int, access_log: bool) -> None:
+    """Serve `create_app_when_database_answers()` with Granian until SIGINT or SIGTERM.
 
-    class StudyServer(BaseApplication):
-        def load_config(self) -> None:
-            for key, value in options.items():
-                self.cfg.set(key, value)
+    Granian parses HTTP and holds the connections in Rust, so Python runs only the app: the
+    server CPU per request this saves over gunicorn is in benchmarks/RESULTS.md (issue 28, the
+    server stack). A worker that dies (kill -9, out of memory) is started again, however often
+    (StudyServer); every log line, Granian's own and its access log's, goes through
+    logs.EscapingFormatter (no request forges one)."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.server import Server
 
-        def load(self):  # noqa: ANN202 - each worker builds its own app (own DB connections)
-            return create_app_when_database_answers()
+    from .logs import granian_log_config
 
-    StudyServer().run()
+    # Granian starts each request's WSGI environ from a copy of the process environment, so a
+    # variable named as a request header (HTTP_*, CONTENT_TYPE, CONTENT_LENGTH; HTTP_PROXY is a
+    # common one) would read as if the client had sent it whenever it did not. None is for the server.
+    for name in [n for n in os.environ if n.startswith("HTTP_") or n in ("CONTENT_TYPE", "CONTENT_LENGTH")]:
+        del os.environ[name]
+
+    class StudyServer(Server):
+        """Granian's server without its crash-loop exit for a worker killed by a signal.
+
+        Granian stops the whole server when a worker it started again dies within 5.5 s, meant
+        for a worker that cannot load its app. A worker killed (kill -9, the out-of-memory killer)
+        twice in a row took the study down that way (benchmarks/fault_server.py worker_kill);
+        only a worker that exited by itself (an error, exit status > 0) still counts."""
+
+        def _respawn_workers(self, workers, *args, **kwargs) -> None:  # noqa: ANN001, ANN002, ANN003
+            killed = [idx for idx in workers if (getattr(self.wrks[idx].inner, "exitcode", None) or 0) < 0]
+            super()._respawn_workers(workers, *args, **kwargs)
+            for idx in killed:
+                self.respawned_wrks.pop(idx, None)
+
+    StudyServer("study_server.cli:create_app_when_database_answers", factory=True, address=host, port=port,
+                interface=Interfaces.WSGI, http=HTTPModes.http1, websockets=False,
+                workers=workers, blocking_threads=threads, respawn_failed_workers=True,
+                # Off by default: the answers, errors and participants' progress are in the database
+                # and the error log anyway.
+                log_access=access_log, log_access_format=ACCESS_LOG_FORMAT,
+                log_dictconfig=granian_log_config()).serve()
 
 
 def create_app_when_database_answers():  # noqa: ANN201 - a Flask app
     """create_app(), retried while the database cannot be reached.
 
-    A gunicorn worker that fails to boot makes gunicorn stop the whole server, so a worker
-    respawned while PostgreSQL restarts (after a crash, or a kill) would take every other
-    worker down with it. Waiting is safe: gunicorn aborts a worker that has not booted within
-    its timeout and starts another, so the server keeps trying until the database is back."""
+    A worker that fails to load its app makes Granian stop the whole server, so a worker
+    started again while PostgreSQL restarts (after a crash, or a kill) would take every other
+    worker down with it. Waiting instead keeps the server trying until the database is back."""
     import time
 
     from sqlalchemy.exc import OperationalError

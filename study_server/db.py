@@ -3,7 +3,7 @@
 SQLite (the embedded default) runs in WAL mode, and every transaction starts
 with BEGIN IMMEDIATE: the write lock is taken up front, so a read-then-write
 transaction (condition assignment, answer storage) is serialized across
-threads and gunicorn workers instead of failing half-way with "database is
+threads and worker processes instead of failing half-way with "database is
 locked". Writers queue before that: on a threading lock within the process,
 then on an exclusive flock() of `<database>-writers.lock` across processes,
 where the kernel wakes the next writer the moment the last one ends. Without

@@ -21,7 +21,7 @@ Over a limit the reply is 429 with `Retry-After`: JSON `{"error": ..., "retry_af
 a short page. The client address is `request.remote_addr`: behind a reverse proxy set PROXIES
 (the number of proxies to trust), or every participant shares the proxy's address.
 
-Storage: `memory://` (the default) keeps the counters in each worker process, so with W gunicorn
+Storage: `memory://` (the default) keeps the counters in each worker process, so with W server
 workers a client can get up to W times a limit (requests are spread over the workers); that still
 stops a flood. For exact limits across workers and machines use a shared store, e.g.
 `MACO_RATE_LIMIT_STORAGE_URI=redis://localhost:6379` (`pip install redis`).

@@ -6,8 +6,8 @@ would write a second, fake entry), and an ESC sequence would reach a terminal ra
 C1 and the Unicode line and paragraph separators) as Python escapes (`\\n`, `\\x1b`); a
 traceback keeps its lines, each escaped the same way and indented behind "  | ", so no text
 from a request can start a line of its own. It goes on every handler of the logs the server
-writes: Flask's (app.logger), werkzeug's (the development server) and gunicorn's error and
-access logs (study_server/gunicorn_log.py).
+writes: Flask's (app.logger), werkzeug's (the development server) and Granian's own and access
+logs (`granian_log_config`, which `maco-study serve` hands to Granian).
 """
 from __future__ import annotations
 
@@ -56,6 +56,16 @@ def escape_handlers(logger: logging.Logger) -> None:
     for handler in logger.handlers:
         if not isinstance(handler.formatter, EscapingFormatter):
             handler.setFormatter(EscapingFormatter.like(handler.formatter))
+
+
+def granian_log_config() -> dict:
+    """Granian's logging configuration (its `log_dictconfig`) with escaping formatters: Granian's
+    own formats, its server log and its access log, each line escaped as above."""
+    from granian.log import LOGGING_CONFIG
+
+    formatters = {name: {**formatter, "()": f"{__name__}.EscapingFormatter"}
+                  for name, formatter in LOGGING_CONFIG["formatters"].items()}
+    return {**LOGGING_CONFIG, "formatters": formatters}
 
 
 def install() -> None:

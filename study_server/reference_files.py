@@ -8,8 +8,8 @@ a browser fetches each once, and a reverse proxy or CDN in front keeps one copy 
 images are served here, never a query or base image under its content hash.
 
 The middleware answers before Flask: no session cookie is read, no rate limit counted and no
-database touched, and the bytes go out through the WSGI server's file wrapper (gunicorn's
-sendfile). The server does not see a reference fetch from a proxy's cache, so presence
+database touched, and the file's bytes go out in one piece (an image of a few tens of kB: one
+call into Granian, which writes them from Rust). The server does not see a reference fetch from a proxy's cache, so presence
 (study_server/speed.py) is decided on the images that carry the task: the base and both
 query images, under per-participant opaque ids.
 """
@@ -54,12 +54,4 @@ class ReferenceFiles:
         start_response("200 OK", [("Content-Type", "image/png"), ("Content-Length", str(size)), *headers])
         if environ["REQUEST_METHOD"] == "HEAD":
             return []
-        file = path.open("rb")
-        wrapper = environ.get("wsgi.file_wrapper")
-        return wrapper(file, 64 * 1024) if wrapper is not None else _chunks(file)
-
-
-def _chunks(file: Any) -> Iterable[bytes]:
-    with file:
-        while chunk := file.read(64 * 1024):
-            yield chunk
+        return [path.read_bytes()]

@@ -41,15 +41,15 @@ def answers(url: str) -> bool:
 
 
 class ServerProcess:
-    """`maco-study serve --bundle B --db URL` (gunicorn) on host:port (a free one by default).
+    """`maco-study serve --bundle B --db URL` (Granian) on host:port (a free one by default).
 
-    `worker_class` is serve's --worker-class (None: its default). `env` is added to this process's
-    environment; the server's output is appended to `log` (discarded when None), with a line per
-    request if `access_log`. `process` is the gunicorn master (its children are the workers).
+    `env` is added to this process's environment; the server's output is appended to `log`
+    (discarded when None), with a line per request if `access_log`. `process` is Granian's main
+    process (its children are the workers).
     Stops on stop() or on leaving a with block."""
 
     def __init__(self, bundle: Path | str, db_url: str, *, host: str = "127.0.0.1", port: int | None = None,
-                 workers: int = 1, threads: int = 8, worker_class: str | None = None, env: dict[str, str] | None = None,
+                 workers: int = 1, threads: int = 8, env: dict[str, str] | None = None,
                  log: Path | None = None,
                  timeout_s: float = START_TIMEOUT_S, access_log: bool = False):
         port = free_port(host) if port is None else port
@@ -59,7 +59,6 @@ class ServerProcess:
         command = [sys.executable, "-c", "from maco_study import main; main()", "serve", "--bundle", str(bundle),
                    "--db", db_url, "--host", host, "--port", str(port), "--workers", str(workers),
                    "--threads", str(threads)] + (["--access-log"] if access_log else [])
-        command += [] if worker_class is None else ["--worker-class", worker_class]  # None: serve's default
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
                                         env={**os.environ, **(env or {})})
         self._wait_until_up(timeout_s)

@@ -68,6 +68,17 @@ UNLIMITED = {key: "1000000 per second" for key in
 PACE_UNCHECKED = {"MIN_ANSWER_MS": 0, "MIN_SESSION_S": 0}
 
 
+def wait_for_log(log: Path, text: str, timeout_s: float = 20) -> None:
+    """Until `text` is in the server's log: Granian writes a request's access line after sending the
+    reply, so a client can have the reply before the line is written."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while text.encode() not in log.read_bytes():
+        assert time.monotonic() < deadline, f"{text!r} not in {log} within {timeout_s} s"
+        time.sleep(0.05)
+
+
 def make_app(db_url: str, bundle: Path, **overrides: Any):  # noqa: ANN201
     upgrade(db_url)
     engine = make_engine(db_url)

@@ -126,7 +126,7 @@ def test_admin_sessions_end_idle_after_their_lifetime_and_at_logout(admin_app) -
 
 
 def test_password_guessing_is_throttled_per_address_in_every_worker(admin_app, db_url: str, bundle: Path) -> None:  # noqa: ANN001
-    worker2 = make_app(db_url, bundle)  # a second gunicorn worker: the failures are in the database
+    worker2 = make_app(db_url, bundle)  # a second server worker: the failures are in the database
     worker2.config["WTF_CSRF_ENABLED"] = True
     attacker, attacker2 = admin_app.test_client(), worker2.test_client()
     for client in (attacker, attacker2, attacker, attacker2):

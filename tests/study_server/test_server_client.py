@@ -15,7 +15,7 @@ from study_server.client import (STUDY_JS, FlaskTransport, LightTransport, Proto
                                  answer_body, backoff_s, retry_after_s, start_path)
 from study_server.models import Participant, Trial
 
-from .conftest import prolific_pid
+from .conftest import prolific_pid, wait_for_log
 
 
 def test_backoff_is_study_js() -> None:
@@ -123,7 +123,7 @@ def test_launcher_says_why_the_server_did_not_start(tmp_path: Path) -> None:
 
 
 def test_two_servers_on_one_machine_leave_no_shared_control_socket(bundle: Path, tmp_path: Path) -> None:
-    # gunicorn puts its control socket at one path per user ($XDG_RUNTIME_DIR or ~/.gunicorn)
+    # nothing at a path shared by every server of the user (gunicorn put its control socket there)
     home, runtime = tmp_path / "home", tmp_path / "run"
     home.mkdir()
     runtime.mkdir()
@@ -234,16 +234,68 @@ def test_light_transport_reads_every_framing_a_server_sends() -> None:
         LightTransport(f"http://127.0.0.1:{server.server_port}").request("GET", "/", timeout=2)
 
 
-@pytest.mark.parametrize("worker_class, connection", [(None, "keep-alive"), ("sync", "close")])
-def test_serve_runs_the_worker_class_asked_for(bundle: Path, tmp_path: Path, worker_class: str | None,
-                                               connection: str) -> None:
-    """`serve --worker-class sync` runs sync workers (one request per connection), although --threads
-    defaults to 4, with which gunicorn would silently run gthread; the default keeps connections."""
-    server = ServerProcess(bundle, f"sqlite:///{tmp_path / 'study.db'}", threads=4, worker_class=worker_class,
-                           env={"MACO_SECRET_KEY": "k" * 64}, log=tmp_path / "server.log", timeout_s=60)
+def test_serve_runs_granian_and_keeps_connections(bundle: Path, tmp_path: Path) -> None:
+    """`serve` runs Granian (HTTP parsed in Rust, benchmarks/RESULTS.md issue 28): it says so at
+    start, keeps a connection for the next request, and its access log has no query string (no
+    Prolific ID in a log file)."""
+    log = tmp_path / "server.log"
+    server = ServerProcess(bundle, f"sqlite:///{tmp_path / 'study.db'}", threads=4, access_log=True,
+                           env={"MACO_SECRET_KEY": "k" * 64}, log=log, timeout_s=60)
     try:
-        reply = LightTransport(server.url).request("GET", "/")
-        assert reply.status_code == 200
-        assert (reply.headers.get("Connection") or "keep-alive").lower() == connection
+        transport = LightTransport(server.url)
+        replies = [transport.request("GET", path) for path in ("/", "/start?PROLIFIC_PID=QUERYSTRINGSECRET")]
+        assert [r.status_code for r in replies] == [200, 400]
+        assert all((r.headers.get("Connection") or "keep-alive").lower() == "keep-alive" for r in replies)
+        wait_for_log(log, "GET /start")
     finally:
         server.stop()
+    text = log.read_text(encoding="utf-8")
+    assert "Starting granian" in text and "gunicorn" not in text
+    assert '"GET / HTTP/1.1" 200' in text and '"GET /start HTTP/1.1" 400' in text
+    assert "QUERYSTRINGSECRET" not in text
+
+
+def test_serve_reads_no_request_header_from_its_own_environment(bundle: Path, tmp_path: Path) -> None:
+    """Granian copies the process environment into each request's: a variable named as a header
+    (here If-None-Match with a reference's ETag) must not read as sent by a client that sent none."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from stimuli.manifest import load_manifest
+    from study_server.reference_files import reference_url
+
+    image_id = load_manifest(bundle).references[0].images[0]
+    server = ServerProcess(bundle, f"sqlite:///{tmp_path / 'study.db'}", threads=2, log=tmp_path / "server.log",
+                           env={"MACO_SECRET_KEY": "k" * 64, "HTTP_IF_NONE_MATCH": f'"{image_id}"'}, timeout_s=60)
+    address = urlsplit(server.url)
+    try:
+        statuses = []
+        for headers in ({}, {"If-None-Match": f'"{image_id}"'}):  # a browser's first fetch, then its revalidation
+            connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+            connection.request("GET", reference_url(image_id), headers=headers)
+            reply = connection.getresponse()
+            statuses.append((reply.status, len(reply.read())))
+            connection.close()
+    finally:
+        server.stop()
+    assert statuses == [(200, (bundle / "images" / f"{image_id}.png").stat().st_size), (304, 0)]
+
+
+def test_the_app_hands_the_server_each_body_whole(app, walker) -> None:  # noqa: ANN001
+    """Every reply's body reaches the WSGI server as one bytes object in a list (app.WholeBody):
+    Granian writes a list in one call, but drains an iterator chunk by chunk under the GIL."""
+    from werkzeug.test import EnvironBuilder
+
+    alice = walker()
+    alice.to_first_trial()
+    cookie = f"session={alice.client.get_cookie('session').value}"
+    statuses = []
+
+    def start_response(status: str, headers: list, exc_info: Any = None) -> None:
+        statuses.append(status)
+
+    for path in ("/", "/study", "/api/trial", "/static/study.css", "/no-such-page"):
+        environ = EnvironBuilder(path=path, headers={"Cookie": cookie}).get_environ()
+        body = app.wsgi_app(environ, start_response)
+        assert isinstance(body, list) and len(body) == 1 and isinstance(body[0], bytes) and body[0], path
+    assert [s.split()[0] for s in statuses] == ["200", "200", "200", "200", "404"]

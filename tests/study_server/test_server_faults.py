@@ -1,4 +1,4 @@
-"""The short version of benchmarks/fault_server.py: a few participants against gunicorn, one
+"""The short version of benchmarks/fault_server.py: a few participants against the server, one
 worker killed with kill -9 in the middle, clients that lose replies, reload and answer from two
 tabs; then every acknowledged answer is stored exactly once and everyone finishes. Plus the same
 client faults against the app in-process, and the worker boot that waits for the database."""
@@ -23,15 +23,14 @@ def fault_server(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 - the benchma
 
 def test_worker_kill_and_faulty_clients_lose_nothing(fault_server, db_url: str, bundle: Path,  # noqa: ANN001
                                                       tmp_path: Path) -> None:
-    pytest.importorskip("gunicorn", reason="gunicorn is not installed")
     scenario = fault_server.Scenario(worker_kills=1, clients=fault_server.ClientFaults(
         lose_reply=0.3, reload=0.05, two_tabs=0.5, tab_conflict=0.3))
     try:
         result = fault_server.run_scenario(
             "test", scenario, bundle, db_url, participants=4, think_s=0.05, ramp_s=0.2, workers=2, threads=4,
             processes=0, give_up_s=60, restart_db=None, log_dir=tmp_path)
-    except RuntimeError as exc:  # start_server: gunicorn did not come up on this machine
-        pytest.skip(f"gunicorn could not start: {exc}")
+    except RuntimeError as exc:  # start_server: the server did not come up on this machine
+        pytest.skip(f"the server could not start: {exc}")
     assert result["worker_kills"] == 1
     assert result["server_exits"] == [] and result["server_alive_at_end"]
     assert result["client_events"].get("lost_replies", 0) > 0
@@ -80,7 +79,7 @@ def test_lost_replies_and_two_tabs_store_each_answer_once(app, walker) -> None: 
 
 
 def test_worker_boot_waits_for_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A gunicorn worker that fails to boot stops the whole server: while the database is
+    """A worker that fails to load the app stops the whole server (Granian): while the database is
     unreachable the worker retries instead (fault_server's combined scenario does it for real)."""
     import time
 
@@ -170,3 +169,39 @@ def test_rate_limit_storage_starts_its_expiry_timer_once(app) -> None:  # noqa: 
     assert [str(e) for e in race(MemoryStorage)] == ["threads can only be started once"]
     assert race(LockedMemoryStorage) == []
     assert isinstance(app.extensions["rate_limits"].storage, LockedMemoryStorage)
+
+
+def test_a_worker_killed_twice_in_a_row_is_started_again(bundle: Path, tmp_path: Path) -> None:
+    """Granian's crash-loop guard stops the whole server when a worker it just started dies within
+    5.5 s; a worker killed by a signal (kill -9, the out-of-memory killer) is started again however
+    often (study_server.cli.run_granian), and the server keeps answering."""
+    import os
+    import signal
+
+    from study_server.client import ServerProcess
+    from study_server.client.launcher import answers
+
+    def workers(pid: int) -> set[int]:
+        return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+    def started_in_place_of(pid: int, dead: int) -> int:
+        deadline = time.monotonic() + 30
+        while True:
+            alive = workers(pid)
+            if dead not in alive and len(alive) == 2 and (new := alive - before):
+                return new.pop()
+            assert server.process.poll() is None, "the server stopped"
+            assert time.monotonic() < deadline, "no worker started in place of the killed one"
+            time.sleep(0.02)
+
+    with ServerProcess(bundle, f"sqlite:///{tmp_path / 'study.db'}", workers=2, threads=2, timeout_s=60,
+                       env={"MACO_SECRET_KEY": "k" * 64}, log=tmp_path / "server.log") as server:
+        pid = server.process.pid
+        victim = min(workers(pid))
+        for _ in range(3):  # the same worker slot, each time within a second or so of its start
+            before = workers(pid)
+            os.kill(victim, signal.SIGKILL)
+            victim = started_in_place_of(pid, victim)
+        time.sleep(1)
+        assert server.process.poll() is None, "the server stopped"
+        assert answers(server.url + "/")

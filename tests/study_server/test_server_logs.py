@@ -1,10 +1,10 @@
 """Logs a request cannot forge: a decoded newline or an ESC in a path never starts a log line or
-reaches the log raw (study_server/logs.py), in gunicorn's access log and the application's log."""
+reaches the log raw (study_server/logs.py), in Granian's logs and the application's log."""
 from __future__ import annotations
 
 import http.client
 import io
-import logging
+import logging.config
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -12,6 +12,8 @@ from flask.logging import default_handler
 
 from study_server.client import ServerProcess
 from study_server.logs import CONTINUATION, EscapingFormatter, escape_control
+
+from .conftest import wait_for_log
 
 FORGED = '127.0.0.1 [01/Jan/2026:00:00:00 +0000] "GET /admin/ HTTP/1.1" 200 5 1ms'
 
@@ -30,6 +32,7 @@ def test_access_log_has_one_line_per_request(bundle: Path, tmp_path: Path) -> No
             connection.request("GET", path)
             assert connection.getresponse().status == 404
             connection.close()
+        wait_for_log(log, "GET /y")
     text = log.read_bytes().decode("utf-8")
     lines = text.splitlines()
     assert "\x1b" not in text and "\r" not in text
@@ -64,16 +67,16 @@ def test_application_log_keeps_a_record_on_its_lines(app, monkeypatch) -> None: 
     assert lines[-2:] == [CONTINUATION + "ValueError: bad path /x", CONTINUATION + FORGED + "\\x1b[2J"]
 
 
-def test_gunicorn_logger_escapes_its_error_log() -> None:
-    from gunicorn.config import Config
+def test_granian_logs_escape_their_lines() -> None:
+    """Granian's own log (an invalid request, a worker's error) and its access log, configured as
+    `maco-study serve` configures them."""
+    from study_server.logs import granian_log_config
 
-    from study_server.gunicorn_log import EscapingLogger
-
-    logger = EscapingLogger(Config())
-    handler = logger.error_log.handlers[0]
-    assert isinstance(handler.formatter, EscapingFormatter)
-    stream = io.StringIO()
-    handler.setStream(stream)
-    logger.error("Invalid request from %s: %s", "127.0.0.1", "GET /\n" + FORGED)
-    assert stream.getvalue().count("\n") == 1 and "GET /\\n127.0.0.1" in stream.getvalue()
-    assert logging.getLevelName(logger.error_log.level) == "INFO"
+    logging.config.dictConfig(granian_log_config())
+    for name in ("_granian", "granian.access"):
+        handler = logging.getLogger(name).handlers[0]
+        assert isinstance(handler.formatter, EscapingFormatter)
+        stream = io.StringIO()
+        handler.setStream(stream)
+        logging.getLogger(name).error("Invalid request from %s: %s", "127.0.0.1", "GET /\n" + FORGED)
+        assert stream.getvalue().count("\n") == 1 and "GET /\\n127.0.0.1" in stream.getvalue()
