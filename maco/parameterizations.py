@@ -29,7 +29,9 @@ from maco.device import on_device
 # after the standardisation (the spectrum's own v4 change is in
 # ``maco.spectra.resize_spectrum``).
 
-CHANNEL_CENTRING = torch.eye(3) - 1 / 3  # x @ it subtracts the mean over the last axis of 3: one product, not four ops
+# x @ it subtracts the mean over the last axis of 3: one product, not four ops; made in float64 so that a float64
+# run's mean is removed to its own rounding (on_device casts it to the run's dtype)
+CHANNEL_CENTRING = torch.eye(3, dtype=torch.float64) - 1 / 3
 
 
 @dataclass(frozen=True)
