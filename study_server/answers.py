@@ -15,7 +15,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Row, bindparam, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from .flow import (PHONE_REFUSED, FlowError, first_unanswered, move, needs_touch, participant_row,
@@ -93,8 +93,8 @@ def _answer_reply(stage: str, trial: Row | SimpleNamespace, round_result: str | 
     return reply
 
 
-# The answer is read, checked and stored with Core statements on the session's connection, in its
-# transaction: the participant's row locked, one read of the plan, the presence count, one UPDATE of
+# The answer is read, checked and stored with Core statements on a bare connection (no ORM session),
+# in one transaction: the participant's row locked, one read of the plan, the presence count, one UPDATE of
 # the trial (and of last_seen_at at most once a minute). The ORM's unit of work (instance state,
 # change tracking, flush) cost more CPU than the SQL; it runs only where the plan grows (_advance).
 _TRIAL_ANSWERED = update(Trial).where(Trial.id == bindparam("trial_id"))  # SET: the parameters' columns
@@ -108,20 +108,20 @@ _STORED_FIELDS = ("window_width", "window_height", "device_pixel_ratio", "blur_c
                   "webdriver")
 
 
-def store_answer(session: Session, ctx: StudyContext, participant_id: int, answer: dict[str, Any],
+def store_answer(connection: Connection, ctx: StudyContext, participant_id: int, answer: dict[str, Any],
                  served_position: int | None, served_at_ms: float | None, secret: bytes,
                  rules: SpeedRules) -> dict[str, Any]:
-    """Store one answer (idempotent on answer_id) and advance; the caller commits, then replies.
+    """Store one answer (idempotent on answer_id) and advance, in the transaction of `connection`;
+    the caller commits, then replies.
 
     `served_position` is the last trial GET /api/trial sent to this browser session and
     `served_at_ms` when (epoch ms, server clock), both kept in its signed cookie: a new answer
     is accepted only for the trial sent, once GET /img sent its base and both query images (their
     tokens under `secret`; the references are static files the server may never see fetched,
     reference_files.py), and only with a possible `rt_ms`."""
-    participant = participant_row(session, participant_id, lock=True)
+    participant = participant_row(connection, participant_id, lock=True)
     if participant is None:
         raise FlowError("no study session", 403)
-    connection = session.connection()
     rows = connection.execute(_PLAN_AND_ANSWER, {"participant_id": participant.id,
                                                  "answer_id": answer["answer_id"]}).all()
     trials = [t for t in rows if t.participant_id == participant.id]
@@ -169,7 +169,7 @@ def store_answer(session: Session, ctx: StudyContext, participant_id: int, answe
         connection.execute(_TOUCH, {"participant_id": participant.id, "last_seen_at": now})
     answered = SimpleNamespace(**{**trial._asdict(), **stored})  # the trial's row as it now reads
     trials = [answered if t.id == trial.id else t for t in trials]
-    round_result, stage = _advance(session, ctx, participant, answered, trials)
+    round_result, stage = _advance(connection, ctx, participant, answered, trials)
     return _answer_reply(stage, answered, round_result)
 
 
@@ -191,14 +191,20 @@ def _round_result(trials: list[Row], trial: Row) -> str | None:
     return "repeat" if later_round > trial.practice_round else "continue"
 
 
-def _advance(session: Session, ctx: StudyContext, participant: Row, trial: SimpleNamespace,
+def _advance(connection: Connection, ctx: StudyContext, participant: Row, trial: SimpleNamespace,
              trials: list[Row]) -> tuple[str | None, str]:
     """After `trial` got its answer: the next practice round, the main trials, or the comment.
     Returns the round's result and the participant's stage after it. Only here, a few times per
-    participant, does the ORM load the (already locked) participant and add trials or move on."""
+    participant, does an ORM session (on the same connection and transaction, which it leaves to
+    the caller to commit) load the (already locked) participant and add trials or move on."""
     if first_unanswered(trials) is not None:
         return None, participant.stage
-    model = session.get(Participant, participant.id)
+    with Session(bind=connection) as session:
+        return _advance_plan(session, ctx, session.get(Participant, participant.id), trial, trials)
+
+
+def _advance_plan(session: Session, ctx: StudyContext, model: Participant, trial: SimpleNamespace,
+                  trials: list[Row]) -> tuple[str | None, str]:
     next_position = trial.position + 1
     result = None
     if trial.kind == "practice":

@@ -30,7 +30,7 @@ from .cookies import VerifiedOnceSessionInterface
 from .config import check_codes, check_send_images, condition_targets, load_config, pid_pattern, require_secret_key
 from .db import make_engine, make_sessionmaker
 from .formatting import register_filters
-from .headers import SECURITY_HEADERS
+from .headers import SecurityHeaders
 from .models import Setting, Study
 from .opaque_images import OpaqueImages
 from .plan import StudyContext, load_pairs
@@ -153,17 +153,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(admin_bp)
     rate_limits = init_rate_limits(app)
     # the trials' images answered before Flask, behind ProxyFix (the limit's client address)
-    app.wsgi_app = OpaqueImages(app.wsgi_app, app, server_state, rate_limits)
+    app.wsgi_app = SecurityHeaders(OpaqueImages(app.wsgi_app, app, server_state, rate_limits))
     if config["PROXIES"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config["PROXIES"], x_proto=config["PROXIES"])
     # reference images answered before Flask: no session, rate limit or database (reference_files.py)
     app.wsgi_app = WholeBody(ReferenceFiles(app.wsgi_app, server_state.images.folder, reference_ids(manifest)))
-
-    @app.after_request
-    def _security_headers(response):  # noqa: ANN001, ANN202
-        for name, value in SECURITY_HEADERS:
-            response.headers.setdefault(name, value)
-        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # noqa: ANN202

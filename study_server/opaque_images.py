@@ -12,8 +12,8 @@ Nothing a participant or a script could tell apart changes:
 - the images limit (RATE_LIMIT_IMAGES, limits.py) is counted here, once per request, keyed as
   before (the participant, else the client address after ProxyFix);
 - an image is sent only under this participant's opaque id, only for a trial reached, and only
-  once recorded as sent (speed.py); the reply carries the same headers as any other
-  (headers.py, `Vary: Cookie`) and the same body: the bytes with an ETag (conditional requests and
+  once recorded as sent (speed.py); the reply carries the same headers as before
+  (`Vary: Cookie`; the security headers are added around it, headers.py) and the same body: the bytes with an ETag (conditional requests and
   ranges as werkzeug answers them), or the web server's X-Accel-Redirect / X-Sendfile header
   (SEND_IMAGES, images.py).
 Every refusal goes on to Flask with its reason in the WSGI environ, and the view
@@ -28,7 +28,6 @@ from flask import Flask
 from werkzeug.http import parse_cookie
 from werkzeug.wrappers import Response
 
-from .headers import SECURITY_HEADERS
 from .images import SENT_IMAGES_LOCATION
 from .limits import RateLimits, participant_key_of
 from .plan import EXAMPLE_SCOPE
@@ -99,8 +98,7 @@ class OpaqueImages:
         image: no file name, Last-Modified or content hash; the ETag is the opaque id of the URL, so a
         revalidation (a reload) is answered 304 without the bytes."""
         images = self.state.images
-        headers = [("Content-Type", "image/png"), ("Cache-Control", IMAGE_CACHE_CONTROL), ("Vary", "Cookie"),
-                   *SECURITY_HEADERS]
+        headers = [("Content-Type", "image/png"), ("Cache-Control", IMAGE_CACHE_CONTROL), ("Vary", "Cookie")]
         if self.mode == "x-accel-redirect":  # nginx consumes the header and sends the file; the browser sees neither
             headers.append(("X-Accel-Redirect", SENT_IMAGES_LOCATION + images.sent_file(image_id).name))
         elif self.mode == "x-sendfile":

@@ -14,7 +14,7 @@ from sqlalchemy import Row
 
 from . import flow, stages
 from .admin import admin_session_active, start_participant_session
-from .state import db, read_db, state
+from .state import db, read_connection, state
 from .models import COMPLETED, TIMED_OUT, Participant
 from .limits import too_many
 from .opaque_images import FAILURE, RETRY_AFTER
@@ -28,12 +28,12 @@ PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 
 def session_participant(lock: bool = False, read_only: bool = False) -> Participant | Row | None:
     """The participant of this browser session (row-locked for writes with `lock`); with
-    `read_only`, their row (flow.participant_row) from the read-only session."""
+    `read_only`, their row (flow.participant_row) from the read-only connection."""
     participant_id = session.get("participant")
     if participant_id is None:
         return None
     if read_only:
-        return flow.participant_row(read_db(), participant_id)
+        return flow.participant_row(read_connection(), participant_id)
     return db().get(Participant, participant_id, with_for_update=lock or None)
 
 
