@@ -122,7 +122,8 @@ def trial():  # noqa: ANN201
     if resume not in (None, "1"):
         abort(400, "resume: must be 1")
     participant = _participant(read_only=True)
-    payload = flow.trial_payload(state().study, state().token_secret, participant,
+    server_state = state()
+    payload = flow.trial_payload(server_state.study, server_state.token_secret, participant,
                                  flow.participant_trials(read_connection(), participant),
                                  current_app.config["BREAK_EVERY"])
     if participant.stage != "trials" or payload is None:
@@ -163,7 +164,8 @@ def answer():  # noqa: ANN201
 def _store_answer(participant_id: int, clean: dict[str, Any]):  # noqa: ANN202
     """One transaction on a bare connection (answers.py says why): committed when the block ends,
     rolled back if it raises."""
-    with state().engine.begin() as connection:
-        reply = answers.store_answer(connection, state().study, participant_id, clean, session.get("served"),
-                                     session.get("served_at_ms"), state().token_secret, state().speed)
+    server_state = state()
+    with server_state.engine.begin() as connection:
+        reply = answers.store_answer(connection, server_state.study, participant_id, clean, session.get("served"),
+                                     session.get("served_at_ms"), server_state.token_secret, server_state.speed)
     return jsonify(reply)  # only now: the answer is committed
