@@ -28,7 +28,9 @@ stops a flood. For exact limits across workers and machines use a shared store, 
 
 The check is one `before_request` hook: a dict lookup by endpoint, then one counter hit per limit
 (the shorter window first; the first one over refuses), and nothing else per request: no
-exemptions, meta limits or rate-limit headers (why: benchmarks/RESULTS.md, issue 28).
+exemptions, meta limits or rate-limit headers (why: benchmarks/RESULTS.md, issue 28). `GET /img`
+is answered before Flask (opaque_images.py), which counts its limit with the same rule
+(`RateLimits.hit`) and the same key; the hook leaves that endpoint alone.
 """
 from __future__ import annotations
 
