@@ -244,3 +244,22 @@ def test_an_answer_is_stored_by_four_statements_without_the_orm(app, walker) -> 
     assert (stored.position, stored.chosen_side, stored.confidence, stored.blur_count, stored.answer_input,
             stored.rt_ms, stored.webdriver) == (trial["position"], "right", 3, 2, "pointer", 240.0, False)
     assert stored.server_elapsed_ms is not None and stored.answered_at is not None
+
+
+def test_a_practice_round_s_last_answer_sent_again_gets_the_same_reply(app, walker) -> None:  # noqa: ANN001
+    """An answer reads only its trial's neighbours (answers.py); a practice answer sent again (its
+    reply lost) reads the round back, so its feedback is the first reply's, round result included,
+    and nothing is stored twice."""
+    w = walker()
+    w.to_trials()
+    while True:
+        trial = w.current()
+        body = w.answer_body(trial["position"], w.correct_side(trial["position"]))
+        first = w.post("/api/answer", body).get_json()
+        if first["feedback"]["round_result"] is not None:
+            break
+    again = w.post("/api/answer", body).get_json()
+    assert again == first and first["feedback"]["round_result"] == "passed"
+    with Session(app.extensions["maco"].engine) as session:
+        assert session.scalar(select(func.count()).select_from(Trial).where(Trial.answer_id == body["answer_id"])) == 1
+    assert not w.current()["practice"]  # the main trials started once
