@@ -62,19 +62,20 @@ class OpaqueImages:
         cookie = parse_cookie(environ).get(self.cookie_name)
         values = self.flask_app.session_interface.cookie_values(self.flask_app, cookie)
         participant_id, served = values.get("participant"), values.get("served")
-        if self.rate_limits.enabled:
-            retry_after = self.rate_limits.hit(IMAGE_ENDPOINT, participant_key_of(participant_id, environ.get("REMOTE_ADDR")))
-            if retry_after is not None:
-                environ[RETRY_AFTER] = retry_after
-                return self.app(environ, start_response)
         try:
-            image_id = self._allowed(participant_id, served, token)
-            if image_id is None:
-                return self.app(environ, start_response)  # the view's 404
-            return self._send(image_id, token, environ, start_response)
-        except Exception as exc:  # noqa: BLE001 - answered by Flask, as any view's error
+            retry_after = None
+            if self.rate_limits.enabled:
+                key = participant_key_of(participant_id, environ.get("REMOTE_ADDR"))
+                retry_after = self.rate_limits.hit(IMAGE_ENDPOINT, key)
+            image_id = None if retry_after is not None else self._allowed(participant_id, served, token)
+            if image_id is not None:
+                return self._send(image_id, token, environ, start_response)
+        except Exception as exc:  # noqa: BLE001 - answered by Flask, as any view's error (a limits store down too)
             environ[FAILURE] = exc
             return self.app(environ, start_response)
+        if retry_after is not None:
+            environ[RETRY_AFTER] = retry_after
+        return self.app(environ, start_response)  # the view's 429, or its 404
 
     def _allowed(self, participant_id: int | None, served: int | None, token: str) -> str | None:
         """The image under `token` if this participant may have it now (recorded as sent), else None.
