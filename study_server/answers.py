@@ -15,10 +15,10 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Row, bindparam, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from .flow import (PHONE_REFUSED, FlowError, first_unanswered, move, needs_touch, participant_row,
+from .flow import (PHONE_REFUSED, FlowError, move, needs_touch, participant_row, participant_trials,
                    require_not_timed_out)
 from .models import COMPLETED, Participant, Trial, utcnow
 from .plan import OPAQUE_PER_TRIAL, StudyContext, image_scope, image_token, start_main, start_practice_round, trial_images
@@ -93,57 +93,66 @@ def _answer_reply(stage: str, trial: Row | SimpleNamespace, round_result: str | 
     return reply
 
 
-# The answer is read, checked and stored with Core statements on the session's connection, in its
-# transaction: the participant's row locked, one read of the plan, the presence count, one UPDATE of
-# the trial (and of last_seen_at at most once a minute). The ORM's unit of work (instance state,
+# The answer is read, checked and stored with Core statements on a bare connection (no ORM session),
+# in one transaction: the participant's row locked, one read of the trial and its neighbours, the
+# presence count, one UPDATE of the trial (and of last_seen_at at most once a minute). The ORM's unit of work (instance state,
 # change tracking, flush) cost more CPU than the SQL; it runs only where the plan grows (_advance).
 _TRIAL_ANSWERED = update(Trial).where(Trial.id == bindparam("trial_id"))  # SET: the parameters' columns
 _TOUCH = update(Participant).where(Participant.id == bindparam("participant_id"))
-# one round trip: the participant's plan, and whichever trial (anyone's) already holds this answer id
-_PLAN_AND_ANSWER = (select(*Trial.__table__.c)
-                    .where(or_(Trial.participant_id == bindparam("participant_id"),
-                               Trial.answer_id == bindparam("answer_id")))
-                    .order_by(Trial.position))
+# One round trip: the answered position's trial and its two neighbours, and whichever trial
+# (anyone's) already holds this answer id. Answers are only ever stored for the first unanswered
+# trial (checked below), so the answered trials are always a prefix of the plan: the trial is the
+# current one exactly when it is unanswered and the one before it is answered, and the plan ends
+# with it when there is none after it. The whole plan (a few dozen rows) is read only when it is
+# needed: at the end of a phase, and for a practice answer sent again (its round's result).
+_NEIGHBOURS_AND_ANSWER = (select(*Trial.__table__.c)
+                          .where(or_((Trial.participant_id == bindparam("participant_id"))
+                                     & Trial.position.between(bindparam("before"), bindparam("after")),
+                                     Trial.answer_id == bindparam("answer_id")))
+                          .order_by(Trial.position))
 _STORED_FIELDS = ("window_width", "window_height", "device_pixel_ratio", "blur_count", "fullscreen_exit_count",
                   "webdriver")
 
 
-def store_answer(session: Session, ctx: StudyContext, participant_id: int, answer: dict[str, Any],
+def store_answer(connection: Connection, ctx: StudyContext, participant_id: int, answer: dict[str, Any],
                  served_position: int | None, served_at_ms: float | None, secret: bytes,
                  rules: SpeedRules) -> dict[str, Any]:
-    """Store one answer (idempotent on answer_id) and advance; the caller commits, then replies.
+    """Store one answer (idempotent on answer_id) and advance, in the transaction of `connection`;
+    the caller commits, then replies.
 
     `served_position` is the last trial GET /api/trial sent to this browser session and
     `served_at_ms` when (epoch ms, server clock), both kept in its signed cookie: a new answer
     is accepted only for the trial sent, once GET /img sent its base and both query images (their
     tokens under `secret`; the references are static files the server may never see fetched,
     reference_files.py), and only with a possible `rt_ms`."""
-    participant = participant_row(session, participant_id, lock=True)
+    participant = participant_row(connection, participant_id, lock=True)
     if participant is None:
         raise FlowError("no study session", 403)
-    connection = session.connection()
-    rows = connection.execute(_PLAN_AND_ANSWER, {"participant_id": participant.id,
-                                                 "answer_id": answer["answer_id"]}).all()
-    trials = [t for t in rows if t.participant_id == participant.id]
+    position = answer["position"]
+    rows = connection.execute(_NEIGHBOURS_AND_ANSWER, {
+        "participant_id": participant.id, "answer_id": answer["answer_id"], "before": position - 1,
+        "after": position + 1}).all()
     previous = next((t for t in rows if t.answer_id == answer["answer_id"]), None)
     if previous is not None:
-        same = (previous.participant_id == participant.id and previous.position == answer["position"]
+        same = (previous.participant_id == participant.id and previous.position == position
                 and previous.chosen_side == answer["chosen_side"]
                 and previous.confidence == answer["confidence"])
         if not same:
             raise FlowError("this answer id was already used for a different answer")
-        return _answer_reply(participant.stage, previous, _round_result(trials, previous))
+        round_result = (_round_result(participant_trials(connection, participant), previous)
+                        if previous.kind == "practice" else None)
+        return _answer_reply(participant.stage, previous, round_result)
     require_not_timed_out(participant, ctx.timeout)
     if participant.status == COMPLETED or participant.stage != "trials":
         raise FlowError("no answers are accepted now (the trials are over)")
     # the messages below reach the participant's screen: no internal trial numbers in them
-    trial = next((t for t in trials if t.position == answer["position"]), None)
+    own = {t.position: t for t in rows if t.participant_id == participant.id}
+    trial = own.get(position)
     if trial is None:
         raise FlowError("there is no such trial: reload the page")
     if trial.answer_id is not None:
         raise FlowError("this trial is already answered: reload the page")
-    current = first_unanswered(trials)
-    if current is None or current.position != trial.position:
+    if position > 0 and (position - 1 not in own or own[position - 1].answer_id is None):
         raise FlowError("this is not the current trial: reload the page")
     if served_position != trial.position:
         raise FlowError("this trial was not shown yet: reload the page")
@@ -168,8 +177,10 @@ def store_answer(session: Session, ctx: StudyContext, participant_id: int, answe
     if needs_touch(participant):  # the answer itself shows life; the slot's clock is kept per minute
         connection.execute(_TOUCH, {"participant_id": participant.id, "last_seen_at": now})
     answered = SimpleNamespace(**{**trial._asdict(), **stored})  # the trial's row as it now reads
-    trials = [answered if t.id == trial.id else t for t in trials]
-    round_result, stage = _advance(session, ctx, participant, answered, trials)
+    round_result, stage = None, participant.stage
+    if position + 1 not in own:  # the plan ends with this answer: the next phase, or the comment
+        round_result, stage = _advance(connection, ctx, participant, answered,
+                                       participant_trials(connection, participant))
     return _answer_reply(stage, answered, round_result)
 
 
@@ -191,14 +202,19 @@ def _round_result(trials: list[Row], trial: Row) -> str | None:
     return "repeat" if later_round > trial.practice_round else "continue"
 
 
-def _advance(session: Session, ctx: StudyContext, participant: Row, trial: SimpleNamespace,
+def _advance(connection: Connection, ctx: StudyContext, participant: Row, trial: SimpleNamespace,
              trials: list[Row]) -> tuple[str | None, str]:
-    """After `trial` got its answer: the next practice round, the main trials, or the comment.
-    Returns the round's result and the participant's stage after it. Only here, a few times per
-    participant, does the ORM load the (already locked) participant and add trials or move on."""
-    if first_unanswered(trials) is not None:
-        return None, participant.stage
-    model = session.get(Participant, participant.id)
+    """After `trial`, the last of the plan (`trials`, read after its answer), got its answer: the
+    next practice round, the main trials, or the comment. Returns the round's result and the
+    participant's stage after it. Only here, a few times per participant, does an ORM session (on
+    the same connection and transaction, which it leaves to the caller to commit) load the (already
+    locked) participant and add trials or move on."""
+    with Session(bind=connection) as session:
+        return _advance_plan(session, ctx, session.get(Participant, participant.id), trial, trials)
+
+
+def _advance_plan(session: Session, ctx: StudyContext, model: Participant, trial: SimpleNamespace,
+                  trials: list[Row]) -> tuple[str | None, str]:
     next_position = trial.position + 1
     result = None
     if trial.kind == "practice":

@@ -8,7 +8,7 @@ from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 
 from . import answers, flow
-from .state import db, read_db, state
+from .state import close_read_connection, db, read_connection, state
 from .models import Participant, utcnow
 from .participant import session_participant
 
@@ -122,8 +122,9 @@ def trial():  # noqa: ANN201
     if resume not in (None, "1"):
         abort(400, "resume: must be 1")
     participant = _participant(read_only=True)
-    payload = flow.trial_payload(state().study, state().token_secret, participant,
-                                 flow.participant_trials(read_db(), participant),
+    server_state = state()
+    payload = flow.trial_payload(server_state.study, server_state.token_secret, participant,
+                                 flow.participant_trials(read_connection(), participant),
                                  current_app.config["BREAK_EVERY"])
     if participant.stage != "trials" or payload is None:
         return jsonify(done=True, next=url_for("participant.study"))
@@ -134,7 +135,7 @@ def trial():  # noqa: ANN201
         session["served"] = payload["position"]
         session["served_at_ms"] = utcnow().timestamp() * 1000
     if flow.needs_touch(participant):  # a sign of life, written at most once a minute
-        read_db().close()  # the read is done: free its connection before queueing for the write lock
+        close_read_connection()  # the read is done: free its connection before queueing for the write lock
         flow.touch(_participant(lock=True))
         db().commit()
     return jsonify(done=False, trial=payload)
@@ -155,15 +156,16 @@ def answer():  # noqa: ANN201
             return _store_answer(participant_id, clean)
         except IntegrityError:
             # the same answer id committed meanwhile by a concurrent retry: this pass replays it
-            db().rollback()
             return _store_answer(participant_id, clean)
     except flow.FlowError as exc:
-        db().rollback()
         return jsonify(error=str(exc)), exc.status
 
 
 def _store_answer(participant_id: int, clean: dict[str, Any]):  # noqa: ANN202
-    reply = answers.store_answer(db(), state().study, participant_id, clean, session.get("served"),
-                                 session.get("served_at_ms"), state().token_secret, state().speed)
-    db().commit()
+    """One transaction on a bare connection (answers.py says why): committed when the block ends,
+    rolled back if it raises."""
+    server_state = state()
+    with server_state.engine.begin() as connection:
+        reply = answers.store_answer(connection, server_state.study, participant_id, clean, session.get("served"),
+                                     session.get("served_at_ms"), server_state.token_secret, server_state.speed)
     return jsonify(reply)  # only now: the answer is committed

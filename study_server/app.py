@@ -30,7 +30,9 @@ from .cookies import VerifiedOnceSessionInterface
 from .config import check_codes, check_send_images, condition_targets, load_config, pid_pattern, require_secret_key
 from .db import make_engine, make_sessionmaker
 from .formatting import register_filters
+from .headers import SecurityHeaders
 from .models import Setting, Study
+from .opaque_images import OpaqueImages
 from .plan import StudyContext, load_pairs
 from .reference_files import ReferenceFiles, reference_ids
 from .speed import SpeedRules
@@ -49,11 +51,6 @@ def get_or_create_setting(sessions: sessionmaker[Session], key: str, make_value)
                 session.rollback()  # another worker won the race: use its value
             setting = session.get(Setting, key)
         return setting.value
-
-
-SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                   "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-                   "frame-ancestors 'none'")
 
 
 class WholeBody:
@@ -147,10 +144,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from .limits import init_rate_limits
     from .participant import participant_bp
 
-    if config["PROXIES"]:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config["PROXIES"], x_proto=config["PROXIES"])
-    # reference images answered before Flask: no session, rate limit or database (reference_files.py)
-    app.wsgi_app = WholeBody(ReferenceFiles(app.wsgi_app, server_state.images.folder, reference_ids(manifest)))
     csrf = CSRFProtect(app)
     # The JSON API is not a form target: it only accepts application/json,
     # which a cross-site page cannot send without CORS, and cookies are SameSite=Lax.
@@ -158,17 +151,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(participant_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(admin_bp)
-    init_rate_limits(app)
-
-    @app.after_request
-    def _security_headers(response):  # noqa: ANN001, ANN202
-        # Every script and style is a served file (the templates have none inline), so the
-        # policy allows only this origin; no page may be framed (clickjacking of the answer buttons).
-        response.headers.setdefault("Content-Security-Policy", SECURITY_POLICY)
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
+    rate_limits = init_rate_limits(app)
+    # the trials' images answered before Flask, behind ProxyFix (the limit's client address)
+    app.wsgi_app = SecurityHeaders(OpaqueImages(app.wsgi_app, app, server_state, rate_limits))
+    if config["PROXIES"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config["PROXIES"], x_proto=config["PROXIES"])
+    # reference images answered before Flask: no session, rate limit or database (reference_files.py)
+    app.wsgi_app = WholeBody(ReferenceFiles(app.wsgi_app, server_state.images.folder, reference_ids(manifest)))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # noqa: ANN202

@@ -7,7 +7,8 @@ signature is checked, and the value decoded, once per distinct cookie value (an 
 `VERIFIED_COOKIES`); a tampered cookie is refused as before, and the lifetime
 (PERMANENT_SESSION_LIFETIME from the signing time) is checked on every request. Only a session of
 plain values (numbers, text, true/false) is kept: a request gets a fresh dict of them, so nothing it
-changes reaches another request. Saving is Flask's own.
+changes reaches another request. Saving is Flask's own. GET /img reads the same values before Flask
+(`cookie_values`, opaque_images.py).
 """
 from __future__ import annotations
 
@@ -44,18 +45,26 @@ class VerifiedOnceSessionInterface(SecureCookieSessionInterface):
             return None
         return data, signed_at.timestamp()
 
-    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        serializer = self.get_signing_serializer(app)
-        if serializer is None:
-            return None
-        value = request.cookies.get(self.get_cookie_name(app))
-        if not value:
-            return self.session_class()
+    def cookie_values(self, app: Flask, value: str | None) -> dict[str, Any]:
+        """The session in cookie `value` (read-only: for a plain session, the cached dict itself);
+        empty for no cookie, a bad signature or an expired one."""
+        if not value or self.get_signing_serializer(app) is None:
+            return {}
         verified = self._verified(value)
-        if verified is None:
-            return super().open_session(app, request)  # a bad signature gives an empty session there
+        if verified is None:  # a bad signature, or not plain values: decoded here, as Flask does
+            try:
+                data = self._serializer.loads(value, max_age=app.permanent_session_lifetime.total_seconds())
+            except BadSignature:
+                return {}
+            return data if isinstance(data, dict) else {}
         data, signed_at = verified
         age = time.time() - signed_at
         if not 0 <= age <= app.permanent_session_lifetime.total_seconds():
-            return self.session_class()  # expired, as itsdangerous's max_age would say
-        return self.session_class(data)  # a copy: the cached dict is never handed out
+            return {}  # expired, as itsdangerous's max_age would say
+        return data
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if self.get_signing_serializer(app) is None:
+            return None
+        # a copy: the cached dict is never handed out
+        return self.session_class(self.cookie_values(app, request.cookies.get(self.get_cookie_name(app))))

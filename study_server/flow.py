@@ -13,7 +13,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import stages
@@ -213,7 +213,7 @@ def complete(session: Session, ctx: StudyContext, participant: Participant, comm
              rules: SpeedRules) -> None:
     """The session ends: completed, and marked for review if it trips a speed rule (speed.py)."""
     _require_stage(participant, "comment")
-    trials = participant_trials(session, participant)
+    trials = participant_trials(session.connection(), participant)
     unanswered = sum(t.answer_id is None for t in trials)
     if unanswered:  # cannot happen through the API; guards the completion code
         raise FlowError(f"{unanswered} trials are still unanswered")
@@ -227,9 +227,9 @@ def complete(session: Session, ctx: StudyContext, participant: Participant, comm
 # ---------------------------------------------------------------------------
 # the trial sent
 # The hot paths (every trial page, every answer) read the participant and their whole plan as Core
-# rows on the session's connection: attributes named as the models' columns, read-only, without the
-# ORM's identity map, instance state and unit of work (most of an answer's own CPU; benchmarks/
-# RESULTS.md, issue 28). The plan is a few dozen rows; StudyContext.pairs has their images, so no
+# rows on a bare connection (no ORM session): attributes named as the models' columns, read-only,
+# without the ORM's identity map, instance state and unit of work (most of an answer's own CPU;
+# benchmarks/RESULTS.md, issue 28). The plan is a few dozen rows; StudyContext.pairs has their images, so no
 # join. The statements are built once and run with parameters: building a select and its cache key
 # on every request was a measurable share of a trial's CPU too.
 PARTICIPANT_ROW = select(*Participant.__table__.c).where(Participant.id == bindparam("participant_id"))
@@ -238,14 +238,14 @@ PLAN = (select(*Trial.__table__.c).where(Trial.participant_id == bindparam("part
         .order_by(Trial.position))
 
 
-def participant_row(session: Session, participant_id: int, lock: bool = False) -> Row | None:
+def participant_row(connection: Connection, participant_id: int, lock: bool = False) -> Row | None:
     """The participant's row (row-locked with `lock`, for the rest of the transaction), or None."""
-    return session.connection().execute(_PARTICIPANT_ROW_LOCKED if lock else PARTICIPANT_ROW,
-                                        {"participant_id": participant_id}).first()
+    return connection.execute(_PARTICIPANT_ROW_LOCKED if lock else PARTICIPANT_ROW,
+                              {"participant_id": participant_id}).first()
 
 
-def participant_trials(session: Session, participant: Participant | Row) -> list[Row]:
-    return list(session.connection().execute(PLAN, {"participant_id": participant.id}))
+def participant_trials(connection: Connection, participant: Participant | Row) -> list[Row]:
+    return list(connection.execute(PLAN, {"participant_id": participant.id}))
 
 
 def first_unanswered(trials: list[Row]) -> Row | None:

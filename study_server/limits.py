@@ -28,7 +28,9 @@ stops a flood. For exact limits across workers and machines use a shared store, 
 
 The check is one `before_request` hook: a dict lookup by endpoint, then one counter hit per limit
 (the shorter window first; the first one over refuses), and nothing else per request: no
-exemptions, meta limits or rate-limit headers (why: benchmarks/RESULTS.md, issue 28).
+exemptions, meta limits or rate-limit headers (why: benchmarks/RESULTS.md, issue 28). `GET /img`
+is answered before Flask (opaque_images.py), which counts its limit with the same rule
+(`RateLimits.hit`) and the same key; the hook leaves that endpoint alone.
 """
 from __future__ import annotations
 
@@ -56,15 +58,25 @@ LIMITED_ENDPOINTS = {
     "admin.login": ("RATE_LIMIT_ADMIN_LOGIN", "admin-login", "address"),
 }
 API_BLUEPRINT = "api"  # every endpoint of it: RATE_LIMIT_PARTICIPANT, scope "participant"
+# counted before Flask, by the middleware that answers them (opaque_images.py), not by `check`
+COUNTED_BEFORE_FLASK = frozenset({"participant.image"})
+
+
+def address_key(remote_addr: str | None) -> str:
+    return f"address:{remote_addr or ''}"
+
+
+def participant_key_of(participant_id: int | None, remote_addr: str | None) -> str:
+    """The participant of the browser session, else the client address."""
+    return address_key(remote_addr) if participant_id is None else f"participant:{participant_id}"
 
 
 def client_address() -> str:
-    return f"address:{request.remote_addr or ''}"
+    return address_key(request.remote_addr)
 
 
 def participant_key() -> str:
-    participant_id = session.get("participant")
-    return client_address() if participant_id is None else f"participant:{participant_id}"
+    return participant_key_of(session.get("participant"), request.remote_addr)
 
 
 KEYS = {"participant": participant_key, "address": client_address}
@@ -150,16 +162,23 @@ class RateLimits:
                       for endpoint, (config_key, scope, key) in limited.items()}
 
     def check(self) -> Response | None:
-        """None, or the 429 reply of the first limit this request goes over (the longer windows
-        after it are not counted for a refused request)."""
-        rule = self.rules.get(request.endpoint) if self.enabled else None
+        """None, or the 429 reply of the first limit this request goes over."""
+        endpoint = request.endpoint
+        rule = self.rules.get(endpoint) if self.enabled and endpoint not in COUNTED_BEFORE_FLASK else None
         if rule is None or (rule.methods is not None and request.method not in rule.methods):
             return None
-        key = rule.key()
+        retry_after = self.hit(endpoint, rule.key())
+        return None if retry_after is None else too_many(retry_after)
+
+    def hit(self, endpoint: str, key: str) -> int | None:
+        """Count a request to `endpoint` from `key`: None, or the seconds to wait (Retry-After) of
+        the first limit it goes over (the longer windows after it are not counted for a refused
+        request)."""
+        rule = self.rules[endpoint]
         for item in rule.limits:
             if not self.strategy.hit(item, KEY_PREFIX, key, rule.scope):
                 reset_at = self.strategy.get_window_stats(item, KEY_PREFIX, key, rule.scope).reset_time
-                return _too_many(max(1, int(reset_at - time.time())))
+                return max(1, int(reset_at - time.time()))
         return None
 
 
@@ -171,7 +190,7 @@ def _parse(cfg: dict, config_key: str) -> tuple[RateLimitItem, ...]:
                           f"{cfg[config_key]!r}") from None
 
 
-def _too_many(retry_after: int) -> Response:
+def too_many(retry_after: int) -> Response:
     if request.path.startswith("/api/"):
         response = jsonify(error=TOO_MANY, retry_after_s=retry_after)
     else:

@@ -8,16 +8,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request, session,
-                   url_for)
+from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 
 from sqlalchemy import Row
 
 from . import flow, stages
 from .admin import admin_session_active, start_participant_session
-from .state import db, read_db, state
+from .state import db, read_connection, state
 from .models import COMPLETED, TIMED_OUT, Participant
-from .images import SENT_IMAGES_LOCATION
+from .limits import too_many
+from .opaque_images import FAILURE, RETRY_AFTER
 from .reference_files import reference_url
 from .plan import EXAMPLE_SCOPE, OPAQUE_PER_TRIAL, example_images, image_token, main_phase_length
 
@@ -28,12 +28,12 @@ PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 
 def session_participant(lock: bool = False, read_only: bool = False) -> Participant | Row | None:
     """The participant of this browser session (row-locked for writes with `lock`); with
-    `read_only`, their row (flow.participant_row) from the read-only session."""
+    `read_only`, their row (flow.participant_row) from the read-only connection."""
     participant_id = session.get("participant")
     if participant_id is None:
         return None
     if read_only:
-        return flow.participant_row(read_db(), participant_id)
+        return flow.participant_row(read_connection(), participant_id)
     return db().get(Participant, participant_id, with_for_update=lock or None)
 
 
@@ -146,37 +146,14 @@ def study():  # noqa: ANN201
 
 @participant_bp.get("/img/<token>")
 def image(token: str):  # noqa: ANN201
-    participant_id, served = session.get("participant"), session.get("served")
-    image_id, scope = (None, None) if participant_id is None else \
-        state().participant_images(participant_id).get(token, (None, None))
-    # an image of a trial not yet reached is refused even under its valid id (the instructions'
-    # example, a practice pair whose side it never shows, is open from the start)
-    if image_id is None or (scope != EXAMPLE_SCOPE and (
-            served is None or image_id not in state().reached_images(participant_id, served))):
-        abort(404)
-    if scope != EXAMPLE_SCOPE:  # recorded (committed) before it leaves: what an answer requires
-        state().record_served(participant_id, token)
-    return _send_image(image_id, token)
-
-
-IMAGE_CACHE_CONTROL = "private, max-age=86400, immutable"  # the browser only: never a shared cache
-
-
-def _send_image(image_id: str, token: str) -> Response:
-    """The image's bytes, or the web server's header naming the file that holds them (SEND_IMAGES).
-
-    Queries have a size that says nothing of the side (images.py). Nothing in the reply names the
-    image: no file name, Last-Modified or content hash; the ETag is the opaque id of the URL, so a
-    revalidation (a reload) is answered 304 without the bytes."""
-    mode, images = current_app.config["SEND_IMAGES"], state().images
-    if mode == "x-accel-redirect":  # nginx consumes the header and sends the file; the browser sees neither
-        return Response(mimetype="image/png", headers={
-            "Cache-Control": IMAGE_CACHE_CONTROL, "X-Accel-Redirect": SENT_IMAGES_LOCATION + images.sent_file(image_id).name})
-    if mode == "x-sendfile":
-        return Response(mimetype="image/png", headers={
-            "Cache-Control": IMAGE_CACHE_CONTROL, "X-Sendfile": str(images.sent_file(image_id))})
-    # what send_file does for bytes in memory (ETag, 304, ranges), without its file wrapper and guessing
-    data = images.read(image_id)
-    response = Response(data, mimetype="image/png", headers={"Cache-Control": IMAGE_CACHE_CONTROL})
-    response.set_etag(token)
-    return response.make_conditional(request, accept_ranges=True, complete_length=len(data))
+    """Reached only for an image OpaqueImages (opaque_images.py), which sends every image it lets out,
+    refused: over the images limit, an error while recording or sending it, else not this
+    participant's to see now (404)."""
+    session.accessed = True  # the refusal depends on the session cookie, as the image does (Vary: Cookie)
+    failure = request.environ.get(FAILURE)
+    if failure is not None:
+        raise failure
+    retry_after = request.environ.get(RETRY_AFTER)
+    if retry_after is not None:
+        return too_many(retry_after)
+    abort(404)

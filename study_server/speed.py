@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Mapping
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, Select, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import Participant, ServedImage, Trial, as_utc, utcnow
@@ -78,13 +79,19 @@ def record_served(connection: Connection, participant_id: int, token: str) -> No
     connection.execute(_RECORD[dialect], {"participant_id": participant_id, "token": token, "served_at": utcnow()})
 
 
-_SERVED = select(func.count()).select_from(ServedImage).where(  # built once (flow.PLAN says why)
-    ServedImage.participant_id == bindparam("participant_id"), ServedImage.token.in_(bindparam("tokens", expanding=True)))
+@lru_cache(maxsize=None)
+def _served_statement(n_tokens: int) -> Select:
+    """How many of `n_tokens` tokens (:t0, :t1, ...) were sent: built once per count (flow.PLAN says
+    why), with one parameter per token, not an expanding IN, which is compiled again on every run."""
+    tokens = [bindparam(f"t{i}") for i in range(n_tokens)]
+    return select(func.count()).select_from(ServedImage).where(
+        ServedImage.participant_id == bindparam("participant_id"), ServedImage.token.in_(tokens))
 
 
 def served_count(connection: Connection, participant_id: int, tokens: set[str]) -> int:
     """How many of `tokens` were sent to the participant."""
-    return connection.scalar(_SERVED, {"participant_id": participant_id, "tokens": sorted(tokens)})
+    return connection.scalar(_served_statement(len(tokens)),
+                             {"participant_id": participant_id, **{f"t{i}": t for i, t in enumerate(sorted(tokens))}})
 
 
 def _answered(trials: list[Trial]) -> list[Trial]:

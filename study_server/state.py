@@ -1,5 +1,5 @@
 """The server's request state, a leaf module as the Flask tutorial's db.py: the blueprints
-import `state`, `db` and `read_db` from here, and only the factory (app.py) imports the blueprints.
+import `state`, `db`, `read_db` and `read_connection` from here, and only the factory (app.py) imports the blueprints.
 """
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Callable
 
 from flask import Flask, current_app, g
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from .db import make_engine
-from .flow import participant_trials
+from .flow import participant_row, participant_trials
 from .images import ImageStore
-from .models import Participant
 from .plan import EXAMPLE_SCOPE, OPAQUE_PER_TRIAL, StudyContext, example_images, image_token, practice_scope, trial_images
 from .speed import SpeedRules, record_served
 
@@ -27,8 +26,8 @@ PLANS_CACHED = 8192  # participants whose plan a process keeps (reached_images)
 class ServerState:
     engine: Engine
     sessions: sessionmaker[Session]
-    read_engine: Engine
-    read_sessions: sessionmaker[Session]  # for requests that never write
+    read_engine: Engine  # for requests that never write
+    read_sessions: sessionmaker[Session]  # the same, as ORM sessions (the admin pages)
     study: StudyContext
     bundle_dir: Path
     token_secret: bytes  # keys the opaque image ids
@@ -68,9 +67,9 @@ class ServerState:
         plans: dict[int, tuple[int, dict[int, frozenset[str]]]] = {}
 
         def load_plan(participant_id: int) -> tuple[int, dict[int, frozenset[str]]]:
-            with self.read_sessions() as session:
-                participant = session.get(Participant, participant_id)
-                trials = [] if participant is None else participant_trials(session, participant)
+            with self.read_engine.connect() as connection:
+                participant = participant_row(connection, participant_id)
+                trials = [] if participant is None else participant_trials(connection, participant)
                 seen: set[str] = set()
                 upto = {}
                 for trial in trials:
@@ -119,10 +118,24 @@ def db() -> Session:
 
 
 def read_db() -> Session:
-    """The request's read-only session: never takes SQLite's write lock."""
+    """The request's read-only ORM session (the admin pages): never takes SQLite's write lock."""
     if "read_db" not in g:
         g.read_db = state().read_sessions()
     return g.read_db
+
+
+def read_connection() -> Connection:
+    """The request's read-only connection (Core rows, no ORM session): never takes SQLite's write lock."""
+    if "read_connection" not in g:
+        g.read_connection = state().read_engine.connect()
+    return g.read_connection
+
+
+def close_read_connection() -> None:
+    """Return the request's read connection to the pool now (the read is done)."""
+    connection = g.pop("read_connection", None)
+    if connection is not None:
+        connection.close()
 
 
 def init_state(app: Flask, server_state: ServerState) -> None:
@@ -135,3 +148,4 @@ def init_state(app: Flask, server_state: ServerState) -> None:
             session = g.pop(name, None)
             if session is not None:
                 session.close()
+        close_read_connection()

@@ -98,3 +98,57 @@ def test_a_web_server_mode_needs_its_folder(sqlite_url: str, bundle: Path) -> No
         make_app(sqlite_url, bundle, SEND_IMAGES="x-accel-redirect")
     with pytest.raises(ConfigError, match="SEND_IMAGES must be one of app, x-accel-redirect, x-sendfile"):
         make_app(sqlite_url, bundle, SEND_IMAGES="nginx")
+
+
+SECURITY = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+
+
+def test_an_image_is_answered_before_flask_and_a_refusal_by_its_view(sqlite_url: str, bundle: Path,
+                                                                      tmp_path: Path) -> None:
+    """GET /img, the app's most frequent request, costs no Flask request (opaque_images.py): no hook
+    runs for an image sent, and its reply carries what Flask's did (the security headers, `Vary:
+    Cookie`); a refusal is Flask's own 404 page, through every hook."""
+    from flask import request
+
+    app = make_app(sqlite_url, bundle, SEND_IMAGES="x-accel-redirect", SENT_IMAGES_DIR=str(tmp_path / "sent"))
+    through_flask: list[str] = []
+    app.before_request(lambda: through_flask.append(request.path))
+    w, trial = _first_trial(app)
+    for key in ("base", "left", "right"):
+        reply = w.client.get(trial[key])
+        assert reply.status_code == 200 and reply.headers["X-Accel-Redirect"].startswith(SENT_IMAGES_LOCATION)
+        assert reply.headers["Vary"] == "Cookie" and "frame-ancestors 'none'" in reply.headers["Content-Security-Policy"]
+        assert {k: reply.headers[k] for k in SECURITY} == SECURITY
+        assert reply.headers.get("Set-Cookie") is None  # an image never changes the session
+    assert not [path for path in through_flask if path.startswith("/img/")]
+    assert _served_tokens(app, w) == {_token(trial[key]) for key in ("base", "left", "right")}
+    for url in ("/img/" + "A" * 22, "/img/" + "B" * 22):
+        refused = w.client.get(url)
+        assert refused.status_code == 404 and refused.mimetype == "text/html" and "X-Accel-Redirect" not in refused.headers
+        assert {k: refused.headers[k] for k in SECURITY} == SECURITY and refused.headers["Vary"] == "Cookie"
+        assert through_flask[-1] == url
+    app.extensions["maco"].engine.dispose()
+
+
+def test_an_error_while_recording_an_image_is_flask_s_500_and_sends_nothing(sqlite_url: str, bundle: Path,
+                                                                            tmp_path: Path) -> None:
+    app = make_app(sqlite_url, bundle, SEND_IMAGES="x-accel-redirect", SENT_IMAGES_DIR=str(tmp_path / "sent"))
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production: Flask logs it and answers 500
+    w, trial = _first_trial(app)
+    state = app.extensions["maco"]
+    recorded = state.record_served
+
+    def database_down(participant_id: int, token: str) -> None:
+        raise OSError("the database is down")
+
+    state.record_served = database_down
+    try:
+        reply = w.client.get(trial["base"])
+    finally:
+        state.record_served = recorded
+    assert reply.status_code == 500 and "X-Accel-Redirect" not in reply.headers
+    assert {k: reply.headers[k] for k in SECURITY} == SECURITY
+    assert _served_tokens(app, w) == set()
+    assert w.client.get(trial["base"]).status_code == 200  # the database back: sent and recorded
+    assert _served_tokens(app, w) == {_token(trial["base"])}
+    app.extensions["maco"].engine.dispose()
